@@ -1,0 +1,132 @@
+//! Writes to the token Secret. Every write is a compare-and-swap on `resourceVersion`,
+//! retried on conflict, so replicas (the controller, an OAuth callback, a webhook) never
+//! overwrite each other's rotation of the refresh token.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, PostParams};
+use kube::Client;
+
+use crate::api::ZoomConnection;
+use crate::token_secret::{build_secret, ownership, read_record, Ownership, TokenRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Secret {0} exists and is not owned by this ZoomConnection")]
+    NotOwned(String),
+    #[error("kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("gave up after repeated write conflicts on Secret {0}")]
+    Contended(String),
+}
+
+/// What a mutation wants done with the record it was shown.
+pub enum Change {
+    Write,
+    /// Leave the Secret as it is (the mutation saw something newer than it expected).
+    Keep,
+}
+
+pub struct TokenStore {
+    api: Api<Secret>,
+}
+
+impl TokenStore {
+    pub fn new(client: Client, namespace: &str) -> Self {
+        TokenStore {
+            api: Api::namespaced(client, namespace),
+        }
+    }
+
+    /// Reads the token Secret straight from the API server (not from a cache), as the refresh
+    /// path must before concluding that Zoom rejected a refresh token.
+    pub async fn read(&self, zc: &ZoomConnection) -> Result<(Ownership, TokenRecord), kube::Error> {
+        let secret = self.api.get_opt(&zc.token_secret_name()).await?;
+        let owner = ownership(zc, secret.as_ref());
+        let record = match (&owner, &secret) {
+            (Ownership::Ours, Some(s)) => read_record(s),
+            _ => TokenRecord::default(),
+        };
+        Ok((owner, record))
+    }
+
+    /// Applies `mutate` to the current record and writes the result, retrying on conflicts.
+    /// Returns the record as written (or as found, for `Change::Keep`).
+    pub async fn update<E>(
+        &self,
+        zc: &ZoomConnection,
+        mut mutate: impl FnMut(&mut TokenRecord) -> Result<Change, E>,
+    ) -> Result<Result<TokenRecord, E>, StoreError> {
+        let name = zc.token_secret_name();
+        let full_name = format!("{}/{name}", zc.metadata.namespace.as_deref().unwrap_or_default());
+        let mut delay = Duration::from_millis(50);
+        // Generous: losing a freshly rotated refresh token would break the grant, so a
+        // flaky API server gets several seconds before we give up.
+        for _ in 0..10 {
+            let current = self.api.get_opt(&name).await;
+            let current = match current {
+                Ok(c) => c,
+                Err(e) if is_transient(&e) => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if ownership(zc, current.as_ref()) == Ownership::Foreign {
+                return Err(StoreError::NotOwned(full_name));
+            }
+            let mut record = current.as_ref().map(read_record).unwrap_or_default();
+            match mutate(&mut record) {
+                Err(e) => return Ok(Err(e)),
+                Ok(Change::Keep) => return Ok(Ok(record)),
+                Ok(Change::Write) => {}
+            }
+            let mut desired = build_secret(zc, &record, Timestamp::now());
+            let result = match current {
+                None => self.api.create(&PostParams::default(), &desired).await,
+                Some(current) => {
+                    // Keep what other tools put on the Secret (reloader hashes, backups).
+                    merge_foreign_metadata(&mut desired, &current);
+                    desired.metadata.resource_version = current.metadata.resource_version;
+                    self.api.replace(&name, &PostParams::default(), &desired).await
+                }
+            };
+            match result {
+                Ok(_) => return Ok(Ok(record)),
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) if is_transient(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        Err(StoreError::Contended(full_name))
+    }
+}
+
+fn merge_foreign_metadata(desired: &mut Secret, current: &Secret) {
+    use crate::token_secret::annotations::ALL;
+    if let (Some(want), Some(have)) = (desired.metadata.annotations.as_mut(), current.metadata.annotations.as_ref()) {
+        for (k, v) in have {
+            if !ALL.contains(&k.as_str()) && !k.starts_with("zoom-operator.io/") {
+                want.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+    }
+    if let (Some(want), Some(have)) = (desired.metadata.labels.as_mut(), current.metadata.labels.as_ref()) {
+        for (k, v) in have {
+            want.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+}
+
+pub fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,22 @@
+//! zoom-operator: Zoom connections as Kubernetes resources.
+//!
+//! `api` is the CRD; `controller` reconciles it; `server` serves OAuth, webhooks and metrics;
+//! `zoom` speaks to Zoom. Pure decisions (`urls`, `conditions`, `credentials`, `signing`,
+//! `token_secret`, `sink`, `controller::schedule`) take values and return values.
+
+pub mod api;
+pub mod authorize;
+pub mod conditions;
+pub mod config;
+pub mod controller;
+pub mod credentials;
+pub mod duration;
+pub mod leader;
+pub mod metrics;
+pub mod run;
+pub mod server;
+pub mod signing;
+pub mod sink;
+pub mod token_secret;
+pub mod urls;
+pub mod zoom;

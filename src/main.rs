@@ -1,0 +1,176 @@
+//! The `zoom-operator` binary: `run`, `crd`, `authorize`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use url::Url;
+
+use zoom_operator::config::OperatorConfig;
+use zoom_operator::urls::{parse_ingress_ref, UrlSource};
+
+#[derive(Parser)]
+#[command(name = "zoom-operator", version, about = "Zoom connections as Kubernetes resources")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller, the public HTTP server (OAuth, events) and the metrics server.
+    Run(RunArgs),
+    /// Print the ZoomConnection CRD as YAML.
+    Crd,
+    /// Print a connection's authorize URL and wait until it is authorized.
+    Authorize(AuthorizeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Public HTTP listener: OAuth start/redirect and Zoom events.
+    #[arg(long, env = "ZOOM_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Admin listener: /metrics, /healthz, /readyz.
+    #[arg(long, env = "ZOOM_OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+    /// Public base URL (overrides --ingress).
+    #[arg(long, env = "ZOOM_OPERATOR_PUBLIC_URL")]
+    public_url: Option<Url>,
+    /// Derive the public URL from this Ingress (NAMESPACE/NAME).
+    #[arg(long, env = "ZOOM_OPERATOR_INGRESS", value_parser = parse_ingress_ref)]
+    ingress: Option<(String, String)>,
+    #[arg(long, env = "ZOOM_OPERATOR_ZOOM_OAUTH_URL", default_value = "https://zoom.us")]
+    zoom_oauth_url: Url,
+    #[arg(long, env = "ZOOM_OPERATOR_ZOOM_API_URL", default_value = "https://api.zoom.us")]
+    zoom_api_url: Url,
+    /// The operator-wide default OAuth app's Secret (NAMESPACE/NAME), for authType DefaultOAuth.
+    #[arg(long, env = "ZOOM_OPERATOR_DEFAULT_APP_SECRET", value_parser = parse_ingress_ref)]
+    default_app_secret: Option<(String, String)>,
+    /// Watch only these namespaces (repeatable; default: all).
+    #[arg(long, env = "ZOOM_OPERATOR_WATCH_NAMESPACE", value_delimiter = ',')]
+    watch_namespace: Vec<String>,
+    /// Elect a leader among replicas; only the leader reconciles.
+    #[arg(long, env = "ZOOM_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease and the signing-key Secret (default: the pod's namespace).
+    #[arg(long, env = "ZOOM_OPERATOR_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Extra hosts event sinks may use besides in-cluster Services (repeatable).
+    #[arg(long, env = "ZOOM_OPERATOR_ALLOW_SINK_HOST", value_delimiter = ',')]
+    allow_sink_host: Vec<String>,
+    #[arg(long, env = "ZOOM_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(clap::Args)]
+struct AuthorizeArgs {
+    #[arg(short, long, env = "ZOOM_OPERATOR_NAMESPACE", default_value = "default")]
+    namespace: String,
+    name: String,
+    /// Give up after this long (Go duration).
+    #[arg(long, env = "ZOOM_OPERATOR_TIMEOUT", default_value = "10m")]
+    timeout: String,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn operator_namespace(flag: Option<String>) -> String {
+    flag.or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "zoom-operator".to_owned())
+}
+
+fn identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.is_empty())
+        .map(|h| format!("{h}-{}", std::process::id()))
+        .unwrap_or_else(|| format!("zoom-operator-{}", std::process::id()))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match zoom_operator::api::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: could not render the CRD: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            init_logging(args.log_format);
+            let url_source = match (args.public_url, args.ingress) {
+                (Some(url), _) => UrlSource::Fixed(url),
+                (None, Some((namespace, name))) => UrlSource::Ingress { namespace, name },
+                (None, None) => UrlSource::Unconfigured,
+            };
+            let config = OperatorConfig {
+                listen: args.listen,
+                metrics_listen: args.metrics_listen,
+                url_source,
+                zoom_oauth_url: args.zoom_oauth_url,
+                zoom_api_url: args.zoom_api_url,
+                default_app_secret: args.default_app_secret,
+                watch_namespaces: args.watch_namespace.into_iter().filter(|n| !n.is_empty()).collect(),
+                leader_election: args.leader_election,
+                operator_namespace: operator_namespace(args.lease_namespace),
+                identity: identity(),
+                allow_sink_hosts: args.allow_sink_host.into_iter().filter(|n| !n.is_empty()).collect(),
+            };
+            block_on(zoom_operator::run::run(config))
+        }
+        Command::Authorize(args) => {
+            init_logging(LogFormat::Text);
+            let timeout = match zoom_operator::duration::parse_go_duration(&args.timeout) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: --timeout: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            block_on(zoom_operator::authorize::authorize(&args.namespace, &args.name, timeout))
+        }
+    }
+}
+
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

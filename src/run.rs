@@ -1,0 +1,191 @@
+//! `zoom-operator run`: wires the controller (behind leader election), the public server and
+//! the admin server together, and shuts all of them down cleanly on SIGTERM/SIGINT.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::Client;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::OperatorConfig;
+use crate::controller::{self, Context};
+use crate::leader::LeaderElector;
+use crate::metrics::{ExpiryCollector, Metrics};
+use crate::server::admin::{self, AdminState};
+use crate::server::public;
+use crate::signing::SigningKey;
+use crate::zoom::client::ZoomClient;
+
+pub const SIGNING_KEY_SECRET: &str = "zoom-operator-signing-key";
+const SIGNING_KEY_FIELD: &str = "key";
+
+/// The key that signs tickets and OAuth state, shared by all replicas through a Secret in the
+/// operator's namespace; created by whichever replica gets there first.
+pub async fn load_signing_key(client: Client, namespace: &str) -> anyhow::Result<SigningKey> {
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    for _ in 0..5 {
+        if let Some(secret) = api.get_opt(SIGNING_KEY_SECRET).await? {
+            let key = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(SIGNING_KEY_FIELD))
+                .map(|b| b.0.clone())
+                .filter(|k| k.len() >= 32)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "Secret {namespace}/{SIGNING_KEY_SECRET} has no key {SIGNING_KEY_FIELD} of at least 32 bytes; delete it and the operator will create a new one"
+                    )
+                })?;
+            return Ok(SigningKey::new(key));
+        }
+        let key = SigningKey::generate();
+        let secret = Secret {
+            metadata: ObjectMeta {
+                name: Some(SIGNING_KEY_SECRET.to_owned()),
+                labels: Some(BTreeMap::from([(
+                    crate::api::MANAGED_BY_LABEL.to_owned(),
+                    "zoom-operator".to_owned(),
+                )])),
+                ..Default::default()
+            },
+            type_: Some("Opaque".to_owned()),
+            data: Some(BTreeMap::from([(
+                SIGNING_KEY_FIELD.to_owned(),
+                ByteString(key.bytes().to_vec()),
+            )])),
+            ..Default::default()
+        };
+        match api.create(&PostParams::default(), &secret).await {
+            Ok(_) => return Ok(key),
+            // Another replica created it first: read theirs.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    anyhow::bail!("could not create or read Secret {namespace}/{SIGNING_KEY_SECRET}")
+}
+
+pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_handler(shutdown.clone()));
+
+    let signing = load_signing_key(client.clone(), &config.operator_namespace).await?;
+    let zoom = ZoomClient::new(config.zoom_oauth_url.clone(), config.zoom_api_url.clone())?;
+    let metrics = Metrics::new();
+    let connections = Arc::new(RwLock::new(None));
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+
+    let (url_tx, url_rx) = watch::channel(None);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "zoom-operator".into(),
+            instance: Some(config.identity.clone()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder,
+        metrics,
+        config: config.clone(),
+        zoom,
+        signing,
+        urls: url_rx.clone(),
+        retries: Mutex::new(Default::default()),
+        connections: connections.clone(),
+    });
+    registry.register_collector(Box::new(ExpiryCollector { slot: connections }));
+    let admin_state = Arc::new(AdminState {
+        registry,
+        ready: Default::default(),
+    });
+
+    let public_listener = TcpListener::bind(config.listen).await?;
+    let admin_listener = TcpListener::bind(config.metrics_listen).await?;
+    tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "serving");
+    let public_server = {
+        let shutdown = shutdown.clone();
+        let router = public::router(ctx.clone());
+        tokio::spawn(async move {
+            axum::serve(public_listener, router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        })
+    };
+    let ctx_for_admin = admin_state.clone();
+    let admin_server = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(admin_listener, admin::router(ctx_for_admin))
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await
+        })
+    };
+
+    let urls = tokio::spawn(controller::watch_public_urls(
+        client.clone(),
+        config.url_source.clone(),
+        url_tx,
+        shutdown.clone(),
+    ));
+    // Serve requests only once the public URLs are known.
+    let mut url_ready = url_rx.clone();
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        _ = url_ready.wait_for(Option::is_some) => {}
+    }
+    admin_state.ready.store(true, Ordering::Relaxed);
+
+    let controller = {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if ctx.config.leader_election {
+                let elector = LeaderElector::new(ctx.client.clone(), &ctx.config.operator_namespace, &ctx.config.identity);
+                elector
+                    .run(shutdown, move |term| controller::run_controller(ctx.clone(), term))
+                    .await;
+            } else {
+                controller::run_controller(ctx, shutdown).await;
+            }
+        })
+    };
+
+    shutdown.cancelled().await;
+    let _ = controller.await;
+    let _ = urls.await;
+    if let Ok(Err(e)) = public_server.await {
+        tracing::warn!(error = %e, "public server stopped with an error");
+    }
+    if let Ok(Err(e)) = admin_server.await {
+        tracing::warn!(error = %e, "admin server stopped with an error");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+async fn signal_handler(shutdown: CancellationToken) {
+    let terminate = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

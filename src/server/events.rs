@@ -1,0 +1,1 @@
+//! `POST /zoom/event`: Zoom webhooks (see api.md section 5).

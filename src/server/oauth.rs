@@ -1,0 +1,325 @@
+//! The browser side of the authorization-code flow: `GET /oauth/start/zoom/{ns}/{name}` and
+//! `GET /oauth/redirect/zoom`. Every failure is a short HTML page with a 4xx (or 502 when Zoom
+//! is down) and, where a connection is known, a condition; tokens never appear in a URL, a log
+//! line or a page.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use kube::api::Api;
+use serde::Deserialize;
+
+use crate::api::ZoomConnection;
+use crate::controller::renew::store_grant;
+use crate::controller::schedule::{AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS};
+use crate::controller::store::Change;
+use crate::controller::Context;
+use crate::metrics::HttpLabels;
+use crate::signing::{pkce_challenge, Claims, SignatureError};
+use crate::zoom::client::ZoomError;
+
+#[derive(Deserialize)]
+pub struct StartQuery {
+    ticket: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct RedirectQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// A small HTML page; every dynamic part is escaped.
+pub fn page(status: StatusCode, title: &str, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;color:#222}}\
+         h1{{font-size:1.4em}}</style></head><body><h1>{t}</h1><p>{m}</p></body></html>",
+        t = escape(title),
+        m = escape(message)
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub fn escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '<' => "&lt;".to_owned(),
+            '>' => "&gt;".to_owned(),
+            '&' => "&amp;".to_owned(),
+            '"' => "&quot;".to_owned(),
+            '\'' => "&#39;".to_owned(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn count(ctx: &Context, route: &str, response: Response) -> Response {
+    ctx.metrics
+        .oauth_requests
+        .get_or_create(&HttpLabels {
+            route: route.to_owned(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+pub async fn start(
+    State(ctx): State<Arc<Context>>,
+    Path((namespace, name)): Path<(String, String)>,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    let response = start_inner(&ctx, &namespace, &name, query.ticket.as_deref()).await;
+    count(&ctx, "start", response)
+}
+
+async fn start_inner(ctx: &Context, namespace: &str, name: &str, ticket: Option<&str>) -> Response {
+    let now = Timestamp::now();
+    let forbidden = |why: &str| {
+        page(
+            StatusCode::FORBIDDEN,
+            "This link cannot start an authorization",
+            &format!("{why} Copy the current link from the connection's status.authorizeURL (kubectl get zc {name} -n {namespace} -o jsonpath='{{.status.authorizeURL}}')."),
+        )
+    };
+    let claims = match ticket.map(|t| ctx.signing.verify_ticket(t, now)) {
+        None => return forbidden("The link has no ticket."),
+        Some(Err(SignatureError::Expired)) => return forbidden("The link has expired."),
+        Some(Err(_)) => return forbidden("The link's ticket is not valid."),
+        Some(Ok(claims)) => claims,
+    };
+    if claims.ns != namespace || claims.name != name {
+        return forbidden("The link's ticket was issued for another connection.");
+    }
+    let zc = match connection(ctx, &claims).await {
+        Ok(zc) => zc,
+        Err(response) => return response,
+    };
+    if !zc.spec.auth_type.is_oauth() {
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Nothing to authorize",
+            "This connection uses a Server-to-Server app, which needs no browser authorization.",
+        );
+    }
+    let app = match ctx.app_credentials(&zc).await {
+        Ok((Ok(app), _, _)) => app,
+        Ok((Err(problem), _, _)) => {
+            return page(StatusCode::CONFLICT, "The connection is not ready to authorize", &problem.message())
+        }
+        Err(_) => return unavailable("Kubernetes"),
+    };
+    let urls = match ctx.current_urls() {
+        Ok(urls) => urls,
+        Err(problem) => return page(StatusCode::CONFLICT, "The operator's public URL is not known", &problem.message()),
+    };
+    let (state, state_claims) = ctx.signing.issue_state(namespace, name, &claims.uid, now);
+    let verifier = ctx.signing.pkce_verifier(state_claims.n.as_deref().unwrap_or_default());
+    let location = ctx
+        .zoom
+        .authorize_url(&app.client_id, &urls.redirect_url(), &state, &pkce_challenge(&verifier));
+    (
+        StatusCode::FOUND,
+        [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())],
+    )
+        .into_response()
+}
+
+/// The connection a ticket or state names, if it still exists as the same object.
+async fn connection(ctx: &Context, claims: &Claims) -> Result<ZoomConnection, Response> {
+    let api: Api<ZoomConnection> = Api::namespaced(ctx.client.clone(), &claims.ns);
+    match api.get_opt(&claims.name).await {
+        Ok(Some(zc)) if zc.metadata.uid.as_deref() == Some(claims.uid.as_str()) => Ok(zc),
+        Ok(_) => Err(page(
+            StatusCode::NOT_FOUND,
+            "Connection not found",
+            &format!(
+                "ZoomConnection {}/{} no longer exists (or was re-created); start again from its current status.authorizeURL.",
+                claims.ns, claims.name
+            ),
+        )),
+        Err(_) => Err(unavailable("Kubernetes")),
+    }
+}
+
+fn unavailable(what: &str) -> Response {
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Try again in a moment",
+        &format!("The operator could not reach {what}. Nothing was changed; please retry."),
+    )
+}
+
+pub async fn redirect(State(ctx): State<Arc<Context>>, Query(query): Query<RedirectQuery>) -> Response {
+    let response = redirect_inner(&ctx, query).await;
+    count(&ctx, "redirect", response)
+}
+
+enum Consume {
+    Replayed,
+}
+
+async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
+    let now = Timestamp::now();
+    let restart = "Start again from the connection's status.authorizeURL.";
+    let claims = match query.state.as_deref().map(|s| ctx.signing.verify_state(s, now)) {
+        None => return page(StatusCode::BAD_REQUEST, "Missing state", &format!("Zoom's answer carries no state parameter. {restart}")),
+        Some(Err(SignatureError::Expired)) => {
+            return page(StatusCode::BAD_REQUEST, "This authorization has expired", &format!("Authorizations must finish within 10 minutes. {restart}"))
+        }
+        Some(Err(_)) => return page(StatusCode::BAD_REQUEST, "Invalid state", &format!("The state parameter was not issued by this operator. {restart}")),
+        Some(Ok(claims)) => claims,
+    };
+    let zc = match connection(ctx, &claims).await {
+        Ok(zc) => zc,
+        Err(response) => return response,
+    };
+    let who = format!("{}/{}", claims.ns, claims.name);
+    let nonce = claims.n.clone().unwrap_or_default();
+    let store = ctx.token_store(&zc);
+
+    // Single use across all replicas: the nonce is recorded in the token Secret with a
+    // compare-and-swap before the code is exchanged.
+    let consumed = store
+        .update(&zc, |record| {
+            if record.consumed_states.iter().any(|(n, _)| *n == nonce) {
+                return Err(Consume::Replayed);
+            }
+            record.consumed_states.push((nonce.clone(), claims.expires_at()));
+            Ok(Change::Write)
+        })
+        .await;
+    match consumed {
+        Ok(Ok(_)) => {}
+        Ok(Err(Consume::Replayed)) => {
+            return page(StatusCode::BAD_REQUEST, "This authorization was already used", &format!("Each authorization link works once. {restart}"))
+        }
+        Err(crate::controller::store::StoreError::NotOwned(secret)) => {
+            return page(
+                StatusCode::CONFLICT,
+                "The token Secret belongs to someone else",
+                &format!("Secret {secret} exists and is not owned by ZoomConnection {who}; delete it or set spec.tokenSecretName."),
+            )
+        }
+        Err(_) => return unavailable("Kubernetes"),
+    }
+
+    if let Some(error) = query.error.as_deref() {
+        let error = crate::zoom::client::scrub(error);
+        let detail = query
+            .error_description
+            .as_deref()
+            .map(crate::zoom::client::scrub)
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        record_failure(ctx, &zc, AUTHORIZATION_FAILED, format!("Zoom returned {error}{detail}")).await;
+        let (status, title) = if error == "access_denied" {
+            (StatusCode::FORBIDDEN, "Authorization was denied")
+        } else {
+            (StatusCode::BAD_REQUEST, "Zoom did not authorize the app")
+        };
+        return page(status, title, &format!("Zoom answered {error}{detail} for connection {who}. {restart}"));
+    }
+    let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
+        return page(StatusCode::BAD_REQUEST, "Missing code", &format!("Zoom's answer carries no authorization code. {restart}"));
+    };
+
+    let app = match ctx.app_credentials(&zc).await {
+        Ok((Ok(app), _, _)) => app,
+        Ok((Err(problem), _, _)) => return page(StatusCode::CONFLICT, "The connection's credentials are not usable", &problem.message()),
+        Err(_) => return unavailable("Kubernetes"),
+    };
+    let urls = match ctx.current_urls() {
+        Ok(urls) => urls,
+        Err(problem) => return page(StatusCode::CONFLICT, "The operator's public URL is not known", &problem.message()),
+    };
+    let verifier = ctx.signing.pkce_verifier(&nonce);
+    let label = zc.spec.auth_type.to_string();
+    let grant = match ctx.zoom.exchange_code(&app, code, &urls.redirect_url(), &verifier).await {
+        Ok(grant) => {
+            ctx.metrics.token_request(&label, "ok");
+            grant
+        }
+        Err(err) => {
+            ctx.metrics.token_request(&label, "exchange_failed");
+            tracing::warn!(connection = %who, error = %err, "authorization code exchange failed");
+            let (reason, status) = match &err {
+                e if e.is_invalid_client() => (INVALID_CLIENT_CREDENTIALS, StatusCode::BAD_REQUEST),
+                ZoomError::Unavailable { .. } | ZoomError::Protocol(_) => (AUTHORIZATION_FAILED, StatusCode::BAD_GATEWAY),
+                _ => (AUTHORIZATION_FAILED, StatusCode::BAD_REQUEST),
+            };
+            record_failure(ctx, &zc, reason, format!("exchanging the authorization code failed: {err}")).await;
+            return page(status, "Zoom did not accept the authorization", &format!("{err}. {restart}"));
+        }
+    };
+    // Who authorized: best effort; the grant is stored either way.
+    let account = match ctx.zoom.users_me(&grant.access_token).await {
+        Ok(user) => Some(crate::api::ZoomAccount {
+            account_id: user.account_id,
+            user_id: Some(user.id),
+            email: user.email,
+        }),
+        Err(err) => {
+            tracing::warn!(connection = %who, error = %err, "reading /v2/users/me failed");
+            None
+        }
+    };
+    let email = account.as_ref().and_then(|a| a.email.clone());
+    let stored = store
+        .update(&zc, |record| {
+            store_grant(record, grant.clone(), &app.client_id, Timestamp::now());
+            record.account = account.clone();
+            Ok::<_, ()>(Change::Write)
+        })
+        .await;
+    match stored {
+        Ok(Ok(_)) => {
+            tracing::info!(connection = %who, "connection authorized");
+            page(
+                StatusCode::OK,
+                "Connected to Zoom",
+                &format!(
+                    "ZoomConnection {who} is authorized{}. Its tokens are in Secret {}/{}. You can close this window.",
+                    email.map(|e| format!(" as {e}")).unwrap_or_default(),
+                    claims.ns,
+                    zc.token_secret_name()
+                ),
+            )
+        }
+        _ => unavailable("Kubernetes to store the tokens (authorize again)"),
+    }
+}
+
+async fn record_failure(ctx: &Context, zc: &ZoomConnection, reason: &str, message: String) {
+    let result = ctx
+        .token_store(zc)
+        .update(zc, |record| {
+            // A failed re-authorization must not clobber a working grant's state.
+            let has_working_grant = record.grant.as_ref().is_some_and(|g| g.refresh_token.is_some())
+                && record.grant_problem.is_none();
+            if has_working_grant && reason == AUTHORIZATION_FAILED {
+                return Ok::<_, ()>(Change::Keep);
+            }
+            record.grant_problem = Some((reason.to_owned(), message.clone()));
+            Ok(Change::Write)
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not record the authorization failure");
+    }
+}

@@ -1,0 +1,405 @@
+//! The token Secret: its layout (api.md section 4), who owns it, and the bookkeeping the
+//! operator keeps beside the tokens so any replica can pick up where another left off.
+//!
+//! Pure: conversions between a `Secret` and a [`TokenRecord`]; the writes live in the controller.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::ByteString;
+use kube::Resource;
+
+use crate::api::{ZoomAccount, ZoomConnection, CONNECTION_LABEL, MANAGED_BY_LABEL};
+
+pub const ACCESS_TOKEN: &str = "access_token";
+pub const REFRESH_TOKEN: &str = "refresh_token";
+pub const TOKEN_TYPE: &str = "token_type";
+pub const EXPIRES_AT: &str = "expires_at";
+pub const SCOPE: &str = "scope";
+pub const API_URL: &str = "api_url";
+
+/// Operator bookkeeping kept as annotations on the token Secret (never token values).
+pub mod annotations {
+    pub const LAST_REFRESH_TIME: &str = "zoom-operator.io/last-refresh-time";
+    pub const CLIENT_ID: &str = "zoom-operator.io/client-id";
+    pub const ACCOUNT_ID: &str = "zoom-operator.io/account-id";
+    pub const USER_ID: &str = "zoom-operator.io/user-id";
+    pub const EMAIL: &str = "zoom-operator.io/email";
+    /// Why the grant is gone: `RefreshTokenRejected`, `Deauthorized`, `AccessDenied`, ...
+    pub const GRANT_PROBLEM: &str = "zoom-operator.io/grant-problem";
+    pub const GRANT_PROBLEM_MESSAGE: &str = "zoom-operator.io/grant-problem-message";
+    pub const FAILED_REFRESH_ATTEMPTS: &str = "zoom-operator.io/failed-refresh-attempts";
+    pub const LAST_FAILURE: &str = "zoom-operator.io/last-failure";
+    /// The value of `zoom-operator.io/refresh-requested` that was last acted on.
+    pub const REFRESH_HANDLED: &str = "zoom-operator.io/refresh-handled";
+    /// OAuth `state` nonces already used, so a state works once across all replicas.
+    pub const CONSUMED_STATES: &str = "zoom-operator.io/consumed-states";
+
+    pub const ALL: [&str; 11] = [
+        LAST_REFRESH_TIME,
+        CLIENT_ID,
+        ACCOUNT_ID,
+        USER_ID,
+        EMAIL,
+        GRANT_PROBLEM,
+        GRANT_PROBLEM_MESSAGE,
+        FAILED_REFRESH_ATTEMPTS,
+        LAST_FAILURE,
+        REFRESH_HANDLED,
+        CONSUMED_STATES,
+    ];
+}
+
+/// Tokens as Zoom issued them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub access_token: String,
+    /// OAuth grants only; Server-to-Server tokens have none.
+    pub refresh_token: Option<String>,
+    pub token_type: String,
+    pub expires_at: Timestamp,
+    pub scope: String,
+    pub api_url: String,
+}
+
+impl fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("access_token", &"<redacted>")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .field("scope", &self.scope)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
+}
+
+/// Everything the token Secret records: the grant (if any) and the bookkeeping.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub grant: Option<TokenGrant>,
+    pub last_refresh_time: Option<Timestamp>,
+    pub client_id: Option<String>,
+    pub account: Option<ZoomAccount>,
+    pub grant_problem: Option<(String, String)>,
+    pub failed_refresh_attempts: u32,
+    pub last_failure: Option<String>,
+    pub refresh_handled: Option<String>,
+    pub consumed_states: Vec<(String, Timestamp)>,
+}
+
+/// Who holds a Secret of the token Secret's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    Absent,
+    Ours,
+    /// Exists, but its controller owner is not this ZoomConnection.
+    Foreign,
+}
+
+pub fn ownership(zc: &ZoomConnection, secret: Option<&Secret>) -> Ownership {
+    let Some(secret) = secret else {
+        return Ownership::Absent;
+    };
+    let uid = zc.meta().uid.as_deref();
+    let ours = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid && r.kind == "ZoomConnection");
+    if ours {
+        Ownership::Ours
+    } else {
+        Ownership::Foreign
+    }
+}
+
+fn text(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+        .filter(|v| !v.is_empty())
+}
+
+fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+/// Reads a token Secret. Garbled bookkeeping is treated as absent rather than failing the
+/// reconcile: the worst outcome is an early refresh.
+pub fn read_record(secret: &Secret) -> TokenRecord {
+    let grant = text(secret, ACCESS_TOKEN).map(|access_token| TokenGrant {
+        access_token,
+        refresh_token: text(secret, REFRESH_TOKEN),
+        token_type: text(secret, TOKEN_TYPE).unwrap_or_else(|| "bearer".to_owned()),
+        // No parsable expiry means we cannot trust the token: treat it as expired now.
+        expires_at: text(secret, EXPIRES_AT)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(Timestamp::UNIX_EPOCH),
+        scope: text(secret, SCOPE).unwrap_or_default(),
+        api_url: text(secret, API_URL).unwrap_or_default(),
+    });
+    let account = {
+        let a = ZoomAccount {
+            account_id: annotation(secret, annotations::ACCOUNT_ID).map(str::to_owned),
+            user_id: annotation(secret, annotations::USER_ID).map(str::to_owned),
+            email: annotation(secret, annotations::EMAIL).map(str::to_owned),
+        };
+        (a != ZoomAccount::default()).then_some(a)
+    };
+    let consumed_states = annotation(secret, annotations::CONSUMED_STATES)
+        .map(|v| {
+            v.split(',')
+                .filter_map(|entry| {
+                    let (nonce, expiry) = entry.split_once('@')?;
+                    Some((nonce.to_owned(), expiry.parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    TokenRecord {
+        grant,
+        last_refresh_time: annotation(secret, annotations::LAST_REFRESH_TIME).and_then(|v| v.parse().ok()),
+        client_id: annotation(secret, annotations::CLIENT_ID).map(str::to_owned),
+        account,
+        grant_problem: annotation(secret, annotations::GRANT_PROBLEM).map(|reason| {
+            (
+                reason.to_owned(),
+                annotation(secret, annotations::GRANT_PROBLEM_MESSAGE)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }),
+        failed_refresh_attempts: annotation(secret, annotations::FAILED_REFRESH_ATTEMPTS)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        last_failure: annotation(secret, annotations::LAST_FAILURE).map(str::to_owned),
+        refresh_handled: annotation(secret, annotations::REFRESH_HANDLED).map(str::to_owned),
+        consumed_states,
+    }
+}
+
+/// RFC 3339 with whole seconds, as written to `expires_at` and shown in status.
+pub fn rfc3339(ts: Timestamp) -> String {
+    match Timestamp::from_second(ts.as_second()) {
+        Ok(whole) => whole.to_string(),
+        Err(_) => ts.to_string(),
+    }
+}
+
+pub fn owner_reference(zc: &ZoomConnection) -> Option<OwnerReference> {
+    zc.controller_owner_ref(&())
+}
+
+/// The complete token Secret for `record`: data keys, labels (ours plus the template's),
+/// bookkeeping annotations, and the controller owner reference. Keys of a grant that is absent
+/// are left out, so a deauthorized connection's Secret holds no token at all.
+pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -> Secret {
+    let name = zc.token_secret_name();
+    let template = zc.spec.token_secret_template.clone().unwrap_or_default();
+
+    let mut labels = template.labels;
+    labels.insert(MANAGED_BY_LABEL.to_owned(), "zoom-operator".to_owned());
+    labels.insert(
+        CONNECTION_LABEL.to_owned(),
+        zc.metadata.name.clone().unwrap_or_default(),
+    );
+
+    let mut ann: BTreeMap<String, String> = template
+        .annotations
+        .into_iter()
+        .filter(|(k, _)| !annotations::ALL.contains(&k.as_str()))
+        .collect();
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(value) = value.filter(|v| !v.is_empty()) {
+            ann.insert(key.to_owned(), value);
+        }
+    };
+    put(annotations::LAST_REFRESH_TIME, record.last_refresh_time.map(rfc3339));
+    put(annotations::CLIENT_ID, record.client_id.clone());
+    if let Some(account) = &record.account {
+        put(annotations::ACCOUNT_ID, account.account_id.clone());
+        put(annotations::USER_ID, account.user_id.clone());
+        put(annotations::EMAIL, account.email.clone());
+    }
+    if let Some((reason, message)) = &record.grant_problem {
+        put(annotations::GRANT_PROBLEM, Some(reason.clone()));
+        put(annotations::GRANT_PROBLEM_MESSAGE, Some(message.clone()));
+    }
+    if record.failed_refresh_attempts > 0 {
+        put(
+            annotations::FAILED_REFRESH_ATTEMPTS,
+            Some(record.failed_refresh_attempts.to_string()),
+        );
+        put(annotations::LAST_FAILURE, record.last_failure.clone());
+    }
+    put(annotations::REFRESH_HANDLED, record.refresh_handled.clone());
+    // Expired state nonces can never be presented again; forget them.
+    let live: Vec<String> = record
+        .consumed_states
+        .iter()
+        .filter(|(_, expiry)| *expiry > now)
+        .map(|(nonce, expiry)| format!("{nonce}@{}", rfc3339(*expiry)))
+        .collect();
+    put(annotations::CONSUMED_STATES, Some(live.join(",")));
+
+    let mut data = BTreeMap::new();
+    if let Some(grant) = &record.grant {
+        let mut put_data = |key: &str, value: &str| {
+            data.insert(key.to_owned(), ByteString(value.as_bytes().to_vec()));
+        };
+        put_data(ACCESS_TOKEN, &grant.access_token);
+        if let Some(refresh) = &grant.refresh_token {
+            put_data(REFRESH_TOKEN, refresh);
+        }
+        put_data(TOKEN_TYPE, &grant.token_type);
+        put_data(EXPIRES_AT, &rfc3339(grant.expires_at));
+        put_data(SCOPE, &grant.scope);
+        put_data(API_URL, &grant.api_url);
+    }
+
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: zc.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(ann),
+            owner_references: owner_reference(zc).map(|r| vec![r]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(data),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AuthType, SecretTemplate, ZoomConnectionSpec};
+
+    fn zc() -> ZoomConnection {
+        let mut zc = ZoomConnection::new(
+            "sales-bot",
+            ZoomConnectionSpec {
+                auth_type: AuthType::PrivateOAuth,
+                credentials_ref: None,
+                token_secret_name: None,
+                token_secret_template: Some(SecretTemplate {
+                    labels: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
+                    annotations: BTreeMap::from([(
+                        annotations::CLIENT_ID.to_owned(),
+                        "template cannot forge bookkeeping".to_owned(),
+                    )]),
+                }),
+                refresh_before: "10m".into(),
+                events: None,
+                revoke_on_delete: false,
+            },
+        );
+        zc.metadata.namespace = Some("team-a".into());
+        zc.metadata.uid = Some("uid-1".into());
+        zc
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn record() -> TokenRecord {
+        TokenRecord {
+            grant: Some(TokenGrant {
+                access_token: "at".into(),
+                refresh_token: Some("rt".into()),
+                token_type: "bearer".into(),
+                expires_at: ts("2026-11-29T10:00:00.5Z"),
+                scope: "meeting:read:meeting".into(),
+                api_url: "https://api.zoom.us".into(),
+            }),
+            last_refresh_time: Some(ts("2026-11-29T09:00:00Z")),
+            client_id: Some("client".into()),
+            account: Some(ZoomAccount {
+                account_id: Some("acc".into()),
+                user_id: Some("user".into()),
+                email: Some("a@example.com".into()),
+            }),
+            grant_problem: None,
+            failed_refresh_attempts: 2,
+            last_failure: Some("Zoom answered 503".into()),
+            refresh_handled: Some("1".into()),
+            consumed_states: vec![
+                ("old".into(), ts("2026-11-29T08:00:00Z")),
+                ("live".into(), ts("2026-11-29T09:10:00Z")),
+            ],
+        }
+    }
+
+    #[test]
+    fn layout_matches_the_contract() {
+        let secret = build_secret(&zc(), &record(), ts("2026-11-29T09:05:00Z"));
+        assert_eq!(secret.metadata.name.as_deref(), Some("sales-bot-zoom-token"));
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+        let keys: Vec<_> = secret.data.as_ref().expect("data").keys().cloned().collect();
+        assert_eq!(keys, ["access_token", "api_url", "expires_at", "refresh_token", "scope", "token_type"]);
+        assert_eq!(text(&secret, EXPIRES_AT).as_deref(), Some("2026-11-29T10:00:00Z"));
+        let labels = secret.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels[MANAGED_BY_LABEL], "zoom-operator");
+        assert_eq!(labels[CONNECTION_LABEL], "sales-bot");
+        assert_eq!(labels["team"], "a");
+        let owner = &secret.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("uid-1", Some(true)));
+        assert_eq!(ownership(&zc(), Some(&secret)), Ownership::Ours);
+    }
+
+    #[test]
+    fn round_trips_and_forgets_expired_states() {
+        let now = ts("2026-11-29T09:05:00Z");
+        let secret = build_secret(&zc(), &record(), now);
+        let back = read_record(&secret);
+        let mut want = record();
+        want.grant.as_mut().expect("grant").expires_at = ts("2026-11-29T10:00:00Z");
+        want.consumed_states.remove(0);
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn foreign_and_absent_secrets() {
+        assert_eq!(ownership(&zc(), None), Ownership::Absent);
+        let mut foreign = build_secret(&zc(), &record(), ts("2026-11-29T09:05:00Z"));
+        foreign.metadata.owner_references = None;
+        assert_eq!(ownership(&zc(), Some(&foreign)), Ownership::Foreign);
+        let mut other_owner = build_secret(&zc(), &record(), ts("2026-11-29T09:05:00Z"));
+        if let Some(refs) = other_owner.metadata.owner_references.as_mut() {
+            refs[0].uid = "someone-else".into();
+        }
+        assert_eq!(ownership(&zc(), Some(&other_owner)), Ownership::Foreign);
+    }
+
+    #[test]
+    fn no_grant_means_no_token_keys() {
+        let mut r = record();
+        r.grant = None;
+        let secret = build_secret(&zc(), &r, ts("2026-11-29T09:05:00Z"));
+        assert!(secret.data.as_ref().expect("data").is_empty());
+        assert!(read_record(&secret).grant.is_none());
+    }
+
+    #[test]
+    fn debug_redacts_tokens() {
+        let debug = format!("{:?}", record());
+        assert!(!debug.contains("\"at\"") && !debug.contains("\"rt\""), "{debug}");
+    }
+}

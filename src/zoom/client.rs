@@ -1,0 +1,355 @@
+//! Zoom's OAuth token endpoint, revoke endpoint and `GET /v2/users/me`, as api.md section 7
+//! describes them. One HTTP attempt per call: retry and backoff are the scheduler's decision,
+//! so a failing Zoom shows up in status instead of hiding inside a retry loop.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::Deserialize;
+use url::Url;
+
+use crate::credentials::AppCredentials;
+use crate::token_secret::TokenGrant;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ZoomError {
+    /// Zoom said no (HTTP 400/401 with an OAuth error): retrying the same request will not help.
+    #[error("Zoom rejected the request: {error} ({reason})")]
+    Rejected { status: u16, error: String, reason: String },
+    /// 429, 5xx, a timeout or a connection error: worth retrying later.
+    #[error("Zoom is unavailable: {detail}")]
+    Unavailable { detail: String, retry_after: Option<Duration> },
+    /// Zoom answered something we cannot read.
+    #[error("unexpected answer from Zoom: {0}")]
+    Protocol(String),
+}
+
+impl ZoomError {
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, ZoomError::Rejected { error, .. } if error == "invalid_grant")
+    }
+    pub fn is_invalid_client(&self) -> bool {
+        matches!(self, ZoomError::Rejected { error, status, .. } if error == "invalid_client" || *status == 401)
+    }
+}
+
+/// The user behind a token, from `GET /v2/users/me`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct ZoomUser {
+    pub id: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    expires_in: i64,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    api_url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct OAuthErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Talks to one Zoom (or zoom-sim): OAuth host and API host.
+#[derive(Clone, Debug)]
+pub struct ZoomClient {
+    http: reqwest::Client,
+    oauth_url: Url,
+    api_url: Url,
+}
+
+impl ZoomClient {
+    pub fn new(oauth_url: Url, api_url: Url) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("zoom-operator/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(ZoomClient { http, oauth_url, api_url })
+    }
+
+    pub fn oauth_url(&self) -> &Url {
+        &self.oauth_url
+    }
+
+    fn endpoint(base: &Url, path: &str) -> String {
+        format!("{}{}", base.as_str().trim_end_matches('/'), path)
+    }
+
+    /// `<zoom-oauth-url>/oauth/authorize?...` for the browser. No `scope`: the app's
+    /// configured scopes apply.
+    pub fn authorize_url(&self, client_id: &str, redirect_uri: &str, state: &str, code_challenge: &str) -> String {
+        let mut url = match Url::parse(&Self::endpoint(&self.oauth_url, "/oauth/authorize")) {
+            Ok(url) => url,
+            Err(_) => self.oauth_url.clone(),
+        };
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", client_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state)
+            .append_pair("code_challenge", code_challenge)
+            .append_pair("code_challenge_method", "S256");
+        url.into()
+    }
+
+    pub async fn exchange_code(
+        &self,
+        app: &AppCredentials,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+    ) -> Result<TokenGrant, ZoomError> {
+        self.token(
+            app,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", code_verifier),
+            ],
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, app: &AppCredentials, refresh_token: &str) -> Result<TokenGrant, ZoomError> {
+        self.token(app, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+            .await
+    }
+
+    pub async fn account_credentials(&self, app: &AppCredentials, account_id: &str) -> Result<TokenGrant, ZoomError> {
+        self.token(app, &[("grant_type", "account_credentials"), ("account_id", account_id)])
+            .await
+    }
+
+    async fn token(&self, app: &AppCredentials, form: &[(&str, &str)]) -> Result<TokenGrant, ZoomError> {
+        let sent_at = Timestamp::now();
+        let response = self
+            .http
+            .post(Self::endpoint(&self.oauth_url, "/oauth/token"))
+            .basic_auth(&app.client_id, Some(&app.client_secret))
+            .form(form)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport_error)?;
+        if !status.is_success() {
+            return Err(error_from(status, &headers, &body));
+        }
+        let token: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| ZoomError::Protocol(format!("token response is not the expected JSON: {e}")))?;
+        // Count expiry from when the request was sent: the token may have been minted just
+        // before Zoom answered, and erring early is safe.
+        let expires_at = sent_at
+            .checked_add(jiff::SignedDuration::from_secs(token.expires_in.max(0)))
+            .map_err(|_| ZoomError::Protocol("expires_in out of range".to_owned()))?;
+        Ok(TokenGrant {
+            access_token: token.access_token,
+            refresh_token: token.refresh_token.filter(|t| !t.is_empty()),
+            token_type: token.token_type.unwrap_or_else(|| "bearer".to_owned()),
+            expires_at,
+            scope: token.scope.unwrap_or_default(),
+            api_url: token.api_url.unwrap_or_else(|| self.api_url.as_str().trim_end_matches('/').to_owned()),
+        })
+    }
+
+    /// Revokes a grant. Revoking the refresh token revokes the whole grant.
+    pub async fn revoke(&self, app: &AppCredentials, token: &str) -> Result<(), ZoomError> {
+        let response = self
+            .http
+            .post(Self::endpoint(&self.oauth_url, "/oauth/revoke"))
+            .basic_auth(&app.client_id, Some(&app.client_secret))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport_error)?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(error_from(status, &headers, &body))
+        }
+    }
+
+    pub async fn users_me(&self, access_token: &str) -> Result<ZoomUser, ZoomError> {
+        let response = self
+            .http
+            .get(Self::endpoint(&self.api_url, "/v2/users/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport_error)?;
+        if !status.is_success() {
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(ZoomError::Rejected {
+                    status: 401,
+                    error: "invalid_token".to_owned(),
+                    reason: "the access token was not accepted by /v2/users/me".to_owned(),
+                });
+            }
+            return Err(error_from(status, &headers, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| ZoomError::Protocol(format!("users/me answer: {e}")))
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> ZoomError {
+    // reqwest's Display includes the URL, which never carries a secret here (secrets travel in
+    // headers and form bodies only).
+    let detail = if e.is_timeout() {
+        "request timed out".to_owned()
+    } else if e.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    ZoomError::Unavailable { detail, retry_after: None }
+}
+
+fn error_from(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError {
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        let retry_after = headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Timestamp::now()));
+        return ZoomError::Unavailable {
+            detail: format!("HTTP {}", status.as_u16()),
+            retry_after,
+        };
+    }
+    let parsed: OAuthErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    ZoomError::Rejected {
+        status: status.as_u16(),
+        error: parsed.error.unwrap_or_else(|| format!("http_{}", status.as_u16())),
+        reason: scrub(parsed.reason.as_deref().unwrap_or("no reason given")),
+    }
+}
+
+/// Zoom's `reason` can quote what it was sent ("Invalid authorization code <code>"): keep the
+/// words, drop anything that looks like a credential, and bound the length.
+pub fn scrub(reason: &str) -> String {
+    let words: Vec<&str> = reason
+        .split_whitespace()
+        .map(|w| {
+            let tokenish = w.len() >= 16
+                && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_.=+/".contains(c));
+            if tokenish {
+                "<redacted>"
+            } else {
+                w
+            }
+        })
+        .collect();
+    let joined = words.join(" ");
+    joined.chars().take(200).collect()
+}
+
+/// `Retry-After` as seconds, an HTTP date or an ISO 8601 / RFC 3339 timestamp.
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at: Timestamp = value
+        .parse()
+        .ok()
+        .or_else(|| jiff::fmt::rfc2822::parse(value).ok().map(|z| z.timestamp()))
+        .or_else(|| {
+            // RFC 9110's IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT".
+            jiff::fmt::strtime::parse("%a, %d %b %Y %H:%M:%S GMT", value)
+                .ok()
+                .and_then(|t| t.to_datetime().ok())
+                .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC).ok())
+                .map(|z| z.timestamp())
+        })?;
+    let wait = at.duration_since(now);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now: Timestamp = "2026-11-29T09:00:00Z".parse().expect("ts");
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Sun, 29 Nov 2026 09:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_retry_after("2026-11-29T09:01:00Z", now), Some(Duration::from_secs(60)));
+        assert_eq!(parse_retry_after("2026-11-29T08:00:00Z", now), Some(Duration::ZERO), "past dates mean now");
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let h = HeaderMap::new();
+        let e = error_from(StatusCode::BAD_REQUEST, &h, br#"{"reason":"Invalid Token!","error":"invalid_grant"}"#);
+        assert!(e.is_invalid_grant());
+        let e = error_from(StatusCode::UNAUTHORIZED, &h, br#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#);
+        assert!(e.is_invalid_client());
+        let mut h429 = HeaderMap::new();
+        h429.insert(RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(
+            error_from(StatusCode::TOO_MANY_REQUESTS, &h429, b""),
+            ZoomError::Unavailable { detail: "HTTP 429".into(), retry_after: Some(Duration::from_secs(7)) }
+        );
+        assert!(matches!(error_from(StatusCode::BAD_GATEWAY, &h, b"<html>"), ZoomError::Unavailable { .. }));
+        let e = error_from(StatusCode::BAD_REQUEST, &h, b"not json");
+        assert!(matches!(e, ZoomError::Rejected { ref error, .. } if error == "http_400"));
+    }
+
+    #[test]
+    fn scrub_drops_credentials() {
+        let s = scrub("Invalid authorization code eyJhbGciOiJIUzUxMiJ9.abcdefghijklmnop");
+        assert_eq!(s, "Invalid authorization code <redacted>");
+        assert_eq!(scrub("Invalid Token!"), "Invalid Token!");
+    }
+
+    #[test]
+    fn authorize_url_has_no_scope() {
+        let client = ZoomClient::new(
+            Url::parse("https://zoom.us").expect("url"),
+            Url::parse("https://api.zoom.us").expect("url"),
+        )
+        .expect("client");
+        let url = Url::parse(&client.authorize_url("cid", "https://x/oauth/redirect/zoom", "st", "ch")).expect("url");
+        assert_eq!(url.path(), "/oauth/authorize");
+        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method"]
+        );
+        assert!(pairs.contains(&("code_challenge_method".into(), "S256".into())));
+    }
+}

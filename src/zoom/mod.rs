@@ -1,0 +1,4 @@
+//! Everything that speaks Zoom: the OAuth/API client and webhook signatures.
+
+pub mod client;
+pub mod webhook;

@@ -1,0 +1,183 @@
+//! Zoom webhook signatures: `x-zm-signature: v0=<hex HMAC-SHA256(secret token,
+//! "v0:{timestamp}:{raw body}")>`, checked over the bytes exactly as received, in constant time,
+//! against every secret token that has connections.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// How far a request timestamp may be from now (api.md: 5 minutes).
+pub const MAX_SKEW_SECS: i64 = 300;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing x-zm-signature or x-zm-request-timestamp header")]
+    MissingHeaders,
+    #[error("x-zm-request-timestamp is not a unix timestamp")]
+    MalformedTimestamp,
+    #[error("x-zm-request-timestamp is more than 5 minutes from now")]
+    StaleTimestamp,
+    #[error("x-zm-signature is not of the form v0=<hex>")]
+    MalformedSignature,
+    #[error("signature does not match any configured secret token")]
+    BadSignature,
+}
+
+impl VerifyError {
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            VerifyError::StaleTimestamp => "stale",
+            VerifyError::MissingHeaders => "missing_headers",
+            _ => "bad_signature",
+        }
+    }
+}
+
+fn mac(secret_token: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length; new_from_slice only fails for fixed-size MACs.
+    HmacSha256::new_from_slice(secret_token)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+}
+
+/// `v0=<hex>` for a body, as Zoom computes it.
+pub fn sign(secret_token: &[u8], timestamp: &str, body: &[u8]) -> String {
+    let mut m = mac(secret_token);
+    m.update(b"v0:");
+    m.update(timestamp.as_bytes());
+    m.update(b":");
+    m.update(body);
+    format!("v0={}", hex::encode(m.finalize().into_bytes()))
+}
+
+/// The answer to `endpoint.url_validation`: hex HMAC-SHA256 of the plain token.
+pub fn encrypt_plain_token(secret_token: &[u8], plain_token: &str) -> String {
+    let mut m = mac(secret_token);
+    m.update(plain_token.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// Verifies a request and returns the index of the secret token that signed it.
+///
+/// Every candidate is checked (no early exit), so timing does not reveal which app matched.
+pub fn verify<'a>(
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    body: &[u8],
+    now_unix: i64,
+    secret_tokens: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<usize, VerifyError> {
+    let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
+        return Err(VerifyError::MissingHeaders);
+    };
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::MalformedTimestamp)?;
+    if now_unix.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
+        return Err(VerifyError::StaleTimestamp);
+    }
+    let provided = signature
+        .strip_prefix("v0=")
+        .and_then(|h| hex::decode(h.trim()).ok())
+        .filter(|b| b.len() == 32)
+        .ok_or(VerifyError::MalformedSignature)?;
+    let mut matched = None;
+    for (index, token) in secret_tokens.into_iter().enumerate() {
+        let mut m = mac(token);
+        m.update(b"v0:");
+        m.update(timestamp.as_bytes());
+        m.update(b":");
+        m.update(body);
+        let expected = m.finalize().into_bytes();
+        if bool::from(expected.as_slice().ct_eq(&provided)) && matched.is_none() {
+            matched = Some(index);
+        }
+    }
+    matched.ok_or(VerifyError::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn zoom_published_validation_vector() {
+        assert_eq!(
+            encrypt_plain_token(b"secretValueTest", "qgg8vlvZRS6UYooatFL8Aw"),
+            "70c1f2e2e6ca2d39297490d1f9142c7d701415ea8e6151f6562a08fa657a40ff"
+        );
+    }
+
+    const BODY: &[u8] = br#"{"event":"meeting.started","event_ts":1700000000000,"payload":{"account_id":"acc1","object":{"id":1}}}"#;
+
+    #[test]
+    fn accepts_the_signing_app_and_says_which() {
+        let sig = sign(b"token-b", "1700000000", BODY);
+        let tokens: [&[u8]; 2] = [b"token-a", b"token-b"];
+        assert_eq!(verify(Some(&sig), Some("1700000000"), BODY, 1_700_000_010, tokens), Ok(1));
+    }
+
+    #[test]
+    fn signature_covers_the_raw_bytes() {
+        let sig = sign(b"t", "1700000000", BODY);
+        // The same JSON re-serialised (different whitespace/key order) must not verify.
+        let value: serde_json::Value = serde_json::from_slice(BODY).expect("json");
+        let reserialised = serde_json::to_vec_pretty(&value).expect("json");
+        assert_eq!(
+            verify(Some(&sig), Some("1700000000"), &reserialised, 1_700_000_000, [b"t".as_slice()]),
+            Err(VerifyError::BadSignature)
+        );
+        // Signed timestamp cannot be swapped for another in the window.
+        assert_eq!(
+            verify(Some(&sig), Some("1700000001"), BODY, 1_700_000_000, [b"t".as_slice()]),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn timestamp_window_edges() {
+        let ts = 1_700_000_000i64;
+        let at = |now: i64| {
+            let sig = sign(b"t", &ts.to_string(), BODY);
+            verify(Some(&sig), Some(&ts.to_string()), BODY, now, [b"t".as_slice()])
+        };
+        assert_eq!(at(ts + 300), Ok(0));
+        assert_eq!(at(ts - 300), Ok(0));
+        assert_eq!(at(ts + 301), Err(VerifyError::StaleTimestamp));
+        assert_eq!(at(ts - 301), Err(VerifyError::StaleTimestamp));
+    }
+
+    #[test]
+    fn malformed_inputs() {
+        let t = [b"t".as_slice()];
+        assert_eq!(verify(None, Some("1"), BODY, 1, t), Err(VerifyError::MissingHeaders));
+        assert_eq!(verify(Some("v0=00"), None, BODY, 1, t), Err(VerifyError::MissingHeaders));
+        assert_eq!(verify(Some("v0=00"), Some("soon"), BODY, 1, t), Err(VerifyError::MalformedTimestamp));
+        assert_eq!(verify(Some("v1=00"), Some("1"), BODY, 1, t), Err(VerifyError::MalformedSignature));
+        assert_eq!(verify(Some("v0=zz"), Some("1"), BODY, 1, t), Err(VerifyError::MalformedSignature));
+        let sig = sign(b"t", "1", BODY);
+        assert_eq!(verify(Some(&sig), Some("1"), BODY, 1, []), Err(VerifyError::BadSignature));
+    }
+
+    proptest! {
+        #[test]
+        fn random_inputs_never_panic(
+            sig in proptest::option::of(".{0,80}"),
+            ts in proptest::option::of(".{0,24}"),
+            body in proptest::collection::vec(any::<u8>(), 0..512),
+            now in any::<i64>(),
+        ) {
+            let _ = verify(sig.as_deref(), ts.as_deref(), &body, now, [b"t".as_slice(), b"".as_slice()]);
+        }
+
+        #[test]
+        fn a_valid_signature_verifies_for_any_body(body in proptest::collection::vec(any::<u8>(), 0..512), token in "[a-zA-Z0-9]{1,40}") {
+            let sig = sign(token.as_bytes(), "1700000000", &body);
+            prop_assert_eq!(verify(Some(&sig), Some("1700000000"), &body, 1_700_000_000, [token.as_bytes()]), Ok(0));
+        }
+    }
+}
