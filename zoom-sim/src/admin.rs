@@ -1,0 +1,359 @@
+//! The `/sim/*` admin API: steer the simulator from tests and demos.
+//!
+//! It is unauthenticated by design: zoom-sim is a test tool and listens on
+//! 127.0.0.1 unless told otherwise. Do not expose it where untrusted clients
+//! can reach it. All bodies and answers are JSON; errors use Zoom's REST shape
+//! `{"code": .., "message": ..}` (code 300 for an invalid body, as Zoom does).
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::SecondsFormat;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::clock::wall_clock_ms;
+use crate::config::AppSpec;
+use crate::errors::{api_error, bad_body, parse_form, JsonBody};
+use crate::faults::FaultSpec;
+use crate::server::SharedState;
+use crate::state::{ApiError, App, ConsentMode, MAX_LIFETIME_SECS};
+use crate::tokens;
+use crate::webhook::{self, Outgoing};
+
+pub fn router() -> Router<SharedState> {
+    Router::new()
+        .route(
+            "/sim/faults",
+            get(list_faults).post(add_fault).delete(clear_faults),
+        )
+        .route("/sim/config", get(get_config).post(set_config))
+        .route("/sim/apps", get(list_apps).post(add_app))
+        .route("/sim/stats", get(stats))
+        .route("/sim/clock", get(get_clock).post(advance_clock))
+        .route("/sim/deauthorize", post(deauthorize))
+        .route("/sim/webhooks/send", post(send_webhook))
+        .route("/sim/webhooks/validate", post(validate_webhook))
+}
+
+// ----- faults -----------------------------------------------------------------
+
+async fn add_fault(
+    State(shared): State<SharedState>,
+    JsonBody(spec): JsonBody<FaultSpec>,
+) -> Response {
+    match spec.validate() {
+        Ok(fault) => {
+            let mut faults = shared.faults();
+            faults.push(fault);
+            (
+                StatusCode::CREATED,
+                Json(json!({"queued": faults.pending().len()})),
+            )
+                .into_response()
+        }
+        Err(e) => bad_body(e).into_response(),
+    }
+}
+
+async fn list_faults(State(shared): State<SharedState>) -> Response {
+    let faults = shared.faults();
+    Json(json!({"pending": faults.pending(), "injected": faults.injected()})).into_response()
+}
+
+async fn clear_faults(State(shared): State<SharedState>) -> Response {
+    Json(json!({"cleared": shared.faults().clear()})).into_response()
+}
+
+// ----- config & clock -----------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigPatch {
+    consent: Option<ConsentMode>,
+    token_lifetime_secs: Option<u64>,
+    refresh_token_lifetime_secs: Option<u64>,
+}
+
+fn check_lifetime(name: &str, value: Option<u64>) -> Result<(), String> {
+    match value {
+        Some(v) if v == 0 || v > MAX_LIFETIME_SECS => {
+            Err(format!("{name} must be 1..={MAX_LIFETIME_SECS}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn get_config(State(shared): State<SharedState>) -> Response {
+    Json(shared.sim().settings()).into_response()
+}
+
+async fn set_config(
+    State(shared): State<SharedState>,
+    JsonBody(patch): JsonBody<ConfigPatch>,
+) -> Response {
+    let checks = check_lifetime("token_lifetime_secs", patch.token_lifetime_secs).and_then(|()| {
+        check_lifetime(
+            "refresh_token_lifetime_secs",
+            patch.refresh_token_lifetime_secs,
+        )
+    });
+    if let Err(e) = checks {
+        return bad_body(e).into_response();
+    }
+    let mut sim = shared.sim();
+    let settings = sim.settings_mut();
+    if let Some(consent) = patch.consent {
+        settings.consent = consent;
+    }
+    if let Some(secs) = patch.token_lifetime_secs {
+        settings.token_lifetime_secs = secs;
+    }
+    if let Some(secs) = patch.refresh_token_lifetime_secs {
+        settings.refresh_token_lifetime_secs = secs;
+    }
+    tracing::info!(?settings, "settings changed");
+    Json(*settings).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockAdvance {
+    advance_secs: i64,
+}
+
+async fn get_clock(State(shared): State<SharedState>) -> Response {
+    Json(json!({"offset_secs": shared.clock.offset_secs(), "now_ms": shared.clock.now_ms()}))
+        .into_response()
+}
+
+/// Moves simulated time (token and code expiry) without touching webhook timestamps.
+async fn advance_clock(
+    State(shared): State<SharedState>,
+    JsonBody(body): JsonBody<ClockAdvance>,
+) -> Response {
+    const TEN_YEARS: i64 = 10 * 365 * 24 * 3600;
+    if body.advance_secs.abs() > TEN_YEARS {
+        return bad_body("advance_secs must be within ten years").into_response();
+    }
+    let offset = shared.clock.advance(body.advance_secs);
+    Json(json!({"offset_secs": offset, "now_ms": shared.clock.now_ms()})).into_response()
+}
+
+// ----- apps & stats ---------------------------------------------------------------
+
+async fn list_apps(State(shared): State<SharedState>) -> Response {
+    let apps: Vec<_> = shared.sim().apps().map(App::public).collect();
+    Json(json!({"apps": apps})).into_response()
+}
+
+async fn add_app(State(shared): State<SharedState>, JsonBody(spec): JsonBody<AppSpec>) -> Response {
+    let built = match spec.into_app() {
+        Ok(built) => built,
+        Err(e) => return bad_body(e).into_response(),
+    };
+    let public = built.app.public();
+    // A made-up secret token is returned once, or the caller could never verify webhooks.
+    let generated = built
+        .generated_secret_token
+        .then(|| built.app.secret_token.clone());
+    if let Err(e) = shared.sim().register_app(built.app) {
+        return api_error(409, e).into_response();
+    }
+    let mut body = json!(public);
+    if let (Some(secret), Some(obj)) = (generated, body.as_object_mut()) {
+        obj.insert("secret_token".to_owned(), Value::String(secret));
+    }
+    (StatusCode::CREATED, Json(body)).into_response()
+}
+
+async fn stats(State(shared): State<SharedState>, RawQuery(query): RawQuery) -> Response {
+    let q = parse_form(query.unwrap_or_default().as_bytes());
+    let client_id = q
+        .get("client_id")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty());
+    let now = shared.clock.now_ms();
+    match shared.sim().stats(client_id, now) {
+        Some(view) => Json(view).into_response(),
+        None => api_error(404, "No app with that client_id.").into_response(),
+    }
+}
+
+// ----- webhooks ---------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeauthorizeRequest {
+    client_id: String,
+    user_id: Option<String>,
+}
+
+/// The user uninstalls the app: its grants are revoked and, if the app has an
+/// event_url, Zoom's `app_deauthorized` event is delivered there.
+async fn deauthorize(
+    State(shared): State<SharedState>,
+    JsonBody(req): JsonBody<DeauthorizeRequest>,
+) -> Response {
+    let found = shared
+        .sim()
+        .deauthorize(&req.client_id, req.user_id.as_deref());
+    let Some((app, revoked)) = found else {
+        return api_error(404, "No app with that client_id.").into_response();
+    };
+    let Some(url) = app.event_url.clone() else {
+        return Json(json!({"revoked_grants": revoked, "webhook": null})).into_response();
+    };
+    let user_id = req.user_id.unwrap_or_else(|| app.user_id.clone());
+    let now = wall_clock_ms();
+    let deauthorization_time = chrono::DateTime::from_timestamp_millis(now)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_default();
+    // Zoom does not document how `signature` is derived; receivers treat it as
+    // opaque (it is echoed to the Data Compliance API). Ours is a stable HMAC.
+    let signature = webhook::hmac_hex(
+        &app.secret_token,
+        format!("{}:{}:{}", app.client_id, user_id, deauthorization_time).as_bytes(),
+    );
+    let payload = json!({
+        "account_id": app.account_id,
+        "user_id": user_id,
+        "signature": signature,
+        "deauthorization_time": deauthorization_time,
+        "client_id": app.client_id,
+        "user_data_retention": "false",
+    });
+    let payload = match payload {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    let mut out = Outgoing::now(
+        &url,
+        &app.secret_token,
+        webhook::event_body("app_deauthorized", now, payload),
+    );
+    out.client_id = Some(app.client_id.clone());
+    let webhook = match webhook::deliver(&shared.http, &out).await {
+        Ok(d) => {
+            json!({"url": url, "status": d.status, "body": d.body, "request_id": d.request_id})
+        }
+        Err(e) => json!({"url": url, "error": e}),
+    };
+    Json(json!({"revoked_grants": revoked, "webhook": webhook})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendWebhookRequest {
+    client_id: String,
+    event: String,
+    url: Option<String>,
+    payload: Option<Value>,
+    account_id: Option<String>,
+    #[serde(default)]
+    bad_signature: bool,
+}
+
+fn target_url(explicit: Option<String>, app: &App) -> Result<String, ApiError> {
+    let url = explicit
+        .or_else(|| app.event_url.clone())
+        .ok_or_else(|| bad_body("no url given and the app has no event_url"))?;
+    match url::Url::parse(&url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+        _ => Err(bad_body("url must be an absolute http(s) URL")),
+    }
+}
+
+fn lookup_app(shared: &SharedState, client_id: &str) -> Result<App, ApiError> {
+    shared
+        .sim()
+        .app(client_id)
+        .cloned()
+        .ok_or_else(|| api_error(404, "No app with that client_id."))
+}
+
+/// Sends any event, signed with the app's secret token.
+async fn send_webhook(
+    State(shared): State<SharedState>,
+    JsonBody(req): JsonBody<SendWebhookRequest>,
+) -> Response {
+    let app = match lookup_app(&shared, &req.client_id) {
+        Ok(app) => app,
+        Err(e) => return e.into_response(),
+    };
+    let url = match target_url(req.url, &app) {
+        Ok(url) => url,
+        Err(e) => return e.into_response(),
+    };
+    // The app's account unless the caller set one, here or inside the payload.
+    let payload_has_account = req
+        .payload
+        .as_ref()
+        .is_some_and(|p| p.get("account_id").is_some());
+    let account_id = req
+        .account_id
+        .or_else(|| (!payload_has_account).then(|| app.account_id.clone()));
+    let payload = match webhook::event_payload(account_id.as_deref(), req.payload) {
+        Ok(p) => p,
+        Err(e) => return bad_body(e).into_response(),
+    };
+    let now = wall_clock_ms();
+    let mut out = Outgoing::now(
+        &url,
+        &app.secret_token,
+        webhook::event_body(&req.event, now, payload),
+    );
+    out.client_id = Some(app.client_id.clone());
+    out.bad_signature = req.bad_signature;
+    match webhook::deliver(&shared.http, &out).await {
+        Ok(d) => Json(
+            json!({"url": url, "status": d.status, "body": d.body, "request_id": d.request_id}),
+        )
+        .into_response(),
+        Err(e) => api_error(502, e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ValidateRequest {
+    client_id: String,
+    url: Option<String>,
+}
+
+/// Runs Zoom's endpoint.url_validation challenge against a receiver.
+async fn validate_webhook(
+    State(shared): State<SharedState>,
+    JsonBody(req): JsonBody<ValidateRequest>,
+) -> Response {
+    let app = match lookup_app(&shared, &req.client_id) {
+        Ok(app) => app,
+        Err(e) => return e.into_response(),
+    };
+    let url = match target_url(req.url, &app) {
+        Ok(url) => url,
+        Err(e) => return e.into_response(),
+    };
+    let plain = tokens::random_b64(16);
+    let mut out = Outgoing::now(
+        &url,
+        &app.secret_token,
+        webhook::url_validation_body(&plain, wall_clock_ms()),
+    );
+    out.client_id = Some(app.client_id.clone());
+    match webhook::deliver(&shared.http, &out).await {
+        Ok(d) => {
+            let verdict = webhook::check_validation_answer(&app.secret_token, &plain, &d);
+            Json(json!({
+                "url": url,
+                "status": d.status,
+                "valid": verdict.is_ok(),
+                "problem": verdict.err(),
+            }))
+            .into_response()
+        }
+        Err(e) => api_error(502, e).into_response(),
+    }
+}

@@ -1,0 +1,26 @@
+//! zoom-sim: a Zoom OAuth, REST API and webhook simulator.
+//!
+//! It stands in for `zoom.us` (OAuth: authorize, token, revoke) and `api.zoom.us`
+//! (`GET /v2/users/me`) on a single listener, and signs webhooks exactly like Zoom.
+//! Everything lives in memory; the `/sim/*` admin API steers it from tests.
+//!
+//! Layout:
+//! - [`state`]: the pure model (apps, codes, grants, counters); no I/O, unit tested.
+//! - [`oauth`], [`api`], [`admin`]: the HTTP handlers over that model.
+//! - [`faults`]: the fault-injection queue and its middleware.
+//! - [`webhook`]: Zoom's webhook signing and delivery, shared by the CLI and the admin API.
+//! - [`config`]: app specs (`--app`, JSON) and the config file.
+//! - [`server`]: wiring, startup and shutdown.
+
+pub mod admin;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod errors;
+pub mod faults;
+pub mod html;
+pub mod oauth;
+pub mod server;
+pub mod state;
+pub mod tokens;
+pub mod webhook;

@@ -1,0 +1,379 @@
+//! The `zoom-sim` command line: `serve` and `send-event`.
+//!
+//! stdout is reserved for machine-readable output (the single "listening" line
+//! of `serve`, the status and body of `send-event`); logs go to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use zoom_sim::config::{AppSpec, FileConfig};
+use zoom_sim::server::{self, ServeOptions};
+use zoom_sim::state::{
+    ConsentMode, Settings, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_TOKEN_LIFETIME_SECS,
+    MAX_LIFETIME_SECS,
+};
+use zoom_sim::webhook::{self, EventSpec, SendEvent};
+
+/// Exit status for bad usage or configuration (clap uses the same).
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "zoom-sim",
+    version,
+    about = "A Zoom OAuth, REST API and webhook simulator for tests and demos"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the simulated zoom.us OAuth endpoints, api.zoom.us/v2/users/me and the /sim admin API.
+    Serve(ServeArgs),
+    /// Send one signed webhook event (or the url_validation challenge) like Zoom does.
+    SendEvent(SendEventArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed on stdout).
+    #[arg(long, env = "ZOOM_SIM_LISTEN", value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Access token lifetime in seconds [default: 3599, like Zoom].
+    #[arg(long, value_name = "SECS", value_parser = parse_lifetime)]
+    token_lifetime: Option<u64>,
+    /// Refresh token lifetime in seconds [default: 90 days].
+    #[arg(long, value_name = "SECS", value_parser = parse_lifetime)]
+    refresh_token_lifetime: Option<u64>,
+    /// What /oauth/authorize does: approve, deny or page [default: page].
+    #[arg(long, value_name = "MODE", value_parser = parse_consent)]
+    consent: Option<ConsentMode>,
+    /// Register an app: kind=oauth|s2s,client_id=ID,client_secret=S,secret_token=T,
+    /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]. Repeatable.
+    #[arg(long = "app", value_name = "SPEC", value_parser = parse_app_spec)]
+    apps: Vec<AppSpec>,
+    /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent","apps":[..]}.
+    /// Command-line flags win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Base URL reported as api_url in token answers [default: the Host the client used].
+    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
+    public_url: Option<String>,
+}
+
+#[derive(Args)]
+struct SendEventArgs {
+    /// Webhook endpoint to POST to.
+    #[arg(long, value_parser = parse_http_url)]
+    url: String,
+    /// The app's webhook secret token (signs x-zm-signature).
+    #[arg(long, env = "ZOOM_SIM_SECRET_TOKEN", hide_env_values = true)]
+    secret_token: String,
+    /// Event name, e.g. meeting.started.
+    #[arg(long, required_unless_present = "validate")]
+    event: Option<String>,
+    /// Send endpoint.url_validation and check the receiver's answer instead of an event.
+    #[arg(long, conflicts_with_all = ["event", "payload", "payload_file", "account_id"])]
+    validate: bool,
+    /// Sets payload.account_id.
+    #[arg(long)]
+    account_id: Option<String>,
+    /// Payload fields as a JSON object.
+    #[arg(long, conflicts_with = "payload_file")]
+    payload: Option<String>,
+    /// Payload fields from a JSON file.
+    #[arg(long, value_name = "FILE")]
+    payload_file: Option<PathBuf>,
+    /// x-zm-request-id [default: random UUID].
+    #[arg(long)]
+    request_id: Option<String>,
+    /// Override x-zm-request-timestamp (Unix seconds), e.g. to test stale-request rejection.
+    #[arg(long, value_name = "SECS")]
+    timestamp: Option<i64>,
+    /// Send a well-formed but wrong x-zm-signature.
+    #[arg(long)]
+    bad_signature: bool,
+    /// Sets the clientid header Zoom sends.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Give up on the receiver after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    timeout: u64,
+}
+
+fn parse_lifetime(s: &str) -> Result<u64, String> {
+    let secs: u64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if secs == 0 || secs > MAX_LIFETIME_SECS {
+        return Err(format!("must be 1..={MAX_LIFETIME_SECS} seconds"));
+    }
+    Ok(secs)
+}
+
+fn parse_consent(s: &str) -> Result<ConsentMode, String> {
+    s.parse()
+}
+
+fn parse_app_spec(s: &str) -> Result<AppSpec, String> {
+    let spec = AppSpec::parse_cli(s)?;
+    // Validate now so that mistakes are reported as flag errors; built again in `serve`.
+    spec.clone().into_app()?;
+    Ok(spec)
+}
+
+fn parse_http_url(s: &str) -> Result<String, String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(s.to_owned()),
+        Ok(_) => Err("must be an http or https URL".to_owned()),
+        Err(e) => Err(format!("not an absolute URL: {e}")),
+    }
+}
+
+fn init_logging(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_env("ZOOM_SIM_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes help a human at a terminal and garble captured logs.
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging("info");
+            runtime.block_on(serve(args))
+        }
+        Command::SendEvent(args) => {
+            init_logging("warn");
+            runtime.block_on(send_event(args))
+        }
+    }
+}
+
+/// Merges flags over the config file over defaults.
+fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
+    let file = match &args.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let listen = match (args.listen, file.listen) {
+        (Some(addr), _) => addr,
+        (None, Some(text)) => text
+            .parse()
+            .map_err(|_| format!("config listen {text:?} is not ADDR:PORT"))?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let public_url = match (args.public_url, file.public_url) {
+        (Some(url), _) => Some(url),
+        (None, Some(url)) => {
+            Some(parse_http_url(&url).map_err(|e| format!("config public_url: {e}"))?)
+        }
+        (None, None) => None,
+    };
+    let token_lifetime_secs = args
+        .token_lifetime
+        .or(file.token_lifetime_secs)
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS);
+    let refresh_token_lifetime_secs = args
+        .refresh_token_lifetime
+        .or(file.refresh_token_lifetime_secs)
+        .unwrap_or(DEFAULT_REFRESH_TOKEN_LIFETIME_SECS);
+    for (name, secs) in [
+        ("token_lifetime_secs", token_lifetime_secs),
+        ("refresh_token_lifetime_secs", refresh_token_lifetime_secs),
+    ] {
+        if secs == 0 || secs > MAX_LIFETIME_SECS {
+            return Err(format!("config {name} must be 1..={MAX_LIFETIME_SECS}"));
+        }
+    }
+    let settings = Settings {
+        consent: args.consent.or(file.consent).unwrap_or(ConsentMode::Page),
+        token_lifetime_secs,
+        refresh_token_lifetime_secs,
+    };
+    let mut apps = Vec::new();
+    for spec in file.apps.into_iter().chain(args.apps) {
+        let built = spec.into_app()?;
+        if built.generated_secret_token {
+            tracing::warn!(
+                client_id = %built.app.client_id,
+                secret_token = %built.app.secret_token,
+                "no secret_token given; webhooks for this app are signed with this random one"
+            );
+        }
+        apps.push(built.app);
+    }
+    Ok(ServeOptions {
+        listen,
+        settings,
+        apps,
+        public_url,
+    })
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let opts = match serve_options(args) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let settings = opts.settings;
+    let app_count = opts.apps.len();
+    let running = match server::start(opts).await {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The one stdout line scripts wait for; flushed because stdout may be a pipe.
+    let mut stdout = std::io::stdout();
+    if writeln!(stdout, "zoom-sim listening on {}", running.base_url())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        eprintln!("error: cannot write to stdout");
+    }
+    tracing::info!(
+        apps = app_count,
+        consent = %settings.consent,
+        token_lifetime_secs = settings.token_lifetime_secs,
+        "serving; the /sim admin API is unauthenticated, keep this on a trusted interface"
+    );
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    match running.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes and test harnesses send).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+fn read_payload(args: &SendEventArgs) -> Result<Option<serde_json::Value>, String> {
+    let text = match (&args.payload, &args.payload_file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read payload file {}: {e}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("the payload is not valid JSON: {e}"))?;
+    if !value.is_object() {
+        return Err("the payload must be a JSON object".to_owned());
+    }
+    Ok(Some(value))
+}
+
+async fn send_event(args: SendEventArgs) -> ExitCode {
+    let payload = match read_payload(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let spec = match (args.validate, args.event) {
+        (true, _) => EventSpec::Validate,
+        (false, Some(event)) => EventSpec::Named {
+            event,
+            account_id: args.account_id,
+            payload,
+        },
+        // clap enforces --event unless --validate.
+        (false, None) => {
+            eprintln!("error: --event is required");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let http = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout.max(1)))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(http) => http,
+        Err(e) => {
+            eprintln!("error: cannot build the HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let opts = SendEvent {
+        url: args.url,
+        secret_token: args.secret_token,
+        spec,
+        request_id: args.request_id,
+        timestamp_secs: args.timestamp,
+        bad_signature: args.bad_signature,
+        client_id: args.client_id,
+    };
+    match webhook::send_event(&http, opts).await {
+        Ok(report) => {
+            println!("status: {}", report.delivery.status);
+            println!("{}", report.delivery.body);
+            match &report.validation {
+                Some(Ok(())) => println!("validation: ok"),
+                Some(Err(why)) => println!("validation: failed: {why}"),
+                None => {}
+            }
+            if report.succeeded() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

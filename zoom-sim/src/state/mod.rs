@@ -1,0 +1,744 @@
+//! The in-memory model of Zoom's OAuth server: registered apps, authorization
+//! codes, grants (access + refresh token pairs) and counters.
+//!
+//! Everything here is pure: no I/O, no clock reads (callers pass `now`), no HTTP
+//! types. Errors come back as plain data ([`OAuthError`], [`ApiError`]) that the
+//! HTTP layer renders in Zoom's JSON shapes. That keeps the behaviours that
+//! matter (single-use codes, PKCE, refresh-token rotation and reuse detection,
+//! expiry) testable with a fake clock.
+//!
+//! Zoom behaviours modelled (from Zoom's OAuth documentation):
+//! - authorization codes expire after 5 minutes and can be exchanged once;
+//! - each refresh returns a NEW refresh token and the previous one stops working
+//!   (`{"reason":"Invalid Token!","error":"invalid_grant"}` thereafter);
+//! - `account_credentials` (Server-to-Server apps) returns no refresh token and
+//!   several access tokens may be live at once;
+//! - access tokens last one hour by default (Zoom answers `expires_in: 3599`).
+
+mod pkce;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use crate::clock::Millis;
+use crate::tokens::{self, TokenKind};
+pub use pkce::{s256_challenge, Pkce, PkceMethod};
+pub use types::*;
+
+/// The query of `GET /oauth/authorize`, each parameter as given (if given).
+#[derive(Clone, Debug, Default)]
+pub struct AuthorizeRequest {
+    pub client_id: Option<String>,
+    pub response_type: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+}
+
+/// What the authorize endpoint should answer with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthorizeOutcome {
+    /// 302 to this URL (a code, or an OAuth error the client should see).
+    Redirect(String),
+    /// Show the consent page for this pending request.
+    ConsentPage {
+        request_id: String,
+        app_name: String,
+        scopes: Vec<String>,
+        redirect_uri: String,
+    },
+}
+
+/// Authorize requests that cannot safely redirect anywhere: shown as an HTML error page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizePageError(pub String);
+
+/// Parameters of `POST /oauth/token`, wherever they came from (body or query).
+#[derive(Clone, Debug, Default)]
+pub struct TokenParams {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub account_id: Option<String>,
+}
+
+/// Client credentials as presented (Basic header or form fields).
+#[derive(Clone)]
+pub struct ClientAuth {
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+/// Never print the secret, even in a failing test's output.
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A successful token answer, minus `api_url` (which depends on how we were reached).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: u64,
+    pub scope: String,
+}
+
+/// What a valid bearer token stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub app: App,
+    pub user_id: String,
+    pub account_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// The token belonged to a live grant, which is now gone (access and refresh).
+    Revoked,
+    /// Nothing matched; per RFC 7009 §2.2 this still answers success.
+    UnknownToken,
+}
+
+#[derive(Clone, Debug)]
+struct AuthCode {
+    client_id: String,
+    redirect_uri: String,
+    pkce: Option<Pkce>,
+    expires_at: Millis,
+}
+
+#[derive(Clone, Debug)]
+struct PendingConsent {
+    client_id: String,
+    redirect_uri: String,
+    state: Option<String>,
+    pkce: Option<Pkce>,
+    expires_at: Millis,
+}
+
+type GrantId = u64;
+
+/// One authorization: the current access token and (for user grants) refresh token.
+#[derive(Clone, Debug)]
+struct Grant {
+    client_id: String,
+    user_id: String,
+    account_id: String,
+    access_token: String,
+    access_expires_at: Millis,
+    refresh: Option<(String, Millis)>,
+}
+
+impl Grant {
+    fn is_active(&self, now: Millis) -> bool {
+        self.access_expires_at > now || self.refresh.as_ref().is_some_and(|(_, exp)| *exp > now)
+    }
+}
+
+/// S2S grants have no refresh token; once expired for this long they are dropped
+/// (until then an expired S2S token still gets "Access token is expired.").
+const EXPIRED_S2S_RETENTION_MS: Millis = 24 * 3600 * 1000;
+
+/// The whole simulated OAuth server.
+#[derive(Debug, Default)]
+pub struct Sim {
+    settings: Settings,
+    apps: BTreeMap<String, App>,
+    codes: HashMap<String, AuthCode>,
+    pending: HashMap<String, PendingConsent>,
+    grants: HashMap<GrantId, Grant>,
+    next_grant: GrantId,
+    access_index: HashMap<String, GrantId>,
+    refresh_index: HashMap<String, GrantId>,
+    /// Refresh tokens rotated out by a refresh, with the client they belonged to:
+    /// presenting one again is "reuse", which real clients do when they lose the
+    /// race to persist the new token. Revoked tokens are not kept here.
+    retired_refresh: HashMap<String, String>,
+    totals: Counters,
+    per_client: HashMap<String, Counters>,
+}
+
+fn secs_to_ms(secs: u64) -> Millis {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
+}
+
+fn non_empty(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+/// Appends query parameters to an already-validated absolute URL.
+fn with_query(base: &str, params: &[(&str, &str)]) -> String {
+    match url::Url::parse(base) {
+        Ok(mut url) => {
+            {
+                let mut pairs = url.query_pairs_mut();
+                for (k, v) in params {
+                    pairs.append_pair(k, v);
+                }
+            }
+            url.into()
+        }
+        // Unreachable for URIs that passed validate_redirect_uri; keep the base.
+        Err(_) => base.to_owned(),
+    }
+}
+
+/// Zoom checks redirect_uri against the app's allow list; we accept any absolute
+/// http(s) URL without a fragment (RFC 6749 §3.1.2) and bind it to the code.
+pub fn validate_redirect_uri(raw: &str) -> Result<(), String> {
+    let url =
+        url::Url::parse(raw).map_err(|e| format!("redirect_uri is not an absolute URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err("redirect_uri must use http or https".to_owned());
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("redirect_uri must name a host".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("redirect_uri must not contain a fragment".to_owned());
+    }
+    Ok(())
+}
+
+impl Sim {
+    pub fn new(settings: Settings) -> Self {
+        Sim {
+            settings,
+            ..Sim::default()
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    pub fn settings_mut(&mut self) -> &mut Settings {
+        &mut self.settings
+    }
+
+    // ----- apps -------------------------------------------------------------
+
+    pub fn register_app(&mut self, app: App) -> Result<(), String> {
+        if self.apps.contains_key(&app.client_id) {
+            return Err(format!(
+                "an app with client_id {:?} is already registered",
+                app.client_id
+            ));
+        }
+        self.apps.insert(app.client_id.clone(), app);
+        Ok(())
+    }
+
+    pub fn app(&self, client_id: &str) -> Option<&App> {
+        self.apps.get(client_id)
+    }
+
+    pub fn apps(&self) -> impl Iterator<Item = &App> {
+        self.apps.values()
+    }
+
+    // ----- counters ---------------------------------------------------------
+
+    /// Applies `f` to the totals and, when the client is a registered app, to its counters.
+    fn bump(&mut self, client_id: Option<&str>, f: impl Fn(&mut Counters)) {
+        f(&mut self.totals);
+        if let Some(id) = client_id.filter(|id| self.apps.contains_key(*id)) {
+            f(self.per_client.entry(id.to_owned()).or_default());
+        }
+    }
+
+    /// Totals, or one app's counters (None if the app is unknown).
+    pub fn stats(&self, client_id: Option<&str>, now: Millis) -> Option<StatsView> {
+        let (counters, active) = match client_id {
+            None => (
+                self.totals,
+                self.grants.values().filter(|g| g.is_active(now)).count(),
+            ),
+            Some(id) => {
+                self.apps.get(id)?;
+                let active = self
+                    .grants
+                    .values()
+                    .filter(|g| g.client_id == id && g.is_active(now))
+                    .count();
+                (self.per_client.get(id).copied().unwrap_or_default(), active)
+            }
+        };
+        Some(StatsView {
+            counters,
+            active_grants: active as u64,
+        })
+    }
+
+    // ----- authorize ----------------------------------------------------------
+
+    /// `GET /oauth/authorize`. Problems that make redirecting unsafe (unknown
+    /// client, bad redirect_uri) are page errors; the rest are redirected back to
+    /// the client as OAuth errors (RFC 6749 §4.1.2.1).
+    pub fn authorize(
+        &mut self,
+        req: &AuthorizeRequest,
+        now: Millis,
+    ) -> Result<AuthorizeOutcome, AuthorizePageError> {
+        let client_id = non_empty(&req.client_id);
+        self.bump(client_id, |c| c.authorize_requests += 1);
+        let client_id =
+            client_id.ok_or_else(|| AuthorizePageError("Missing client_id.".to_owned()))?;
+        let app = self
+            .apps
+            .get(client_id)
+            .ok_or_else(|| AuthorizePageError(format!("Invalid client_id: {client_id}")))?
+            .clone();
+        if app.kind != AppKind::Oauth {
+            return Err(AuthorizePageError(
+                "This is a Server-to-Server OAuth app; it cannot be authorized by a user."
+                    .to_owned(),
+            ));
+        }
+        let redirect_uri = non_empty(&req.redirect_uri)
+            .ok_or_else(|| AuthorizePageError("Missing redirect_uri.".to_owned()))?;
+        validate_redirect_uri(redirect_uri).map_err(AuthorizePageError)?;
+        let state = non_empty(&req.state);
+        let error_redirect = |error: &str, description: &str| {
+            let mut params = vec![("error", error), ("error_description", description)];
+            if let Some(state) = state {
+                params.push(("state", state));
+            }
+            AuthorizeOutcome::Redirect(with_query(redirect_uri, &params))
+        };
+
+        if req.response_type.as_deref() != Some("code") {
+            return Ok(error_redirect(
+                "unsupported_response_type",
+                "response_type must be code",
+            ));
+        }
+        let pkce = match non_empty(&req.code_challenge) {
+            None if non_empty(&req.code_challenge_method).is_some() => {
+                return Ok(error_redirect(
+                    "invalid_request",
+                    "code_challenge_method without code_challenge",
+                ));
+            }
+            None => None,
+            Some(challenge) => {
+                match Pkce::from_request(challenge, non_empty(&req.code_challenge_method)) {
+                    Ok(pkce) => Some(pkce),
+                    Err(why) => return Ok(error_redirect("invalid_request", &why)),
+                }
+            }
+        };
+
+        match self.settings.consent {
+            ConsentMode::Approve => Ok(AuthorizeOutcome::Redirect(self.issue_code(
+                &app,
+                redirect_uri,
+                state,
+                pkce,
+                now,
+            ))),
+            ConsentMode::Deny => Ok(AuthorizeOutcome::Redirect(denied_redirect(
+                redirect_uri,
+                state,
+            ))),
+            ConsentMode::Page => {
+                self.pending.retain(|_, p| p.expires_at > now);
+                let request_id = tokens::opaque_id();
+                self.pending.insert(
+                    request_id.clone(),
+                    PendingConsent {
+                        client_id: app.client_id.clone(),
+                        redirect_uri: redirect_uri.to_owned(),
+                        state: state.map(str::to_owned),
+                        pkce,
+                        expires_at: now + CONSENT_LIFETIME_MS,
+                    },
+                );
+                Ok(AuthorizeOutcome::ConsentPage {
+                    request_id,
+                    app_name: app.name.clone(),
+                    scopes: app.scopes.clone(),
+                    redirect_uri: redirect_uri.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// `POST /oauth/authorize/decision`: the consent page's answer. The pending
+    /// request is single use whatever the decision.
+    pub fn decide(
+        &mut self,
+        request_id: &str,
+        approve: bool,
+        now: Millis,
+    ) -> Result<String, AuthorizePageError> {
+        let pending = self
+            .pending
+            .remove(request_id)
+            .filter(|p| p.expires_at > now)
+            .ok_or_else(|| {
+                AuthorizePageError(
+                    "This authorization request has expired or was already answered; start again."
+                        .to_owned(),
+                )
+            })?;
+        let app = self
+            .apps
+            .get(&pending.client_id)
+            .cloned()
+            .ok_or_else(|| AuthorizePageError("The app is no longer registered.".to_owned()))?;
+        let state = pending.state.as_deref();
+        if approve {
+            Ok(self.issue_code(&app, &pending.redirect_uri, state, pending.pkce, now))
+        } else {
+            Ok(denied_redirect(&pending.redirect_uri, state))
+        }
+    }
+
+    fn issue_code(
+        &mut self,
+        app: &App,
+        redirect_uri: &str,
+        state: Option<&str>,
+        pkce: Option<Pkce>,
+        now: Millis,
+    ) -> String {
+        self.codes.retain(|_, c| c.expires_at > now);
+        let code = tokens::opaque_id();
+        self.codes.insert(
+            code.clone(),
+            AuthCode {
+                client_id: app.client_id.clone(),
+                redirect_uri: redirect_uri.to_owned(),
+                pkce,
+                expires_at: now + CODE_LIFETIME_MS,
+            },
+        );
+        let mut params = vec![("code", code.as_str())];
+        if let Some(state) = state {
+            params.push(("state", state));
+        }
+        with_query(redirect_uri, &params)
+    }
+
+    // ----- token --------------------------------------------------------------
+
+    /// `POST /oauth/token`, with request/failure counting in one place.
+    pub fn token(
+        &mut self,
+        auth: Option<&ClientAuth>,
+        params: &TokenParams,
+        now: Millis,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let claimed = auth.map(|a| a.client_id.clone());
+        self.bump(claimed.as_deref(), |c| c.token_requests += 1);
+        let result = self.token_inner(auth, params, now);
+        if result.is_err() {
+            self.bump(claimed.as_deref(), |c| c.failed_token_requests += 1);
+        }
+        result
+    }
+
+    fn authenticate(&self, auth: Option<&ClientAuth>) -> Result<App, OAuthError> {
+        let auth = auth.ok_or_else(OAuthError::invalid_client)?;
+        match self.apps.get(&auth.client_id) {
+            Some(app) if app.client_secret == auth.client_secret => Ok(app.clone()),
+            _ => Err(OAuthError::invalid_client()),
+        }
+    }
+
+    fn token_inner(
+        &mut self,
+        auth: Option<&ClientAuth>,
+        params: &TokenParams,
+        now: Millis,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let app = self.authenticate(auth)?;
+        let grant_type = non_empty(&params.grant_type)
+            .ok_or_else(|| OAuthError::invalid_request("Missing grant type."))?;
+        match (grant_type, app.kind) {
+            ("authorization_code", AppKind::Oauth) => self.exchange_code(&app, params, now),
+            ("refresh_token", AppKind::Oauth) => self.refresh(&app, params, now),
+            ("account_credentials", AppKind::S2s) => self.account_credentials(&app, params, now),
+            _ => Err(OAuthError::unsupported_grant_type()),
+        }
+    }
+
+    fn exchange_code(
+        &mut self,
+        app: &App,
+        params: &TokenParams,
+        now: Millis,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let code = non_empty(&params.code).ok_or_else(|| OAuthError::missing("code"))?;
+        let redirect_uri =
+            non_empty(&params.redirect_uri).ok_or_else(|| OAuthError::missing("redirect_uri"))?;
+        // Another client's code is "invalid" to this one, and must not be burned by it.
+        match self.codes.get(code) {
+            Some(entry) if entry.client_id == app.client_id => {
+                if entry.pkce.is_some() && non_empty(&params.code_verifier).is_none() {
+                    return Err(OAuthError::missing("code_verifier"));
+                }
+            }
+            _ => return Err(OAuthError::invalid_code(code, None)),
+        }
+        // Single use: from here on the code is gone, whether this attempt succeeds or not,
+        // so a verifier cannot be brute-forced against one code.
+        let entry = self
+            .codes
+            .remove(code)
+            .ok_or_else(|| OAuthError::invalid_code(code, None))?;
+        if entry.expires_at <= now {
+            return Err(OAuthError::invalid_code(code, Some("the code has expired")));
+        }
+        if entry.redirect_uri != redirect_uri {
+            return Err(OAuthError::invalid_code(
+                code,
+                Some("redirect_uri does not match the authorization request"),
+            ));
+        }
+        if let Some(pkce) = &entry.pkce {
+            let verifier = non_empty(&params.code_verifier).unwrap_or_default();
+            if !pkce.verify(verifier) {
+                return Err(OAuthError::invalid_code(
+                    code,
+                    Some("code_verifier does not match code_challenge"),
+                ));
+            }
+        }
+        let issued = self.new_grant(app, true, now);
+        self.bump(Some(&app.client_id), |c| c.authorization_code_grants += 1);
+        Ok(issued)
+    }
+
+    fn refresh(
+        &mut self,
+        app: &App,
+        params: &TokenParams,
+        now: Millis,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let presented =
+            non_empty(&params.refresh_token).ok_or_else(|| OAuthError::missing("refresh_token"))?;
+        if let Some(owner) = self.retired_refresh.get(presented) {
+            if owner == &app.client_id {
+                self.bump(Some(&app.client_id), |c| c.reused_refresh_tokens += 1);
+            }
+            return Err(OAuthError::invalid_refresh_token());
+        }
+        let grant_id = *self
+            .refresh_index
+            .get(presented)
+            .ok_or_else(OAuthError::invalid_refresh_token)?;
+        let lifetime = self.settings.token_lifetime_secs;
+        let refresh_lifetime = self.settings.refresh_token_lifetime_secs;
+        let grant = self
+            .grants
+            .get_mut(&grant_id)
+            .ok_or_else(OAuthError::invalid_refresh_token)?;
+        if grant.client_id != app.client_id {
+            return Err(OAuthError::invalid_refresh_token());
+        }
+        if grant.refresh.as_ref().is_none_or(|(_, exp)| *exp <= now) {
+            return Err(OAuthError::invalid_refresh_token());
+        }
+
+        // Rotate both tokens: the previous pair stops working at once.
+        let access = tokens::jwt_like(TokenKind::Access, &app.client_id, now, lifetime);
+        let refresh = tokens::jwt_like(TokenKind::Refresh, &app.client_id, now, refresh_lifetime);
+        let old_access = std::mem::replace(&mut grant.access_token, access.clone());
+        grant.access_expires_at = now + secs_to_ms(lifetime);
+        let old_refresh = grant
+            .refresh
+            .replace((refresh.clone(), now + secs_to_ms(refresh_lifetime)));
+        self.access_index.remove(&old_access);
+        self.access_index.insert(access.clone(), grant_id);
+        if let Some((old_refresh, _)) = old_refresh {
+            self.refresh_index.remove(&old_refresh);
+            self.retired_refresh
+                .insert(old_refresh, app.client_id.clone());
+        }
+        self.refresh_index.insert(refresh.clone(), grant_id);
+        self.bump(Some(&app.client_id), |c| c.refreshes += 1);
+        Ok(IssuedTokens {
+            access_token: access,
+            refresh_token: Some(refresh),
+            expires_in: lifetime,
+            scope: app.scope_string(),
+        })
+    }
+
+    fn account_credentials(
+        &mut self,
+        app: &App,
+        params: &TokenParams,
+        now: Millis,
+    ) -> Result<IssuedTokens, OAuthError> {
+        let account_id =
+            non_empty(&params.account_id).ok_or_else(|| OAuthError::missing("account_id"))?;
+        if account_id != app.account_id {
+            return Err(OAuthError::invalid_request("Invalid account_id"));
+        }
+        self.prune_expired_s2s(now);
+        let issued = self.new_grant(app, false, now);
+        self.bump(Some(&app.client_id), |c| c.account_credentials_grants += 1);
+        Ok(issued)
+    }
+
+    fn new_grant(&mut self, app: &App, with_refresh: bool, now: Millis) -> IssuedTokens {
+        let lifetime = self.settings.token_lifetime_secs;
+        let access = tokens::jwt_like(TokenKind::Access, &app.client_id, now, lifetime);
+        let refresh = with_refresh.then(|| {
+            let lifetime = self.settings.refresh_token_lifetime_secs;
+            (
+                tokens::jwt_like(TokenKind::Refresh, &app.client_id, now, lifetime),
+                now + secs_to_ms(lifetime),
+            )
+        });
+        let id = self.next_grant;
+        self.next_grant += 1;
+        self.access_index.insert(access.clone(), id);
+        if let Some((token, _)) = &refresh {
+            self.refresh_index.insert(token.clone(), id);
+        }
+        let refresh_token = refresh.as_ref().map(|(t, _)| t.clone());
+        self.grants.insert(
+            id,
+            Grant {
+                client_id: app.client_id.clone(),
+                user_id: app.user_id.clone(),
+                account_id: app.account_id.clone(),
+                access_token: access.clone(),
+                access_expires_at: now + secs_to_ms(lifetime),
+                refresh,
+            },
+        );
+        IssuedTokens {
+            access_token: access,
+            refresh_token,
+            expires_in: lifetime,
+            scope: app.scope_string(),
+        }
+    }
+
+    fn prune_expired_s2s(&mut self, now: Millis) {
+        let stale: Vec<GrantId> = self
+            .grants
+            .iter()
+            .filter(|(_, g)| {
+                g.refresh.is_none() && g.access_expires_at + EXPIRED_S2S_RETENTION_MS <= now
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            self.remove_grant(id);
+        }
+    }
+
+    fn remove_grant(&mut self, id: GrantId) -> Option<Grant> {
+        let grant = self.grants.remove(&id)?;
+        self.access_index.remove(&grant.access_token);
+        if let Some((refresh, _)) = &grant.refresh {
+            self.refresh_index.remove(refresh);
+        }
+        Some(grant)
+    }
+
+    // ----- revoke / deauthorize -------------------------------------------------
+
+    /// `POST /oauth/revoke`: revokes the whole grant (access and refresh) that the
+    /// token belongs to. A token of another app is refused; an unknown one is
+    /// "revoked" successfully (RFC 7009 §2.2).
+    pub fn revoke(
+        &mut self,
+        auth: Option<&ClientAuth>,
+        token: Option<&str>,
+    ) -> Result<RevokeOutcome, OAuthError> {
+        let app = self.authenticate(auth)?;
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| OAuthError::missing("token"))?;
+        let found = self
+            .access_index
+            .get(token)
+            .or_else(|| self.refresh_index.get(token))
+            .copied();
+        let outcome = match found {
+            None => RevokeOutcome::UnknownToken,
+            Some(id) => {
+                if self
+                    .grants
+                    .get(&id)
+                    .is_some_and(|g| g.client_id != app.client_id)
+                {
+                    return Err(OAuthError::invalid_request("Invalid Token"));
+                }
+                self.remove_grant(id);
+                RevokeOutcome::Revoked
+            }
+        };
+        self.bump(Some(&app.client_id), |c| c.revokes += 1);
+        Ok(outcome)
+    }
+
+    /// The user (or admin) uninstalls the app: every grant of that app (for that
+    /// user, if given) is revoked. Returns the app and the number of grants revoked.
+    pub fn deauthorize(&mut self, client_id: &str, user_id: Option<&str>) -> Option<(App, usize)> {
+        let app = self.apps.get(client_id)?.clone();
+        let doomed: Vec<GrantId> = self
+            .grants
+            .iter()
+            .filter(|(_, g)| g.client_id == client_id && user_id.is_none_or(|u| g.user_id == u))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &doomed {
+            self.remove_grant(*id);
+        }
+        self.bump(Some(client_id), |c| c.deauthorizations += 1);
+        Some((app, doomed.len()))
+    }
+
+    // ----- API --------------------------------------------------------------------
+
+    /// Resolves a bearer token for `GET /v2/users/me`.
+    pub fn users_me(&mut self, bearer: Option<&str>, now: Millis) -> Result<Principal, ApiError> {
+        let grant = bearer
+            .and_then(|t| self.access_index.get(t))
+            .and_then(|id| self.grants.get(id))
+            .cloned();
+        self.bump(grant.as_ref().map(|g| g.client_id.as_str()), |c| {
+            c.users_me += 1
+        });
+        let grant = grant.ok_or_else(ApiError::invalid_access_token)?;
+        if grant.access_expires_at <= now {
+            return Err(ApiError::expired_access_token());
+        }
+        let app = self
+            .apps
+            .get(&grant.client_id)
+            .cloned()
+            .ok_or_else(ApiError::invalid_access_token)?;
+        Ok(Principal {
+            app,
+            user_id: grant.user_id,
+            account_id: grant.account_id,
+        })
+    }
+}
+
+fn denied_redirect(redirect_uri: &str, state: Option<&str>) -> String {
+    let mut params = vec![("error", "access_denied")];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    with_query(redirect_uri, &params)
+}

@@ -1,0 +1,246 @@
+//! The model's vocabulary: apps, settings, counters and the errors the
+//! endpoints answer with (as plain data; the HTTP layer renders them).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Millis;
+
+/// Authorization codes live 5 minutes, as on Zoom.
+pub const CODE_LIFETIME_MS: Millis = 5 * 60 * 1000;
+/// A consent page left open longer than this must be reloaded.
+pub const CONSENT_LIFETIME_MS: Millis = 10 * 60 * 1000;
+/// Zoom's access tokens last an hour; its token endpoint answers 3599.
+pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
+/// Zoom documents refresh tokens as long-lived (commonly 90 days).
+pub const DEFAULT_REFRESH_TOKEN_LIFETIME_SECS: u64 = 90 * 24 * 3600;
+/// Upper bound for configurable lifetimes (ten years): keeps arithmetic far from overflow.
+pub const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// What `GET /oauth/authorize` does once the request is valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentMode {
+    /// Redirect straight back with a code, as if the user clicked "Allow".
+    Approve,
+    /// Redirect back with `error=access_denied`, as when the user declines.
+    Deny,
+    /// Show an HTML consent page with Approve and Deny buttons.
+    Page,
+}
+
+impl FromStr for ConsentMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "approve" => Ok(ConsentMode::Approve),
+            "deny" => Ok(ConsentMode::Deny),
+            "page" => Ok(ConsentMode::Page),
+            other => Err(format!(
+                "consent must be approve, deny or page, not {other:?}"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for ConsentMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConsentMode::Approve => "approve",
+            ConsentMode::Deny => "deny",
+            ConsentMode::Page => "page",
+        })
+    }
+}
+
+/// Zoom's two app types that matter here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppKind {
+    /// A user-authorized ("General"/OAuth) app: authorization_code + refresh_token.
+    Oauth,
+    /// A Server-to-Server OAuth app: account_credentials only.
+    S2s,
+}
+
+impl FromStr for AppKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "oauth" => Ok(AppKind::Oauth),
+            "s2s" => Ok(AppKind::S2s),
+            other => Err(format!("kind must be oauth or s2s, not {other:?}")),
+        }
+    }
+}
+
+/// A registered Marketplace app and the single user/account it acts for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct App {
+    pub kind: AppKind,
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Webhook secret token: signs `x-zm-signature` and url_validation answers.
+    pub secret_token: String,
+    pub account_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub scopes: Vec<String>,
+    /// Where `app_deauthorized` (and `/sim/webhooks/send` by default) is delivered.
+    pub event_url: Option<String>,
+}
+
+/// An app as listed by `GET /sim/apps`: everything but the secrets.
+#[derive(Clone, Debug, Serialize)]
+pub struct PublicApp {
+    pub kind: AppKind,
+    pub name: String,
+    pub client_id: String,
+    pub account_id: String,
+    pub user_id: String,
+    pub email: String,
+    pub scopes: Vec<String>,
+    pub event_url: Option<String>,
+}
+
+impl App {
+    pub fn public(&self) -> PublicApp {
+        PublicApp {
+            kind: self.kind,
+            name: self.name.clone(),
+            client_id: self.client_id.clone(),
+            account_id: self.account_id.clone(),
+            user_id: self.user_id.clone(),
+            email: self.email.clone(),
+            scopes: self.scopes.clone(),
+            event_url: self.event_url.clone(),
+        }
+    }
+
+    pub fn scope_string(&self) -> String {
+        self.scopes.join(" ")
+    }
+}
+
+/// Runtime-adjustable behaviour (flags at startup, `POST /sim/config` later).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    pub consent: ConsentMode,
+    pub token_lifetime_secs: u64,
+    pub refresh_token_lifetime_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            consent: ConsentMode::Page,
+            token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
+            refresh_token_lifetime_secs: DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
+        }
+    }
+}
+
+/// An OAuth endpoint error, rendered as Zoom does: `{"reason": .., "error": ..}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthError {
+    pub status: u16,
+    pub error: &'static str,
+    pub reason: String,
+}
+
+impl OAuthError {
+    pub(super) fn new(status: u16, error: &'static str, reason: impl Into<String>) -> Self {
+        OAuthError {
+            status,
+            error,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn invalid_client() -> Self {
+        Self::new(401, "invalid_client", "Invalid client_id or client_secret")
+    }
+
+    pub fn invalid_request(reason: impl Into<String>) -> Self {
+        Self::new(400, "invalid_request", reason)
+    }
+
+    pub(super) fn missing(param: &str) -> Self {
+        Self::invalid_request(format!("Missing parameter: {param}"))
+    }
+
+    /// Zoom's literal answer for an unknown, rotated-out or revoked refresh token.
+    pub fn invalid_refresh_token() -> Self {
+        Self::new(400, "invalid_grant", "Invalid Token!")
+    }
+
+    /// Zoom names the code in this message; we show only a prefix so that logs of
+    /// failing tests never carry a usable credential.
+    pub(super) fn invalid_code(code: &str, why: Option<&str>) -> Self {
+        let shown: String = code.chars().take(4).collect();
+        let reason = match why {
+            None => format!("Invalid authorization code {shown}…"),
+            Some(why) => format!("Invalid authorization code {shown}…: {why}"),
+        };
+        Self::new(400, "invalid_grant", reason)
+    }
+
+    /// Zoom's literal answer for a grant type the app cannot use.
+    pub fn unsupported_grant_type() -> Self {
+        Self::new(400, "unsupported_grant_type", "unsupported grant type")
+    }
+}
+
+/// A REST API error, rendered as Zoom does: `{"code": .., "message": ..}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: u32,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: u32, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid_access_token() -> Self {
+        Self::new(401, 124, "Invalid access token.")
+    }
+
+    pub fn expired_access_token() -> Self {
+        Self::new(401, 124, "Access token is expired.")
+    }
+}
+
+/// Counters, kept in total and per app. Field names are the `/sim/stats` keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    pub authorize_requests: u64,
+    pub authorization_code_grants: u64,
+    pub refreshes: u64,
+    pub reused_refresh_tokens: u64,
+    pub account_credentials_grants: u64,
+    pub revokes: u64,
+    pub token_requests: u64,
+    pub failed_token_requests: u64,
+    pub users_me: u64,
+    pub deauthorizations: u64,
+}
+
+/// `GET /sim/stats`: the counters plus the number of live grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct StatsView {
+    #[serde(flatten)]
+    pub counters: Counters,
+    pub active_grants: u64,
+}

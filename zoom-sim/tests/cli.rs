@@ -1,0 +1,337 @@
+//! Tests of the built `zoom-sim` binary: `serve` startup contract and `send-event`.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+use common::{http, independent_hmac, json_of, Receiver, Validation};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zoom-sim");
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("ZOOM_SIM_SECRET_TOKEN")
+        .env_remove("ZOOM_SIM_LISTEN")
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("zoom-sim finished in time")
+        .expect("zoom-sim runs");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[tokio::test]
+async fn serve_prints_one_listening_line_and_serves() {
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-lifetime",
+            "30",
+            "--consent",
+            "approve",
+            "--app",
+            "kind=s2s,client_id=cli-s2s,client_secret=sec,secret_token=tok,account_id=ACCT",
+        ])
+        .env_remove("ZOOM_SIM_LISTEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn zoom-sim serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("listening line in time")
+        .expect("read stdout")
+        .expect("a line");
+
+    let base = line
+        .strip_prefix("zoom-sim listening on ")
+        .unwrap_or_else(|| panic!("unexpected line: {line:?}"));
+    let port: u16 = base
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not http://127.0.0.1:PORT: {base:?}"));
+    assert_ne!(port, 0, "the actual bound port is printed");
+
+    assert_eq!(
+        http()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+    let resp = http()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("cli-s2s", Some("sec"))
+        .form(&[
+            ("grant_type", "account_credentials"),
+            ("account_id", "ACCT"),
+        ])
+        .send()
+        .await
+        .expect("token");
+    let (status, body) = json_of(resp).await;
+    assert_eq!(
+        (status, body["expires_in"].as_u64()),
+        (200, Some(30)),
+        "{body}"
+    );
+    assert_eq!(body["api_url"], base);
+
+    // Nothing else is printed on stdout.
+    child.start_kill().expect("stop zoom-sim");
+    let rest = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("stdout closes");
+    assert_eq!(rest.expect("read stdout"), None);
+}
+
+#[tokio::test]
+async fn serve_rejects_incomplete_app_specs() {
+    let out = run(&["serve", "--app", "kind=oauth,client_id=x"]).await;
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("client_secret"), "{}", out.stderr);
+    assert!(out.stdout.is_empty());
+    let out = run(&["serve", "--app", "kind=s2s,client_id=x,client_secret=y"]).await;
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("account_id"), "{}", out.stderr);
+}
+
+#[tokio::test]
+async fn send_event_signs_like_zoom() {
+    let receiver = Receiver::start("sekret", Validation::Correct).await;
+    let out = run(&[
+        "send-event",
+        "--url",
+        &receiver.url(),
+        "--secret-token",
+        "sekret",
+        "--event",
+        "meeting.started",
+        "--account-id",
+        "ACC",
+        "--payload",
+        r#"{"object":{"id":"123","topic":"Standup"}}"#,
+        "--request-id",
+        "req-42",
+    ])
+    .await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.starts_with("status: 200\n"), "{}", out.stdout);
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let req = &got[0];
+    // Recompute the signature from the raw bytes received, independently.
+    let ts = req
+        .header("x-zm-request-timestamp")
+        .expect("timestamp header");
+    let mut message = format!("v0:{ts}:").into_bytes();
+    message.extend_from_slice(&req.body);
+    assert_eq!(
+        req.header("x-zm-signature"),
+        Some(format!("v0={}", independent_hmac("sekret", &message)))
+    );
+    assert!(req.signature_valid && !req.stale);
+    assert_eq!(req.header("x-zm-request-id").as_deref(), Some("req-42"));
+    assert_eq!(
+        req.header("user-agent").as_deref(),
+        Some("Zoom Marketplace/1.0a")
+    );
+    assert!(req
+        .header("content-type")
+        .expect("content type")
+        .starts_with("application/json"));
+
+    let body = req.json();
+    assert_eq!(body["event"], "meeting.started");
+    let event_ts = body["event_ts"].as_i64().expect("event_ts");
+    let ts: i64 = ts.parse().expect("numeric timestamp");
+    assert!(
+        (event_ts / 1000 - ts).abs() <= 2,
+        "event_ts is in ms: {event_ts} vs {ts}"
+    );
+    assert_eq!(
+        body["payload"],
+        json!({"account_id": "ACC", "object": {"id": "123", "topic": "Standup"}})
+    );
+}
+
+#[tokio::test]
+async fn send_event_bad_signature_and_stale_timestamp_are_rejected_by_a_receiver() {
+    let receiver = Receiver::start("sekret", Validation::Correct).await;
+    let url = receiver.url();
+    let base = [
+        "send-event",
+        "--url",
+        &url,
+        "--secret-token",
+        "sekret",
+        "--event",
+        "meeting.ended",
+    ];
+
+    let out = run(&[&base[..], &["--bad-signature"]].concat()).await;
+    assert_eq!(out.code, Some(1));
+    assert!(out.stdout.starts_with("status: 401\n"), "{}", out.stdout);
+
+    let out = run(&[&base[..], &["--timestamp", "1000000000"]].concat()).await;
+    assert_eq!(out.code, Some(1), "a 2001 timestamp is stale");
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    assert!(!got[0].signature_valid, "--bad-signature must not verify");
+    assert!(
+        got[1].signature_valid,
+        "a stale request is still correctly signed"
+    );
+    assert!(got[1].stale);
+    assert_eq!(
+        got[1].header("x-zm-request-timestamp").as_deref(),
+        Some("1000000000")
+    );
+}
+
+#[tokio::test]
+async fn validate_checks_the_receivers_answer() {
+    let good = Receiver::start("sekret", Validation::Correct).await;
+    let out = run(&[
+        "send-event",
+        "--url",
+        &good.url(),
+        "--secret-token",
+        "sekret",
+        "--validate",
+    ])
+    .await;
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(out.stdout.contains("validation: ok"), "{}", out.stdout);
+    let sent = good.received()[0].json();
+    assert_eq!(sent["event"], "endpoint.url_validation");
+    assert!(sent["payload"]["plainToken"]
+        .as_str()
+        .is_some_and(|t| !t.is_empty()));
+
+    let bad = Receiver::start("sekret", Validation::WrongSecret).await;
+    let out = run(&[
+        "send-event",
+        "--url",
+        &bad.url(),
+        "--secret-token",
+        "sekret",
+        "--validate",
+    ])
+    .await;
+    assert_eq!(out.code, Some(1));
+    assert!(out.stdout.contains("validation: failed"), "{}", out.stdout);
+
+    // A receiver that rejects the request outright also fails validation.
+    let out = run(&[
+        "send-event",
+        "--url",
+        &good.url(),
+        "--secret-token",
+        "other",
+        "--validate",
+    ])
+    .await;
+    assert_eq!(out.code, Some(1));
+}
+
+#[tokio::test]
+async fn send_event_usage_errors() {
+    let out = run(&[
+        "send-event",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--secret-token",
+        "t",
+        "--event",
+        "e",
+        "--payload",
+        "[1]",
+    ])
+    .await;
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("JSON object"), "{}", out.stderr);
+    let out = run(&[
+        "send-event",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--secret-token",
+        "t",
+        "--event",
+        "e",
+        "--payload-file",
+        "/nonexistent/x.json",
+    ])
+    .await;
+    assert_eq!(out.code, Some(2));
+    let out = run(&[
+        "send-event",
+        "--url",
+        "not-a-url",
+        "--secret-token",
+        "t",
+        "--event",
+        "e",
+    ])
+    .await;
+    assert_eq!(out.code, Some(2));
+    let out = run(&[
+        "send-event",
+        "--url",
+        "http://127.0.0.1:9/",
+        "--secret-token",
+        "t",
+    ])
+    .await;
+    assert_eq!(out.code, Some(2), "--event or --validate is required");
+    // Nothing listening: a delivery failure, not a usage error.
+    let out = run(&[
+        "send-event",
+        "--url",
+        "http://127.0.0.1:1/",
+        "--secret-token",
+        "t",
+        "--event",
+        "e",
+    ])
+    .await;
+    assert_eq!(out.code, Some(1));
+}

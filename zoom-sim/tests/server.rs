@@ -1,0 +1,1059 @@
+//! End-to-end tests against an in-process server on 127.0.0.1:0, driven over HTTP.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use common::{http, independent_hmac, json_of, location_param, Receiver, Validation};
+use zoom_sim::config::AppSpec;
+use zoom_sim::server::{start, RunningServer, ServeOptions};
+use zoom_sim::state::{App, ConsentMode, Settings};
+
+const REDIRECT: &str = "https://client.example/oauth/redirect/zoom";
+const VERIFIER: &str = "M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag";
+
+fn app(spec: &str) -> App {
+    AppSpec::parse_cli(spec)
+        .and_then(AppSpec::into_app)
+        .expect("valid app spec")
+        .app
+}
+
+fn web_app() -> App {
+    app("kind=oauth,client_id=webid,client_secret=websecret,secret_token=webtoken,account_id=ACC1,user_id=USER1,email=owner@example.com")
+}
+
+fn s2s_app() -> App {
+    app("kind=s2s,client_id=s2sid,client_secret=s2ssecret,secret_token=s2stoken,account_id=ACC2,user_id=OWNER2,email=admin@example.com")
+}
+
+async fn server(consent: ConsentMode, token_lifetime_secs: u64, apps: Vec<App>) -> RunningServer {
+    start(ServeOptions {
+        settings: Settings {
+            consent,
+            token_lifetime_secs,
+            ..Settings::default()
+        },
+        apps,
+        ..ServeOptions::default()
+    })
+    .await
+    .expect("server starts")
+}
+
+fn s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Runs /oauth/authorize in approve mode and returns the code.
+async fn authorize(base: &str, challenge: Option<&str>) -> String {
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", "webid"),
+        ("redirect_uri", REDIRECT),
+        ("state", "st-123"),
+    ];
+    if let Some(c) = challenge {
+        query.push(("code_challenge", c));
+        query.push(("code_challenge_method", "S256"));
+    }
+    let resp = http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 302);
+    let location = resp.headers()["location"].to_str().expect("ascii location");
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(location_param(&resp, "state").as_deref(), Some("st-123"));
+    location_param(&resp, "code").expect("code in redirect")
+}
+
+async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .expect("token request");
+    json_of(resp).await
+}
+
+async fn users_me(base: &str, access_token: &str) -> (u16, Value) {
+    json_of(
+        http()
+            .get(format!("{base}/v2/users/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("users/me"),
+    )
+    .await
+}
+
+async fn stats(base: &str, client_id: Option<&str>) -> Value {
+    let mut req = http().get(format!("{base}/sim/stats"));
+    if let Some(id) = client_id {
+        req = req.query(&[("client_id", id)]);
+    }
+    let (status, body) = json_of(req.send().await.expect("stats")).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn admin_post(base: &str, path: &str, body: Value) -> (u16, Value) {
+    json_of(
+        http()
+            .post(format!("{base}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("admin request"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+
+    let code = authorize(&base, Some(&s256(VERIFIER))).await;
+    let resp = http()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("webid", Some("websecret"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ])
+        .send()
+        .await
+        .expect("exchange");
+    assert_eq!(
+        resp.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    let (status, first) = json_of(resp).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["token_type"], "bearer");
+    assert_eq!(first["expires_in"], 3599);
+    assert_eq!(first["scope"], "meeting:read:meeting user:read:user");
+    assert_eq!(first["api_url"], base.as_str());
+    let access1 = first["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let refresh1 = first["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    assert!(
+        access1.len() > 100 && access1.split('.').count() == 3,
+        "JWT-shaped: {access1}"
+    );
+
+    let (status, me) = users_me(&base, &access1).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["id"], "USER1");
+    assert_eq!(me["email"], "owner@example.com");
+    assert_eq!(me["account_id"], "ACC1");
+    assert_eq!(me["type"], 1);
+    assert_eq!(me["status"], "active");
+    assert!(
+        me["display_name"].is_string()
+            && me["account_number"].is_number()
+            && me["timezone"].is_string()
+    );
+
+    // Refresh rotates both tokens.
+    let (status, second) = token(
+        &base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh1),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    let access2 = second["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let refresh2 = second["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    assert_ne!(access1, access2);
+    assert_ne!(refresh1, refresh2);
+    assert_eq!(
+        users_me(&base, &access1).await,
+        (
+            401,
+            json!({"code": 124, "message": "Invalid access token."})
+        )
+    );
+    assert_eq!(users_me(&base, &access2).await.0, 200);
+
+    // Reusing the rotated-out refresh token is refused and counted.
+    let reuse = token(
+        &base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh1),
+        ],
+    )
+    .await;
+    assert_eq!(
+        reuse,
+        (
+            400,
+            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
+        )
+    );
+    let s = stats(&base, Some("webid")).await;
+    assert_eq!(s["reused_refresh_tokens"], 1);
+    assert_eq!(s["refreshes"], 1);
+    assert_eq!(s["authorization_code_grants"], 1);
+    assert_eq!(s["active_grants"], 1);
+
+    // Revoking the refresh token kills the whole grant, access token included.
+    let resp = http()
+        .post(format!("{base}/oauth/revoke"))
+        .basic_auth("webid", Some("websecret"))
+        .form(&[("token", &refresh2)])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(json_of(resp).await, (200, json!({"status": "success"})));
+    assert_eq!(users_me(&base, &access2).await.0, 401);
+    let after = token(
+        &base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh2),
+        ],
+    )
+    .await;
+    assert_eq!(
+        after,
+        (
+            400,
+            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
+        )
+    );
+
+    let s = stats(&base, None).await;
+    assert_eq!(s["revokes"], 1);
+    assert_eq!(s["active_grants"], 0);
+    assert_eq!(s["token_requests"], 4);
+    assert_eq!(s["failed_token_requests"], 2);
+    assert_eq!(s["users_me"], 4);
+    srv.shutdown().await.expect("clean shutdown");
+}
+
+async fn exchange(base: &str, code: &str, redirect: &str, verifier: &str) -> (u16, Value) {
+    token(
+        base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn code_is_single_use_and_bound_to_redirect_and_verifier() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let code = authorize(&base, Some(&s256(VERIFIER))).await;
+    let wrong_verifier = "x".repeat(43);
+    let (status, body) = exchange(&base, &code, REDIRECT, &wrong_verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let reason = body["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("Invalid authorization code"), "{reason}");
+    assert!(
+        !reason.contains(&code),
+        "the code must not be echoed: {reason}"
+    );
+    // The failed attempt consumed the code.
+    assert_eq!(
+        exchange(&base, &code, REDIRECT, VERIFIER).await.1["error"],
+        "invalid_grant"
+    );
+
+    let code = authorize(&base, Some(&s256(VERIFIER))).await;
+    let (status, body) = exchange(&base, &code, "https://client.example/other", VERIFIER).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+
+    let code = authorize(&base, Some(&s256(VERIFIER))).await;
+    assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
+    assert_eq!(
+        exchange(&base, &code, REDIRECT, VERIFIER).await.0,
+        400,
+        "second use"
+    );
+
+    // Missing parameter: invalid_request.
+    let (status, body) = token(
+        &base,
+        "webid",
+        "websecret",
+        &[("grant_type", "authorization_code")],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn consent_deny_and_runtime_switch() {
+    let srv = server(ConsentMode::Deny, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let query = [
+        ("response_type", "code"),
+        ("client_id", "webid"),
+        ("redirect_uri", REDIRECT),
+        ("state", "s1"),
+    ];
+    let resp = http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 302);
+    assert_eq!(
+        location_param(&resp, "error").as_deref(),
+        Some("access_denied")
+    );
+    assert_eq!(location_param(&resp, "state").as_deref(), Some("s1"));
+    assert_eq!(location_param(&resp, "code"), None);
+
+    let (status, settings) = admin_post(&base, "/sim/config", json!({"consent": "approve"})).await;
+    assert_eq!((status, &settings["consent"]), (200, &json!("approve")));
+    let resp = http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize");
+    assert!(location_param(&resp, "code").is_some());
+
+    let (status, body) = admin_post(&base, "/sim/config", json!({"consent": "maybe"})).await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
+}
+
+#[tokio::test]
+async fn consent_page_posts_a_request_id_not_a_code() {
+    let srv = server(ConsentMode::Page, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let query = [
+        ("response_type", "code"),
+        ("client_id", "webid"),
+        ("redirect_uri", REDIRECT),
+        ("state", "s2"),
+    ];
+    let page_for = || async {
+        let resp = http()
+            .get(format!("{base}/oauth/authorize"))
+            .query(&query)
+            .send()
+            .await
+            .expect("authorize");
+        assert_eq!(resp.status(), 200);
+        let html = resp.text().await.expect("html");
+        assert!(html.contains("Approve") && html.contains("Deny"), "{html}");
+        assert!(html.contains(r#"action="/oauth/authorize/decision""#));
+        assert!(!html.contains("code="), "the page must not carry a code");
+        let marker = r#"name="request_id" value=""#;
+        let start = html.find(marker).expect("request_id field") + marker.len();
+        let len = html[start..].find('"').expect("closing quote");
+        html[start..start + len].to_owned()
+    };
+    let decide = |id: String, decision: &'static str| {
+        let base = base.clone();
+        async move {
+            http()
+                .post(format!("{base}/oauth/authorize/decision"))
+                .form(&[("request_id", id.as_str()), ("decision", decision)])
+                .send()
+                .await
+                .expect("decision")
+        }
+    };
+
+    let id = page_for().await;
+    let resp = decide(id.clone(), "approve").await;
+    assert_eq!(resp.status(), 302);
+    assert_eq!(location_param(&resp, "state").as_deref(), Some("s2"));
+    let code = location_param(&resp, "code").expect("code after approval");
+    let (status, _) = token(
+        &base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The pending request was single use.
+    assert_eq!(decide(id, "approve").await.status(), 400);
+
+    let resp = decide(page_for().await, "deny").await;
+    assert_eq!(
+        location_param(&resp, "error").as_deref(),
+        Some("access_denied")
+    );
+}
+
+#[tokio::test]
+async fn client_errors_have_zoom_shapes() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app(), s2s_app()]).await;
+    let base = srv.base_url();
+    let invalid_client =
+        json!({"reason": "Invalid client_id or client_secret", "error": "invalid_client"});
+    assert_eq!(
+        token(&base, "webid", "nope", &[("grant_type", "refresh_token")]).await,
+        (401, invalid_client.clone())
+    );
+    let no_auth = http()
+        .post(format!("{base}/oauth/token"))
+        .form(&[("grant_type", "refresh_token")])
+        .send()
+        .await;
+    assert_eq!(
+        json_of(no_auth.expect("request")).await,
+        (401, invalid_client)
+    );
+    let garbage = http()
+        .post(format!("{base}/oauth/token"))
+        .header("authorization", "Basic !!!not-base64")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(garbage.status(), 401);
+
+    assert_eq!(
+        token(&base, "webid", "websecret", &[("grant_type", "password")]).await,
+        (
+            400,
+            json!({"reason": "unsupported grant type", "error": "unsupported_grant_type"})
+        )
+    );
+    assert_eq!(
+        token(&base, "webid", "websecret", &[]).await.1["error"],
+        "invalid_request"
+    );
+
+    // Zoom accepts the parameters in the query string too.
+    let resp = http()
+        .post(format!(
+            "{base}/oauth/token?grant_type=account_credentials&account_id=ACC2"
+        ))
+        .basic_auth("s2sid", Some("s2ssecret"))
+        .send()
+        .await
+        .expect("query params");
+    assert_eq!(resp.status(), 200);
+
+    // Unknown client at authorize: an HTML error page, no redirect.
+    let resp = http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "who"),
+            ("redirect_uri", REDIRECT),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/html"));
+    // A relative redirect_uri is refused the same way.
+    let resp = http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "webid"),
+            ("redirect_uri", "/cb"),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 400);
+
+    // Tokens in the query string are refused with Zoom's message.
+    let (status, body) = json_of(
+        http()
+            .get(format!("{base}/v2/users/me?access_token=x"))
+            .send()
+            .await
+            .expect("me"),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (401, Some(124)));
+    assert!(body["message"]
+        .as_str()
+        .expect("message")
+        .contains("query parameter"));
+    assert_eq!(
+        users_me(&base, "garbage").await,
+        (
+            401,
+            json!({"code": 124, "message": "Invalid access token."})
+        )
+    );
+}
+
+#[tokio::test]
+async fn faults_with_retry_after_and_delay() {
+    let srv = server(ConsentMode::Approve, 3599, vec![s2s_app()]).await;
+    let base = srv.base_url();
+    let s2s = [
+        ("grant_type", "account_credentials"),
+        ("account_id", "ACC2"),
+    ];
+
+    let (status, body) = admin_post(
+        &base,
+        "/sim/faults",
+        json!({"path": "/oauth/token", "status": 503, "count": 2, "retry_after": "2"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) =
+        admin_post(&base, "/sim/faults", json!({"path": "/oauth/token", "status": 429, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+            .await;
+    assert_eq!(status, 201);
+
+    for _ in 0..2 {
+        let resp = http()
+            .post(format!("{base}/oauth/token"))
+            .basic_auth("s2sid", Some("s2ssecret"))
+            .form(&s2s)
+            .send()
+            .await;
+        let resp = resp.expect("faulted request");
+        assert_eq!(
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("2")
+        );
+        assert_eq!(
+            json_of(resp).await,
+            (
+                503,
+                json!({"reason": "Service Unavailable", "error": "temporarily_unavailable"})
+            )
+        );
+    }
+    let resp = http()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth("s2sid", Some("s2ssecret"))
+        .form(&s2s)
+        .send()
+        .await;
+    let resp = resp.expect("faulted request");
+    assert_eq!(resp.status(), 429);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("Wed, 21 Oct 2015 07:28:00 GMT")
+    );
+    // Faults ran out: served normally again.
+    let (status, issued) = token(&base, "s2sid", "s2ssecret", &s2s).await;
+    assert_eq!(status, 200, "{issued}");
+    let access = issued["access_token"].as_str().expect("token").to_owned();
+
+    // A REST API fault uses the {code, message} shape.
+    admin_post(
+        &base,
+        "/sim/faults",
+        json!({"path": "/v2/users/me", "status": 429}),
+    )
+    .await;
+    let (status, body) = users_me(&base, &access).await;
+    assert_eq!((status, body["code"].as_u64()), (429, Some(429)), "{body}");
+
+    // Delay-only: slow, then served normally.
+    admin_post(
+        &base,
+        "/sim/faults",
+        json!({"path": "/v2/users/me", "status": 0, "delay_ms": 400}),
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(users_me(&base, &access).await.0, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let (status, listed) = json_of(
+        http()
+            .get(format!("{base}/sim/faults"))
+            .send()
+            .await
+            .expect("list"),
+    )
+    .await;
+    assert_eq!(
+        (status, listed["injected"].as_u64()),
+        (200, Some(5)),
+        "{listed}"
+    );
+    // Faults are not counted as token requests: they never reached the OAuth server.
+    assert_eq!(stats(&base, None).await["token_requests"], 1);
+
+    admin_post(
+        &base,
+        "/sim/faults",
+        json!({"path": "*", "status": 500, "count": 5}),
+    )
+    .await;
+    let (status, cleared) = json_of(
+        http()
+            .delete(format!("{base}/sim/faults"))
+            .send()
+            .await
+            .expect("clear"),
+    )
+    .await;
+    assert_eq!((status, cleared["cleared"].as_u64()), (200, Some(1)));
+    assert_eq!(users_me(&base, &access).await.0, 200);
+
+    let (status, body) = admin_post(
+        &base,
+        "/sim/faults",
+        json!({"path": "/sim/stats", "status": 500}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(300)));
+}
+
+#[tokio::test]
+async fn token_lifetime_is_configurable() {
+    let srv = server(ConsentMode::Approve, 30, vec![s2s_app()]).await;
+    let base = srv.base_url();
+    let s2s = [
+        ("grant_type", "account_credentials"),
+        ("account_id", "ACC2"),
+    ];
+    let (status, issued) = token(&base, "s2sid", "s2ssecret", &s2s).await;
+    assert_eq!((status, issued["expires_in"].as_u64()), (200, Some(30)));
+    assert!(
+        issued.get("refresh_token").is_none(),
+        "account_credentials has no refresh token: {issued}"
+    );
+
+    let (status, _) = admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 45})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        token(&base, "s2sid", "s2ssecret", &s2s).await.1["expires_in"],
+        45
+    );
+    assert_eq!(
+        admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 0}))
+            .await
+            .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn expired_tokens_get_code_124() {
+    let srv = server(ConsentMode::Approve, 1, vec![s2s_app()]).await;
+    let base = srv.base_url();
+    let s2s = [
+        ("grant_type", "account_credentials"),
+        ("account_id", "ACC2"),
+    ];
+
+    // Real time: a 1-second token, checked after it lapses.
+    let access = token(&base, "s2sid", "s2ssecret", &s2s).await.1["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_eq!(users_me(&base, &access).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        users_me(&base, &access).await,
+        (
+            401,
+            json!({"code": 124, "message": "Access token is expired."})
+        )
+    );
+
+    // Simulated time: an hour-long token, then the clock jumps an hour.
+    admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 3600})).await;
+    let access = token(&base, "s2sid", "s2ssecret", &s2s).await.1["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (status, me) = users_me(&base, &access).await;
+    assert_eq!(
+        (status, &me["id"]),
+        (200, &json!("OWNER2")),
+        "S2S tokens act as the account owner"
+    );
+    let (status, clock) = admin_post(&base, "/sim/clock", json!({"advance_secs": 3600})).await;
+    assert_eq!((status, clock["offset_secs"].as_i64()), (200, Some(3600)));
+    assert_eq!(
+        users_me(&base, &access).await.1["message"],
+        "Access token is expired."
+    );
+}
+
+#[tokio::test]
+async fn account_credentials_checks_account_and_app_kind() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app(), s2s_app()]).await;
+    let base = srv.base_url();
+    let wrong = token(
+        &base,
+        "s2sid",
+        "s2ssecret",
+        &[
+            ("grant_type", "account_credentials"),
+            ("account_id", "ACC1"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        wrong,
+        (
+            400,
+            json!({"reason": "Invalid account_id", "error": "invalid_request"})
+        )
+    );
+    let oauth = token(
+        &base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "account_credentials"),
+            ("account_id", "ACC1"),
+        ],
+    )
+    .await;
+    assert_eq!(oauth.1["error"], "unsupported_grant_type");
+    let (status, issued) = token(
+        &base,
+        "s2sid",
+        "s2ssecret",
+        &[
+            ("grant_type", "account_credentials"),
+            ("account_id", "ACC2"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        issued["scope"],
+        "meeting:read:meeting:admin user:read:user:admin"
+    );
+    let s = stats(&base, Some("s2sid")).await;
+    assert_eq!(
+        (
+            s["account_credentials_grants"].as_u64(),
+            s["failed_token_requests"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn deauthorize_revokes_and_sends_a_signed_app_deauthorized_event() {
+    let receiver = Receiver::start("webtoken", Validation::Correct).await;
+    let mut app = web_app();
+    app.event_url = Some(receiver.url());
+    let srv = server(ConsentMode::Approve, 3599, vec![app]).await;
+    let base = srv.base_url();
+
+    let code = authorize(&base, None).await;
+    let issued = token(
+        &base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+        ],
+    )
+    .await
+    .1;
+    let access = issued["access_token"].as_str().expect("token").to_owned();
+
+    let (status, answer) =
+        admin_post(&base, "/sim/deauthorize", json!({"client_id": "webid"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["revoked_grants"], 1);
+    assert_eq!(answer["webhook"]["status"], 200);
+    assert_eq!(users_me(&base, &access).await.0, 401);
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let event = &got[0];
+    assert!(
+        event.signature_valid,
+        "signature must verify with an independent HMAC"
+    );
+    assert!(!event.stale);
+    assert_eq!(
+        event.header("user-agent").as_deref(),
+        Some("Zoom Marketplace/1.0a")
+    );
+    assert_eq!(event.header("clientid").as_deref(), Some("webid"));
+    assert!(event
+        .header("content-type")
+        .expect("content-type")
+        .starts_with("application/json"));
+    assert!(event.header("x-zm-request-id").is_some());
+    let body = event.json();
+    assert_eq!(body["event"], "app_deauthorized");
+    assert!(
+        body["event_ts"].as_i64().expect("event_ts") > 1_600_000_000_000,
+        "milliseconds"
+    );
+    let payload = &body["payload"];
+    assert_eq!(
+        (
+            &payload["account_id"],
+            &payload["user_id"],
+            &payload["client_id"]
+        ),
+        (&json!("ACC1"), &json!("USER1"), &json!("webid"))
+    );
+    assert!(payload["signature"].as_str().is_some_and(|s| s.len() == 64));
+    assert!(payload["deauthorization_time"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    assert_eq!(stats(&base, Some("webid")).await["deauthorizations"], 1);
+}
+
+#[tokio::test]
+async fn admin_webhook_send_and_validate() {
+    let good = Receiver::start("webtoken", Validation::Correct).await;
+    let bad = Receiver::start("webtoken", Validation::WrongSecret).await;
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+
+    let (status, answer) = admin_post(
+        &base,
+        "/sim/webhooks/send",
+        json!({"url": good.url(), "client_id": "webid", "event": "meeting.started", "payload": {"object": {"id": "85746065432"}}}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["status"].as_u64()),
+        (200, Some(200)),
+        "{answer}"
+    );
+    let got = good.received();
+    assert!(got[0].signature_valid);
+    let body = got[0].json();
+    assert_eq!(
+        body["payload"],
+        json!({"account_id": "ACC1", "object": {"id": "85746065432"}})
+    );
+
+    let (_, answer) = admin_post(
+        &base,
+        "/sim/webhooks/send",
+        json!({"url": good.url(), "client_id": "webid", "event": "x", "bad_signature": true}),
+    )
+    .await;
+    assert_eq!(
+        answer["status"], 401,
+        "the receiver rejects a bad signature"
+    );
+
+    let (_, verdict) = admin_post(
+        &base,
+        "/sim/webhooks/validate",
+        json!({"url": good.url(), "client_id": "webid"}),
+    )
+    .await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    let (_, verdict) = admin_post(
+        &base,
+        "/sim/webhooks/validate",
+        json!({"url": bad.url(), "client_id": "webid"}),
+    )
+    .await;
+    assert_eq!(verdict["valid"], false, "{verdict}");
+
+    // No URL and no event_url on the app.
+    let (status, body) = admin_post(
+        &base,
+        "/sim/webhooks/send",
+        json!({"client_id": "webid", "event": "x"}),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(300)));
+    // Nothing listening: 502.
+    let (status, _) = admin_post(
+        &base,
+        "/sim/webhooks/send",
+        json!({"url": "http://127.0.0.1:1/", "client_id": "webid", "event": "x"}),
+    )
+    .await;
+    assert_eq!(status, 502);
+}
+
+#[tokio::test]
+async fn admin_apps_and_bad_input() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+
+    let (status, created) = admin_post(
+        &base,
+        "/sim/apps",
+        json!({"kind": "s2s", "client_id": "rt", "client_secret": "rts", "account_id": "A9"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(
+        created["secret_token"].is_string(),
+        "a generated secret token is returned once"
+    );
+    let (status, _) = admin_post(
+        &base,
+        "/sim/apps",
+        json!({"client_id": "rt", "client_secret": "x"}),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert_eq!(
+        admin_post(&base, "/sim/apps", json!({"client_id": "y"}))
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        admin_post(
+            &base,
+            "/sim/apps",
+            json!({"client_id": "y", "client_secret": "s", "colour": "red"})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        token(
+            &base,
+            "rt",
+            "rts",
+            &[("grant_type", "account_credentials"), ("account_id", "A9")]
+        )
+        .await
+        .0,
+        200
+    );
+
+    let (status, listed) = json_of(
+        http()
+            .get(format!("{base}/sim/apps"))
+            .send()
+            .await
+            .expect("list"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let text = listed.to_string();
+    assert!(
+        !text.contains("websecret") && !text.contains("webtoken") && !text.contains("rts\""),
+        "{text}"
+    );
+    assert_eq!(listed["apps"].as_array().map(Vec::len), Some(2));
+
+    let resp = http()
+        .post(format!("{base}/sim/config"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("bad json");
+    assert_eq!(json_of(resp).await.1["code"], 300);
+    let resp = http()
+        .get(format!("{base}/sim/stats?client_id=nobody"))
+        .send()
+        .await
+        .expect("stats");
+    assert_eq!(resp.status(), 404);
+    let (status, body) = json_of(
+        http()
+            .get(format!("{base}/v2/meetings"))
+            .send()
+            .await
+            .expect("unknown path"),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (404, Some(404)));
+    let resp = http()
+        .get(format!("{base}/oauth/token"))
+        .send()
+        .await
+        .expect("wrong method");
+    assert_eq!(resp.status(), 405);
+    assert_eq!(
+        http()
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .expect("healthz")
+            .status(),
+        200
+    );
+}
+
+/// The receiver's HMAC helper itself must agree with a published vector, or the
+/// signature checks above would prove nothing.
+#[test]
+fn independent_hmac_matches_known_vector() {
+    assert_eq!(
+        independent_hmac("key", b"The quick brown fox jumps over the lazy dog"),
+        "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+    );
+}
