@@ -31,6 +31,9 @@ pub enum RenewReason {
     Requested,
     /// The last attempt failed because Zoom rejected the client credentials, and they changed.
     CredentialsChanged,
+    /// The last attempt failed and its backoff has passed: keep trying until Zoom answers, so
+    /// `RefreshFailing` clears by itself.
+    Retry,
 }
 
 impl RenewReason {
@@ -41,6 +44,7 @@ impl RenewReason {
             RenewReason::Expired => "Expired",
             RenewReason::Requested => "Requested",
             RenewReason::CredentialsChanged => "CredentialsChanged",
+            RenewReason::Retry => "Retry",
         }
     }
 }
@@ -118,6 +122,9 @@ pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
     }
     if input.now >= grant.expires_at {
         return TokenDecision::Renew(RenewReason::Expired);
+    }
+    if record.failed_refresh_attempts > 0 {
+        return TokenDecision::Renew(RenewReason::Retry);
     }
     match renew_at(record, input.refresh_before, input.jitter_seed) {
         Some(at) if input.now >= at => TokenDecision::Renew(RenewReason::Due),
@@ -257,6 +264,17 @@ mod tests {
         assert_eq!(decide(&i), TokenDecision::BackOff { until: ts("2026-11-29T09:55:10Z") });
         i.now = ts("2026-11-29T09:55:10Z");
         assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Due));
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_after_backoff_even_when_not_due() {
+        let mut r = record("2026-11-29T10:00:00Z", "2026-11-29T09:00:00Z", true);
+        r.failed_refresh_attempts = 1;
+        let mut i = inputs(AuthType::PrivateOAuth, &r, "2026-11-29T09:10:00Z");
+        i.retry_not_before = Some(ts("2026-11-29T09:10:05Z"));
+        assert_eq!(decide(&i), TokenDecision::BackOff { until: ts("2026-11-29T09:10:05Z") });
+        i.now = ts("2026-11-29T09:10:05Z");
+        assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Retry));
     }
 
     #[test]

@@ -1,0 +1,349 @@
+//! Shared harness for integration tests: a real local control plane (one per test binary),
+//! a namespace per test, the operator binary and zoom-sim as child processes.
+//!
+//! Tests that need the control plane fail loudly when it cannot start: they never skip.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use serde_json::json;
+use zoom_operator::api::ZoomConnection;
+
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("hack/control-plane.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+/// The control plane for this test binary, started on first use. Panics with the script's
+/// own explanation when it cannot start.
+pub fn control_plane() -> &'static ControlPlane {
+    CONTROL_PLANE.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("zoom-operator-cp-")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let output = Command::new("bash")
+            .arg(repo_root().join("hack/control-plane.sh"))
+            .arg("start")
+            .arg("--watch-pid")
+            .arg(std::process::id().to_string())
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run hack/control-plane.sh");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "the local control plane could not start (hack/control-plane.sh start exited {}); see its messages above. Integration tests need it: run `hack/control-plane.sh build` first.",
+            output.status
+        );
+        let kubeconfig = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("KUBECONFIG="))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("hack/control-plane.sh printed no KUBECONFIG= line: {stdout:?}"));
+        let cp = ControlPlane { dir, kubeconfig };
+        install_crd(&cp);
+        cp
+    })
+}
+
+fn install_crd(cp: &ControlPlane) {
+    let status = Command::new("kubectl")
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["apply", "--server-side", "-f"])
+        .arg(repo_root().join("crds/zoomconnections.zoom-operator.io.yaml"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("kubectl");
+    assert!(status.success(), "kubectl apply of the CRD failed");
+    let status = Command::new("kubectl")
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args([
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/zoomconnections.zoom-operator.io",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("kubectl");
+    assert!(status.success(), "the CRD did not become established");
+}
+
+pub async fn client() -> Client {
+    let cp = control_plane();
+    let kubeconfig = Kubeconfig::read_from(&cp.kubeconfig).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("client")
+}
+
+/// A fresh namespace for one test, so tests run in parallel without seeing each other.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{:08x}", rand::random::<u32>());
+    let api: Api<Namespace> = Api::all(client.clone());
+    api.create(
+        &PostParams::default(),
+        &Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("create namespace");
+    name
+}
+
+pub async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    api.patch(
+        name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(serde_json::to_value(&secret).map(|mut v| {
+            v["apiVersion"] = json!("v1");
+            v["kind"] = json!("Secret");
+            v
+        }).expect("json")),
+    )
+    .await
+    .expect("apply secret");
+}
+
+pub async fn delete_secret(client: &Client, ns: &str, name: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let _ = api.delete(name, &DeleteParams::default()).await;
+}
+
+pub async fn apply_zc(client: &Client, ns: &str, yaml: &str) -> ZoomConnection {
+    let value: serde_json::Value = serde_yaml::from_str(yaml).expect("yaml");
+    let name = value["metadata"]["name"].as_str().expect("name").to_owned();
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
+    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&value))
+        .await
+        .expect("apply ZoomConnection")
+}
+
+/// Polls until `check` returns Some, or panics with the last state seen.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let last = match check().await {
+            Ok(v) => return v,
+            Err(state) => state,
+        };
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits for a condition on a connection to have `status` and `reason`.
+pub async fn wait_condition(client: &Client, ns: &str, name: &str, type_: &str, status: &str, reason: &str) -> ZoomConnection {
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("{ns}/{name} {type_}={status}/{reason}"), Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let zc = api.get(name).await.map_err(|e| e.to_string())?;
+            match zc.condition(type_) {
+                Some(c) if c.status == status && c.reason == reason => Ok(zc),
+                Some(c) => Err(format!("{}/{}: {}", c.status, c.reason, c.message)),
+                None => Err(format!("no {type_} condition; status: {:?}", zc.status)),
+            }
+        }
+    })
+    .await
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed (and its output kept) when the test ends.
+pub struct Process {
+    pub child: Child,
+    pub log: PathBuf,
+    pub name: String,
+}
+
+impl Process {
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait: how Kubernetes stops a pod.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..100 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- {} log ({}) ----\n{}", self.name, self.log.display(), self.logs());
+        }
+    }
+}
+
+pub struct Operator {
+    pub process: Process,
+    pub public_url: String,
+    pub listen: String,
+    pub metrics: String,
+}
+
+/// Starts `zoom-operator run` watching `ns` only, with its lease and signing key in `ns`.
+/// Without `--public-url`/`--ingress` in `extra`, its public URL is its own listener, so the
+/// URLs in status are reachable from the test.
+pub fn start_operator(ns: &str, extra: &[&str]) -> Operator {
+    let cp = control_plane();
+    let port = free_port();
+    let metrics_port = free_port();
+    let log = cp.dir.join(format!("operator-{ns}-{port}.log"));
+    let file = std::fs::File::create(&log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zoom-operator"));
+    cmd.arg("run")
+        .arg(format!("--listen=127.0.0.1:{port}"))
+        .arg(format!("--metrics-listen=127.0.0.1:{metrics_port}"))
+        .arg(format!("--watch-namespace={ns}"))
+        .arg(format!("--lease-namespace={ns}"))
+        .args(extra)
+        .args(
+            (!extra.iter().any(|a| a.starts_with("--public-url") || a.starts_with("--ingress")))
+                .then(|| format!("--public-url=http://127.0.0.1:{port}")),
+        )
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("RUST_LOG", "info,zoom_operator=debug")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("log"))
+        .stderr(file);
+    let child = cmd.spawn().expect("spawn zoom-operator");
+    Operator {
+        process: Process {
+            child,
+            log,
+            name: format!("zoom-operator ({ns})"),
+        },
+        public_url: format!("http://127.0.0.1:{port}"),
+        listen: format!("127.0.0.1:{port}"),
+        metrics: format!("http://127.0.0.1:{metrics_port}"),
+    }
+}
+
+pub fn zoom_sim_binary() -> PathBuf {
+    // Integration tests live in target/<profile>/deps; the workspace's binaries one level up.
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("zoom-sim");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        bin.display()
+    );
+    bin
+}
+
+pub struct ZoomSim {
+    pub process: Process,
+    pub url: String,
+}
+
+/// Starts `zoom-sim serve` on a free port with the given extra arguments.
+pub fn start_zoom_sim(args: &[&str]) -> ZoomSim {
+    let cp = control_plane();
+    let mut child = Command::new(zoom_sim_binary())
+        .arg("serve")
+        .arg("--listen=127.0.0.1:0")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn zoom-sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read zoom-sim banner");
+    let url = line
+        .trim()
+        .strip_prefix("zoom-sim listening on ")
+        .unwrap_or_else(|| panic!("unexpected zoom-sim banner {line:?}"))
+        .to_owned();
+    let log = cp.dir.join(format!("zoom-sim-{}.log", child.id()));
+    if let Some(mut stderr) = child.stderr.take() {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            if let Ok(mut f) = std::fs::File::create(log) {
+                let _ = std::io::copy(&mut stderr, &mut f);
+            }
+        });
+    }
+    ZoomSim {
+        process: Process {
+            child,
+            log,
+            name: "zoom-sim".to_owned(),
+        },
+        url,
+    }
+}
