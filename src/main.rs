@@ -19,7 +19,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller, the public HTTP server (OAuth, events) and the metrics server.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the ZoomConnection CRD as YAML.
     Crd,
     /// Print a connection's authorize URL and wait until it is authorized.
@@ -123,6 +123,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(args) => {
+            let args = *args;
             init_logging(args.log_format);
             let url_source = match (args.public_url, args.ingress) {
                 (Some(url), _) => UrlSource::Fixed(url),
