@@ -31,16 +31,12 @@ pub fn progress(zc: &ZoomConnection, started_at: jiff::Timestamp) -> Progress {
         return Progress::Failed(c.message.clone());
     }
     if let Some(c) = zc.condition(AUTHORIZED) {
-        if c.status == "True" && c.last_transition_time.0 >= started_at.checked_sub(jiff::SignedDuration::from_secs(1)).unwrap_or(started_at) {
+        if c.status == "True" {
             return Progress::Done(c.message.clone());
         }
-        if c.status == "True" && status.and_then(|s| s.authorize_url.as_ref()).is_none() {
-            return Progress::Done(c.message.clone());
-        }
-        if c.status == "False"
-            && c.message.starts_with("The last authorization attempt failed")
-            && c.last_transition_time.0 >= started_at
-        {
+        // A denial or failed exchange that happened after we started waiting: the person
+        // at the browser got an error page, so stop waiting and say why.
+        if c.message.starts_with("The last authorization attempt failed") && c.last_transition_time.0 >= started_at {
             return Progress::Failed(c.message.clone());
         }
     }
@@ -60,21 +56,14 @@ pub async fn authorize(namespace: &str, name: &str, timeout: Duration) -> anyhow
     let started = jiff::Timestamp::now();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut printed = None::<String>;
-    let mut already_authorized_noted = false;
     loop {
         let zc = api
             .get_opt(name)
             .await?
             .ok_or_else(|| anyhow::anyhow!("ZoomConnection {namespace}/{name} not found"))?;
-        if !already_authorized_noted {
-            already_authorized_noted = true;
-            if zc.condition(AUTHORIZED).is_some_and(|c| c.status == "True") {
-                eprintln!("{namespace}/{name} is already authorized; open the URL below to authorize again.");
-            }
-        }
         match progress(&zc, started) {
             Progress::Done(message) => {
-                eprintln!("{namespace}/{name}: {message}");
+                eprintln!("{namespace}/{name} is authorized: {message}");
                 return Ok(());
             }
             Progress::Failed(message) => anyhow::bail!("{namespace}/{name}: {message}"),
@@ -94,5 +83,62 @@ pub async fn authorize(namespace: &str, name: &str, timeout: Duration) -> anyhow
             );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{AuthType, CredentialsRef, ZoomConnectionSpec, ZoomConnectionStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn zc(auth_type: AuthType, conditions: Vec<(&str, &str, &str, i64)>, url: Option<&str>) -> ZoomConnection {
+        let mut zc = ZoomConnection::new(
+            "bot",
+            ZoomConnectionSpec {
+                auth_type,
+                credentials_ref: Some(CredentialsRef::with_name("x")),
+                token_secret_name: None,
+                token_secret_template: None,
+                refresh_before: "10m".into(),
+                events: None,
+                revoke_on_delete: false,
+            },
+        );
+        zc.status = Some(ZoomConnectionStatus {
+            conditions: conditions
+                .into_iter()
+                .map(|(t, s, m, at)| Condition {
+                    type_: t.into(),
+                    status: s.into(),
+                    reason: "R".into(),
+                    message: m.into(),
+                    observed_generation: None,
+                    last_transition_time: Time(jiff::Timestamp::from_second(at).expect("ts")),
+                })
+                .collect(),
+            authorize_url: url.map(str::to_owned),
+            ..Default::default()
+        });
+        zc
+    }
+
+    #[test]
+    fn progress_table() {
+        let started = jiff::Timestamp::from_second(1_000).expect("ts");
+        let open = zc(AuthType::PrivateOAuth, vec![("Authorized", "False", "Nobody has authorized", 900)], Some("u"));
+        assert_eq!(progress(&open, started), Progress::Open("u".into()));
+        let done = zc(AuthType::PrivateOAuth, vec![("Authorized", "True", "Authorized by a@b", 1_010)], Some("u"));
+        assert_eq!(progress(&done, started), Progress::Done("Authorized by a@b".into()));
+        let old_failure = zc(AuthType::PrivateOAuth, vec![("Authorized", "False", "The last authorization attempt failed: x", 900)], Some("u"));
+        assert_eq!(progress(&old_failure, started), Progress::Open("u".into()), "failures from before we started do not count");
+        let new_failure = zc(AuthType::PrivateOAuth, vec![("Authorized", "False", "The last authorization attempt failed: x", 1_001)], Some("u"));
+        assert!(matches!(progress(&new_failure, started), Progress::Failed(_)));
+        let bad_creds = zc(AuthType::PrivateOAuth, vec![("CredentialsReady", "False", "Secret a/b has no key clientSecret", 900)], None);
+        assert!(matches!(progress(&bad_creds, started), Progress::Failed(m) if m.contains("clientSecret")));
+        let s2s = zc(AuthType::ServerToServer, vec![], None);
+        assert!(matches!(progress(&s2s, started), Progress::Failed(_)));
+        let waiting = zc(AuthType::PrivateOAuth, vec![], None);
+        assert!(matches!(progress(&waiting, started), Progress::Waiting(_)));
     }
 }
