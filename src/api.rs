@@ -193,13 +193,21 @@ pub struct ZoomConnectionStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The OAuth redirect URL to register in the Zoom app.
-    #[serde(default, rename = "redirectURL", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "redirectURL",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub redirect_url: Option<String>,
     /// The webhook "Event notification endpoint URL" to register in the Zoom app.
     #[serde(default, rename = "eventURL", skip_serializing_if = "Option::is_none")]
     pub event_url: Option<String>,
     /// Open this to authorize the connection ("Start OAuth Flow").
-    #[serde(default, rename = "authorizeURL", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "authorizeURL",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorize_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_secret_name: Option<String>,
@@ -236,7 +244,10 @@ impl ZoomConnection {
     pub fn token_secret_name(&self) -> String {
         match &self.spec.token_secret_name {
             Some(name) if !name.is_empty() => name.clone(),
-            _ => format!("{}-zoom-token", self.metadata.name.as_deref().unwrap_or_default()),
+            _ => format!(
+                "{}-zoom-token",
+                self.metadata.name.as_deref().unwrap_or_default()
+            ),
         }
     }
 
@@ -312,9 +323,11 @@ fn enum_of(values: &[&str]) -> JSONSchemaProps {
         enum_: Some(
             values
                 .iter()
-                .map(|v| k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
-                    serde_json::Value::String((*v).to_owned()),
-                ))
+                .map(|v| {
+                    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                        serde_json::Value::String((*v).to_owned()),
+                    )
+                })
                 .collect(),
         ),
         ..Default::default()

@@ -27,7 +27,10 @@ pub fn progress(zc: &ZoomConnection, started_at: jiff::Timestamp) -> Progress {
             zc.spec.auth_type
         ));
     }
-    if let Some(c) = zc.condition(CREDENTIALS_READY).filter(|c| c.status == "False") {
+    if let Some(c) = zc
+        .condition(CREDENTIALS_READY)
+        .filter(|c| c.status == "False")
+    {
         return Progress::Failed(c.message.clone());
     }
     if let Some(c) = zc.condition(AUTHORIZED) {
@@ -36,7 +39,10 @@ pub fn progress(zc: &ZoomConnection, started_at: jiff::Timestamp) -> Progress {
         }
         // A denial or failed exchange that happened after we started waiting: the person
         // at the browser got an error page, so stop waiting and say why.
-        if c.message.starts_with("The last authorization attempt failed") && c.last_transition_time.0 >= started_at {
+        if c.message
+            .starts_with("The last authorization attempt failed")
+            && c.last_transition_time.0 >= started_at
+        {
             return Progress::Failed(c.message.clone());
         }
     }
@@ -45,7 +51,9 @@ pub fn progress(zc: &ZoomConnection, started_at: jiff::Timestamp) -> Progress {
         None => Progress::Waiting(
             zc.condition("URLsReady")
                 .map(|c| c.message.clone())
-                .unwrap_or_else(|| "waiting for the operator to publish the authorize URL".to_owned()),
+                .unwrap_or_else(|| {
+                    "waiting for the operator to publish the authorize URL".to_owned()
+                }),
         ),
     }
 }
@@ -92,7 +100,11 @@ mod tests {
     use crate::api::{AuthType, CredentialsRef, ZoomConnectionSpec, ZoomConnectionStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-    fn zc(auth_type: AuthType, conditions: Vec<(&str, &str, &str, i64)>, url: Option<&str>) -> ZoomConnection {
+    fn zc(
+        auth_type: AuthType,
+        conditions: Vec<(&str, &str, &str, i64)>,
+        url: Option<&str>,
+    ) -> ZoomConnection {
         let mut zc = ZoomConnection::new(
             "bot",
             ZoomConnectionSpec {
@@ -126,16 +138,63 @@ mod tests {
     #[test]
     fn progress_table() {
         let started = jiff::Timestamp::from_second(1_000).expect("ts");
-        let open = zc(AuthType::PrivateOAuth, vec![("Authorized", "False", "Nobody has authorized", 900)], Some("u"));
+        let open = zc(
+            AuthType::PrivateOAuth,
+            vec![("Authorized", "False", "Nobody has authorized", 900)],
+            Some("u"),
+        );
         assert_eq!(progress(&open, started), Progress::Open("u".into()));
-        let done = zc(AuthType::PrivateOAuth, vec![("Authorized", "True", "Authorized by a@b", 1_010)], Some("u"));
-        assert_eq!(progress(&done, started), Progress::Done("Authorized by a@b".into()));
-        let old_failure = zc(AuthType::PrivateOAuth, vec![("Authorized", "False", "The last authorization attempt failed: x", 900)], Some("u"));
-        assert_eq!(progress(&old_failure, started), Progress::Open("u".into()), "failures from before we started do not count");
-        let new_failure = zc(AuthType::PrivateOAuth, vec![("Authorized", "False", "The last authorization attempt failed: x", 1_001)], Some("u"));
-        assert!(matches!(progress(&new_failure, started), Progress::Failed(_)));
-        let bad_creds = zc(AuthType::PrivateOAuth, vec![("CredentialsReady", "False", "Secret a/b has no key clientSecret", 900)], None);
-        assert!(matches!(progress(&bad_creds, started), Progress::Failed(m) if m.contains("clientSecret")));
+        let done = zc(
+            AuthType::PrivateOAuth,
+            vec![("Authorized", "True", "Authorized by a@b", 1_010)],
+            Some("u"),
+        );
+        assert_eq!(
+            progress(&done, started),
+            Progress::Done("Authorized by a@b".into())
+        );
+        let old_failure = zc(
+            AuthType::PrivateOAuth,
+            vec![(
+                "Authorized",
+                "False",
+                "The last authorization attempt failed: x",
+                900,
+            )],
+            Some("u"),
+        );
+        assert_eq!(
+            progress(&old_failure, started),
+            Progress::Open("u".into()),
+            "failures from before we started do not count"
+        );
+        let new_failure = zc(
+            AuthType::PrivateOAuth,
+            vec![(
+                "Authorized",
+                "False",
+                "The last authorization attempt failed: x",
+                1_001,
+            )],
+            Some("u"),
+        );
+        assert!(matches!(
+            progress(&new_failure, started),
+            Progress::Failed(_)
+        ));
+        let bad_creds = zc(
+            AuthType::PrivateOAuth,
+            vec![(
+                "CredentialsReady",
+                "False",
+                "Secret a/b has no key clientSecret",
+                900,
+            )],
+            None,
+        );
+        assert!(
+            matches!(progress(&bad_creds, started), Progress::Failed(m) if m.contains("clientSecret"))
+        );
         let s2s = zc(AuthType::ServerToServer, vec![], None);
         assert!(matches!(progress(&s2s, started), Progress::Failed(_)));
         let waiting = zc(AuthType::PrivateOAuth, vec![], None);

@@ -84,7 +84,11 @@ pub fn ready_verdict(verdicts: &[Verdict], spec_problem: Option<&str>) -> Verdic
             Some(v) if v.is_true() => {}
             Some(v) => return Verdict::failed(READY, v.reason, v.message.clone()),
             None => {
-                return Verdict::unknown(READY, "Pending", format!("{type_} has not been determined yet"))
+                return Verdict::unknown(
+                    READY,
+                    "Pending",
+                    format!("{type_} has not been determined yet"),
+                )
             }
         }
     }
@@ -182,8 +186,14 @@ mod tests {
         expired[2] = Verdict::failed(TOKEN_READY, "Expired", "expired");
         assert_eq!(ready_verdict(&expired, None).reason, "Expired");
 
-        assert_eq!(ready_verdict(&all_good(), Some("bad refreshBefore")).reason, "InvalidSpec");
-        assert_eq!(ready_verdict(&all_good()[..1], None).status, Status::Unknown);
+        assert_eq!(
+            ready_verdict(&all_good(), Some("bad refreshBefore")).reason,
+            "InvalidSpec"
+        );
+        assert_eq!(
+            ready_verdict(&all_good()[..1], None).status,
+            Status::Unknown
+        );
     }
 
     #[test]
@@ -233,7 +243,11 @@ mod tests {
             changed,
             vec![
                 (READY.to_owned(), "SecretNotFound".to_owned(), true),
-                (CREDENTIALS_READY.to_owned(), "SecretNotFound".to_owned(), true),
+                (
+                    CREDENTIALS_READY.to_owned(),
+                    "SecretNotFound".to_owned(),
+                    true
+                ),
             ]
         );
     }

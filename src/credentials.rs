@@ -25,7 +25,10 @@ impl fmt::Debug for AppCredentials {
         f.debug_struct("AppCredentials")
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
-            .field("secret_token", &self.secret_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_token",
+                &self.secret_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("account_id", &self.account_id)
             .finish()
     }
@@ -34,8 +37,16 @@ impl fmt::Debug for AppCredentials {
 /// Why a credentials Secret cannot be used; maps to a `CredentialsReady` reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CredentialsProblem {
-    SecretNotFound { namespace: String, name: String },
-    MissingKey { namespace: String, name: String, key: String, field: &'static str },
+    SecretNotFound {
+        namespace: String,
+        name: String,
+    },
+    MissingKey {
+        namespace: String,
+        name: String,
+        key: String,
+        field: &'static str,
+    },
     DefaultAppNotConfigured,
     DefaultAppUnavailable(Box<CredentialsProblem>),
 }
@@ -88,7 +99,13 @@ pub fn from_secret(
             .and_then(|v| String::from_utf8(v.0.clone()).ok());
         // stringData only appears on objects not yet round-tripped through the API server,
         // but honouring it keeps unit tests and dry runs honest.
-        let from_string_data = || secret.string_data.as_ref().and_then(|d| d.get(key)).cloned();
+        let from_string_data = || {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+        };
         from_data
             .or_else(from_string_data)
             .map(|v| v.trim().to_owned())
@@ -136,11 +153,23 @@ mod tests {
 
     #[test]
     fn reads_default_keys() {
-        let s = secret(&[("clientId", "id"), ("clientSecret", "shh\n"), ("secretToken", "tok")]);
-        let creds = from_secret("team-a", &CredentialsRef::with_name("zoom-app"), AuthType::PrivateOAuth, Some(&s))
-            .expect("valid");
+        let s = secret(&[
+            ("clientId", "id"),
+            ("clientSecret", "shh\n"),
+            ("secretToken", "tok"),
+        ]);
+        let creds = from_secret(
+            "team-a",
+            &CredentialsRef::with_name("zoom-app"),
+            AuthType::PrivateOAuth,
+            Some(&s),
+        )
+        .expect("valid");
         assert_eq!(creds.client_id, "id");
-        assert_eq!(creds.client_secret, "shh", "trailing newline from `echo` is trimmed");
+        assert_eq!(
+            creds.client_secret, "shh",
+            "trailing newline from `echo` is trimmed"
+        );
         assert_eq!(creds.secret_token.as_deref(), Some("tok"));
         assert_eq!(creds.account_id, None);
     }
@@ -148,12 +177,14 @@ mod tests {
     #[test]
     fn problems_name_the_secret_and_key() {
         let reference = CredentialsRef::with_name("zoom-app");
-        let missing = from_secret("team-a", &reference, AuthType::PrivateOAuth, None).expect_err("missing");
+        let missing =
+            from_secret("team-a", &reference, AuthType::PrivateOAuth, None).expect_err("missing");
         assert_eq!(missing.reason(), "SecretNotFound");
         assert!(missing.message().contains("team-a/zoom-app"));
 
         let s = secret(&[("clientId", "id"), ("clientSecret", "  ")]);
-        let err = from_secret("team-a", &reference, AuthType::PrivateOAuth, Some(&s)).expect_err("empty");
+        let err =
+            from_secret("team-a", &reference, AuthType::PrivateOAuth, Some(&s)).expect_err("empty");
         assert_eq!(err.reason(), "MissingKey");
         assert_eq!(
             err.message(),
@@ -161,7 +192,8 @@ mod tests {
         );
 
         let s = secret(&[("clientId", "id"), ("clientSecret", "s")]);
-        let err = from_secret("team-a", &reference, AuthType::ServerToServer, Some(&s)).expect_err("s2s");
+        let err =
+            from_secret("team-a", &reference, AuthType::ServerToServer, Some(&s)).expect_err("s2s");
         assert!(err.message().contains("no key accountId"));
     }
 
@@ -169,17 +201,35 @@ mod tests {
     fn custom_key_names() {
         let mut reference = CredentialsRef::with_name("zoom-app");
         reference.client_id_key = "ZOOM_CLIENT_ID".into();
-        let s = secret(&[("ZOOM_CLIENT_ID", "id"), ("clientSecret", "s"), ("accountId", "acc")]);
-        let creds = from_secret("ns", &reference, AuthType::ServerToServer, Some(&s)).expect("valid");
+        let s = secret(&[
+            ("ZOOM_CLIENT_ID", "id"),
+            ("clientSecret", "s"),
+            ("accountId", "acc"),
+        ]);
+        let creds =
+            from_secret("ns", &reference, AuthType::ServerToServer, Some(&s)).expect("valid");
         assert_eq!(creds.client_id, "id");
         assert_eq!(creds.account_id.as_deref(), Some("acc"));
     }
 
     #[test]
     fn debug_never_shows_secrets() {
-        let s = secret(&[("clientId", "id"), ("clientSecret", "hunter2"), ("secretToken", "tok-value")]);
-        let creds = from_secret("ns", &CredentialsRef::with_name("x"), AuthType::PrivateOAuth, Some(&s)).expect("valid");
+        let s = secret(&[
+            ("clientId", "id"),
+            ("clientSecret", "hunter2"),
+            ("secretToken", "tok-value"),
+        ]);
+        let creds = from_secret(
+            "ns",
+            &CredentialsRef::with_name("x"),
+            AuthType::PrivateOAuth,
+            Some(&s),
+        )
+        .expect("valid");
         let debug = format!("{creds:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("tok-value"), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("tok-value"),
+            "{debug}"
+        );
     }
 }

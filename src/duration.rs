@@ -113,7 +113,18 @@ mod tests {
 
     #[test]
     fn rejects_what_go_rejects() {
-        for input in ["", "10", "m", "10x", "1.m", ".5m", "-10m", "10 m", "1d", "ten minutes"] {
+        for input in [
+            "",
+            "10",
+            "m",
+            "10x",
+            "1.m",
+            ".5m",
+            "-10m",
+            "10 m",
+            "1d",
+            "ten minutes",
+        ] {
             assert!(
                 matches!(parse_go_duration(input), Err(DurationError::Malformed(_))),
                 "{input:?} should be rejected"
@@ -127,8 +138,8 @@ mod tests {
         // accept and reject the same strings.
         let re = regex::Regex::new(GO_DURATION_PATTERN).expect("pattern compiles");
         let corpus = [
-            "10m", "1h30m", "1.5h", "300ms", "0s", "1µs", "", "10", "m", "10x", "1.m", ".5m", "-10m",
-            "10 m", "1d", "1h1h", "5ns",
+            "10m", "1h30m", "1.5h", "300ms", "0s", "1µs", "", "10", "m", "10x", "1.m", ".5m",
+            "-10m", "10 m", "1d", "1h1h", "5ns",
         ];
         for input in corpus {
             assert_eq!(

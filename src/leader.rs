@@ -70,7 +70,11 @@ impl LeaderElector {
             return Ok(false);
         }
         lease.spec = Some(self.spec(lease.spec.as_ref(), now));
-        match self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -78,7 +82,8 @@ impl LeaderElector {
     }
 
     fn spec(&self, previous: Option<&LeaseSpec>, now: Timestamp) -> LeaseSpec {
-        let ours = previous.and_then(|p| p.holder_identity.as_deref()) == Some(self.identity.as_str());
+        let ours =
+            previous.and_then(|p| p.holder_identity.as_deref()) == Some(self.identity.as_str());
         let transitions = previous.and_then(|p| p.lease_transitions).unwrap_or(0);
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
@@ -97,13 +102,20 @@ impl LeaderElector {
     /// Gives the lease up so another replica takes over at once, not after it expires.
     async fn release(&self) {
         if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await {
-            let ours = lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.identity.as_str());
+            let ours = lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(self.identity.as_str());
             if ours {
                 if let Some(spec) = lease.spec.as_mut() {
                     spec.holder_identity = None;
                     spec.renew_time = None;
                 }
-                let _ = self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await;
+                let _ = self
+                    .api
+                    .replace(LEASE_NAME, &PostParams::default(), &lease)
+                    .await;
             }
         }
     }
@@ -180,9 +192,18 @@ mod tests {
     fn lease_rules() {
         let now = Timestamp::from_second(1_000).expect("ts");
         assert!(can_acquire(None, "a", now), "no lease yet");
-        assert!(can_acquire(Some(&spec("a", 995)), "a", now), "our own lease");
-        assert!(!can_acquire(Some(&spec("b", 995)), "a", now), "held and fresh");
-        assert!(can_acquire(Some(&spec("b", 980)), "a", now), "held but expired");
+        assert!(
+            can_acquire(Some(&spec("a", 995)), "a", now),
+            "our own lease"
+        );
+        assert!(
+            !can_acquire(Some(&spec("b", 995)), "a", now),
+            "held and fresh"
+        );
+        assert!(
+            can_acquire(Some(&spec("b", 980)), "a", now),
+            "held but expired"
+        );
         assert!(can_acquire(Some(&spec("", 999)), "a", now), "released");
     }
 }

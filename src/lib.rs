@@ -19,4 +19,5 @@ pub mod signing;
 pub mod sink;
 pub mod token_secret;
 pub mod urls;
+pub mod webhooks;
 pub mod zoom;

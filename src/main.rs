@@ -10,7 +10,11 @@ use zoom_operator::config::OperatorConfig;
 use zoom_operator::urls::{parse_ingress_ref, UrlSource};
 
 #[derive(Parser)]
-#[command(name = "zoom-operator", version, about = "Zoom connections as Kubernetes resources")]
+#[command(
+    name = "zoom-operator",
+    version,
+    about = "Zoom connections as Kubernetes resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,7 +42,11 @@ struct RunArgs {
     #[arg(long, env = "ZOOM_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// Admin listener: /metrics, /healthz, /readyz.
-    #[arg(long, env = "ZOOM_OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    #[arg(
+        long,
+        env = "ZOOM_OPERATOR_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
     metrics_listen: SocketAddr,
     /// Public base URL (overrides --ingress).
     #[arg(long, env = "ZOOM_OPERATOR_PUBLIC_URL")]
@@ -46,9 +54,17 @@ struct RunArgs {
     /// Derive the public URL from this Ingress (NAMESPACE/NAME).
     #[arg(long, env = "ZOOM_OPERATOR_INGRESS", value_parser = parse_ingress_ref)]
     ingress: Option<(String, String)>,
-    #[arg(long, env = "ZOOM_OPERATOR_ZOOM_OAUTH_URL", default_value = "https://zoom.us")]
+    #[arg(
+        long,
+        env = "ZOOM_OPERATOR_ZOOM_OAUTH_URL",
+        default_value = "https://zoom.us"
+    )]
     zoom_oauth_url: Url,
-    #[arg(long, env = "ZOOM_OPERATOR_ZOOM_API_URL", default_value = "https://api.zoom.us")]
+    #[arg(
+        long,
+        env = "ZOOM_OPERATOR_ZOOM_API_URL",
+        default_value = "https://api.zoom.us"
+    )]
     zoom_api_url: Url,
     /// The operator-wide default OAuth app's Secret (NAMESPACE/NAME), for authType DefaultOAuth.
     #[arg(long, env = "ZOOM_OPERATOR_DEFAULT_APP_SECRET", value_parser = parse_ingress_ref)]
@@ -65,13 +81,23 @@ struct RunArgs {
     /// Extra hosts event sinks may use besides in-cluster Services (repeatable).
     #[arg(long, env = "ZOOM_OPERATOR_ALLOW_SINK_HOST", value_delimiter = ',')]
     allow_sink_host: Vec<String>,
-    #[arg(long, env = "ZOOM_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "ZOOM_OPERATOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 }
 
 #[derive(clap::Args)]
 struct AuthorizeArgs {
-    #[arg(short, long, env = "ZOOM_OPERATOR_NAMESPACE", default_value = "default")]
+    #[arg(
+        short,
+        long,
+        env = "ZOOM_OPERATOR_NAMESPACE",
+        default_value = "default"
+    )]
     namespace: String,
     name: String,
     /// Give up after this long (Go duration).
@@ -82,7 +108,9 @@ struct AuthorizeArgs {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -137,11 +165,19 @@ fn main() -> ExitCode {
                 zoom_oauth_url: args.zoom_oauth_url,
                 zoom_api_url: args.zoom_api_url,
                 default_app_secret: args.default_app_secret,
-                watch_namespaces: args.watch_namespace.into_iter().filter(|n| !n.is_empty()).collect(),
+                watch_namespaces: args
+                    .watch_namespace
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect(),
                 leader_election: args.leader_election,
                 operator_namespace: operator_namespace(args.lease_namespace),
                 identity: identity(),
-                allow_sink_hosts: args.allow_sink_host.into_iter().filter(|n| !n.is_empty()).collect(),
+                allow_sink_hosts: args
+                    .allow_sink_host
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .collect(),
             };
             block_on(zoom_operator::run::run(config))
         }
@@ -154,13 +190,20 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            block_on(zoom_operator::authorize::authorize(&args.namespace, &args.name, timeout))
+            block_on(zoom_operator::authorize::authorize(
+                &args.namespace,
+                &args.name,
+                timeout,
+            ))
         }
     }
 }
 
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");

@@ -58,7 +58,11 @@ impl Metrics {
 
     pub fn register(&self, registry: &mut Registry) {
         let r = registry.sub_registry_with_prefix("zoom_operator");
-        r.register("reconciliations", "Reconcile passes by result", self.reconciliations.clone());
+        r.register(
+            "reconciliations",
+            "Reconcile passes by result",
+            self.reconciliations.clone(),
+        );
         r.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile pass",
@@ -74,7 +78,11 @@ impl Metrics {
             "Zoom webhook requests by event type and result",
             self.webhook_events.clone(),
         );
-        r.register("oauth_requests", "OAuth start and redirect requests by status", self.oauth_requests.clone());
+        r.register(
+            "oauth_requests",
+            "OAuth start and redirect requests by status",
+            self.oauth_requests.clone(),
+        );
     }
 
     pub fn token_request(&self, auth_type: &str, result: &str) {
@@ -118,7 +126,10 @@ struct ConnectionLabels {
 }
 
 impl prometheus_client::collector::Collector for ExpiryCollector {
-    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
         let connections: Vec<Arc<ZoomConnection>> = match self.slot.read() {
             Ok(slot) => slot.as_ref().map(Store::state).unwrap_or_default(),
             Err(_) => Vec::new(),

@@ -20,8 +20,10 @@ use crate::controller::{self, Context};
 use crate::leader::LeaderElector;
 use crate::metrics::{ExpiryCollector, Metrics};
 use crate::server::admin::{self, AdminState};
+use crate::server::events::EventReceiver;
 use crate::server::public;
 use crate::signing::SigningKey;
+use crate::webhooks::index::{IndexSettings, RoutingIndex};
 use crate::zoom::client::ZoomClient;
 
 pub const SIGNING_KEY_SECRET: &str = "zoom-operator-signing-key";
@@ -110,12 +112,23 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         ready: Default::default(),
     });
 
+    // The webhook routing index runs on every replica, independent of the leader-only
+    // controller: any replica may receive Zoom's requests.
+    let index = Arc::new(RoutingIndex::default());
+    let index_task = tokio::spawn(crate::webhooks::sync::maintain(
+        index.clone(),
+        client.clone(),
+        IndexSettings::from_config(&config),
+        shutdown.clone(),
+    ));
+    let events = Arc::new(EventReceiver::new(ctx.clone(), index.clone())?);
+
     let public_listener = TcpListener::bind(config.listen).await?;
     let admin_listener = TcpListener::bind(config.metrics_listen).await?;
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "serving");
     let public_server = {
         let shutdown = shutdown.clone();
-        let router = public::router(ctx.clone());
+        let router = public::router(ctx.clone(), events);
         tokio::spawn(async move {
             axum::serve(public_listener, router)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -138,11 +151,12 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         url_tx,
         shutdown.clone(),
     ));
-    // Serve requests only once the public URLs are known.
+    // Serve requests only once the public URLs are known and the webhook routing index has
+    // loaded (otherwise Zoom's URL validation could hit a replica that knows no apps yet).
     let mut url_ready = url_rx.clone();
     tokio::select! {
         () = shutdown.cancelled() => {}
-        _ = url_ready.wait_for(Option::is_some) => {}
+        _ = async { let _ = url_ready.wait_for(Option::is_some).await; index.wait_ready().await } => {}
     }
     admin_state.ready.store(true, Ordering::Relaxed);
 
@@ -151,9 +165,15 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             if ctx.config.leader_election {
-                let elector = LeaderElector::new(ctx.client.clone(), &ctx.config.operator_namespace, &ctx.config.identity);
+                let elector = LeaderElector::new(
+                    ctx.client.clone(),
+                    &ctx.config.operator_namespace,
+                    &ctx.config.identity,
+                );
                 elector
-                    .run(shutdown, move |term| controller::run_controller(ctx.clone(), term))
+                    .run(shutdown, move |term| {
+                        controller::run_controller(ctx.clone(), term)
+                    })
                     .await;
             } else {
                 controller::run_controller(ctx, shutdown).await;
@@ -164,6 +184,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     shutdown.cancelled().await;
     let _ = controller.await;
     let _ = urls.await;
+    let _ = index_task.await;
     if let Ok(Err(e)) = public_server.await {
         tracing::warn!(error = %e, "public server stopped with an error");
     }
@@ -176,7 +197,8 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
 async fn signal_handler(shutdown: CancellationToken) {
     let terminate = async {
         #[cfg(unix)]
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
             return;
         }

@@ -95,11 +95,14 @@ impl SigningKey {
 
     fn verify(&self, token: &str, purpose: &str, now: Timestamp) -> Result<Claims, SignatureError> {
         let (payload, sig) = token.split_once('.').ok_or(SignatureError::Malformed)?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| SignatureError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| SignatureError::Malformed)?;
         let mut mac = HmacSha256::new_from_slice(&self.0).map_err(|_| SignatureError::Malformed)?;
         mac.update(b"claims\0");
         mac.update(payload.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| SignatureError::BadSignature)?;
+        mac.verify_slice(&sig)
+            .map_err(|_| SignatureError::BadSignature)?;
         let claims: Claims = URL_SAFE_NO_PAD
             .decode(payload)
             .ok()
@@ -114,7 +117,13 @@ impl SigningKey {
         Ok(claims)
     }
 
-    pub fn issue_ticket(&self, ns: &str, name: &str, uid: &str, now: Timestamp) -> (String, Claims) {
+    pub fn issue_ticket(
+        &self,
+        ns: &str,
+        name: &str,
+        uid: &str,
+        now: Timestamp,
+    ) -> (String, Claims) {
         let claims = Claims {
             p: TICKET.to_owned(),
             ns: ns.to_owned(),
@@ -178,8 +187,13 @@ mod tests {
         let key = SigningKey::generate();
         let (ticket, claims) = key.issue_ticket("team-a", "bot", "uid-1", now());
         assert_eq!(key.verify_ticket(&ticket, now()), Ok(claims.clone()));
-        let later = now().checked_add(jiff::SignedDuration::from_secs(TICKET_LIFETIME_SECS)).expect("ts");
-        assert_eq!(key.verify_ticket(&ticket, later), Err(SignatureError::Expired));
+        let later = now()
+            .checked_add(jiff::SignedDuration::from_secs(TICKET_LIFETIME_SECS))
+            .expect("ts");
+        assert_eq!(
+            key.verify_ticket(&ticket, later),
+            Err(SignatureError::Expired)
+        );
         // Another key (another cluster, a rotated key) does not accept it.
         assert_eq!(
             SigningKey::generate().verify_ticket(&ticket, now()),
@@ -187,7 +201,10 @@ mod tests {
         );
         // A state is not a ticket.
         let (state, _) = key.issue_state("team-a", "bot", "uid-1", now());
-        assert_eq!(key.verify_ticket(&state, now()), Err(SignatureError::WrongPurpose));
+        assert_eq!(
+            key.verify_ticket(&state, now()),
+            Err(SignatureError::WrongPurpose)
+        );
     }
 
     #[test]
@@ -207,10 +224,19 @@ mod tests {
             "{}.{sig}",
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&forged_claims).expect("json"))
         );
-        assert_eq!(key.verify_ticket(&forged, now()), Err(SignatureError::BadSignature));
-        assert_eq!(key.verify_ticket(payload, now()), Err(SignatureError::Malformed));
+        assert_eq!(
+            key.verify_ticket(&forged, now()),
+            Err(SignatureError::BadSignature)
+        );
+        assert_eq!(
+            key.verify_ticket(payload, now()),
+            Err(SignatureError::Malformed)
+        );
         assert_eq!(key.verify_ticket("", now()), Err(SignatureError::Malformed));
-        assert_eq!(key.verify_ticket("a.b.c", now()), Err(SignatureError::Malformed));
+        assert_eq!(
+            key.verify_ticket("a.b.c", now()),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]
@@ -224,13 +250,19 @@ mod tests {
         let nonce = ca.n.expect("nonce");
         let verifier = key.pkce_verifier(&nonce);
         assert_eq!(verifier.len(), 43);
-        assert_eq!(verifier, key.pkce_verifier(&nonce), "any replica derives the same verifier");
+        assert_eq!(
+            verifier,
+            key.pkce_verifier(&nonce),
+            "any replica derives the same verifier"
+        );
         // RFC 7636 appendix B test vector.
         assert_eq!(
             pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
-        let after = now().checked_add(jiff::SignedDuration::from_secs(STATE_LIFETIME_SECS)).expect("ts");
+        let after = now()
+            .checked_add(jiff::SignedDuration::from_secs(STATE_LIFETIME_SECS))
+            .expect("ts");
         assert_eq!(key.verify_state(&a, after), Err(SignatureError::Expired));
     }
 }

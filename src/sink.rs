@@ -12,7 +12,11 @@ use crate::api::SinkSpec;
 pub struct SinkProblem(pub String);
 
 /// Resolves `spec.events.sink` to the URL to POST to, or says why it is not allowed.
-pub fn resolve(sink: &SinkSpec, namespace: &str, allowed_hosts: &[String]) -> Result<Url, SinkProblem> {
+pub fn resolve(
+    sink: &SinkSpec,
+    namespace: &str,
+    allowed_hosts: &[String],
+) -> Result<Url, SinkProblem> {
     match (&sink.uri, &sink.service_ref) {
         (Some(_), Some(_)) => Err(SinkProblem(
             "spec.events.sink sets both uri and ref; set exactly one".to_owned(),
@@ -28,13 +32,25 @@ pub fn resolve(sink: &SinkSpec, namespace: &str, allowed_hosts: &[String]) -> Re
                 )));
             }
             let path = r.path.as_deref().unwrap_or("/");
-            let path = if path.starts_with('/') { path.to_owned() } else { format!("/{path}") };
-            Url::parse(&format!("http://{}.{namespace}.svc:{}{path}", r.name, r.port))
-                .map_err(|e| SinkProblem(format!("spec.events.sink.ref does not make a valid URL: {e}")))
+            let path = if path.starts_with('/') {
+                path.to_owned()
+            } else {
+                format!("/{path}")
+            };
+            Url::parse(&format!(
+                "http://{}.{namespace}.svc:{}{path}",
+                r.name, r.port
+            ))
+            .map_err(|e| {
+                SinkProblem(format!(
+                    "spec.events.sink.ref does not make a valid URL: {e}"
+                ))
+            })
         }
         (Some(uri), None) => {
-            let url = Url::parse(uri)
-                .map_err(|e| SinkProblem(format!("spec.events.sink.uri {uri:?} is not a URL: {e}")))?;
+            let url = Url::parse(uri).map_err(|e| {
+                SinkProblem(format!("spec.events.sink.uri {uri:?} is not a URL: {e}"))
+            })?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(SinkProblem(format!(
                     "spec.events.sink.uri must be http or https, not {}",
@@ -87,7 +103,9 @@ fn host_allowed(url: &Url, allowed_hosts: &[String]) -> bool {
 fn is_dns_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
-        && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !label.starts_with('-')
         && !label.ends_with('-')
 }
@@ -130,7 +148,10 @@ mod tests {
             "http://user:pw@handler.team-a.svc/",
             "not a url",
         ] {
-            assert!(resolve(&uri(bad), "team-a", &[]).is_err(), "{bad} must be refused");
+            assert!(
+                resolve(&uri(bad), "team-a", &[]).is_err(),
+                "{bad} must be refused"
+            );
         }
     }
 

@@ -37,8 +37,13 @@ pub mod annotations {
     pub const REFRESH_HANDLED: &str = "zoom-operator.io/refresh-handled";
     /// OAuth `state` nonces already used, so a state works once across all replicas.
     pub const CONSUMED_STATES: &str = "zoom-operator.io/consumed-states";
+    /// Why forwarding events to the sink last failed (set on healthy -> failing, removed on
+    /// failing -> healthy), and which sink that was: a sink changed in the spec since then is
+    /// not reported as unreachable.
+    pub const SINK_UNREACHABLE: &str = "zoom-operator.io/sink-unreachable";
+    pub const SINK_UNREACHABLE_URI: &str = "zoom-operator.io/sink-unreachable-uri";
 
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 13] = [
         LAST_REFRESH_TIME,
         CLIENT_ID,
         ACCOUNT_ID,
@@ -50,6 +55,8 @@ pub mod annotations {
         LAST_FAILURE,
         REFRESH_HANDLED,
         CONSUMED_STATES,
+        SINK_UNREACHABLE,
+        SINK_UNREACHABLE_URI,
     ];
 }
 
@@ -69,7 +76,10 @@ impl fmt::Debug for TokenGrant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenGrant")
             .field("access_token", &"<redacted>")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("token_type", &self.token_type)
             .field("expires_at", &self.expires_at)
             .field("scope", &self.scope)
@@ -90,6 +100,9 @@ pub struct TokenRecord {
     pub last_failure: Option<String>,
     pub refresh_handled: Option<String>,
     pub consumed_states: Vec<(String, Timestamp)>,
+    /// The sink (as shown to people, without query) and why forwarding to it failed; written
+    /// by the webhook path only when the sink's health changes.
+    pub sink_problem: Option<(String, String)>,
 }
 
 /// Who holds a Secret of the token Secret's name.
@@ -106,12 +119,9 @@ pub fn ownership(zc: &ZoomConnection, secret: Option<&Secret>) -> Ownership {
         return Ownership::Absent;
     };
     let uid = zc.meta().uid.as_deref();
-    let ours = secret
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid && r.kind == "ZoomConnection");
+    let ours = secret.metadata.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true) && Some(r.uid.as_str()) == uid && r.kind == "ZoomConnection"
+    });
     if ours {
         Ownership::Ours
     } else {
@@ -172,7 +182,8 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
         .unwrap_or_default();
     TokenRecord {
         grant,
-        last_refresh_time: annotation(secret, annotations::LAST_REFRESH_TIME).and_then(|v| v.parse().ok()),
+        last_refresh_time: annotation(secret, annotations::LAST_REFRESH_TIME)
+            .and_then(|v| v.parse().ok()),
         client_id: annotation(secret, annotations::CLIENT_ID).map(str::to_owned),
         account,
         grant_problem: annotation(secret, annotations::GRANT_PROBLEM).map(|reason| {
@@ -189,6 +200,14 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
         last_failure: annotation(secret, annotations::LAST_FAILURE).map(str::to_owned),
         refresh_handled: annotation(secret, annotations::REFRESH_HANDLED).map(str::to_owned),
         consumed_states,
+        sink_problem: annotation(secret, annotations::SINK_UNREACHABLE_URI).map(|sink| {
+            (
+                sink.to_owned(),
+                annotation(secret, annotations::SINK_UNREACHABLE)
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        }),
     }
 }
 
@@ -228,7 +247,10 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
             ann.insert(key.to_owned(), value);
         }
     };
-    put(annotations::LAST_REFRESH_TIME, record.last_refresh_time.map(rfc3339));
+    put(
+        annotations::LAST_REFRESH_TIME,
+        record.last_refresh_time.map(rfc3339),
+    );
     put(annotations::CLIENT_ID, record.client_id.clone());
     if let Some(account) = &record.account {
         put(annotations::ACCOUNT_ID, account.account_id.clone());
@@ -255,6 +277,10 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
         .map(|(nonce, expiry)| format!("{nonce}@{}", rfc3339(*expiry)))
         .collect();
     put(annotations::CONSUMED_STATES, Some(live.join(",")));
+    if let Some((sink, message)) = &record.sink_problem {
+        put(annotations::SINK_UNREACHABLE_URI, Some(sink.clone()));
+        put(annotations::SINK_UNREACHABLE, Some(message.clone()));
+    }
 
     let mut data = BTreeMap::new();
     if let Some(grant) = &record.grant {
@@ -344,23 +370,52 @@ mod tests {
                 ("old".into(), ts("2026-11-29T08:00:00Z")),
                 ("live".into(), ts("2026-11-29T09:10:00Z")),
             ],
+            sink_problem: Some((
+                "http://handler.team-a.svc:8080/zoom".into(),
+                "did not answer within 2.5s".into(),
+            )),
         }
     }
 
     #[test]
     fn layout_matches_the_contract() {
         let secret = build_secret(&zc(), &record(), ts("2026-11-29T09:05:00Z"));
-        assert_eq!(secret.metadata.name.as_deref(), Some("sales-bot-zoom-token"));
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some("sales-bot-zoom-token")
+        );
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
-        let keys: Vec<_> = secret.data.as_ref().expect("data").keys().cloned().collect();
-        assert_eq!(keys, ["access_token", "api_url", "expires_at", "refresh_token", "scope", "token_type"]);
-        assert_eq!(text(&secret, EXPIRES_AT).as_deref(), Some("2026-11-29T10:00:00Z"));
+        let keys: Vec<_> = secret
+            .data
+            .as_ref()
+            .expect("data")
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "access_token",
+                "api_url",
+                "expires_at",
+                "refresh_token",
+                "scope",
+                "token_type"
+            ]
+        );
+        assert_eq!(
+            text(&secret, EXPIRES_AT).as_deref(),
+            Some("2026-11-29T10:00:00Z")
+        );
         let labels = secret.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels[MANAGED_BY_LABEL], "zoom-operator");
         assert_eq!(labels[CONNECTION_LABEL], "sales-bot");
         assert_eq!(labels["team"], "a");
         let owner = &secret.metadata.owner_references.as_ref().expect("owner")[0];
-        assert_eq!((owner.uid.as_str(), owner.controller), ("uid-1", Some(true)));
+        assert_eq!(
+            (owner.uid.as_str(), owner.controller),
+            ("uid-1", Some(true))
+        );
         assert_eq!(ownership(&zc(), Some(&secret)), Ownership::Ours);
     }
 
@@ -398,8 +453,48 @@ mod tests {
     }
 
     #[test]
+    fn sink_problem_round_trips_and_clears() {
+        let now = ts("2026-11-29T09:05:00Z");
+        let secret = build_secret(&zc(), &record(), now);
+        let ann = secret.metadata.annotations.as_ref().expect("annotations");
+        assert_eq!(
+            ann[annotations::SINK_UNREACHABLE],
+            "did not answer within 2.5s"
+        );
+        assert_eq!(
+            ann[annotations::SINK_UNREACHABLE_URI],
+            "http://handler.team-a.svc:8080/zoom"
+        );
+        let mut healthy = record();
+        healthy.sink_problem = None;
+        let secret = build_secret(&zc(), &healthy, now);
+        let ann = secret.metadata.annotations.as_ref().expect("annotations");
+        assert!(!ann.contains_key(annotations::SINK_UNREACHABLE));
+        assert!(!ann.contains_key(annotations::SINK_UNREACHABLE_URI));
+        assert_eq!(read_record(&secret).sink_problem, None);
+    }
+
+    #[test]
+    fn template_cannot_forge_sink_health() {
+        let mut zc = zc();
+        if let Some(t) = zc.spec.token_secret_template.as_mut() {
+            t.annotations.insert(
+                annotations::SINK_UNREACHABLE_URI.to_owned(),
+                "http://x.y.svc/".to_owned(),
+            );
+        }
+        let mut r = record();
+        r.sink_problem = None;
+        let secret = build_secret(&zc, &r, ts("2026-11-29T09:05:00Z"));
+        assert_eq!(read_record(&secret).sink_problem, None);
+    }
+
+    #[test]
     fn debug_redacts_tokens() {
         let debug = format!("{:?}", record());
-        assert!(!debug.contains("\"at\"") && !debug.contains("\"rt\""), "{debug}");
+        assert!(
+            !debug.contains("\"at\"") && !debug.contains("\"rt\""),
+            "{debug}"
+        );
     }
 }

@@ -85,14 +85,17 @@ impl PublicUrls {
 
     /// The "Start OAuth Flow" link for one connection, carrying a signed ticket.
     pub fn authorize_url(&self, namespace: &str, name: &str, ticket: &str) -> String {
-        let mut url = match Url::parse(&self.join(&format!("{START_PATH_PREFIX}/{namespace}/{name}"))) {
-            Ok(url) => url,
-            // The base parsed already and namespace/name are DNS labels, so this cannot happen;
-            // fall back to plain concatenation rather than panic.
-            Err(_) => {
-                return self.join(&format!("{START_PATH_PREFIX}/{namespace}/{name}?ticket={ticket}"))
-            }
-        };
+        let mut url =
+            match Url::parse(&self.join(&format!("{START_PATH_PREFIX}/{namespace}/{name}"))) {
+                Ok(url) => url,
+                // The base parsed already and namespace/name are DNS labels, so this cannot happen;
+                // fall back to plain concatenation rather than panic.
+                Err(_) => {
+                    return self.join(&format!(
+                        "{START_PATH_PREFIX}/{namespace}/{name}?ticket={ticket}"
+                    ))
+                }
+            };
         url.query_pairs_mut().append_pair("ticket", ticket);
         url.into()
     }
@@ -133,9 +136,12 @@ pub fn derive_public_urls(
         .and_then(|s| s.load_balancer.as_ref())
         .and_then(|lb| lb.ingress.as_ref())
         .and_then(|entries| {
-            entries
-                .iter()
-                .find_map(|e| e.hostname.clone().filter(|h| !h.is_empty()).or_else(|| e.ip.clone()))
+            entries.iter().find_map(|e| {
+                e.hostname
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .or_else(|| e.ip.clone())
+            })
         })
         .filter(|h| !h.is_empty());
 
@@ -217,7 +223,11 @@ mod tests {
                 json!({"spec": {"tls": [{"secretName": "x"}], "rules": [{"host": "zoom.example.com"}]}}),
                 Ok("http://zoom.example.com"),
             ),
-            ("nothing at all", json!({"spec": {}}), Err("IngressHasNoHost")),
+            (
+                "nothing at all",
+                json!({"spec": {}}),
+                Err("IngressHasNoHost"),
+            ),
             (
                 "wildcard host is unusable",
                 json!({"spec": {"rules": [{"host": "*.example.com"}]}}),
@@ -228,7 +238,11 @@ mod tests {
             let got = derive_public_urls(&source(), Some(&ingress(value)));
             match (got, want) {
                 (Ok(urls), Ok(base)) => {
-                    assert_eq!(urls.redirect_url(), format!("{base}/oauth/redirect/zoom"), "{name}");
+                    assert_eq!(
+                        urls.redirect_url(),
+                        format!("{base}/oauth/redirect/zoom"),
+                        "{name}"
+                    );
                     assert_eq!(urls.event_url(), format!("{base}/zoom/event"), "{name}");
                 }
                 (Err(problem), Err(reason)) => assert_eq!(problem.reason(), reason, "{name}"),
@@ -248,7 +262,10 @@ mod tests {
     fn fixed_url_ignores_ingress_and_trailing_slash() {
         let fixed = UrlSource::Fixed(Url::parse("https://zoom.example.com/base/").expect("url"));
         let urls = derive_public_urls(&fixed, None).expect("fixed");
-        assert_eq!(urls.redirect_url(), "https://zoom.example.com/base/oauth/redirect/zoom");
+        assert_eq!(
+            urls.redirect_url(),
+            "https://zoom.example.com/base/oauth/redirect/zoom"
+        );
         assert_eq!(
             urls.authorize_url("team-a", "sales-bot", "abc.def"),
             "https://zoom.example.com/base/oauth/start/zoom/team-a/sales-bot?ticket=abc.def"
@@ -257,7 +274,10 @@ mod tests {
 
     #[test]
     fn ingress_ref_parsing() {
-        assert_eq!(parse_ingress_ref("ns/name"), Ok(("ns".into(), "name".into())));
+        assert_eq!(
+            parse_ingress_ref("ns/name"),
+            Ok(("ns".into(), "name".into()))
+        );
         for bad in ["ns", "/name", "ns/", "a/b/c", ""] {
             assert!(parse_ingress_ref(bad).is_err(), "{bad}");
         }

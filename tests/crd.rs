@@ -2,7 +2,10 @@
 
 #[test]
 fn committed_crd_matches_generated() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/zoomconnections.zoom-operator.io.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/zoomconnections.zoom-operator.io.yaml"
+    );
     let committed = std::fs::read_to_string(path).expect("crds/ file exists");
     let generated = zoom_operator::api::crd_yaml().expect("renders");
     assert!(

@@ -33,25 +33,41 @@ async fn apply_ingress(client: &kube::Client, ns: &str, spec: serde_json::Value)
         "metadata": {"name": "zoom"},
         "spec": spec,
     });
-    api.patch("zoom", &PatchParams::apply("test").force(), &Patch::Apply(&ing))
-        .await
-        .expect("apply ingress");
+    api.patch(
+        "zoom",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&ing),
+    )
+    .await
+    .expect("apply ingress");
 }
 
-async fn wait_redirect_url(client: &kube::Client, ns: &str, name: &str, want: &str) -> ZoomConnection {
+async fn wait_redirect_url(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    want: &str,
+) -> ZoomConnection {
     let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("redirectURL {want}"), Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let zc = api.get(name).await.map_err(|e| e.to_string())?;
-            let got = zc.status.as_ref().and_then(|s| s.redirect_url.clone());
-            if got.as_deref() == Some(want) {
-                Ok(zc)
-            } else {
-                Err(format!("redirectURL {got:?}, URLsReady {:?}", zc.condition("URLsReady")))
+    eventually(
+        &format!("redirectURL {want}"),
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get(name).await.map_err(|e| e.to_string())?;
+                let got = zc.status.as_ref().and_then(|s| s.redirect_url.clone());
+                if got.as_deref() == Some(want) {
+                    Ok(zc)
+                } else {
+                    Err(format!(
+                        "redirectURL {got:?}, URLsReady {:?}",
+                        zc.condition("URLsReady")
+                    ))
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -63,13 +79,23 @@ fn backend() -> serde_json::Value {
 async fn urls_follow_the_ingress_tls_host_and_its_changes() {
     let client = client().await;
     let ns = namespace(&client, "ing-tls").await;
-    put_secret(&client, &ns, "zoom-app", &[("clientId", "id"), ("clientSecret", "s")]).await;
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[("clientId", "id"), ("clientSecret", "s")],
+    )
+    .await;
     let _op = start_operator(&ns, &[&format!("--ingress={ns}/zoom")]);
     apply_zc(&client, &ns, &private_oauth("bot")).await;
 
     // No Ingress yet: the condition says so.
     let zc = wait_condition(&client, &ns, "bot", "URLsReady", "False", "IngressNotFound").await;
-    assert!(zc.condition("URLsReady").expect("c").message.contains(&format!("{ns}/zoom")));
+    assert!(zc
+        .condition("URLsReady")
+        .expect("c")
+        .message
+        .contains(&format!("{ns}/zoom")));
 
     apply_ingress(
         &client,
@@ -78,12 +104,25 @@ async fn urls_follow_the_ingress_tls_host_and_its_changes() {
                "rules": [{"host": "zoom.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend()}]}}]}),
     )
     .await;
-    let zc = wait_redirect_url(&client, &ns, "bot", "https://zoom.example.com/oauth/redirect/zoom").await;
+    let zc = wait_redirect_url(
+        &client,
+        &ns,
+        "bot",
+        "https://zoom.example.com/oauth/redirect/zoom",
+    )
+    .await;
     let status = zc.status.clone().expect("status");
-    assert_eq!(status.event_url.as_deref(), Some("https://zoom.example.com/zoom/event"));
-    let authorize = status.authorize_url.expect("authorizeURL for an OAuth connection");
+    assert_eq!(
+        status.event_url.as_deref(),
+        Some("https://zoom.example.com/zoom/event")
+    );
+    let authorize = status
+        .authorize_url
+        .expect("authorizeURL for an OAuth connection");
     assert!(
-        authorize.starts_with(&format!("https://zoom.example.com/oauth/start/zoom/{ns}/bot?ticket=")),
+        authorize.starts_with(&format!(
+            "https://zoom.example.com/oauth/start/zoom/{ns}/bot?ticket="
+        )),
         "{authorize}"
     );
     assert_eq!(zc.condition("URLsReady").expect("c").status, "True");
@@ -96,14 +135,26 @@ async fn urls_follow_the_ingress_tls_host_and_its_changes() {
                "rules": [{"host": "zoom2.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend()}]}}]}),
     )
     .await;
-    wait_redirect_url(&client, &ns, "bot", "https://zoom2.example.com/oauth/redirect/zoom").await;
+    wait_redirect_url(
+        &client,
+        &ns,
+        "bot",
+        "https://zoom2.example.com/oauth/redirect/zoom",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
     let client = client().await;
     let ns = namespace(&client, "ing-plain").await;
-    put_secret(&client, &ns, "zoom-app", &[("clientId", "id"), ("clientSecret", "s")]).await;
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[("clientId", "id"), ("clientSecret", "s")],
+    )
+    .await;
     let _op = start_operator(&ns, &[&format!("--ingress={ns}/zoom")]);
     apply_ingress(
         &client,
@@ -112,11 +163,25 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
     )
     .await;
     apply_zc(&client, &ns, &private_oauth("bot")).await;
-    wait_redirect_url(&client, &ns, "bot", "http://plain.example.com/oauth/redirect/zoom").await;
+    wait_redirect_url(
+        &client,
+        &ns,
+        "bot",
+        "http://plain.example.com/oauth/redirect/zoom",
+    )
+    .await;
 
     // No host at all: IngressHasNoHost until the load balancer reports an address.
     apply_ingress(&client, &ns, json!({"defaultBackend": backend()})).await;
-    wait_condition(&client, &ns, "bot", "URLsReady", "False", "IngressHasNoHost").await;
+    wait_condition(
+        &client,
+        &ns,
+        "bot",
+        "URLsReady",
+        "False",
+        "IngressHasNoHost",
+    )
+    .await;
     let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
     api.patch_status(
         "zoom",
@@ -125,17 +190,41 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
     )
     .await
     .expect("patch ingress status");
-    wait_redirect_url(&client, &ns, "bot", "http://203.0.113.10/oauth/redirect/zoom").await;
+    wait_redirect_url(
+        &client,
+        &ns,
+        "bot",
+        "http://203.0.113.10/oauth/redirect/zoom",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn public_url_flag_wins() {
     let client = client().await;
     let ns = namespace(&client, "pub-url").await;
-    put_secret(&client, &ns, "zoom-app", &[("clientId", "id"), ("clientSecret", "s")]).await;
-    let _op = start_operator(&ns, &["--public-url=https://zoom.corp.example/", &format!("--ingress={ns}/absent")]);
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[("clientId", "id"), ("clientSecret", "s")],
+    )
+    .await;
+    let _op = start_operator(
+        &ns,
+        &[
+            "--public-url=https://zoom.corp.example/",
+            &format!("--ingress={ns}/absent"),
+        ],
+    );
     apply_zc(&client, &ns, &private_oauth("bot")).await;
-    let zc = wait_redirect_url(&client, &ns, "bot", "https://zoom.corp.example/oauth/redirect/zoom").await;
+    let zc = wait_redirect_url(
+        &client,
+        &ns,
+        "bot",
+        "https://zoom.corp.example/oauth/redirect/zoom",
+    )
+    .await;
     assert_eq!(
         zc.status.and_then(|s| s.event_url).as_deref(),
         Some("https://zoom.corp.example/zoom/event")
@@ -149,53 +238,129 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
     let op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
     apply_zc(&client, &ns, &private_oauth("bot")).await;
 
-    let zc = wait_condition(&client, &ns, "bot", "CredentialsReady", "False", "SecretNotFound").await;
-    assert_eq!(zc.condition("Ready").expect("Ready").reason, "SecretNotFound");
-    assert_eq!(zc.condition("Ready").expect("Ready").observed_generation, zc.metadata.generation);
-    assert_eq!(zc.status.as_ref().and_then(|s| s.observed_generation), zc.metadata.generation);
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "bot",
+        "CredentialsReady",
+        "False",
+        "SecretNotFound",
+    )
+    .await;
+    assert_eq!(
+        zc.condition("Ready").expect("Ready").reason,
+        "SecretNotFound"
+    );
+    assert_eq!(
+        zc.condition("Ready").expect("Ready").observed_generation,
+        zc.metadata.generation
+    );
+    assert_eq!(
+        zc.status.as_ref().and_then(|s| s.observed_generation),
+        zc.metadata.generation
+    );
 
     put_secret(&client, &ns, "zoom-app", &[("clientId", "id")]).await;
-    let zc = wait_condition(&client, &ns, "bot", "CredentialsReady", "False", "MissingKey").await;
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "bot",
+        "CredentialsReady",
+        "False",
+        "MissingKey",
+    )
+    .await;
     assert_eq!(
         zc.condition("CredentialsReady").expect("c").message,
         format!("Secret {ns}/zoom-app has no key clientSecret; add it or set spec.credentialsRef.clientSecretKey")
     );
 
     // Fixing the Secret alone (the resource is not touched) recovers the condition.
-    put_secret(&client, &ns, "zoom-app", &[("clientId", "id"), ("clientSecret", "the-client-secret")]).await;
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[("clientId", "id"), ("clientSecret", "the-client-secret")],
+    )
+    .await;
     let zc = wait_condition(&client, &ns, "bot", "CredentialsReady", "True", "Valid").await;
-    assert_eq!(zc.condition("Ready").expect("Ready").reason, "AwaitingAuthorization");
+    assert_eq!(
+        zc.condition("Ready").expect("Ready").reason,
+        "AwaitingAuthorization"
+    );
 
     // Transitions were published as Events (and only transitions).
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let reasons = eventually("events for the transitions", Duration::from_secs(30), || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&Default::default()).await.map_err(|e| e.to_string())?;
-            let reasons: Vec<String> = list.items.iter().filter_map(|e| e.reason.clone()).collect();
-            if ["SecretNotFound", "MissingKey", "Valid"].iter().all(|r| reasons.iter().any(|x| x == r)) {
-                Ok(list)
-            } else {
-                Err(format!("{reasons:?}"))
+    let reasons = eventually(
+        "events for the transitions",
+        Duration::from_secs(30),
+        || {
+            let events = events.clone();
+            async move {
+                let list = events
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let reasons: Vec<String> =
+                    list.items.iter().filter_map(|e| e.reason.clone()).collect();
+                if ["SecretNotFound", "MissingKey", "Valid"]
+                    .iter()
+                    .all(|r| reasons.iter().any(|x| x == r))
+                {
+                    Ok(list)
+                } else {
+                    Err(format!("{reasons:?}"))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     for e in &reasons.items {
         let note = e.note.clone().unwrap_or_default();
-        assert!(!note.contains("the-client-secret"), "secret value in an Event: {note}");
+        assert!(
+            !note.contains("the-client-secret"),
+            "secret value in an Event: {note}"
+        );
     }
-    assert!(!op.process.logs().contains("the-client-secret"), "secret value in the operator log");
+    assert!(
+        !op.process.logs().contains("the-client-secret"),
+        "secret value in the operator log"
+    );
 }
 
 #[tokio::test]
 async fn a_foreign_secret_is_never_taken_over() {
     let client = client().await;
     let ns = namespace(&client, "foreign").await;
-    let sim = start_zoom_sim(&["--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-1"]);
-    put_secret(&client, &ns, "zoom-app", &[("clientId", "s2s-id"), ("clientSecret", "s2s-secret"), ("accountId", "acc-1")]).await;
-    put_secret(&client, &ns, "bot-zoom-token", &[("access_token", "someone-elses")]).await;
-    let _op = start_operator(&ns, &["--public-url=https://zoom.example.com", &format!("--zoom-oauth-url={}", sim.url), &format!("--zoom-api-url={}", sim.url)]);
+    let sim = start_zoom_sim(&[
+        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-1",
+    ]);
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[
+            ("clientId", "s2s-id"),
+            ("clientSecret", "s2s-secret"),
+            ("accountId", "acc-1"),
+        ],
+    )
+    .await;
+    put_secret(
+        &client,
+        &ns,
+        "bot-zoom-token",
+        &[("access_token", "someone-elses")],
+    )
+    .await;
+    let _op = start_operator(
+        &ns,
+        &[
+            "--public-url=https://zoom.example.com",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
     apply_zc(
         &client,
         &ns,
@@ -204,11 +369,17 @@ async fn a_foreign_secret_is_never_taken_over() {
     .await;
     let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "SecretNotOwned").await;
     let message = &zc.condition("TokenReady").expect("c").message;
-    assert!(message.contains(&format!("{ns}/bot-zoom-token")) && message.contains("not owned"), "{message}");
+    assert!(
+        message.contains(&format!("{ns}/bot-zoom-token")) && message.contains("not owned"),
+        "{message}"
+    );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let secret = secrets.get("bot-zoom-token").await.expect("still there");
     let data = secret.data.expect("data");
-    assert_eq!(data["access_token"].0, b"someone-elses", "the foreign Secret was modified");
+    assert_eq!(
+        data["access_token"].0, b"someone-elses",
+        "the foreign Secret was modified"
+    );
     assert!(secret.metadata.owner_references.is_none());
 }
 
@@ -216,9 +387,28 @@ async fn a_foreign_secret_is_never_taken_over() {
 async fn deleting_the_connection_collects_its_token_secret() {
     let client = client().await;
     let ns = namespace(&client, "delete").await;
-    let sim = start_zoom_sim(&["--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-1"]);
-    put_secret(&client, &ns, "zoom-app", &[("clientId", "s2s-id"), ("clientSecret", "s2s-secret"), ("accountId", "acc-1")]).await;
-    let _op = start_operator(&ns, &["--public-url=https://zoom.example.com", &format!("--zoom-oauth-url={}", sim.url), &format!("--zoom-api-url={}", sim.url)]);
+    let sim = start_zoom_sim(&[
+        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-1",
+    ]);
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[
+            ("clientId", "s2s-id"),
+            ("clientSecret", "s2s-secret"),
+            ("accountId", "acc-1"),
+        ],
+    )
+    .await;
+    let _op = start_operator(
+        &ns,
+        &[
+            "--public-url=https://zoom.example.com",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
     apply_zc(
         &client,
         &ns,
@@ -227,20 +417,30 @@ async fn deleting_the_connection_collects_its_token_secret() {
     .await;
     wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    assert!(secrets.get_opt("bot-zoom-token").await.expect("get").is_some());
+    assert!(secrets
+        .get_opt("bot-zoom-token")
+        .await
+        .expect("get")
+        .is_some());
 
     let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
-    zcs.delete("bot", &DeleteParams::default()).await.expect("delete");
-    eventually("the token Secret to be garbage-collected", Duration::from_secs(90), || {
-        let secrets = secrets.clone();
-        async move {
-            match secrets.get_opt("bot-zoom-token").await {
-                Ok(None) => Ok(()),
-                Ok(Some(_)) => Err("still present".to_owned()),
-                Err(e) => Err(e.to_string()),
+    zcs.delete("bot", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually(
+        "the token Secret to be garbage-collected",
+        Duration::from_secs(90),
+        || {
+            let secrets = secrets.clone();
+            async move {
+                match secrets.get_opt("bot-zoom-token").await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(_)) => Err("still present".to_owned()),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-        }
-    })
+        },
+    )
     .await;
     // The credentials Secret is the team's: it stays.
     assert!(secrets.get_opt("zoom-app").await.expect("get").is_some());
@@ -252,11 +452,26 @@ async fn the_api_server_rejects_what_the_schema_can_express() {
     let ns = namespace(&client, "schema").await;
     let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
     let cases = [
-        ("unknown authType", json!({"authType": "Magic", "credentialsRef": {"name": "x"}})),
-        ("malformed refreshBefore", json!({"authType": "PrivateOAuth", "credentialsRef": {"name": "x"}, "refreshBefore": "ten minutes"})),
-        ("PrivateOAuth without credentials", json!({"authType": "PrivateOAuth"})),
-        ("DefaultOAuth with credentials", json!({"authType": "DefaultOAuth", "credentialsRef": {"name": "x"}})),
-        ("sink with both uri and ref", json!({"authType": "DefaultOAuth", "events": {"sink": {"uri": "http://a.b.svc", "ref": {"name": "a", "port": 80}}}})),
+        (
+            "unknown authType",
+            json!({"authType": "Magic", "credentialsRef": {"name": "x"}}),
+        ),
+        (
+            "malformed refreshBefore",
+            json!({"authType": "PrivateOAuth", "credentialsRef": {"name": "x"}, "refreshBefore": "ten minutes"}),
+        ),
+        (
+            "PrivateOAuth without credentials",
+            json!({"authType": "PrivateOAuth"}),
+        ),
+        (
+            "DefaultOAuth with credentials",
+            json!({"authType": "DefaultOAuth", "credentialsRef": {"name": "x"}}),
+        ),
+        (
+            "sink with both uri and ref",
+            json!({"authType": "DefaultOAuth", "events": {"sink": {"uri": "http://a.b.svc", "ref": {"name": "a", "port": 80}}}}),
+        ),
     ];
     for (what, spec) in cases {
         let obj: ZoomConnection = match serde_json::from_value(json!({
@@ -267,18 +482,29 @@ async fn the_api_server_rejects_what_the_schema_can_express() {
             Err(_) => {
                 // Our own types refuse it too; send the raw JSON to the API server instead.
                 let raw = json!({"apiVersion": "zoom-operator.io/v1alpha1", "kind": "ZoomConnection", "metadata": {"name": "bad"}, "spec": spec});
-                let result = api.patch("bad", &PatchParams::apply("test"), &Patch::Apply(&raw)).await;
-                assert!(matches!(result, Err(kube::Error::Api(ref s)) if s.code == 422), "{what}: {result:?}");
+                let result = api
+                    .patch("bad", &PatchParams::apply("test"), &Patch::Apply(&raw))
+                    .await;
+                assert!(
+                    matches!(result, Err(kube::Error::Api(ref s)) if s.code == 422),
+                    "{what}: {result:?}"
+                );
                 continue;
             }
         };
         let result = api.create(&PostParams::default(), &obj).await;
-        assert!(matches!(result, Err(kube::Error::Api(ref s)) if s.code == 422), "{what} was accepted: {result:?}");
+        assert!(
+            matches!(result, Err(kube::Error::Api(ref s)) if s.code == 422),
+            "{what} was accepted: {result:?}"
+        );
     }
     // And a valid one with defaults filled in by the API server.
     let created = apply_zc(&client, &ns, &private_oauth("good")).await;
     assert_eq!(created.spec.refresh_before, "10m");
-    assert_eq!(created.spec.credentials_ref.expect("ref").client_secret_key, "clientSecret");
+    assert_eq!(
+        created.spec.credentials_ref.expect("ref").client_secret_key,
+        "clientSecret"
+    );
 }
 
 #[tokio::test]
@@ -294,10 +520,28 @@ async fn kubectl_get_shows_the_printer_columns() {
         .output()
         .expect("kubectl");
     let text = String::from_utf8_lossy(&out.stdout);
-    let header: Vec<&str> = text.lines().next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "AUTH", "READY", "REASON", "EXPIRES", "AGE"], "{text}");
-    let row: Vec<&str> = text.lines().nth(1).unwrap_or_default().split_whitespace().collect();
-    assert_eq!(&row[..4], ["bot", "PrivateOAuth", "False", "SecretNotFound"], "{text}");
+    let header: Vec<&str> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        ["NAME", "AUTH", "READY", "REASON", "EXPIRES", "AGE"],
+        "{text}"
+    );
+    let row: Vec<&str> = text
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &row[..4],
+        ["bot", "PrivateOAuth", "False", "SecretNotFound"],
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -307,10 +551,18 @@ async fn sigterm_shuts_down_cleanly() {
     let mut op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
     apply_zc(&client, &ns, &private_oauth("bot")).await;
     wait_condition(&client, &ns, "bot", "Ready", "False", "SecretNotFound").await;
-    let status = op.process.terminate().expect("exited within 10s of SIGTERM");
-    assert!(status.success(), "exit status {status:?}\n{}", op.process.logs());
+    let status = op
+        .process
+        .terminate()
+        .expect("exited within 10s of SIGTERM");
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        op.process.logs()
+    );
     // It released the lease, so a successor does not wait for it to expire.
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), &ns);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
     let lease = leases.get("zoom-operator-leader").await.expect("lease");
     assert_eq!(lease.spec.and_then(|s| s.holder_identity), None);
 }

@@ -47,12 +47,26 @@ async fn setup(prefix: &str, sim_args: &[&str], op_args: &[&str]) -> Env {
     let client = client().await;
     let ns = namespace(&client, prefix).await;
     let sim = start_zoom_sim(sim_args);
-    put_secret(&client, &ns, "zoom-app", &[("clientId", CLIENT_ID), ("clientSecret", CLIENT_SECRET)]).await;
-    let mut args = vec![format!("--zoom-oauth-url={}", sim.url), format!("--zoom-api-url={}", sim.url)];
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[("clientId", CLIENT_ID), ("clientSecret", CLIENT_SECRET)],
+    )
+    .await;
+    let mut args = vec![
+        format!("--zoom-oauth-url={}", sim.url),
+        format!("--zoom-api-url={}", sim.url),
+    ];
     args.extend(op_args.iter().map(|s| (*s).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let op = start_operator(&ns, &args);
-    Env { client, ns, sim, op }
+    Env {
+        client,
+        ns,
+        sim,
+        op,
+    }
 }
 
 async fn authorize_url(env: &Env, name: &str) -> String {
@@ -83,22 +97,41 @@ fn location(response: &reqwest::Response) -> String {
 async fn through_zoom(start_url: &str) -> String {
     let http = http();
     let start = http.get(start_url).send().await.expect("start");
-    assert_eq!(start.status(), StatusCode::FOUND, "start should redirect to Zoom");
+    assert_eq!(
+        start.status(),
+        StatusCode::FOUND,
+        "start should redirect to Zoom"
+    );
     let to_zoom = location(&start);
     let parsed = url::Url::parse(&to_zoom).expect("authorize URL");
     let params: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
-    let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
     assert_eq!(parsed.path(), "/oauth/authorize");
     assert_eq!(get("response_type").as_deref(), Some("code"));
     assert_eq!(get("client_id").as_deref(), Some(CLIENT_ID));
     assert_eq!(get("code_challenge_method").as_deref(), Some("S256"));
     assert!(get("code_challenge").is_some_and(|c| c.len() == 43));
     assert!(get("state").is_some());
-    assert!(get("scope").is_none(), "no scope parameter: the app's scopes apply");
+    assert!(
+        get("scope").is_none(),
+        "no scope parameter: the app's scopes apply"
+    );
     let zoom = http.get(&to_zoom).send().await.expect("zoom authorize");
-    assert_eq!(zoom.status(), StatusCode::FOUND, "zoom-sim (consent=approve) redirects back");
+    assert_eq!(
+        zoom.status(),
+        StatusCode::FOUND,
+        "zoom-sim (consent=approve) redirects back"
+    );
     let back = location(&zoom);
-    assert!(back.starts_with(&get("redirect_uri").unwrap_or_default()), "{back}");
+    assert!(
+        back.starts_with(&get("redirect_uri").unwrap_or_default()),
+        "{back}"
+    );
     back
 }
 
@@ -137,7 +170,12 @@ async fn sim_stats(sim: &ZoomSim) -> Value {
 }
 
 async fn sim_post(sim: &ZoomSim, path: &str, body: Value) {
-    let r = http().post(format!("{}{path}", sim.url)).json(&body).send().await.expect("sim admin");
+    let r = http()
+        .post(format!("{}{path}", sim.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("sim admin");
     assert!(r.status().is_success(), "{path}: {}", r.status());
 }
 
@@ -146,7 +184,9 @@ async fn annotate_refresh(env: &Env, name: &str, value: &str) {
     api.patch(
         name,
         &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"zoom-operator.io/refresh-requested": value}}})),
+        &Patch::Merge(
+            json!({"metadata": {"annotations": {"zoom-operator.io/refresh-requested": value}}}),
+        ),
     )
     .await
     .expect("annotate");
@@ -155,12 +195,28 @@ async fn annotate_refresh(env: &Env, name: &str, value: &str) {
 #[tokio::test]
 async fn browser_flow_writes_the_token_secret_and_status() {
     let env = setup("flow", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "  tokenSecretTemplate: {labels: {team: a}}\n")).await;
-    wait_condition(&env.client, &env.ns, "bot", "Authorized", "False", "AwaitingAuthorization").await;
+    apply_zc(
+        &env.client,
+        &env.ns,
+        &oauth_zc("bot", "  tokenSecretTemplate: {labels: {team: a}}\n"),
+    )
+    .await;
+    wait_condition(
+        &env.client,
+        &env.ns,
+        "bot",
+        "Authorized",
+        "False",
+        "AwaitingAuthorization",
+    )
+    .await;
 
     let (status, page) = full_flow(&env, "bot").await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert!(page.contains("Connected to Zoom") && page.contains("owner@example.com"), "{page}");
+    assert!(
+        page.contains("Connected to Zoom") && page.contains("owner@example.com"),
+        "{page}"
+    );
 
     let zc = wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
     let st = zc.status.clone().expect("status");
@@ -168,14 +224,29 @@ async fn browser_flow_writes_the_token_secret_and_status() {
     assert_eq!(account.account_id.as_deref(), Some("acc-1"));
     assert_eq!(account.user_id.as_deref(), Some("user-1"));
     assert_eq!(account.email.as_deref(), Some("owner@example.com"));
-    assert!(st.expires_at.is_some() && st.next_refresh_time.is_some() && st.last_refresh_time.is_some());
+    assert!(
+        st.expires_at.is_some() && st.next_refresh_time.is_some() && st.last_refresh_time.is_some()
+    );
     assert!(st.scopes.is_some_and(|s| !s.is_empty()));
-    assert!(st.authorize_url.is_some(), "OAuth connections keep a link to re-authorize");
+    assert!(
+        st.authorize_url.is_some(),
+        "OAuth connections keep a link to re-authorize"
+    );
 
     let secret = token_secret(&env, "bot").await.expect("token Secret");
     assert_eq!(secret.type_.as_deref(), Some("Opaque"));
-    for k in ["access_token", "refresh_token", "token_type", "expires_at", "scope", "api_url"] {
-        assert!(key(&secret, k).is_some_and(|v| !v.is_empty()), "missing {k}");
+    for k in [
+        "access_token",
+        "refresh_token",
+        "token_type",
+        "expires_at",
+        "scope",
+        "api_url",
+    ] {
+        assert!(
+            key(&secret, k).is_some_and(|v| !v.is_empty()),
+            "missing {k}"
+        );
     }
     let labels = secret.metadata.labels.clone().expect("labels");
     assert_eq!(labels["app.kubernetes.io/managed-by"], "zoom-operator");
@@ -207,32 +278,66 @@ async fn tickets_and_states_are_checked() {
     let r = http.get(&base).send().await.expect("start");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let tampered = format!("{start}x");
-    assert_eq!(http.get(&tampered).send().await.expect("start").status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        http.get(&tampered).send().await.expect("start").status(),
+        StatusCode::FORBIDDEN
+    );
     let other = start.replace("/bot?", "/other?");
-    assert_eq!(http.get(&other).send().await.expect("start").status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        http.get(&other).send().await.expect("start").status(),
+        StatusCode::FORBIDDEN
+    );
 
     // Garbage state and missing state: 400 with a page, never 500.
     let redirect = format!("{}/oauth/redirect/zoom", env.op.public_url);
-    for query in ["?code=abc&state=garbage", "?code=abc", "?state=a.b&code=x", ""] {
-        let r = http.get(format!("{redirect}{query}")).send().await.expect("redirect");
+    for query in [
+        "?code=abc&state=garbage",
+        "?code=abc",
+        "?state=a.b&code=x",
+        "",
+    ] {
+        let r = http
+            .get(format!("{redirect}{query}"))
+            .send()
+            .await
+            .expect("redirect");
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
         assert!(r.text().await.unwrap_or_default().contains("<html>"));
     }
 
     // A state used once cannot be replayed.
     let callback = through_zoom(&start).await;
-    assert_eq!(http.get(&callback).send().await.expect("cb").status(), StatusCode::OK);
+    assert_eq!(
+        http.get(&callback).send().await.expect("cb").status(),
+        StatusCode::OK
+    );
     let replay = http.get(&callback).send().await.expect("replay");
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
-    assert!(replay.text().await.unwrap_or_default().contains("already used"));
+    assert!(replay
+        .text()
+        .await
+        .unwrap_or_default()
+        .contains("already used"));
 
     // An expired state (signed with the real key, 11 minutes old) is refused.
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
-    let key_secret = secrets.get("zoom-operator-signing-key").await.expect("signing key Secret");
-    let key = zoom_operator::signing::SigningKey::new(key_secret.data.expect("data")["key"].0.clone());
-    let zc: ZoomConnection = Api::namespaced(env.client.clone(), &env.ns).get("bot").await.expect("zc");
+    let key_secret = secrets
+        .get("zoom-operator-signing-key")
+        .await
+        .expect("signing key Secret");
+    let key =
+        zoom_operator::signing::SigningKey::new(key_secret.data.expect("data")["key"].0.clone());
+    let zc: ZoomConnection = Api::namespaced(env.client.clone(), &env.ns)
+        .get("bot")
+        .await
+        .expect("zc");
     let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(11 * 60);
-    let (old_state, _) = key.issue_state(&env.ns, "bot", zc.metadata.uid.as_deref().expect("uid"), past);
+    let (old_state, _) = key.issue_state(
+        &env.ns,
+        "bot",
+        zc.metadata.uid.as_deref().expect("uid"),
+        past,
+    );
     let r = http
         .get(format!("{redirect}?code=abc&state={old_state}"))
         .send()
@@ -250,25 +355,39 @@ async fn access_denied_is_reported() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
     assert!(page.contains("denied"), "{page}");
     let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
-    eventually("the denial in the Authorized condition", Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let zc = api.get("bot").await.map_err(|e| e.to_string())?;
-            let c = zc.condition("Authorized").ok_or("no condition")?;
-            if c.status == "False" && c.message.contains("access_denied") {
-                Ok(())
-            } else {
-                Err(format!("{}/{}: {}", c.status, c.reason, c.message))
+    eventually(
+        "the denial in the Authorized condition",
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+                let c = zc.condition("Authorized").ok_or("no condition")?;
+                if c.status == "False" && c.message.contains("access_denied") {
+                    Ok(())
+                } else {
+                    Err(format!("{}/{}: {}", c.status, c.reason, c.message))
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn refresh_rotates_without_reuse_and_never_stores_an_expired_token() {
-    let env = setup("rotate", &["--consent=approve", "--token-lifetime=30", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "  refreshBefore: 10s\n")).await;
+    let env = setup(
+        "rotate",
+        &["--consent=approve", "--token-lifetime=30", &sim_app("")],
+        &[],
+    )
+    .await;
+    apply_zc(
+        &env.client,
+        &env.ns,
+        &oauth_zc("bot", "  refreshBefore: 10s\n"),
+    )
+    .await;
     let (status, _) = full_flow(&env, "bot").await;
     assert_eq!(status, StatusCode::OK);
 
@@ -276,16 +395,29 @@ async fn refresh_rotates_without_reuse_and_never_stores_an_expired_token() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while refresh_tokens.len() < 4 && tokio::time::Instant::now() < deadline {
         if let Some(secret) = token_secret(&env, "bot").await {
-            let expires: jiff::Timestamp = key(&secret, "expires_at").expect("expires_at").parse().expect("rfc3339");
-            assert!(expires > jiff::Timestamp::now(), "the Secret holds an expired token (expired {expires})");
+            let expires: jiff::Timestamp = key(&secret, "expires_at")
+                .expect("expires_at")
+                .parse()
+                .expect("rfc3339");
+            assert!(
+                expires > jiff::Timestamp::now(),
+                "the Secret holds an expired token (expired {expires})"
+            );
             refresh_tokens.insert(key(&secret, "refresh_token").expect("refresh_token"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(refresh_tokens.len() >= 4, "expected 3 rotations in 2 minutes, saw {} refresh tokens", refresh_tokens.len());
+    assert!(
+        refresh_tokens.len() >= 4,
+        "expected 3 rotations in 2 minutes, saw {} refresh tokens",
+        refresh_tokens.len()
+    );
     let stats = sim_stats(&env.sim).await;
     assert!(stats["refreshes"].as_u64() >= Some(3), "{stats}");
-    assert_eq!(stats["reused_refresh_tokens"], 0, "a refresh token was sent twice: {stats}");
+    assert_eq!(
+        stats["reused_refresh_tokens"], 0,
+        "a refresh token was sent twice: {stats}"
+    );
     wait_condition(&env.client, &env.ns, "bot", "TokenReady", "True", "Fresh").await;
 }
 
@@ -307,9 +439,23 @@ async fn rejected_refresh_token_asks_for_reauthorization() {
         .expect("revoke");
     assert!(r.status().is_success());
     annotate_refresh(&env, "bot", "1").await;
-    let zc = wait_condition(&env.client, &env.ns, "bot", "Authorized", "False", "RefreshTokenRejected").await;
-    assert_eq!(zc.condition("Ready").expect("Ready").reason, "RefreshTokenRejected");
-    assert!(zc.status.and_then(|s| s.authorize_url).is_some(), "an authorize URL to recover");
+    let zc = wait_condition(
+        &env.client,
+        &env.ns,
+        "bot",
+        "Authorized",
+        "False",
+        "RefreshTokenRejected",
+    )
+    .await;
+    assert_eq!(
+        zc.condition("Ready").expect("Ready").reason,
+        "RefreshTokenRejected"
+    );
+    assert!(
+        zc.status.and_then(|s| s.authorize_url).is_some(),
+        "an authorize URL to recover"
+    );
     // Re-authorizing recovers.
     assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
     wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
@@ -323,18 +469,48 @@ async fn zoom_outage_is_reported_and_recovers() {
     wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
     let before = token_secret(&env, "bot").await.expect("secret");
 
-    sim_post(&env.sim, "/sim/faults", json!({"path": "/oauth/token", "status": 503, "count": 3})).await;
-    sim_post(&env.sim, "/sim/faults", json!({"path": "/oauth/token", "status": 429, "count": 1, "retry_after": "3"})).await;
+    sim_post(
+        &env.sim,
+        "/sim/faults",
+        json!({"path": "/oauth/token", "status": 503, "count": 3}),
+    )
+    .await;
+    sim_post(
+        &env.sim,
+        "/sim/faults",
+        json!({"path": "/oauth/token", "status": 429, "count": 1, "retry_after": "3"}),
+    )
+    .await;
     annotate_refresh(&env, "bot", "outage").await;
-    let zc = wait_condition(&env.client, &env.ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let zc = wait_condition(
+        &env.client,
+        &env.ns,
+        "bot",
+        "TokenReady",
+        "False",
+        "RefreshFailing",
+    )
+    .await;
     let message = zc.condition("TokenReady").expect("c").message.clone();
-    assert!(message.contains("HTTP 503") || message.contains("HTTP 429"), "{message}");
-    assert!(zc.status.and_then(|s| s.failed_refresh_attempts).unwrap_or(0) >= 1);
+    assert!(
+        message.contains("HTTP 503") || message.contains("HTTP 429"),
+        "{message}"
+    );
+    assert!(
+        zc.status
+            .and_then(|s| s.failed_refresh_attempts)
+            .unwrap_or(0)
+            >= 1
+    );
 
     let zc = wait_condition(&env.client, &env.ns, "bot", "TokenReady", "True", "Fresh").await;
     assert_eq!(zc.status.and_then(|s| s.failed_refresh_attempts), Some(0));
     let after = token_secret(&env, "bot").await.expect("secret");
-    assert_ne!(key(&before, "refresh_token"), key(&after, "refresh_token"), "the refresh eventually happened");
+    assert_ne!(
+        key(&before, "refresh_token"),
+        key(&after, "refresh_token"),
+        "the refresh eventually happened"
+    );
     assert_eq!(sim_stats(&env.sim).await["reused_refresh_tokens"], 0);
 }
 
@@ -342,41 +518,122 @@ async fn zoom_outage_is_reported_and_recovers() {
 async fn server_to_server_mints_tokens_without_a_browser() {
     let client = client().await;
     let ns = namespace(&client, "s2s").await;
-    let sim = start_zoom_sim(&["--token-lifetime=20", "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-9"]);
-    put_secret(&client, &ns, "zoom-app", &[("clientId", "s2s-id"), ("clientSecret", "s2s-secret"), ("accountId", "acc-9")]).await;
-    let _op = start_operator(&ns, &[&format!("--zoom-oauth-url={}", sim.url), &format!("--zoom-api-url={}", sim.url)]);
+    let sim = start_zoom_sim(&[
+        "--token-lifetime=20",
+        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-9",
+    ]);
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[
+            ("clientId", "s2s-id"),
+            ("clientSecret", "s2s-secret"),
+            ("accountId", "acc-9"),
+        ],
+    )
+    .await;
+    let _op = start_operator(
+        &ns,
+        &[
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
     apply_zc(&client, &ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: ServerToServer, credentialsRef: {name: zoom-app}, refreshBefore: 5s}\n").await;
     let zc = wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    assert!(zc.status.as_ref().and_then(|s| s.authorize_url.clone()).is_none(), "no browser step");
+    assert!(
+        zc.status
+            .as_ref()
+            .and_then(|s| s.authorize_url.clone())
+            .is_none(),
+        "no browser step"
+    );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let first = secrets.get("bot-zoom-token").await.expect("secret");
     assert!(key(&first, "access_token").is_some());
-    assert!(key(&first, "refresh_token").is_none(), "Server-to-Server has no refresh token");
+    assert!(
+        key(&first, "refresh_token").is_none(),
+        "Server-to-Server has no refresh token"
+    );
     // Minted again before expiry.
-    eventually("a second Server-to-Server token", Duration::from_secs(60), || {
-        let secrets = secrets.clone();
-        let first = key(&first, "access_token");
-        async move {
-            let s = secrets.get("bot-zoom-token").await.map_err(|e| e.to_string())?;
-            if key(&s, "access_token") != first {
-                Ok(())
-            } else {
-                Err("same token".to_owned())
+    eventually(
+        "a second Server-to-Server token",
+        Duration::from_secs(60),
+        || {
+            let secrets = secrets.clone();
+            let first = key(&first, "access_token");
+            async move {
+                let s = secrets
+                    .get("bot-zoom-token")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if key(&s, "access_token") != first {
+                    Ok(())
+                } else {
+                    Err("same token".to_owned())
+                }
             }
-        }
-    })
+        },
+    )
     .await;
 
     // Wrong account ID: AccountCredentialsRejected.
-    put_secret(&client, &ns, "bad-app", &[("clientId", "s2s-id"), ("clientSecret", "s2s-secret"), ("accountId", "not-mine")]).await;
+    put_secret(
+        &client,
+        &ns,
+        "bad-app",
+        &[
+            ("clientId", "s2s-id"),
+            ("clientSecret", "s2s-secret"),
+            ("accountId", "not-mine"),
+        ],
+    )
+    .await;
     apply_zc(&client, &ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: wrong}\nspec: {authType: ServerToServer, credentialsRef: {name: bad-app}}\n").await;
-    wait_condition(&client, &ns, "wrong", "Authorized", "False", "AccountCredentialsRejected").await;
+    wait_condition(
+        &client,
+        &ns,
+        "wrong",
+        "Authorized",
+        "False",
+        "AccountCredentialsRejected",
+    )
+    .await;
 
     // Wrong client secret: InvalidClientCredentials; fixing the Secret recovers.
-    put_secret(&client, &ns, "bad-client", &[("clientId", "s2s-id"), ("clientSecret", "nope"), ("accountId", "acc-9")]).await;
+    put_secret(
+        &client,
+        &ns,
+        "bad-client",
+        &[
+            ("clientId", "s2s-id"),
+            ("clientSecret", "nope"),
+            ("accountId", "acc-9"),
+        ],
+    )
+    .await;
     apply_zc(&client, &ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: badclient}\nspec: {authType: ServerToServer, credentialsRef: {name: bad-client}}\n").await;
-    wait_condition(&client, &ns, "badclient", "CredentialsReady", "False", "InvalidClientCredentials").await;
-    put_secret(&client, &ns, "bad-client", &[("clientId", "s2s-id"), ("clientSecret", "s2s-secret"), ("accountId", "acc-9")]).await;
+    wait_condition(
+        &client,
+        &ns,
+        "badclient",
+        "CredentialsReady",
+        "False",
+        "InvalidClientCredentials",
+    )
+    .await;
+    put_secret(
+        &client,
+        &ns,
+        "bad-client",
+        &[
+            ("clientId", "s2s-id"),
+            ("clientSecret", "s2s-secret"),
+            ("accountId", "acc-9"),
+        ],
+    )
+    .await;
     wait_condition(&client, &ns, "badclient", "Ready", "True", "Ready").await;
 }
 
@@ -385,15 +642,39 @@ async fn default_app_is_used_when_configured() {
     let client = client().await;
     let ns = namespace(&client, "default-app").await;
     let sim = start_zoom_sim(&["--consent=approve", &sim_app("")]);
-    put_secret(&client, &ns, "platform-zoom-app", &[("clientId", CLIENT_ID), ("clientSecret", CLIENT_SECRET)]).await;
+    put_secret(
+        &client,
+        &ns,
+        "platform-zoom-app",
+        &[("clientId", CLIENT_ID), ("clientSecret", CLIENT_SECRET)],
+    )
+    .await;
     let zc_yaml = "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: DefaultOAuth}\n";
 
     // Without --default-app-secret: a clear condition.
     {
-        let _op = start_operator(&ns, &[&format!("--zoom-oauth-url={}", sim.url), &format!("--zoom-api-url={}", sim.url)]);
+        let _op = start_operator(
+            &ns,
+            &[
+                &format!("--zoom-oauth-url={}", sim.url),
+                &format!("--zoom-api-url={}", sim.url),
+            ],
+        );
         apply_zc(&client, &ns, zc_yaml).await;
-        let zc = wait_condition(&client, &ns, "bot", "CredentialsReady", "False", "DefaultAppNotConfigured").await;
-        assert!(zc.condition("CredentialsReady").expect("c").message.contains("--default-app-secret"));
+        let zc = wait_condition(
+            &client,
+            &ns,
+            "bot",
+            "CredentialsReady",
+            "False",
+            "DefaultAppNotConfigured",
+        )
+        .await;
+        assert!(zc
+            .condition("CredentialsReady")
+            .expect("c")
+            .message
+            .contains("--default-app-secret"));
     }
     // With it: the tenant only authorizes.
     let op = start_operator(
@@ -404,7 +685,12 @@ async fn default_app_is_used_when_configured() {
             &format!("--default-app-secret={ns}/platform-zoom-app"),
         ],
     );
-    let env = Env { client: client.clone(), ns: ns.clone(), sim, op };
+    let env = Env {
+        client: client.clone(),
+        ns: ns.clone(),
+        sim,
+        op,
+    };
     wait_condition(&client, &ns, "bot", "CredentialsReady", "True", "Valid").await;
     assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
     wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
@@ -413,43 +699,77 @@ async fn default_app_is_used_when_configured() {
 #[tokio::test]
 async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
     let env = setup("revoke", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "  revokeOnDelete: true\n")).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("stuck", "  revokeOnDelete: true\n")).await;
+    apply_zc(
+        &env.client,
+        &env.ns,
+        &oauth_zc("bot", "  revokeOnDelete: true\n"),
+    )
+    .await;
+    apply_zc(
+        &env.client,
+        &env.ns,
+        &oauth_zc("stuck", "  revokeOnDelete: true\n"),
+    )
+    .await;
     assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
     assert_eq!(full_flow(&env, "stuck").await.0, StatusCode::OK);
     wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
     wait_condition(&env.client, &env.ns, "stuck", "Ready", "True", "Ready").await;
     let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
-    assert!(api.get("bot").await.expect("zc").metadata.finalizers.unwrap_or_default().contains(&"zoom-operator.io/revoke".to_owned()));
+    assert!(api
+        .get("bot")
+        .await
+        .expect("zc")
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"zoom-operator.io/revoke".to_owned()));
 
     let gone = |name: &'static str| {
         let api = api.clone();
         async move {
-            eventually(&format!("{name} to be deleted"), Duration::from_secs(90), || {
-                let api = api.clone();
-                async move {
-                    match api.get_opt(name).await {
-                        Ok(None) => Ok(()),
-                        Ok(Some(_)) => Err("still there".to_owned()),
-                        Err(e) => Err(e.to_string()),
+            eventually(
+                &format!("{name} to be deleted"),
+                Duration::from_secs(90),
+                || {
+                    let api = api.clone();
+                    async move {
+                        match api.get_opt(name).await {
+                            Ok(None) => Ok(()),
+                            Ok(Some(_)) => Err("still there".to_owned()),
+                            Err(e) => Err(e.to_string()),
+                        }
                     }
-                }
-            })
+                },
+            )
             .await
         }
     };
-    api.delete("bot", &DeleteParams::default()).await.expect("delete");
+    api.delete("bot", &DeleteParams::default())
+        .await
+        .expect("delete");
     gone("bot").await;
     assert_eq!(sim_stats(&env.sim).await["revokes"], 1);
 
     // Zoom down: bounded retries, then the finalizer goes with a Warning Event.
-    sim_post(&env.sim, "/sim/faults", json!({"path": "/oauth/revoke", "status": 503, "count": 100})).await;
-    api.delete("stuck", &DeleteParams::default()).await.expect("delete");
+    sim_post(
+        &env.sim,
+        "/sim/faults",
+        json!({"path": "/oauth/revoke", "status": 503, "count": 100}),
+    )
+    .await;
+    api.delete("stuck", &DeleteParams::default())
+        .await
+        .expect("delete");
     gone("stuck").await;
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &env.ns);
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), &env.ns);
     let list = events.list(&Default::default()).await.expect("events");
     assert!(
-        list.items.iter().any(|e| e.reason.as_deref() == Some("RevokeFailed") && e.type_.as_deref() == Some("Warning")),
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RevokeFailed")
+                && e.type_.as_deref() == Some("Warning")),
         "a RevokeFailed warning"
     );
 }
@@ -472,9 +792,15 @@ async fn authorize_command_prints_the_url_and_waits() {
         .expect("URL printed in time")
         .expect("read")
         .expect("a line");
-    assert!(url.contains("/oauth/start/zoom/") && url.contains("ticket="), "{url}");
+    assert!(
+        url.contains("/oauth/start/zoom/") && url.contains("ticket="),
+        "{url}"
+    );
     let callback = through_zoom(&url).await;
-    assert_eq!(http().get(&callback).send().await.expect("cb").status(), StatusCode::OK);
+    assert_eq!(
+        http().get(&callback).send().await.expect("cb").status(),
+        StatusCode::OK
+    );
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("authorize exits once authorized")
@@ -494,8 +820,18 @@ async fn authorize_command_prints_the_url_and_waits() {
 
 #[tokio::test]
 async fn tokens_never_leak_into_logs_events_or_status() {
-    let env = setup("leaks", &["--consent=approve", "--token-lifetime=30", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "  refreshBefore: 10s\n")).await;
+    let env = setup(
+        "leaks",
+        &["--consent=approve", "--token-lifetime=30", &sim_app("")],
+        &[],
+    )
+    .await;
+    apply_zc(
+        &env.client,
+        &env.ns,
+        &oauth_zc("bot", "  refreshBefore: 10s\n"),
+    )
+    .await;
     assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
     let mut seen = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
@@ -506,22 +842,38 @@ async fn tokens_never_leak_into_logs_events_or_status() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(seen.len() >= 4, "expected at least one refresh: {}", seen.len());
+    assert!(
+        seen.len() >= 4,
+        "expected at least one refresh: {}",
+        seen.len()
+    );
     seen.insert(CLIENT_SECRET.to_owned());
 
-    let zc: ZoomConnection = Api::namespaced(env.client.clone(), &env.ns).get("bot").await.expect("zc");
-    let status = serde_json::to_string(&zc.status).expect("json");
-    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), &env.ns)
-        .list(&Default::default())
+    let zc: ZoomConnection = Api::namespaced(env.client.clone(), &env.ns)
+        .get("bot")
         .await
-        .expect("events");
+        .expect("zc");
+    let status = serde_json::to_string(&zc.status).expect("json");
+    let events =
+        Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), &env.ns)
+            .list(&Default::default())
+            .await
+            .expect("events");
     let events = serde_json::to_string(&events.items).expect("json");
     let logs = env.op.process.logs();
     assert!(!logs.is_empty());
     for secret in &seen {
         assert!(!status.contains(secret.as_str()), "a token in status");
         assert!(!events.contains(secret.as_str()), "a token in an Event");
-        assert!(!logs.contains(secret.as_str()), "a token in the operator log");
-        assert!(!zc.status.as_ref().and_then(|s| s.authorize_url.clone()).unwrap_or_default().contains(secret.as_str()));
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a token in the operator log"
+        );
+        assert!(!zc
+            .status
+            .as_ref()
+            .and_then(|s| s.authorize_url.clone())
+            .unwrap_or_default()
+            .contains(secret.as_str()));
     }
 }

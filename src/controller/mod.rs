@@ -18,10 +18,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -88,7 +88,10 @@ pub struct Context {
 
 impl Context {
     pub fn token_store(&self, zc: &ZoomConnection) -> TokenStore {
-        TokenStore::new(self.client.clone(), zc.metadata.namespace.as_deref().unwrap_or_default())
+        TokenStore::new(
+            self.client.clone(),
+            zc.metadata.namespace.as_deref().unwrap_or_default(),
+        )
     }
 
     pub fn current_urls(&self) -> Result<PublicUrls, UrlProblem> {
@@ -103,25 +106,47 @@ impl Context {
     pub async fn app_credentials(
         &self,
         zc: &ZoomConnection,
-    ) -> Result<(Result<AppCredentials, CredentialsProblem>, String, Option<String>), kube::Error> {
+    ) -> Result<
+        (
+            Result<AppCredentials, CredentialsProblem>,
+            String,
+            Option<String>,
+        ),
+        kube::Error,
+    > {
         let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
         match (zc.spec.auth_type, &zc.spec.credentials_ref) {
             (AuthType::DefaultOAuth, _) => {
                 let Some((dns, dname)) = &self.config.default_app_secret else {
-                    return Ok((Err(CredentialsProblem::DefaultAppNotConfigured), "(none)".to_owned(), None));
+                    return Ok((
+                        Err(CredentialsProblem::DefaultAppNotConfigured),
+                        "(none)".to_owned(),
+                        None,
+                    ));
                 };
-                let secret = Api::<Secret>::namespaced(self.client.clone(), dns).get_opt(dname).await?;
-                let version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
+                let secret = Api::<Secret>::namespaced(self.client.clone(), dns)
+                    .get_opt(dname)
+                    .await?;
+                let version = secret
+                    .as_ref()
+                    .and_then(|s| s.metadata.resource_version.clone());
                 let reference = CredentialsRef::with_name(dname.clone());
-                let creds = credentials::from_secret(dns, &reference, AuthType::DefaultOAuth, secret.as_ref())
-                    .map_err(|p| CredentialsProblem::DefaultAppUnavailable(Box::new(p)));
+                let creds = credentials::from_secret(
+                    dns,
+                    &reference,
+                    AuthType::DefaultOAuth,
+                    secret.as_ref(),
+                )
+                .map_err(|p| CredentialsProblem::DefaultAppUnavailable(Box::new(p)));
                 Ok((creds, format!("{dns}/{dname}"), version))
             }
             (auth_type, Some(reference)) => {
                 let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
                     .get_opt(&reference.name)
                     .await?;
-                let version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
+                let version = secret
+                    .as_ref()
+                    .and_then(|s| s.metadata.resource_version.clone());
                 let creds = credentials::from_secret(ns, reference, auth_type, secret.as_ref());
                 Ok((creds, format!("{ns}/{}", reference.name), version))
             }
@@ -174,7 +199,9 @@ async fn reconcile(zc: Arc<ZoomConnection>, ctx: Arc<Context>) -> Result<Action,
     };
     ctx.metrics
         .reconciliations
-        .get_or_create(&ResultLabels { result: label.to_owned() })
+        .get_or_create(&ResultLabels {
+            result: label.to_owned(),
+        })
         .inc();
     result
 }
@@ -215,7 +242,9 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
             now,
             requested,
             retry_not_before: retry.as_ref().map(|r| r.not_before),
-            credentials_changed: retry.as_ref().is_none_or(|r| r.credentials_version != credentials_version),
+            credentials_changed: retry
+                .as_ref()
+                .is_none_or(|r| r.credentials_version != credentials_version),
             jitter_seed,
         });
         match decision {
@@ -227,14 +256,21 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
                 (ownership, record) = store.read(zc).await?;
                 match outcome {
                     renew::Renewal::Failed { retry_after } => {
-                        let delay = schedule::backoff(record.failed_refresh_attempts.max(1), retry_after, jitter_seed);
+                        let delay = schedule::backoff(
+                            record.failed_refresh_attempts.max(1),
+                            retry_after,
+                            jitter_seed,
+                        );
                         let until = Timestamp::now()
                             .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or_default())
                             .unwrap_or(now);
-                        ctx.set_retry_state(&uid, Some(RetryState {
-                            not_before: until,
-                            credentials_version: credentials_version.clone(),
-                        }));
+                        ctx.set_retry_state(
+                            &uid,
+                            Some(RetryState {
+                                not_before: until,
+                                credentials_version: credentials_version.clone(),
+                            }),
+                        );
                         retry_at = Some(until);
                         next_check = Some(until);
                     }
@@ -255,7 +291,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
     };
 
     let authorize_url = authorize_url(zc, ctx, &urls, now);
-    let events = events_verdict(zc, ctx, &credentials);
+    let events = events_verdict(zc, ctx, &credentials, &record);
     let observation = status::Observation {
         zc,
         now,
@@ -271,7 +307,11 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
         events,
     };
     let new_status = status::build(&observation);
-    let old_conditions = zc.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let old_conditions = zc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
     let changed = zc.status.as_ref().is_none_or(|old| {
         let mut comparable = old.clone();
         comparable.last_event_time = None;
@@ -294,17 +334,18 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
 
     // Look again when a renewal or the ticket is due, and at least every 10 minutes so that
     // expiry shows in status even when nothing else happens.
-    let mut wait = Duration::from_secs(600);
-    for at in [next_check, ticket_renewal_at(zc), record.grant.as_ref().map(|g| g.expires_at)]
-        .into_iter()
-        .flatten()
-    {
-        if let Ok(d) = Duration::try_from(at.duration_since(Timestamp::now())) {
-            wait = wait.min(d.max(Duration::from_millis(500)));
-        } else {
-            wait = wait.min(Duration::from_millis(500)).max(Duration::from_millis(500));
-        }
-    }
+    let now = Timestamp::now();
+    let wait = [
+        next_check,
+        ticket_renewal_at(zc),
+        record.grant.as_ref().map(|g| g.expires_at),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default())
+    .fold(Duration::from_secs(600), Duration::min)
+    // Never spin: a moment in the past still waits half a second.
+    .max(Duration::from_millis(500));
     Ok(Action::requeue(wait))
 }
 
@@ -325,7 +366,12 @@ impl Context {
 
 /// The "Start OAuth Flow" link: kept while its ticket has more than half its life left, so the
 /// status does not change on every pass; re-issued otherwise.
-fn authorize_url(zc: &ZoomConnection, ctx: &Context, urls: &Result<PublicUrls, UrlProblem>, now: Timestamp) -> Option<String> {
+fn authorize_url(
+    zc: &ZoomConnection,
+    ctx: &Context,
+    urls: &Result<PublicUrls, UrlProblem>,
+    now: Timestamp,
+) -> Option<String> {
     if !zc.spec.auth_type.is_oauth() {
         return None;
     }
@@ -352,17 +398,29 @@ fn authorize_url(zc: &ZoomConnection, ctx: &Context, urls: &Result<PublicUrls, U
 
 fn ticket_renewal_at(zc: &ZoomConnection) -> Option<Timestamp> {
     let url = url::Url::parse(zc.status.as_ref()?.authorize_url.as_deref()?).ok()?;
-    let ticket = url.query_pairs().find(|(k, _)| k == "ticket")?.1.into_owned();
+    let ticket = url
+        .query_pairs()
+        .find(|(k, _)| k == "ticket")?
+        .1
+        .into_owned();
     let payload = ticket.split('.').next()?;
     use base64::Engine;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
     let claims: crate::signing::Claims = serde_json::from_slice(&json).ok()?;
     Timestamp::from_second(claims.exp - TICKET_LIFETIME_SECS / 2).ok()
 }
 
 /// `EventsReady`, present only when events can apply: a sink is configured or the app has a
-/// webhook secret token.
-fn events_verdict(zc: &ZoomConnection, ctx: &Context, creds: &Result<AppCredentials, CredentialsProblem>) -> Option<Verdict> {
+/// webhook secret token. Sink health comes from the token Secret, where the webhook path
+/// (on any replica) records it.
+fn events_verdict(
+    zc: &ZoomConnection,
+    ctx: &Context,
+    creds: &Result<AppCredentials, CredentialsProblem>,
+    record: &crate::token_secret::TokenRecord,
+) -> Option<Verdict> {
     let has_token = creds.as_ref().is_ok_and(|c| c.secret_token.is_some());
     let sink = zc.spec.events.as_ref().map(|e| &e.sink);
     if sink.is_none() && !has_token {
@@ -383,12 +441,41 @@ fn events_verdict(zc: &ZoomConnection, ctx: &Context, creds: &Result<AppCredenti
     }
     if let Some(sink) = sink {
         let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
-        if let Err(problem) = crate::sink::resolve(sink, ns, &ctx.config.allow_sink_hosts) {
-            return Some(Verdict::failed(conditions::EVENTS_READY, "SinkNotAllowed", problem.0));
+        let url = match crate::sink::resolve(sink, ns, &ctx.config.allow_sink_hosts) {
+            Ok(url) => url,
+            Err(problem) => {
+                return Some(Verdict::failed(
+                    conditions::EVENTS_READY,
+                    "SinkNotAllowed",
+                    problem.0,
+                ))
+            }
+        };
+        // Only a failure of the sink that is configured now counts: after a spec fix the old
+        // sink's failure is history.
+        let shown = crate::webhooks::forward::display_sink(&url);
+        if let Some((failed_sink, why)) = record.sink_problem.as_ref().filter(|(s, _)| *s == shown)
+        {
+            return Some(Verdict::failed(
+                conditions::EVENTS_READY,
+                "SinkUnreachable",
+                format!(
+                    "Forwarding a Zoom event to {failed_sink} failed: {why}. Zoom was answered 503 and retries for a while; make sure the sink runs and answers 2xx within {:.1}s. This clears with the next event the sink accepts",
+                    crate::webhooks::ZOOM_DEADLINE.as_secs_f64()
+                ),
+            ));
         }
-        return Some(Verdict::ok(conditions::EVENTS_READY, "Ready", "Verified events are forwarded to the sink"));
+        return Some(Verdict::ok(
+            conditions::EVENTS_READY,
+            "Ready",
+            "Verified events are forwarded to the sink",
+        ));
     }
-    Some(Verdict::ok(conditions::EVENTS_READY, "Ready", "Verified events are received (no sink configured)"))
+    Some(Verdict::ok(
+        conditions::EVENTS_READY,
+        "Ready",
+        "Verified events are received (no sink configured)",
+    ))
 }
 
 async fn publish_transitions(
@@ -405,7 +492,11 @@ async fn publish_transitions(
             continue;
         }
         let event = KubeEvent {
-            type_: if t.warning { EventType::Warning } else { EventType::Normal },
+            type_: if t.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: t.reason.clone(),
             note: Some(format!("{}={}: {}", t.type_, t.status, t.message)),
             action: t.type_.clone(),
@@ -417,7 +508,10 @@ async fn publish_transitions(
     }
 }
 
-async fn ensure_finalizer(zc: &ZoomConnection, api: &Api<ZoomConnection>) -> Result<(), kube::Error> {
+async fn ensure_finalizer(
+    zc: &ZoomConnection,
+    api: &Api<ZoomConnection>,
+) -> Result<(), kube::Error> {
     let has = zc.finalizers().iter().any(|f| f == FINALIZER);
     let want = zc.spec.revoke_on_delete;
     if has == want {
@@ -434,25 +528,34 @@ async fn ensure_finalizer(zc: &ZoomConnection, api: &Api<ZoomConnection>) -> Res
     let patch = json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": zc.resource_version()}
     });
-    api.patch(&zc.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    api.patch(
+        &zc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
 const REVOKE_ATTEMPTS: u32 = 5;
 
 /// Deletion with `revokeOnDelete`: revoke the grant at Zoom, with bounded retries, then let go.
-async fn cleanup(zc: &ZoomConnection, ctx: &Context, api: &Api<ZoomConnection>) -> Result<Action, Error> {
+async fn cleanup(
+    zc: &ZoomConnection,
+    ctx: &Context,
+    api: &Api<ZoomConnection>,
+) -> Result<Action, Error> {
     if !zc.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
     let uid = zc.uid().unwrap_or_default();
     let (creds, _, _) = ctx.app_credentials(zc).await?;
     let (_, record) = ctx.token_store(zc).read(zc).await?;
-    let token = record
-        .grant
-        .as_ref()
-        .and_then(|g| g.refresh_token.clone().or_else(|| Some(g.access_token.clone())));
+    let token = record.grant.as_ref().and_then(|g| {
+        g.refresh_token
+            .clone()
+            .or_else(|| Some(g.access_token.clone()))
+    });
     let reference = zc.object_ref(&());
     let mut failure = None;
     if let (Ok(app), Some(token)) = (&creds, token) {
@@ -498,10 +601,20 @@ async fn cleanup(zc: &ZoomConnection, ctx: &Context, api: &Api<ZoomConnection>) 
     if let Err(e) = ctx.recorder.publish(&event, &reference).await {
         tracing::warn!(error = %e, "could not publish event");
     }
-    let finalizers: Vec<String> = zc.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": zc.resource_version()}});
-    api.patch(&zc.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    let finalizers: Vec<String> = zc
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": zc.resource_version()}});
+    api.patch(
+        &zc.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     ctx.set_retry_state(&uid, None);
     Ok(Action::await_change())
 }
@@ -512,7 +625,12 @@ fn error_policy(zc: Arc<ZoomConnection>, error: &Error, _ctx: Arc<Context>) -> A
 }
 
 /// Watches the `--ingress` Ingress and publishes the derived public URLs.
-pub async fn watch_public_urls(client: Client, source: UrlSource, tx: watch::Sender<UrlState>, shutdown: CancellationToken) {
+pub async fn watch_public_urls(
+    client: Client,
+    source: UrlSource,
+    tx: watch::Sender<UrlState>,
+    shutdown: CancellationToken,
+) {
     let UrlSource::Ingress { namespace, name } = &source else {
         let _ = tx.send(Some(derive_public_urls(&source, None)));
         return;
@@ -559,7 +677,10 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
     // One namespace: watch just it (RBAC can then be a Role). Several: watch all and skip
     // the others in reconcile, rather than running one cache per namespace.
     let (zcs, secrets): (Api<ZoomConnection>, Api<Secret>) = match namespaces.as_slice() {
-        [ns] => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        [ns] => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         _ => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let watch_cfg = watcher::Config::default();
@@ -580,23 +701,32 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
     let credential_changes = watcher(secret_meta, watch_cfg.clone())
         .default_backoff()
         .touched_objects()
-        .predicate_filter(kube::runtime::predicates::resource_version, Default::default());
+        .predicate_filter(
+            kube::runtime::predicates::resource_version,
+            Default::default(),
+        );
     let token_secrets = watcher(
         secrets,
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
     )
     .default_backoff()
     .touched_objects()
-    .predicate_filter(kube::runtime::predicates::resource_version, Default::default());
+    .predicate_filter(
+        kube::runtime::predicates::resource_version,
+        Default::default(),
+    );
 
-    let url_changes = tokio_stream::wrappers::WatchStream::from_changes(ctx.urls.clone()).map(|_| ());
+    let url_changes =
+        tokio_stream::wrappers::WatchStream::from_changes(ctx.urls.clone()).map(|_| ());
     let allowed: Vec<String> = namespaces.clone();
     controller
         .owns_stream(token_secrets)
         .watches_stream(credential_changes, move |secret| {
             let ns = secret.metadata.namespace.clone().unwrap_or_default();
             let name = secret.metadata.name.clone().unwrap_or_default();
-            let is_default_app = default_app.as_ref().is_some_and(|(dns, dname)| *dns == ns && *dname == name);
+            let is_default_app = default_app
+                .as_ref()
+                .is_some_and(|(dns, dname)| *dns == ns && *dname == name);
             mapper_store
                 .state()
                 .into_iter()
@@ -605,7 +735,11 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
                         return true;
                     }
                     zc.metadata.namespace.as_deref() == Some(ns.as_str())
-                        && zc.spec.credentials_ref.as_ref().is_some_and(|r| r.name == name)
+                        && zc
+                            .spec
+                            .credentials_ref
+                            .as_ref()
+                            .is_some_and(|r| r.name == name)
                 })
                 .map(|zc| ObjectRef::from_obj(&*zc))
                 .collect::<Vec<_>>()
@@ -614,7 +748,10 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(
             move |zc, ctx: Arc<Context>| {
-                let keep = allowed.is_empty() || allowed.iter().any(|ns| zc.metadata.namespace.as_deref() == Some(ns.as_str()));
+                let keep = allowed.is_empty()
+                    || allowed
+                        .iter()
+                        .any(|ns| zc.metadata.namespace.as_deref() == Some(ns.as_str()));
                 async move {
                     if keep {
                         reconcile(zc, ctx).await
@@ -627,8 +764,13 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
             ctx,
         )
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "controller event");
+            match result {
+                Ok(_) => {}
+                // Reconcile errors are logged by error_policy; a deleted object's queued
+                // retry finding nothing is expected.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..))
+                | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
+                Err(e) => tracing::warn!(error = %e, "controller error"),
             }
         })
         .await;

@@ -12,7 +12,8 @@ use crate::token_secret::{TokenGrant, TokenRecord};
 use crate::zoom::client::ZoomError;
 
 use super::schedule::{
-    ACCOUNT_CREDENTIALS_REJECTED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS, REFRESH_TOKEN_REJECTED,
+    ACCOUNT_CREDENTIALS_REJECTED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS,
+    REFRESH_TOKEN_REJECTED,
 };
 use super::store::{Change, StoreError};
 use super::Context;
@@ -24,7 +25,9 @@ pub enum Renewal {
     /// Another writer rotated the grant while we were asking; nothing was lost.
     Superseded,
     /// Zoom or the network failed; try again later.
-    Failed { retry_after: Option<std::time::Duration> },
+    Failed {
+        retry_after: Option<std::time::Duration>,
+    },
     /// Zoom refused for good; a person must act (recorded in the Secret).
     Refused,
 }
@@ -66,7 +69,8 @@ pub async fn renew(
             let client_id = app.client_id.clone();
             let written = store
                 .update(zc, |current| {
-                    if auth_type.is_oauth() && current_refresh_token(current) != used_refresh_token {
+                    if auth_type.is_oauth() && current_refresh_token(current) != used_refresh_token
+                    {
                         // A callback stored a newer grant meanwhile: it wins, ours is dropped.
                         return Ok::<_, ()>(Change::Keep);
                     }
@@ -166,13 +170,15 @@ async fn handle_failure(
                     if let Some(g) = current.grant.as_mut() {
                         g.refresh_token = None;
                     }
-                    current.grant_problem = Some((REFRESH_TOKEN_REJECTED.to_owned(), message.clone()));
+                    current.grant_problem =
+                        Some((REFRESH_TOKEN_REJECTED.to_owned(), message.clone()));
                     current.failed_refresh_attempts = 0;
                     current.last_failure = None;
                 }
                 Some((reason, message)) => {
                     current.grant_problem = Some(((*reason).to_owned(), message.clone()));
-                    current.failed_refresh_attempts = current.failed_refresh_attempts.saturating_add(1);
+                    current.failed_refresh_attempts =
+                        current.failed_refresh_attempts.saturating_add(1);
                     current.last_failure = Some(message.clone());
                 }
                 None => {
@@ -183,7 +189,8 @@ async fn handle_failure(
                     {
                         current.grant_problem = None;
                     }
-                    current.failed_refresh_attempts = current.failed_refresh_attempts.saturating_add(1);
+                    current.failed_refresh_attempts =
+                        current.failed_refresh_attempts.saturating_add(1);
                     current.last_failure = Some(err.to_string());
                 }
             }

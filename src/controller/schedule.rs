@@ -77,7 +77,11 @@ pub struct TokenInputs<'a> {
 /// When a grant is due for renewal: `refreshBefore` ahead of expiry, but never earlier than
 /// half-way through the token's life (a 10m lead on a 30s token would renew in a hot loop),
 /// minus up to 10% jitter so a fleet of connections does not renew in lock step.
-pub fn renew_at(record: &TokenRecord, refresh_before: Duration, jitter_seed: u64) -> Option<Timestamp> {
+pub fn renew_at(
+    record: &TokenRecord,
+    refresh_before: Duration,
+    jitter_seed: u64,
+) -> Option<Timestamp> {
     let grant = record.grant.as_ref()?;
     let mut lead = SignedDuration::try_from(refresh_before).unwrap_or(SignedDuration::MAX);
     if let Some(issued) = record.last_refresh_time {
@@ -87,13 +91,18 @@ pub fn renew_at(record: &TokenRecord, refresh_before: Duration, jitter_seed: u64
         }
     }
     let jitter_permille = i32::try_from(jitter_seed % 100).unwrap_or(0);
-    let jitter = (lead / 1000).checked_mul(jitter_permille).unwrap_or(SignedDuration::ZERO);
+    let jitter = (lead / 1000)
+        .checked_mul(jitter_permille)
+        .unwrap_or(SignedDuration::ZERO);
     grant.expires_at.checked_sub(lead + jitter).ok()
 }
 
 pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
     let record = input.record;
-    let problem = record.grant_problem.as_ref().map(|(reason, _)| reason.as_str());
+    let problem = record
+        .grant_problem
+        .as_ref()
+        .map(|(reason, _)| reason.as_str());
     let has_refresh_token = record
         .grant
         .as_ref()
@@ -148,9 +157,9 @@ pub fn backoff(attempts: u32, retry_after: Option<Duration>, jitter_seed: u64) -
 
 /// A stable seed from a string (the connection's UID): FNV-1a.
 pub fn seed(value: &str) -> u64 {
-    value
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    value.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
 }
 
 #[cfg(test)]
@@ -196,16 +205,27 @@ mod tests {
         let at = |now| decide(&inputs(AuthType::PrivateOAuth, &r, now));
         assert_eq!(
             at("2026-11-29T09:30:00Z"),
-            TokenDecision::Idle { next_check: Some(ts("2026-11-29T09:50:00Z")) }
+            TokenDecision::Idle {
+                next_check: Some(ts("2026-11-29T09:50:00Z"))
+            }
         );
-        assert_eq!(at("2026-11-29T09:50:00Z"), TokenDecision::Renew(RenewReason::Due));
-        assert_eq!(at("2026-11-29T10:00:00Z"), TokenDecision::Renew(RenewReason::Expired));
+        assert_eq!(
+            at("2026-11-29T09:50:00Z"),
+            TokenDecision::Renew(RenewReason::Due)
+        );
+        assert_eq!(
+            at("2026-11-29T10:00:00Z"),
+            TokenDecision::Renew(RenewReason::Expired)
+        );
     }
 
     #[test]
     fn short_tokens_renew_at_half_life_not_in_a_loop() {
         let r = record("2026-11-29T09:00:30Z", "2026-11-29T09:00:00Z", true);
-        assert_eq!(renew_at(&r, Duration::from_secs(600), 0), Some(ts("2026-11-29T09:00:15Z")));
+        assert_eq!(
+            renew_at(&r, Duration::from_secs(600), 0),
+            Some(ts("2026-11-29T09:00:15Z"))
+        );
     }
 
     #[test]
@@ -215,8 +235,15 @@ mod tests {
         for s in ["uid-a", "uid-b", "uid-c"] {
             let jittered = renew_at(&r, Duration::from_secs(600), seed(s)).expect("at");
             let earlier = plain.duration_since(jittered);
-            assert!(earlier >= SignedDuration::ZERO && earlier < SignedDuration::from_secs(60), "{earlier:?}");
-            assert_eq!(jittered, renew_at(&r, Duration::from_secs(600), seed(s)).expect("at"), "stable");
+            assert!(
+                earlier >= SignedDuration::ZERO && earlier < SignedDuration::from_secs(60),
+                "{earlier:?}"
+            );
+            assert_eq!(
+                jittered,
+                renew_at(&r, Duration::from_secs(600), seed(s)).expect("at"),
+                "stable"
+            );
         }
     }
 
@@ -224,13 +251,21 @@ mod tests {
     fn oauth_without_refresh_token_waits_for_a_person() {
         let empty = TokenRecord::default();
         assert_eq!(
-            decide(&inputs(AuthType::PrivateOAuth, &empty, "2026-11-29T09:00:00Z")),
+            decide(&inputs(
+                AuthType::PrivateOAuth,
+                &empty,
+                "2026-11-29T09:00:00Z"
+            )),
             TokenDecision::Idle { next_check: None }
         );
         let mut rejected = record("2026-11-29T10:00:00Z", "2026-11-29T09:00:00Z", true);
         rejected.grant_problem = Some((REFRESH_TOKEN_REJECTED.into(), String::new()));
         assert_eq!(
-            decide(&inputs(AuthType::DefaultOAuth, &rejected, "2026-11-29T11:00:00Z")),
+            decide(&inputs(
+                AuthType::DefaultOAuth,
+                &rejected,
+                "2026-11-29T11:00:00Z"
+            )),
             TokenDecision::Idle { next_check: None }
         );
     }
@@ -239,7 +274,11 @@ mod tests {
     fn server_to_server_mints_when_empty() {
         let empty = TokenRecord::default();
         assert_eq!(
-            decide(&inputs(AuthType::ServerToServer, &empty, "2026-11-29T09:00:00Z")),
+            decide(&inputs(
+                AuthType::ServerToServer,
+                &empty,
+                "2026-11-29T09:00:00Z"
+            )),
             TokenDecision::Renew(RenewReason::NoToken)
         );
     }
@@ -261,7 +300,12 @@ mod tests {
         let r = record("2026-11-29T10:00:00Z", "2026-11-29T09:00:00Z", true);
         let mut i = inputs(AuthType::PrivateOAuth, &r, "2026-11-29T09:55:00Z");
         i.retry_not_before = Some(ts("2026-11-29T09:55:10Z"));
-        assert_eq!(decide(&i), TokenDecision::BackOff { until: ts("2026-11-29T09:55:10Z") });
+        assert_eq!(
+            decide(&i),
+            TokenDecision::BackOff {
+                until: ts("2026-11-29T09:55:10Z")
+            }
+        );
         i.now = ts("2026-11-29T09:55:10Z");
         assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Due));
     }
@@ -272,7 +316,12 @@ mod tests {
         r.failed_refresh_attempts = 1;
         let mut i = inputs(AuthType::PrivateOAuth, &r, "2026-11-29T09:10:00Z");
         i.retry_not_before = Some(ts("2026-11-29T09:10:05Z"));
-        assert_eq!(decide(&i), TokenDecision::BackOff { until: ts("2026-11-29T09:10:05Z") });
+        assert_eq!(
+            decide(&i),
+            TokenDecision::BackOff {
+                until: ts("2026-11-29T09:10:05Z")
+            }
+        );
         i.now = ts("2026-11-29T09:10:05Z");
         assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Retry));
     }
@@ -284,7 +333,10 @@ mod tests {
         let mut i = inputs(AuthType::PrivateOAuth, &r, "2026-11-29T09:55:00Z");
         i.retry_not_before = Some(ts("2026-11-29T10:30:00Z"));
         i.credentials_changed = true;
-        assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::CredentialsChanged));
+        assert_eq!(
+            decide(&i),
+            TokenDecision::Renew(RenewReason::CredentialsChanged)
+        );
     }
 
     #[test]
@@ -293,8 +345,14 @@ mod tests {
         assert_eq!(backoff(2, None, 0), Duration::from_secs(4));
         assert_eq!(backoff(4, None, 0), Duration::from_secs(16));
         assert_eq!(backoff(30, None, 0), Duration::from_secs(300));
-        assert_eq!(backoff(1, Some(Duration::from_secs(30)), 0), Duration::from_secs(30));
-        assert_eq!(backoff(5, Some(Duration::from_secs(1)), 0), Duration::from_secs(32));
+        assert_eq!(
+            backoff(1, Some(Duration::from_secs(30)), 0),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            backoff(5, Some(Duration::from_secs(1)), 0),
+            Duration::from_secs(32)
+        );
         let jittered = backoff(3, None, 150);
         assert!(jittered > Duration::from_secs(8) && jittered < Duration::from_secs(10));
     }

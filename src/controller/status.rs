@@ -58,7 +58,10 @@ pub fn credentials_verdict(o: &Observation<'_>) -> Verdict {
 }
 
 fn problem_is(record: &TokenRecord, reason: &str) -> bool {
-    record.grant_problem.as_ref().is_some_and(|(r, _)| r == reason)
+    record
+        .grant_problem
+        .as_ref()
+        .is_some_and(|(r, _)| r == reason)
 }
 
 pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
@@ -68,7 +71,8 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
         Some(d) => format!("{base} ({d})"),
         None => base,
     };
-    let reauthorize = "open status.authorizeURL (or run `zoom-operator authorize`) to authorize again";
+    let reauthorize =
+        "open status.authorizeURL (or run `zoom-operator authorize`) to authorize again";
     match problem.map(|(r, _)| r.as_str()) {
         Some(REFRESH_TOKEN_REJECTED) => {
             return Verdict::failed(
@@ -97,7 +101,11 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
     }
     let authorized = match o.zc.spec.auth_type {
         AuthType::ServerToServer => o.record.grant.is_some(),
-        _ => o.record.grant.as_ref().is_some_and(|g| g.refresh_token.is_some()),
+        _ => o
+            .record
+            .grant
+            .as_ref()
+            .is_some_and(|g| g.refresh_token.is_some()),
     };
     if authorized {
         let who = o
@@ -115,7 +123,9 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
         );
     }
     let message = match o.zc.spec.auth_type {
-        AuthType::ServerToServer => "Waiting for valid credentials to mint the first token".to_owned(),
+        AuthType::ServerToServer => {
+            "Waiting for valid credentials to mint the first token".to_owned()
+        }
         _ => {
             let mut m = "Nobody has authorized this connection yet; open status.authorizeURL or run `zoom-operator authorize`".to_owned();
             if problem_is(o.record, AUTHORIZATION_FAILED) {
@@ -151,7 +161,9 @@ pub fn token_verdict(o: &Observation<'_>) -> Verdict {
     let expires = rfc3339(grant.expires_at);
     if o.now >= grant.expires_at {
         let why = match &o.record.last_failure {
-            Some(f) if o.record.failed_refresh_attempts > 0 => format!("; the last refresh failed: {f}"),
+            Some(f) if o.record.failed_refresh_attempts > 0 => {
+                format!("; the last refresh failed: {f}")
+            }
             _ => String::new(),
         };
         return Verdict::failed(
@@ -195,18 +207,21 @@ pub fn urls_verdict(o: &Observation<'_>) -> Verdict {
 
 /// The whole status for this pass.
 pub fn build(o: &Observation<'_>) -> ZoomConnectionStatus {
-    let mut verdicts = vec![credentials_verdict(o), authorized_verdict(o), token_verdict(o)];
+    let mut verdicts = vec![
+        credentials_verdict(o),
+        authorized_verdict(o),
+        token_verdict(o),
+    ];
     if let Some(events) = o.events.clone() {
         verdicts.push(events);
     }
     verdicts.push(urls_verdict(o));
     let ready = cond::ready_verdict(&verdicts, o.spec_problem.as_deref());
-    let previous = o
-        .zc
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    let previous =
+        o.zc.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
     let generation = o.zc.metadata.generation;
     let conditions = cond::to_conditions(&ready, &verdicts, previous, generation, &time(o.now));
     let grant = o.record.grant.as_ref();
@@ -311,14 +326,23 @@ mod tests {
     fn healthy_connection_is_ready_and_leaks_nothing() {
         let zc = zc(AuthType::PrivateOAuth);
         let (creds, record) = (creds(), fresh_record());
-        let urls = Ok(PublicUrls::new(Url::parse("https://zoom.example.com").expect("url")));
+        let urls = Ok(PublicUrls::new(
+            Url::parse("https://zoom.example.com").expect("url"),
+        ));
         let status = build(&observe(&zc, &creds, &record, &urls));
         assert_eq!(reason(&status, "Ready"), ("True".into(), "Ready".into()));
         assert_eq!(status.observed_generation, Some(4));
-        assert_eq!(status.redirect_url.as_deref(), Some("https://zoom.example.com/oauth/redirect/zoom"));
+        assert_eq!(
+            status.redirect_url.as_deref(),
+            Some("https://zoom.example.com/oauth/redirect/zoom")
+        );
         assert_eq!(status.token_secret_name.as_deref(), Some("bot-zoom-token"));
         let json = serde_json::to_string(&status).expect("json");
-        assert!(!json.contains("access-value") && !json.contains("refresh-value") && !json.contains("secret\""));
+        assert!(
+            !json.contains("access-value")
+                && !json.contains("refresh-value")
+                && !json.contains("secret\"")
+        );
     }
 
     #[test]
@@ -331,34 +355,66 @@ mod tests {
         });
         let empty = TokenRecord::default();
         let status = build(&observe(&zc_oauth, &missing, &empty, &urls));
-        assert_eq!(reason(&status, "Ready"), ("False".into(), "SecretNotFound".into()));
-        assert_eq!(reason(&status, "Authorized"), ("False".into(), "AwaitingAuthorization".into()));
-        assert_eq!(reason(&status, "TokenReady"), ("False".into(), "NoToken".into()));
-        assert_eq!(reason(&status, "URLsReady"), ("False".into(), "IngressNotFound".into()));
+        assert_eq!(
+            reason(&status, "Ready"),
+            ("False".into(), "SecretNotFound".into())
+        );
+        assert_eq!(
+            reason(&status, "Authorized"),
+            ("False".into(), "AwaitingAuthorization".into())
+        );
+        assert_eq!(
+            reason(&status, "TokenReady"),
+            ("False".into(), "NoToken".into())
+        );
+        assert_eq!(
+            reason(&status, "URLsReady"),
+            ("False".into(), "IngressNotFound".into())
+        );
 
         let creds = creds();
         let mut rejected = fresh_record();
         rejected.grant_problem = Some((REFRESH_TOKEN_REJECTED.into(), "Invalid Token!".into()));
         let status = build(&observe(&zc_oauth, &creds, &rejected, &urls));
-        assert_eq!(reason(&status, "Ready"), ("False".into(), "RefreshTokenRejected".into()));
+        assert_eq!(
+            reason(&status, "Ready"),
+            ("False".into(), "RefreshTokenRejected".into())
+        );
 
         let mut failing = fresh_record();
         failing.failed_refresh_attempts = 3;
         failing.last_failure = Some("Zoom is unavailable: HTTP 503".into());
         let status = build(&observe(&zc_oauth, &creds, &failing, &urls));
-        assert_eq!(reason(&status, "TokenReady"), ("False".into(), "RefreshFailing".into()));
+        assert_eq!(
+            reason(&status, "TokenReady"),
+            ("False".into(), "RefreshFailing".into())
+        );
         assert_eq!(status.failed_refresh_attempts, Some(3));
 
         let mut o = observe(&zc_oauth, &creds, &failing, &urls);
         o.now = "2026-11-29T11:00:00Z".parse().expect("ts");
-        assert_eq!(reason(&build(&o), "TokenReady"), ("False".into(), "Expired".into()));
+        assert_eq!(
+            reason(&build(&o), "TokenReady"),
+            ("False".into(), "Expired".into())
+        );
 
         let mut o = observe(&zc_oauth, &creds, &empty, &urls);
         o.token_secret = Ownership::Foreign;
         let status = build(&o);
-        assert_eq!(reason(&status, "TokenReady"), ("False".into(), "SecretNotOwned".into()));
-        let msg = &status.conditions.iter().find(|c| c.type_ == "TokenReady").expect("c").message;
-        assert!(msg.contains("team-a/bot-zoom-token") && msg.contains("not owned"), "{msg}");
+        assert_eq!(
+            reason(&status, "TokenReady"),
+            ("False".into(), "SecretNotOwned".into())
+        );
+        let msg = &status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "TokenReady")
+            .expect("c")
+            .message;
+        assert!(
+            msg.contains("team-a/bot-zoom-token") && msg.contains("not owned"),
+            "{msg}"
+        );
 
         let s2s = zc(AuthType::ServerToServer);
         let mut s2s_record = fresh_record();

@@ -60,7 +60,10 @@ impl TokenStore {
         mut mutate: impl FnMut(&mut TokenRecord) -> Result<Change, E>,
     ) -> Result<Result<TokenRecord, E>, StoreError> {
         let name = zc.token_secret_name();
-        let full_name = format!("{}/{name}", zc.metadata.namespace.as_deref().unwrap_or_default());
+        let full_name = format!(
+            "{}/{name}",
+            zc.metadata.namespace.as_deref().unwrap_or_default()
+        );
         let mut delay = Duration::from_millis(50);
         // Generous: losing a freshly rotated refresh token would break the grant, so a
         // flaky API server gets several seconds before we give up.
@@ -91,7 +94,9 @@ impl TokenStore {
                     // Keep what other tools put on the Secret (reloader hashes, backups).
                     merge_foreign_metadata(&mut desired, &current);
                     desired.metadata.resource_version = current.metadata.resource_version;
-                    self.api.replace(&name, &PostParams::default(), &desired).await
+                    self.api
+                        .replace(&name, &PostParams::default(), &desired)
+                        .await
                 }
             };
             match result {
@@ -109,14 +114,20 @@ impl TokenStore {
 
 fn merge_foreign_metadata(desired: &mut Secret, current: &Secret) {
     use crate::token_secret::annotations::ALL;
-    if let (Some(want), Some(have)) = (desired.metadata.annotations.as_mut(), current.metadata.annotations.as_ref()) {
+    if let (Some(want), Some(have)) = (
+        desired.metadata.annotations.as_mut(),
+        current.metadata.annotations.as_ref(),
+    ) {
         for (k, v) in have {
             if !ALL.contains(&k.as_str()) && !k.starts_with("zoom-operator.io/") {
                 want.entry(k.clone()).or_insert_with(|| v.clone());
             }
         }
     }
-    if let (Some(want), Some(have)) = (desired.metadata.labels.as_mut(), current.metadata.labels.as_ref()) {
+    if let (Some(want), Some(have)) = (
+        desired.metadata.labels.as_mut(),
+        current.metadata.labels.as_ref(),
+    ) {
         for (k, v) in have {
             want.entry(k.clone()).or_insert_with(|| v.clone());
         }

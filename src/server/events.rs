@@ -1,1 +1,439 @@
 //! `POST /zoom/event`: Zoom webhooks (see api.md section 5).
+//!
+//! This layer only translates: size, media type and body checks, the signature check against
+//! the routing index's secret tokens, `endpoint.url_validation`, and then the dispatcher for
+//! everything else. Every answer is a short JSON body; nothing here answers 500.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures::StreamExt;
+use jiff::Timestamp;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::controller::Context;
+use crate::metrics::Metrics;
+use crate::webhooks::dispatch::{Dispatcher, VerifiedEvent};
+use crate::webhooks::index::RoutingIndex;
+use crate::webhooks::ZOOM_DEADLINE;
+use crate::zoom::webhook::{encrypt_plain_token, verify};
+
+/// api.md: bodies over 1 MiB get 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+pub const URL_VALIDATION: &str = "endpoint.url_validation";
+
+/// The webhook endpoint's state: the routing index (every replica keeps one) and the
+/// dispatcher that acts on verified events.
+pub struct EventReceiver {
+    index: Arc<RoutingIndex>,
+    dispatcher: Dispatcher,
+    metrics: Metrics,
+}
+
+impl EventReceiver {
+    pub fn new(ctx: Arc<Context>, index: Arc<RoutingIndex>) -> Result<Self, reqwest::Error> {
+        Ok(EventReceiver {
+            index,
+            metrics: ctx.metrics.clone(),
+            dispatcher: Dispatcher::new(ctx)?,
+        })
+    }
+}
+
+/// A refusal: status, a stable reason (also the metric result) and a sentence for people.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Rejection {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.reason, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+fn too_large() -> Rejection {
+    Rejection::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the body is larger than {BODY_LIMIT} bytes"),
+    )
+}
+
+/// 413 from `Content-Length` alone, before any of the body is read.
+pub fn check_declared_length(content_length: Option<&HeaderValue>) -> Result<(), Rejection> {
+    let declared = content_length
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > BODY_LIMIT as u64 => Err(too_large()),
+        _ => Ok(()),
+    }
+}
+
+/// Zoom sends `application/json; charset=utf-8`; any parameters are accepted, other types
+/// (or none) are not. Returns the header as received, to pass on to sinks.
+pub fn json_content_type(content_type: Option<&HeaderValue>) -> Result<String, Rejection> {
+    let unsupported = || {
+        Rejection::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON (Content-Type: application/json)",
+        )
+    };
+    let value = content_type
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unsupported)?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(value.to_owned())
+    } else {
+        Err(unsupported())
+    }
+}
+
+/// Reads at most `limit` bytes; a longer body is refused as soon as it passes the limit.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, Rejection> {
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "the body could not be read",
+            )
+        })?;
+        if buf.len().saturating_add(chunk.len()) > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// The parts of Zoom's envelope the operator uses.
+#[derive(Debug, PartialEq)]
+pub struct Envelope {
+    pub event: String,
+    pub event_ts_ms: Option<i64>,
+    pub payload: Value,
+}
+
+/// `{"event": "...", "event_ts": <ms>, "payload": {...}}`. The event name becomes a
+/// CloudEvent header, so it must be printable ASCII.
+pub fn parse_envelope(body: &[u8]) -> Result<Envelope, Rejection> {
+    let invalid =
+        |why: &str| Rejection::new(StatusCode::BAD_REQUEST, "invalid_json", why.to_owned());
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| invalid("the body is not valid JSON"))?;
+    let event = value
+        .get("event")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("the body has no \"event\" string"))?;
+    let printable =
+        !event.is_empty() && event.len() <= 128 && event.bytes().all(|b| b.is_ascii_graphic());
+    if !printable {
+        return Err(invalid("\"event\" is not a valid event name"));
+    }
+    Ok(Envelope {
+        event: event.to_owned(),
+        event_ts_ms: value.get("event_ts").and_then(Value::as_i64),
+        payload: value.get("payload").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The metric label for an event name from a verified payload; anything odd becomes
+/// "other" so a label cannot carry arbitrary text.
+pub fn event_label(event: &str) -> String {
+    let tidy = event.len() <= 64
+        && event
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if tidy && !event.is_empty() {
+        event.to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn receive(
+    State(receiver): State<Arc<EventReceiver>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let deadline = Instant::now() + ZOOM_DEADLINE;
+    let (event, result, response) = match receiver.handle(&headers, body, deadline).await {
+        Ok(done) => done,
+        Err((event, rejection)) => (event, rejection.reason, rejection.into_response()),
+    };
+    receiver.metrics.webhook(&event, result);
+    response
+}
+
+type Handled = (String, &'static str, Response);
+
+impl EventReceiver {
+    /// Ok: (event label, metric result, response); Err: (event label, refusal).
+    async fn handle(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        deadline: Instant,
+    ) -> Result<Handled, (String, Rejection)> {
+        let unknown = |r: Rejection| ("unknown".to_owned(), r);
+        check_declared_length(headers.get(CONTENT_LENGTH)).map_err(unknown)?;
+        let content_type = json_content_type(headers.get(CONTENT_TYPE)).map_err(unknown)?;
+        let body = match tokio::time::timeout_at(deadline, read_limited(body, BODY_LIMIT)).await {
+            Ok(read) => read.map_err(unknown)?,
+            Err(_) => {
+                return Err(unknown(Rejection::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    "the body did not arrive in time",
+                )))
+            }
+        };
+
+        let snapshot = self.index.snapshot();
+        if !snapshot.ready {
+            return Err(unknown(Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the operator is still loading its connections; retry",
+            )));
+        }
+        let app = verify(
+            header(headers, "x-zm-signature"),
+            header(headers, "x-zm-request-timestamp"),
+            &body,
+            Timestamp::now().as_second(),
+            snapshot.secret_tokens(),
+        )
+        .map_err(|e| {
+            unknown(Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                e.label(),
+                e.to_string(),
+            ))
+        })?;
+
+        // Verified from here on: the event name may label metrics.
+        let envelope = parse_envelope(&body).map_err(unknown)?;
+        let label = event_label(&envelope.event);
+        let payload_str = |key: &str| envelope.payload.get(key).and_then(Value::as_str);
+
+        if envelope.event == URL_VALIDATION {
+            let (Some(plain), Some(token)) =
+                (payload_str("plainToken"), snapshot.secret_token(app))
+            else {
+                return Err((
+                    label,
+                    Rejection::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_json",
+                        "payload.plainToken is missing",
+                    ),
+                ));
+            };
+            let answer = json!({"plainToken": plain, "encryptedToken": encrypt_plain_token(token.as_bytes(), plain)});
+            return Ok((
+                label,
+                "verified",
+                (StatusCode::OK, Json(answer)).into_response(),
+            ));
+        }
+
+        let routes = payload_str("account_id")
+            .map(|account| snapshot.route(app, account))
+            .unwrap_or_default();
+        if routes.is_empty() {
+            let answer = json!({"status": "unroutable", "message": "no connection of this app has this account; the event was not forwarded"});
+            return Ok((
+                label,
+                "unroutable",
+                (StatusCode::OK, Json(answer)).into_response(),
+            ));
+        }
+        let event = VerifiedEvent {
+            event: envelope.event.clone(),
+            user_id: payload_str("user_id").map(str::to_owned),
+            deauthorization_time: payload_str("deauthorization_time").and_then(|t| t.parse().ok()),
+            event_ts_ms: envelope.event_ts_ms,
+            request_id: header(headers, "x-zm-request-id").map(str::to_owned),
+            content_type,
+            body,
+        };
+        let outcome = self.dispatcher.dispatch(routes, &event, deadline).await;
+        if outcome.accepted() {
+            let result = if outcome.forwarded > 0 {
+                "forwarded"
+            } else {
+                "verified"
+            };
+            let answer = json!({"status": "accepted", "connections": routes.len(), "forwarded": outcome.forwarded});
+            return Ok((
+                label,
+                result,
+                (StatusCode::OK, Json(answer)).into_response(),
+            ));
+        }
+        let (reason, message) = if outcome.sink_failures.is_empty() {
+            (
+                "deauthorization_failed",
+                "the tokens could not be deleted yet; retry".to_owned(),
+            )
+        } else {
+            (
+                "sink_failed",
+                format!(
+                    "{} of the event's sinks did not accept it in time; retry",
+                    outcome.sink_failures.len()
+                ),
+            )
+        };
+        Err((
+            label,
+            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, reason, message),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).expect("header value")
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            json_content_type(Some(&hv("application/json"))).map_err(|r| r.status),
+            Ok("application/json".to_owned())
+        );
+        assert!(json_content_type(Some(&hv("application/json; charset=utf-8"))).is_ok());
+        assert!(json_content_type(Some(&hv("Application/JSON ;charset=UTF-8"))).is_ok());
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonp",
+            "",
+        ] {
+            let err = json_content_type(Some(&hv(bad))).expect_err(bad);
+            assert_eq!(
+                (err.status, err.reason),
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            );
+        }
+        assert_eq!(
+            json_content_type(None).map_err(|r| r.status),
+            Err(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+        );
+    }
+
+    #[test]
+    fn declared_length() {
+        assert!(check_declared_length(None).is_ok());
+        assert!(check_declared_length(Some(&hv("1048576"))).is_ok());
+        let err = check_declared_length(Some(&hv("1048577"))).expect_err("too large");
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        // Garbage is hyper's business (it rejects it before we run).
+        assert!(check_declared_length(Some(&hv("lots"))).is_ok());
+    }
+
+    #[tokio::test]
+    async fn body_limit_stops_reading_at_the_limit() {
+        let exact = Body::from(vec![b'x'; 16]);
+        assert_eq!(read_limited(exact, 16).await.map(|b| b.len()), Ok(16));
+        // A streamed body with no Content-Length: refused once it passes the limit, and the
+        // rest of the stream is never polled.
+        let polled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = polled.clone();
+        let chunks = futures::stream::iter(0..1000).map(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 1024]))
+        });
+        let err = read_limited(Body::from_stream(chunks), 10 * 1024)
+            .await
+            .expect_err("too large");
+        assert_eq!(err.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(polled.load(std::sync::atomic::Ordering::Relaxed), 11);
+    }
+
+    #[test]
+    fn envelopes() {
+        let ok = parse_envelope(
+            br#"{"event":"meeting.started","event_ts":1700000000123,"payload":{"account_id":"a"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(ok.event, "meeting.started");
+        assert_eq!(ok.event_ts_ms, Some(1_700_000_000_123));
+        assert_eq!(ok.payload["account_id"], "a");
+        for (body, why) in [
+            (&b"not json"[..], "not valid JSON"),
+            (br#"{"payload":{}}"#, "no \"event\""),
+            (br#"{"event":7}"#, "no \"event\""),
+            (br#"{"event":"a\nb"}"#, "not a valid event name"),
+            (br#"{"event":""}"#, "not a valid event name"),
+        ] {
+            let err = parse_envelope(body).expect_err(why);
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert!(err.message.contains(why), "{} vs {why}", err.message);
+        }
+    }
+
+    #[test]
+    fn metric_labels_stay_tame() {
+        assert_eq!(
+            event_label("meeting.participant_joined"),
+            "meeting.participant_joined"
+        );
+        assert_eq!(
+            event_label("endpoint.url_validation"),
+            "endpoint.url_validation"
+        );
+        assert_eq!(event_label("x{y}"), "other");
+        assert_eq!(event_label(&"a".repeat(65)), "other");
+    }
+
+    #[test]
+    fn rejections_are_short_json() {
+        let response = Rejection::new(StatusCode::UNAUTHORIZED, "stale", "too old").into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some("application/json")
+        );
+    }
+}

@@ -120,22 +120,40 @@ async fn start_inner(ctx: &Context, namespace: &str, name: &str, ticket: Option<
     let app = match ctx.app_credentials(&zc).await {
         Ok((Ok(app), _, _)) => app,
         Ok((Err(problem), _, _)) => {
-            return page(StatusCode::CONFLICT, "The connection is not ready to authorize", &problem.message())
+            return page(
+                StatusCode::CONFLICT,
+                "The connection is not ready to authorize",
+                &problem.message(),
+            )
         }
         Err(_) => return unavailable("Kubernetes"),
     };
     let urls = match ctx.current_urls() {
         Ok(urls) => urls,
-        Err(problem) => return page(StatusCode::CONFLICT, "The operator's public URL is not known", &problem.message()),
+        Err(problem) => {
+            return page(
+                StatusCode::CONFLICT,
+                "The operator's public URL is not known",
+                &problem.message(),
+            )
+        }
     };
     let (state, state_claims) = ctx.signing.issue_state(namespace, name, &claims.uid, now);
-    let verifier = ctx.signing.pkce_verifier(state_claims.n.as_deref().unwrap_or_default());
-    let location = ctx
-        .zoom
-        .authorize_url(&app.client_id, &urls.redirect_url(), &state, &pkce_challenge(&verifier));
+    let verifier = ctx
+        .signing
+        .pkce_verifier(state_claims.n.as_deref().unwrap_or_default());
+    let location = ctx.zoom.authorize_url(
+        &app.client_id,
+        &urls.redirect_url(),
+        &state,
+        &pkce_challenge(&verifier),
+    );
     (
         StatusCode::FOUND,
-        [(header::LOCATION, location), (header::CACHE_CONTROL, "no-store".to_owned())],
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
     )
         .into_response()
 }
@@ -165,7 +183,10 @@ fn unavailable(what: &str) -> Response {
     )
 }
 
-pub async fn redirect(State(ctx): State<Arc<Context>>, Query(query): Query<RedirectQuery>) -> Response {
+pub async fn redirect(
+    State(ctx): State<Arc<Context>>,
+    Query(query): Query<RedirectQuery>,
+) -> Response {
     let response = redirect_inner(&ctx, query).await;
     count(&ctx, "redirect", response)
 }
@@ -177,12 +198,32 @@ enum Consume {
 async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
     let now = Timestamp::now();
     let restart = "Start again from the connection's status.authorizeURL.";
-    let claims = match query.state.as_deref().map(|s| ctx.signing.verify_state(s, now)) {
-        None => return page(StatusCode::BAD_REQUEST, "Missing state", &format!("Zoom's answer carries no state parameter. {restart}")),
-        Some(Err(SignatureError::Expired)) => {
-            return page(StatusCode::BAD_REQUEST, "This authorization has expired", &format!("Authorizations must finish within 10 minutes. {restart}"))
+    let claims = match query
+        .state
+        .as_deref()
+        .map(|s| ctx.signing.verify_state(s, now))
+    {
+        None => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Missing state",
+                &format!("Zoom's answer carries no state parameter. {restart}"),
+            )
         }
-        Some(Err(_)) => return page(StatusCode::BAD_REQUEST, "Invalid state", &format!("The state parameter was not issued by this operator. {restart}")),
+        Some(Err(SignatureError::Expired)) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "This authorization has expired",
+                &format!("Authorizations must finish within 10 minutes. {restart}"),
+            )
+        }
+        Some(Err(_)) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                "Invalid state",
+                &format!("The state parameter was not issued by this operator. {restart}"),
+            )
+        }
         Some(Ok(claims)) => claims,
     };
     let zc = match connection(ctx, &claims).await {
@@ -200,7 +241,9 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
             if record.consumed_states.iter().any(|(n, _)| *n == nonce) {
                 return Err(Consume::Replayed);
             }
-            record.consumed_states.push((nonce.clone(), claims.expires_at()));
+            record
+                .consumed_states
+                .push((nonce.clone(), claims.expires_at()));
             Ok(Change::Write)
         })
         .await;
@@ -227,30 +270,60 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
             .map(crate::zoom::client::scrub)
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
-        record_failure(ctx, &zc, AUTHORIZATION_FAILED, format!("Zoom returned {error}{detail}")).await;
+        record_failure(
+            ctx,
+            &zc,
+            AUTHORIZATION_FAILED,
+            format!("Zoom returned {error}{detail}"),
+        )
+        .await;
         let (status, title) = if error == "access_denied" {
             (StatusCode::FORBIDDEN, "Authorization was denied")
         } else {
             (StatusCode::BAD_REQUEST, "Zoom did not authorize the app")
         };
-        return page(status, title, &format!("Zoom answered {error}{detail} for connection {who}. {restart}"));
+        return page(
+            status,
+            title,
+            &format!("Zoom answered {error}{detail} for connection {who}. {restart}"),
+        );
     }
     let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
-        return page(StatusCode::BAD_REQUEST, "Missing code", &format!("Zoom's answer carries no authorization code. {restart}"));
+        return page(
+            StatusCode::BAD_REQUEST,
+            "Missing code",
+            &format!("Zoom's answer carries no authorization code. {restart}"),
+        );
     };
 
     let app = match ctx.app_credentials(&zc).await {
         Ok((Ok(app), _, _)) => app,
-        Ok((Err(problem), _, _)) => return page(StatusCode::CONFLICT, "The connection's credentials are not usable", &problem.message()),
+        Ok((Err(problem), _, _)) => {
+            return page(
+                StatusCode::CONFLICT,
+                "The connection's credentials are not usable",
+                &problem.message(),
+            )
+        }
         Err(_) => return unavailable("Kubernetes"),
     };
     let urls = match ctx.current_urls() {
         Ok(urls) => urls,
-        Err(problem) => return page(StatusCode::CONFLICT, "The operator's public URL is not known", &problem.message()),
+        Err(problem) => {
+            return page(
+                StatusCode::CONFLICT,
+                "The operator's public URL is not known",
+                &problem.message(),
+            )
+        }
     };
     let verifier = ctx.signing.pkce_verifier(&nonce);
     let label = zc.spec.auth_type.to_string();
-    let grant = match ctx.zoom.exchange_code(&app, code, &urls.redirect_url(), &verifier).await {
+    let grant = match ctx
+        .zoom
+        .exchange_code(&app, code, &urls.redirect_url(), &verifier)
+        .await
+    {
         Ok(grant) => {
             ctx.metrics.token_request(&label, "ok");
             grant
@@ -260,11 +333,23 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
             tracing::warn!(connection = %who, error = %err, "authorization code exchange failed");
             let (reason, status) = match &err {
                 e if e.is_invalid_client() => (INVALID_CLIENT_CREDENTIALS, StatusCode::BAD_REQUEST),
-                ZoomError::Unavailable { .. } | ZoomError::Protocol(_) => (AUTHORIZATION_FAILED, StatusCode::BAD_GATEWAY),
+                ZoomError::Unavailable { .. } | ZoomError::Protocol(_) => {
+                    (AUTHORIZATION_FAILED, StatusCode::BAD_GATEWAY)
+                }
                 _ => (AUTHORIZATION_FAILED, StatusCode::BAD_REQUEST),
             };
-            record_failure(ctx, &zc, reason, format!("exchanging the authorization code failed: {err}")).await;
-            return page(status, "Zoom did not accept the authorization", &format!("{err}. {restart}"));
+            record_failure(
+                ctx,
+                &zc,
+                reason,
+                format!("exchanging the authorization code failed: {err}"),
+            )
+            .await;
+            return page(
+                status,
+                "Zoom did not accept the authorization",
+                &format!("{err}. {restart}"),
+            );
         }
     };
     // Who authorized: best effort; the grant is stored either way.
@@ -310,7 +395,10 @@ async fn record_failure(ctx: &Context, zc: &ZoomConnection, reason: &str, messag
         .token_store(zc)
         .update(zc, |record| {
             // A failed re-authorization must not clobber a working grant's state.
-            let has_working_grant = record.grant.as_ref().is_some_and(|g| g.refresh_token.is_some())
+            let has_working_grant = record
+                .grant
+                .as_ref()
+                .is_some_and(|g| g.refresh_token.is_some())
                 && record.grant_problem.is_none();
             if has_working_grant && reason == AUTHORIZATION_FAILED {
                 return Ok::<_, ()>(Change::Keep);

@@ -19,10 +19,17 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ZoomError {
     /// Zoom said no (HTTP 400/401 with an OAuth error): retrying the same request will not help.
     #[error("Zoom rejected the request: {error} ({reason})")]
-    Rejected { status: u16, error: String, reason: String },
+    Rejected {
+        status: u16,
+        error: String,
+        reason: String,
+    },
     /// 429, 5xx, a timeout or a connection error: worth retrying later.
     #[error("Zoom is unavailable: {detail}")]
-    Unavailable { detail: String, retry_after: Option<Duration> },
+    Unavailable {
+        detail: String,
+        retry_after: Option<Duration>,
+    },
     /// Zoom answered something we cannot read.
     #[error("unexpected answer from Zoom: {0}")]
     Protocol(String),
@@ -84,7 +91,11 @@ impl ZoomClient {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("zoom-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(ZoomClient { http, oauth_url, api_url })
+        Ok(ZoomClient {
+            http,
+            oauth_url,
+            api_url,
+        })
     }
 
     pub fn oauth_url(&self) -> &Url {
@@ -97,7 +108,13 @@ impl ZoomClient {
 
     /// `<zoom-oauth-url>/oauth/authorize?...` for the browser. No `scope`: the app's
     /// configured scopes apply.
-    pub fn authorize_url(&self, client_id: &str, redirect_uri: &str, state: &str, code_challenge: &str) -> String {
+    pub fn authorize_url(
+        &self,
+        client_id: &str,
+        redirect_uri: &str,
+        state: &str,
+        code_challenge: &str,
+    ) -> String {
         let mut url = match Url::parse(&Self::endpoint(&self.oauth_url, "/oauth/authorize")) {
             Ok(url) => url,
             Err(_) => self.oauth_url.clone(),
@@ -131,17 +148,41 @@ impl ZoomClient {
         .await
     }
 
-    pub async fn refresh(&self, app: &AppCredentials, refresh_token: &str) -> Result<TokenGrant, ZoomError> {
-        self.token(app, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
-            .await
+    pub async fn refresh(
+        &self,
+        app: &AppCredentials,
+        refresh_token: &str,
+    ) -> Result<TokenGrant, ZoomError> {
+        self.token(
+            app,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
     }
 
-    pub async fn account_credentials(&self, app: &AppCredentials, account_id: &str) -> Result<TokenGrant, ZoomError> {
-        self.token(app, &[("grant_type", "account_credentials"), ("account_id", account_id)])
-            .await
+    pub async fn account_credentials(
+        &self,
+        app: &AppCredentials,
+        account_id: &str,
+    ) -> Result<TokenGrant, ZoomError> {
+        self.token(
+            app,
+            &[
+                ("grant_type", "account_credentials"),
+                ("account_id", account_id),
+            ],
+        )
+        .await
     }
 
-    async fn token(&self, app: &AppCredentials, form: &[(&str, &str)]) -> Result<TokenGrant, ZoomError> {
+    async fn token(
+        &self,
+        app: &AppCredentials,
+        form: &[(&str, &str)],
+    ) -> Result<TokenGrant, ZoomError> {
         let sent_at = Timestamp::now();
         let response = self
             .http
@@ -157,8 +198,9 @@ impl ZoomClient {
         if !status.is_success() {
             return Err(error_from(status, &headers, &body));
         }
-        let token: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| ZoomError::Protocol(format!("token response is not the expected JSON: {e}")))?;
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            ZoomError::Protocol(format!("token response is not the expected JSON: {e}"))
+        })?;
         // Count expiry from when the request was sent: the token may have been minted just
         // before Zoom answered, and erring early is safe.
         let expires_at = sent_at
@@ -170,7 +212,9 @@ impl ZoomClient {
             token_type: token.token_type.unwrap_or_else(|| "bearer".to_owned()),
             expires_at,
             scope: token.scope.unwrap_or_default(),
-            api_url: token.api_url.unwrap_or_else(|| self.api_url.as_str().trim_end_matches('/').to_owned()),
+            api_url: token
+                .api_url
+                .unwrap_or_else(|| self.api_url.as_str().trim_end_matches('/').to_owned()),
         })
     }
 
@@ -215,7 +259,8 @@ impl ZoomClient {
             }
             return Err(error_from(status, &headers, &body));
         }
-        serde_json::from_slice(&body).map_err(|e| ZoomError::Protocol(format!("users/me answer: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| ZoomError::Protocol(format!("users/me answer: {e}")))
     }
 }
 
@@ -229,11 +274,17 @@ fn transport_error(e: reqwest::Error) -> ZoomError {
     } else {
         "request failed".to_owned()
     };
-    ZoomError::Unavailable { detail, retry_after: None }
+    ZoomError::Unavailable {
+        detail,
+        retry_after: None,
+    }
 }
 
 fn error_from(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError {
-    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+    if status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -246,7 +297,9 @@ fn error_from(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError
     let parsed: OAuthErrorBody = serde_json::from_slice(body).unwrap_or_default();
     ZoomError::Rejected {
         status: status.as_u16(),
-        error: parsed.error.unwrap_or_else(|| format!("http_{}", status.as_u16())),
+        error: parsed
+            .error
+            .unwrap_or_else(|| format!("http_{}", status.as_u16())),
         reason: scrub(parsed.reason.as_deref().unwrap_or("no reason given")),
     }
 }
@@ -258,7 +311,8 @@ pub fn scrub(reason: &str) -> String {
         .split_whitespace()
         .map(|w| {
             let tokenish = w.len() >= 16
-                && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_.=+/".contains(c));
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.=+/".contains(c));
             if tokenish {
                 "<redacted>"
             } else {
@@ -299,13 +353,23 @@ mod tests {
     #[test]
     fn retry_after_forms() {
         let now: Timestamp = "2026-11-29T09:00:00Z".parse().expect("ts");
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Sun, 29 Nov 2026 09:00:30 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("2026-11-29T09:01:00Z", now), Some(Duration::from_secs(60)));
-        assert_eq!(parse_retry_after("2026-11-29T08:00:00Z", now), Some(Duration::ZERO), "past dates mean now");
+        assert_eq!(
+            parse_retry_after("2026-11-29T09:01:00Z", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("2026-11-29T08:00:00Z", now),
+            Some(Duration::ZERO),
+            "past dates mean now"
+        );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("", now), None);
     }
@@ -313,17 +377,31 @@ mod tests {
     #[test]
     fn errors_are_classified() {
         let h = HeaderMap::new();
-        let e = error_from(StatusCode::BAD_REQUEST, &h, br#"{"reason":"Invalid Token!","error":"invalid_grant"}"#);
+        let e = error_from(
+            StatusCode::BAD_REQUEST,
+            &h,
+            br#"{"reason":"Invalid Token!","error":"invalid_grant"}"#,
+        );
         assert!(e.is_invalid_grant());
-        let e = error_from(StatusCode::UNAUTHORIZED, &h, br#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#);
+        let e = error_from(
+            StatusCode::UNAUTHORIZED,
+            &h,
+            br#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#,
+        );
         assert!(e.is_invalid_client());
         let mut h429 = HeaderMap::new();
         h429.insert(RETRY_AFTER, "7".parse().expect("header"));
         assert_eq!(
             error_from(StatusCode::TOO_MANY_REQUESTS, &h429, b""),
-            ZoomError::Unavailable { detail: "HTTP 429".into(), retry_after: Some(Duration::from_secs(7)) }
+            ZoomError::Unavailable {
+                detail: "HTTP 429".into(),
+                retry_after: Some(Duration::from_secs(7))
+            }
         );
-        assert!(matches!(error_from(StatusCode::BAD_GATEWAY, &h, b"<html>"), ZoomError::Unavailable { .. }));
+        assert!(matches!(
+            error_from(StatusCode::BAD_GATEWAY, &h, b"<html>"),
+            ZoomError::Unavailable { .. }
+        ));
         let e = error_from(StatusCode::BAD_REQUEST, &h, b"not json");
         assert!(matches!(e, ZoomError::Rejected { ref error, .. } if error == "http_400"));
     }
@@ -342,13 +420,22 @@ mod tests {
             Url::parse("https://api.zoom.us").expect("url"),
         )
         .expect("client");
-        let url = Url::parse(&client.authorize_url("cid", "https://x/oauth/redirect/zoom", "st", "ch")).expect("url");
+        let url =
+            Url::parse(&client.authorize_url("cid", "https://x/oauth/redirect/zoom", "st", "ch"))
+                .expect("url");
         assert_eq!(url.path(), "/oauth/authorize");
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             keys,
-            ["response_type", "client_id", "redirect_uri", "state", "code_challenge", "code_challenge_method"]
+            [
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "state",
+                "code_challenge",
+                "code_challenge_method"
+            ]
         );
         assert!(pairs.contains(&("code_challenge_method".into(), "S256".into())));
     }

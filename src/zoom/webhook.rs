@@ -118,7 +118,10 @@ mod tests {
     fn accepts_the_signing_app_and_says_which() {
         let sig = sign(b"token-b", "1700000000", BODY);
         let tokens: [&[u8]; 2] = [b"token-a", b"token-b"];
-        assert_eq!(verify(Some(&sig), Some("1700000000"), BODY, 1_700_000_010, tokens), Ok(1));
+        assert_eq!(
+            verify(Some(&sig), Some("1700000000"), BODY, 1_700_000_010, tokens),
+            Ok(1)
+        );
     }
 
     #[test]
@@ -128,12 +131,24 @@ mod tests {
         let value: serde_json::Value = serde_json::from_slice(BODY).expect("json");
         let reserialised = serde_json::to_vec_pretty(&value).expect("json");
         assert_eq!(
-            verify(Some(&sig), Some("1700000000"), &reserialised, 1_700_000_000, [b"t".as_slice()]),
+            verify(
+                Some(&sig),
+                Some("1700000000"),
+                &reserialised,
+                1_700_000_000,
+                [b"t".as_slice()]
+            ),
             Err(VerifyError::BadSignature)
         );
         // Signed timestamp cannot be swapped for another in the window.
         assert_eq!(
-            verify(Some(&sig), Some("1700000001"), BODY, 1_700_000_000, [b"t".as_slice()]),
+            verify(
+                Some(&sig),
+                Some("1700000001"),
+                BODY,
+                1_700_000_000,
+                [b"t".as_slice()]
+            ),
             Err(VerifyError::BadSignature)
         );
     }
@@ -143,7 +158,13 @@ mod tests {
         let ts = 1_700_000_000i64;
         let at = |now: i64| {
             let sig = sign(b"t", &ts.to_string(), BODY);
-            verify(Some(&sig), Some(&ts.to_string()), BODY, now, [b"t".as_slice()])
+            verify(
+                Some(&sig),
+                Some(&ts.to_string()),
+                BODY,
+                now,
+                [b"t".as_slice()],
+            )
         };
         assert_eq!(at(ts + 300), Ok(0));
         assert_eq!(at(ts - 300), Ok(0));
@@ -154,13 +175,31 @@ mod tests {
     #[test]
     fn malformed_inputs() {
         let t = [b"t".as_slice()];
-        assert_eq!(verify(None, Some("1"), BODY, 1, t), Err(VerifyError::MissingHeaders));
-        assert_eq!(verify(Some("v0=00"), None, BODY, 1, t), Err(VerifyError::MissingHeaders));
-        assert_eq!(verify(Some("v0=00"), Some("soon"), BODY, 1, t), Err(VerifyError::MalformedTimestamp));
-        assert_eq!(verify(Some("v1=00"), Some("1"), BODY, 1, t), Err(VerifyError::MalformedSignature));
-        assert_eq!(verify(Some("v0=zz"), Some("1"), BODY, 1, t), Err(VerifyError::MalformedSignature));
+        assert_eq!(
+            verify(None, Some("1"), BODY, 1, t),
+            Err(VerifyError::MissingHeaders)
+        );
+        assert_eq!(
+            verify(Some("v0=00"), None, BODY, 1, t),
+            Err(VerifyError::MissingHeaders)
+        );
+        assert_eq!(
+            verify(Some("v0=00"), Some("soon"), BODY, 1, t),
+            Err(VerifyError::MalformedTimestamp)
+        );
+        assert_eq!(
+            verify(Some("v1=00"), Some("1"), BODY, 1, t),
+            Err(VerifyError::MalformedSignature)
+        );
+        assert_eq!(
+            verify(Some("v0=zz"), Some("1"), BODY, 1, t),
+            Err(VerifyError::MalformedSignature)
+        );
         let sig = sign(b"t", "1", BODY);
-        assert_eq!(verify(Some(&sig), Some("1"), BODY, 1, []), Err(VerifyError::BadSignature));
+        assert_eq!(
+            verify(Some(&sig), Some("1"), BODY, 1, []),
+            Err(VerifyError::BadSignature)
+        );
     }
 
     proptest! {

@@ -144,11 +144,15 @@ pub async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &s
     api.patch(
         name,
         &PatchParams::apply("test").force(),
-        &Patch::Apply(serde_json::to_value(&secret).map(|mut v| {
-            v["apiVersion"] = json!("v1");
-            v["kind"] = json!("Secret");
-            v
-        }).expect("json")),
+        &Patch::Apply(
+            serde_json::to_value(&secret)
+                .map(|mut v| {
+                    v["apiVersion"] = json!("v1");
+                    v["kind"] = json!("Secret");
+                    v
+                })
+                .expect("json"),
+        ),
     )
     .await
     .expect("apply secret");
@@ -163,9 +167,13 @@ pub async fn apply_zc(client: &Client, ns: &str, yaml: &str) -> ZoomConnection {
     let value: serde_json::Value = serde_yaml::from_str(yaml).expect("yaml");
     let name = value["metadata"]["name"].as_str().expect("name").to_owned();
     let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
-    api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&value))
-        .await
-        .expect("apply ZoomConnection")
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .expect("apply ZoomConnection")
 }
 
 /// Polls until `check` returns Some, or panics with the last state seen.
@@ -188,19 +196,30 @@ where
 }
 
 /// Waits for a condition on a connection to have `status` and `reason`.
-pub async fn wait_condition(client: &Client, ns: &str, name: &str, type_: &str, status: &str, reason: &str) -> ZoomConnection {
+pub async fn wait_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: &str,
+) -> ZoomConnection {
     let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("{ns}/{name} {type_}={status}/{reason}"), Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let zc = api.get(name).await.map_err(|e| e.to_string())?;
-            match zc.condition(type_) {
-                Some(c) if c.status == status && c.reason == reason => Ok(zc),
-                Some(c) => Err(format!("{}/{}: {}", c.status, c.reason, c.message)),
-                None => Err(format!("no {type_} condition; status: {:?}", zc.status)),
+    eventually(
+        &format!("{ns}/{name} {type_}={status}/{reason}"),
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get(name).await.map_err(|e| e.to_string())?;
+                match zc.condition(type_) {
+                    Some(c) if c.status == status && c.reason == reason => Ok(zc),
+                    Some(c) => Err(format!("{}/{}: {}", c.status, c.reason, c.message)),
+                    None => Err(format!("no {type_} condition; status: {:?}", zc.status)),
+                }
             }
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -225,7 +244,10 @@ impl Process {
 
     /// SIGTERM and wait: how Kubernetes stops a pod.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some(status);
@@ -241,7 +263,12 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- {} log ({}) ----\n{}", self.name, self.log.display(), self.logs());
+            eprintln!(
+                "---- {} log ({}) ----\n{}",
+                self.name,
+                self.log.display(),
+                self.logs()
+            );
         }
     }
 }
@@ -270,8 +297,10 @@ pub fn start_operator(ns: &str, extra: &[&str]) -> Operator {
         .arg(format!("--lease-namespace={ns}"))
         .args(extra)
         .args(
-            (!extra.iter().any(|a| a.starts_with("--public-url") || a.starts_with("--ingress")))
-                .then(|| format!("--public-url=http://127.0.0.1:{port}")),
+            (!extra
+                .iter()
+                .any(|a| a.starts_with("--public-url") || a.starts_with("--ingress")))
+            .then(|| format!("--public-url=http://127.0.0.1:{port}")),
         )
         .env("KUBECONFIG", &cp.kubeconfig)
         .env("RUST_LOG", "info,zoom_operator=debug")
@@ -323,7 +352,9 @@ pub fn start_zoom_sim(args: &[&str]) -> ZoomSim {
         .expect("spawn zoom-sim");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read zoom-sim banner");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read zoom-sim banner");
     let url = line
         .trim()
         .strip_prefix("zoom-sim listening on ")

@@ -1,0 +1,377 @@
+//! Keeps the routing index current on every replica (not only the lease holder): a reflector
+//! over ZoomConnections, and a metadata-only watch of Secrets that says when a referenced
+//! credentials Secret changed. Only referenced Secrets are read (GET by name), and only their
+//! secret token and account ID are kept; the contents of other Secrets are never cached.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Client;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::ZoomConnection;
+
+use super::index::{wanted_keys, CachedSecret, IndexSettings, RoutingIndex, SecretRef, Snapshot};
+
+/// Changes arriving within this quiet period are indexed together (a relist of a thousand
+/// connections is one rebuild, not a thousand).
+const QUIET: Duration = Duration::from_millis(100);
+/// ...but a steady trickle of changes cannot delay a rebuild longer than this.
+const MAX_DELAY: Duration = Duration::from_secs(1);
+/// When a referenced Secret could not be read, try again after this long.
+const RETRY: Duration = Duration::from_secs(2);
+/// Concurrent GETs of credentials Secrets during a rebuild.
+const FETCH_CONCURRENCY: usize = 8;
+
+type SecretMetaEvents = BoxStream<
+    'static,
+    (
+        usize,
+        Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
+    ),
+>;
+
+/// Which Secrets one metadata watch covers, so a relist can tell "deleted" from "not mine".
+#[derive(Clone, Debug)]
+enum Scope {
+    All,
+    Namespace(String),
+    One(SecretRef),
+}
+
+impl Scope {
+    fn covers(&self, secret: &SecretRef) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Namespace(ns) => secret.namespace == *ns,
+            Scope::One(one) => one == secret,
+        }
+    }
+}
+
+struct Sync {
+    client: Client,
+    settings: IndexSettings,
+    index: Arc<RoutingIndex>,
+    connections: Store<ZoomConnection>,
+    connections_listed: bool,
+    cache: HashMap<SecretRef, CachedSecret>,
+    scopes: Vec<Scope>,
+    /// Secrets seen during a relist of each watch, to forget those deleted while not watching.
+    relisting: HashMap<usize, HashSet<SecretRef>>,
+}
+
+/// Runs until `shutdown`. Publishes a ready snapshot once the connections were listed.
+pub async fn maintain(
+    index: Arc<RoutingIndex>,
+    client: Client,
+    settings: IndexSettings,
+    shutdown: CancellationToken,
+) {
+    let namespaces = settings.watch_namespaces.clone();
+    // One namespace: watch just it (RBAC can then be a Role). Several: watch all and filter,
+    // as the controller does.
+    // Api<PartialObjectMeta<Secret>> makes metadata-only requests: Secret contents never
+    // arrive through the watch.
+    let (zc_api, secret_api, main_scope): (
+        Api<ZoomConnection>,
+        Api<PartialObjectMeta<Secret>>,
+        Scope,
+    ) = match namespaces.as_slice() {
+        [ns] => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+            Scope::Namespace(ns.clone()),
+        ),
+        _ => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Scope::All,
+        ),
+    };
+    let (reader, writer) = reflector::store();
+    let connections =
+        reflector::reflector(writer, watcher(zc_api, watcher::Config::default())).default_backoff();
+    let mut connections = std::pin::pin!(connections);
+
+    let mut secret_streams: Vec<SecretMetaEvents> =
+        vec![watcher(secret_api, watcher::Config::default())
+            .default_backoff()
+            .map(|e| (0, e))
+            .boxed()];
+    let mut scopes = vec![main_scope.clone()];
+    // The default app's Secret usually lives in the platform team's namespace, outside a
+    // single watched namespace: watch that one Secret by name.
+    if let Some((dns, dname)) = settings.default_app_secret.clone() {
+        let default_ref = SecretRef {
+            namespace: dns.clone(),
+            name: dname.clone(),
+        };
+        if !main_scope.covers(&default_ref) {
+            let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), &dns);
+            let cfg = watcher::Config::default().fields(&format!("metadata.name={dname}"));
+            secret_streams.push(watcher(api, cfg).default_backoff().map(|e| (1, e)).boxed());
+            scopes.push(Scope::One(default_ref));
+        }
+    }
+    let mut secrets = stream::select_all(secret_streams);
+
+    let mut sync = Sync {
+        client,
+        settings,
+        index,
+        connections: reader,
+        connections_listed: false,
+        cache: HashMap::new(),
+        scopes,
+        relisting: HashMap::new(),
+    };
+    // When the index must be rebuilt: set by the first change after a rebuild.
+    let mut dirty_since: Option<Instant> = None;
+    let mut last_change = Instant::now();
+    // When Secrets that could not be read are tried again.
+    let mut retry_at: Option<Instant> = None;
+    loop {
+        let changed_at = dirty_since.map(|since| (last_change + QUIET).min(since + MAX_DELAY));
+        let rebuild_at = match (changed_at, retry_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = connections.next() => {
+                match event {
+                    Some(Ok(watcher::Event::InitDone)) => sync.connections_listed = true,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "watching ZoomConnections for webhook routing failed; retrying");
+                        continue;
+                    }
+                    None => {
+                        tracing::error!("the ZoomConnection watch for webhook routing ended");
+                        return;
+                    }
+                }
+                last_change = Instant::now();
+                dirty_since.get_or_insert(last_change);
+            }
+            event = secrets.next() => {
+                match event {
+                    Some((watch, Ok(event))) => {
+                        if sync.on_secret_event(watch, event) {
+                            last_change = Instant::now();
+                            dirty_since.get_or_insert(last_change);
+                        }
+                    }
+                    Some((_, Err(e))) => tracing::warn!(error = %e, "watching Secret metadata for webhook routing failed; retrying"),
+                    None => {
+                        tracing::error!("the Secret metadata watch for webhook routing ended");
+                        return;
+                    }
+                }
+            }
+            () = sleep_until(rebuild_at) => {
+                dirty_since = None;
+                retry_at = (!sync.rebuild().await).then(|| Instant::now() + RETRY);
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn secret_ref(meta: &PartialObjectMeta<Secret>) -> Option<SecretRef> {
+    Some(SecretRef {
+        namespace: meta.metadata.namespace.clone()?,
+        name: meta.metadata.name.clone()?,
+    })
+}
+
+impl Sync {
+    /// Forgets what is cached of a Secret that changed; true when the index must be rebuilt.
+    fn on_secret_event(
+        &mut self,
+        watch: usize,
+        event: watcher::Event<PartialObjectMeta<Secret>>,
+    ) -> bool {
+        match event {
+            watcher::Event::Init => {
+                self.relisting.insert(watch, HashSet::new());
+                false
+            }
+            watcher::Event::InitDone => {
+                let Some(seen) = self.relisting.remove(&watch) else {
+                    return false;
+                };
+                let Some(scope) = self.scopes.get(watch) else {
+                    return false;
+                };
+                let before = self.cache.len();
+                // Deleted while the watch was down: the relist did not show them.
+                self.cache.retain(|k, v| {
+                    v.resource_version.is_none() || !scope.covers(k) || seen.contains(k)
+                });
+                self.cache.len() != before
+            }
+            watcher::Event::InitApply(meta) | watcher::Event::Apply(meta) => {
+                let Some(key) = secret_ref(&meta) else {
+                    return false;
+                };
+                if let Some(seen) = self.relisting.get_mut(&watch) {
+                    seen.insert(key.clone());
+                }
+                match self.cache.get(&key) {
+                    Some(cached) if cached.resource_version != meta.metadata.resource_version => {
+                        self.cache.remove(&key);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            watcher::Event::Delete(meta) => {
+                let Some(key) = secret_ref(&meta) else {
+                    return false;
+                };
+                self.cache.remove(&key).is_some()
+            }
+        }
+    }
+
+    /// Reads the referenced Secrets not cached yet and publishes a new snapshot. False when
+    /// some Secret could not be read (what was cached before is kept meanwhile).
+    async fn rebuild(&mut self) -> bool {
+        if !self.connections_listed {
+            return true;
+        }
+        let connections = self.connections.state();
+        let wanted = wanted_keys(&connections, &self.settings);
+        self.cache.retain(|k, _| wanted.contains_key(k));
+        let missing: Vec<_> = wanted
+            .iter()
+            .filter(|(k, keys)| !self.cache.get(*k).is_some_and(|c| c.has_keys(keys.iter())))
+            .map(|(k, keys)| (k.clone(), keys.clone()))
+            .collect();
+        let client = self.client.clone();
+        let fetched: Vec<_> = stream::iter(missing)
+            .map(|(key, keys)| {
+                let api: Api<Secret> = Api::namespaced(client.clone(), &key.namespace);
+                async move {
+                    let result = api.get_opt(&key.name).await;
+                    (key, keys, result)
+                }
+            })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .collect()
+            .await;
+        let mut complete = true;
+        for (key, keys, result) in fetched {
+            match result {
+                Ok(secret) => {
+                    self.cache
+                        .insert(key, cached_secret(secret.as_ref(), &keys));
+                }
+                Err(e) => {
+                    complete = false;
+                    tracing::warn!(secret = %format!("{}/{}", key.namespace, key.name), error = %e, "could not read a credentials Secret for webhook routing; retrying");
+                }
+            }
+        }
+        let snapshot = Snapshot::build(&connections, &self.cache, &self.settings);
+        tracing::debug!(
+            apps = snapshot.app_count(),
+            routable = snapshot.routable_count(),
+            "webhook routing index updated"
+        );
+        self.index.publish(snapshot);
+        complete
+    }
+}
+
+/// Keeps only `keys` of a Secret, trimmed like the controller reads credentials.
+fn cached_secret<'a>(
+    secret: Option<&Secret>,
+    keys: impl IntoIterator<Item = &'a String>,
+) -> CachedSecret {
+    let value = |key: &str| -> Option<String> {
+        let secret = secret?;
+        let from_data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| String::from_utf8(v.0.clone()).ok());
+        from_data
+            .or_else(|| {
+                secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|d| d.get(key))
+                    .cloned()
+            })
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    CachedSecret {
+        resource_version: secret.and_then(|s| s.metadata.resource_version.clone()),
+        values: keys.into_iter().map(|k| (k.clone(), value(k))).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn keeps_only_the_keys_asked_for() {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                resource_version: Some("7".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([
+                ("clientSecret".to_owned(), ByteString(b"hunter2".to_vec())),
+                ("secretToken".to_owned(), ByteString(b" tok\n".to_vec())),
+            ])),
+            ..Default::default()
+        };
+        let keys = ["secretToken".to_owned(), "accountId".to_owned()];
+        let cached = cached_secret(Some(&secret), keys.iter());
+        assert_eq!(cached.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            cached.values,
+            BTreeMap::from([
+                ("accountId".to_owned(), None),
+                ("secretToken".to_owned(), Some("tok".to_owned()))
+            ])
+        );
+        let absent = cached_secret(None, keys.iter());
+        assert_eq!(absent.resource_version, None);
+        assert!(absent.has_keys(keys.iter()));
+    }
+
+    #[test]
+    fn scopes() {
+        let r = SecretRef {
+            namespace: "a".into(),
+            name: "s".into(),
+        };
+        assert!(Scope::All.covers(&r));
+        assert!(Scope::Namespace("a".into()).covers(&r));
+        assert!(!Scope::Namespace("b".into()).covers(&r));
+        assert!(Scope::One(r.clone()).covers(&r));
+    }
+}

@@ -1,0 +1,1056 @@
+//! Zoom webhooks end to end against the real local control plane: URL validation, signature
+//! and transport refusals, CloudEvent forwarding (byte for byte), sink failures, routing by
+//! app and account, secret token rotation, deauthorization and the SSRF policy for sinks.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use zoom_operator::api::ZoomConnection;
+use zoom_operator::zoom::webhook::sign;
+
+// ----- a sink that records what it gets ---------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Clone, Default)]
+struct SinkState {
+    received: Arc<Mutex<Vec<Received>>>,
+    /// 0 means 200.
+    status: Arc<AtomicU16>,
+    delay_ms: Arc<AtomicU64>,
+}
+
+struct RecordingSink {
+    url: String,
+    state: SinkState,
+}
+
+impl RecordingSink {
+    async fn start(ip: &str) -> RecordingSink {
+        let state = SinkState::default();
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+            .await
+            .expect("bind sink");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(record))
+            .with_state(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        RecordingSink {
+            url: format!("http://{addr}/hook"),
+            state,
+        }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state
+            .received
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    fn answer(&self, status: u16, delay: Duration) {
+        self.state.status.store(status, Ordering::SeqCst);
+        self.state
+            .delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+}
+
+async fn record(State(state): State<SinkState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    if let Ok(mut r) = state.received.lock() {
+        r.push(Received {
+            headers,
+            body: body.to_vec(),
+        });
+    }
+    let delay = state.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    match state.status.load(Ordering::SeqCst) {
+        0 => StatusCode::OK,
+        s => StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+// ----- helpers ------------------------------------------------------------------------------
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("http client")
+}
+
+struct Answer {
+    status: u16,
+    body: String,
+    elapsed: Duration,
+}
+
+/// POSTs `body` signed like Zoom does with `token` (and optional request id).
+async fn post_signed(op: &Operator, token: &str, body: &[u8], request_id: Option<&str>) -> Answer {
+    let ts = now_secs().to_string();
+    let mut request = http()
+        .post(format!("{}/zoom/event", op.public_url))
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-zm-request-timestamp", &ts)
+        .header("x-zm-signature", sign(token.as_bytes(), &ts, body))
+        .body(body.to_vec());
+    if let Some(id) = request_id {
+        request = request.header("x-zm-request-id", id);
+    }
+    let started = std::time::Instant::now();
+    let response = request.send().await.expect("POST /zoom/event");
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    Answer {
+        status,
+        body,
+        elapsed: started.elapsed(),
+    }
+}
+
+fn event_body(event: &str, account: &str) -> Vec<u8> {
+    json!({"event": event, "event_ts": now_secs() * 1000, "payload": {"account_id": account, "object": {"id": "123"}}})
+        .to_string()
+        .into_bytes()
+}
+
+/// `zoom-sim send-event ...`: (exit ok, stdout).
+async fn sim_send(op: &Operator, token: &str, args: &[&str]) -> (bool, String) {
+    let output = tokio::process::Command::new(zoom_sim_binary())
+        .arg("send-event")
+        .arg(format!("--url={}/zoom/event", op.public_url))
+        .arg(format!("--secret-token={token}"))
+        .args(args)
+        .output()
+        .await
+        .expect("run zoom-sim send-event");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn s2s(name: &str, secret: &str, sink: Option<&str>) -> String {
+    let events = sink
+        .map(|uri| format!("  events: {{sink: {{uri: \"{uri}\"}}}}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: {name}}}\nspec:\n  authType: ServerToServer\n  credentialsRef: {{name: {secret}}}\n{events}"
+    )
+}
+
+async fn s2s_app_secret(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    client_id: &str,
+    token: &str,
+    account: &str,
+) {
+    put_secret(
+        client,
+        ns,
+        name,
+        &[
+            ("clientId", client_id),
+            ("clientSecret", "s2s-secret"),
+            ("secretToken", token),
+            ("accountId", account),
+        ],
+    )
+    .await;
+}
+
+fn s2s_sim_app(client_id: &str, token: &str, account: &str) -> String {
+    format!("--app=kind=s2s,client_id={client_id},client_secret=s2s-secret,secret_token={token},account_id={account}")
+}
+
+/// Repeats a signed POST until the operator has indexed the connection (routing catches up
+/// with the API server within a fraction of a second; the first try may be early).
+async fn post_until(op: &Operator, token: &str, body: &[u8], want: u16) -> Answer {
+    let mut last = None;
+    for _ in 0..120 {
+        let answer = post_signed(op, token, body, None).await;
+        if answer.status == want && !answer.body.contains("unroutable") {
+            return answer;
+        }
+        last = Some(format!("{} {}", answer.status, answer.body));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("never got {want}; last answer: {last:?}");
+}
+
+/// Streams a `total`-byte body with chunked transfer encoding (no Content-Length), reading the
+/// answer while still writing; returns the status code.
+async fn post_chunked(op: &Operator, total: usize) -> u16 {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(&op.listen)
+        .await
+        .expect("connect");
+    let (read, mut write) = tokio::io::split(stream);
+    let writer = tokio::spawn(async move {
+        let head = "POST /zoom/event HTTP/1.1\r\nHost: zoom-operator\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        write.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            write
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            write.write_all(&chunk).await?;
+            write.write_all(b"\r\n").await?;
+            sent += chunk.len();
+        }
+        write.write_all(b"0\r\n\r\n").await?;
+        Ok::<_, std::io::Error>(())
+    });
+    let mut status_line = String::new();
+    let mut reader = BufReader::new(read);
+    tokio::time::timeout(Duration::from_secs(15), reader.read_line(&mut status_line))
+        .await
+        .expect("an answer in time")
+        .expect("read status line");
+    writer.abort();
+    status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {status_line:?}"))
+}
+
+async fn wait_ready(op: &Operator) {
+    eventually("operator /readyz", Duration::from_secs(60), || async {
+        match reqwest::get(format!("{}/readyz", op.metrics)).await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("status {}", r.status())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+}
+
+async fn metrics(op: &Operator) -> String {
+    reqwest::get(format!("{}/metrics", op.metrics))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default()
+}
+
+// ----- tests --------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn url_validation_and_refusals() {
+    let client = client().await;
+    let ns = namespace(&client, "ev-validate").await;
+    let sim = start_zoom_sim(&[&s2s_sim_app("cid-v", "tok-v", "acc-v")]);
+    s2s_app_secret(&client, &ns, "zoom-app", "cid-v", "tok-v", "acc-v").await;
+    apply_zc(&client, &ns, &s2s("bot", "zoom-app", None)).await;
+    let op = start_operator(
+        &ns,
+        &[
+            "--public-url=http://zoom-operator.test",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_ready(&op).await;
+
+    // URL validation, signed and answered with the app's secret token, through zoom-sim.
+    let out = eventually("url validation", Duration::from_secs(30), || async {
+        match sim_send(&op, "tok-v", &["--validate"]).await {
+            (true, out) => Ok(out),
+            (false, out) => Err(out),
+        }
+    })
+    .await;
+    assert!(out.contains("validation: ok"), "{out}");
+
+    // A token that no connection's app has: 401.
+    let (ok, out) = sim_send(&op, "some-other-token", &["--validate"]).await;
+    assert!(!ok && out.contains("status: 401"), "{out}");
+
+    // Bad signature and stale timestamp: 401 with a reason.
+    let (ok, out) = sim_send(
+        &op,
+        "tok-v",
+        &[
+            "--event=meeting.started",
+            "--account-id=acc-v",
+            "--bad-signature",
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("status: 401") && out.contains("bad_signature"),
+        "{out}"
+    );
+    let stale = (now_secs() - 600).to_string();
+    let (ok, out) = sim_send(
+        &op,
+        "tok-v",
+        &[
+            "--event=meeting.started",
+            "--account-id=acc-v",
+            &format!("--timestamp={stale}"),
+        ],
+    )
+    .await;
+    assert!(
+        !ok && out.contains("status: 401") && out.contains("stale"),
+        "{out}"
+    );
+
+    // Missing headers: 401.
+    let r = http()
+        .post(format!("{}/zoom/event", op.public_url))
+        .header("content-type", "application/json")
+        .body(event_body("meeting.started", "acc-v"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 401);
+    let answer: Value = r.json().await.expect("json error body");
+    assert_eq!(answer["error"], "missing_headers");
+
+    // Over 1 MiB: 413, whether declared or not.
+    let mut big = b"{\"event\":\"meeting.started\",\"payload\":{\"x\":\"".to_vec();
+    big.resize(1024 * 1024 + 100, b'x');
+    big.extend_from_slice(b"\"}}");
+    let answer = post_signed(&op, "tok-v", &big, None).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(answer.body.contains("too_large"), "{}", answer.body);
+    assert_eq!(post_chunked(&op, big.len()).await, 413);
+
+    // Not JSON: 415; signed but invalid JSON: 400.
+    let r = http()
+        .post(format!("{}/zoom/event", op.public_url))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status().as_u16(), 415);
+    let answer = post_signed(&op, "tok-v", b"{not json", None).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+
+    // An event for the connection's account (no sink): accepted.
+    let answer = post_until(&op, "tok-v", &event_body("meeting.started", "acc-v"), 200).await;
+    assert!(answer.body.contains("accepted"), "{}", answer.body);
+
+    let m = metrics(&op).await;
+    for want in [
+        r#"event="endpoint.url_validation",result="verified""#,
+        r#"event="unknown",result="bad_signature""#,
+        r#"event="unknown",result="stale""#,
+        r#"event="meeting.started",result="verified""#,
+    ] {
+        assert!(m.contains(want), "metrics lack {want}:\n{m}");
+    }
+    assert!(!m.contains("tok-v"), "a secret token leaked into metrics");
+    assert!(
+        !op.process.logs().contains("tok-v"),
+        "a secret token leaked into the log"
+    );
+}
+
+#[tokio::test]
+async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
+    let client = client().await;
+    let ns = namespace(&client, "ev-forward").await;
+    let sink = RecordingSink::start("127.0.0.1").await;
+    let sim = start_zoom_sim(&[&s2s_sim_app("cid-f", "tok-f", "acc-f")]);
+    s2s_app_secret(&client, &ns, "zoom-app", "cid-f", "tok-f", "acc-f").await;
+    apply_zc(&client, &ns, &s2s("bot", "zoom-app", Some(&sink.url))).await;
+    let op = start_operator(
+        &ns,
+        &[
+            "--public-url=http://zoom-operator.test",
+            "--allow-sink-host=127.0.0.1",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_ready(&op).await;
+    wait_condition(&client, &ns, "bot", "EventsReady", "True", "Ready").await;
+
+    // Odd whitespace and key order: a re-serialised body would differ.
+    let body = br#"{ "payload" : {"object":{"id":"85 123"},  "account_id":"acc-f"},"event":"meeting.started", "event_ts": 1700000000123 }"#;
+    let answer = eventually(
+        "the event is forwarded",
+        Duration::from_secs(30),
+        || async {
+            let a = post_signed(&op, "tok-f", body, Some("req-123")).await;
+            if a.status == 200 && a.body.contains("\"forwarded\":1") {
+                Ok(a)
+            } else {
+                Err(format!("{} {}", a.status, a.body))
+            }
+        },
+    )
+    .await;
+    assert!(answer.elapsed < Duration::from_secs(3));
+    let got = sink.received();
+    let first = got.first().expect("the sink got the event");
+    assert_eq!(first.body, body.to_vec(), "body unchanged, byte for byte");
+    assert_eq!(first.header("ce-specversion"), Some("1.0"));
+    assert_eq!(first.header("ce-id"), Some("req-123"));
+    assert_eq!(
+        first.header("ce-source"),
+        Some(format!("zoom-operator.io/{ns}/bot").as_str())
+    );
+    assert_eq!(first.header("ce-type"), Some("us.zoom.meeting.started"));
+    assert_eq!(first.header("ce-time"), Some("2023-11-14T22:13:20.123Z"));
+    assert_eq!(
+        first.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert!(
+        first.header("x-zm-signature").is_none(),
+        "Zoom's signature is not passed on"
+    );
+
+    // Without x-zm-request-id the id is the body's SHA-256.
+    let before = sink.received().len();
+    let answer = post_signed(&op, "tok-f", body, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let got = sink.received();
+    assert_eq!(got.len(), before + 1);
+    assert_eq!(
+        got[before].header("ce-id"),
+        Some(hex::encode(Sha256::digest(body)).as_str())
+    );
+
+    // A real zoom-sim event goes through as well.
+    let (ok, out) = sim_send(
+        &op,
+        "tok-f",
+        &[
+            "--event=meeting.ended",
+            "--account-id=acc-f",
+            "--request-id=sim-1",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let last = sink.received().pop().expect("sim event");
+    assert_eq!(last.header("ce-type"), Some("us.zoom.meeting.ended"));
+    assert_eq!(last.header("ce-id"), Some("sim-1"));
+    let parsed: Value = serde_json::from_slice(&last.body).expect("json");
+    assert_eq!(parsed["payload"]["account_id"], "acc-f");
+
+    // lastEventTime lands, written by its own field manager.
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let zc = eventually("lastEventTime", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+            match zc.status.as_ref().and_then(|s| s.last_event_time.as_ref()) {
+                Some(_) => Ok(zc),
+                None => Err("no lastEventTime".to_owned()),
+            }
+        }
+    })
+    .await;
+    let managers: Vec<String> = zc
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.iter().any(|m| m == "zoom-operator-events"),
+        "{managers:?}"
+    );
+    // The controller's status apply does not remove it.
+    assert!(zc.condition("Ready").is_some());
+
+    // Events inside the 10s window are coalesced, and the trailing write still lands the
+    // newest time.
+    let sent_at = now_secs();
+    let answer = post_signed(&op, "tok-f", &event_body("meeting.updated", "acc-f"), None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    eventually(
+        "the trailing lastEventTime write",
+        Duration::from_secs(20),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+                let last = zc
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.last_event_time.as_ref())
+                    .map(|t| t.0.as_second());
+                match last {
+                    Some(t) if t >= sent_at => Ok(()),
+                    other => Err(format!("lastEventTime {other:?}, want >= {sent_at}")),
+                }
+            }
+        },
+    )
+    .await;
+    let m = metrics(&op).await;
+    assert!(
+        m.contains(r#"event="meeting.started",result="forwarded""#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn failing_sinks_get_503_and_sink_unreachable_until_they_recover() {
+    let client = client().await;
+    let ns = namespace(&client, "ev-down").await;
+    let flaky = RecordingSink::start("127.0.0.1").await;
+    let steady = RecordingSink::start("127.0.0.1").await;
+    let sim = start_zoom_sim(&[&s2s_sim_app("cid-d", "tok-d", "acc-d")]);
+    s2s_app_secret(&client, &ns, "zoom-app", "cid-d", "tok-d", "acc-d").await;
+    apply_zc(&client, &ns, &s2s("flaky", "zoom-app", Some(&flaky.url))).await;
+    apply_zc(&client, &ns, &s2s("steady", "zoom-app", Some(&steady.url))).await;
+    // Nothing listens on this port.
+    let dead = format!("http://127.0.0.1:{}/hook", free_port());
+    apply_zc(&client, &ns, &s2s("dead", "zoom-app", Some(&dead))).await;
+    let op = start_operator(
+        &ns,
+        &[
+            "--public-url=http://zoom-operator.test",
+            "--allow-sink-host=127.0.0.1",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_ready(&op).await;
+
+    // A sink that refuses connections: 503 so Zoom retries, and the condition says why.
+    let answer = post_until(&op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
+    assert!(answer.body.contains("sink_failed"), "{}", answer.body);
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "dead",
+        "EventsReady",
+        "False",
+        "SinkUnreachable",
+    )
+    .await;
+    let message = &zc.condition("EventsReady").expect("condition").message;
+    assert!(message.contains("could not be reached"), "{message}");
+    wait_condition(&client, &ns, "steady", "EventsReady", "True", "Ready").await;
+    let token_secret: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let s = token_secret
+        .get("dead-zoom-token")
+        .await
+        .expect("token secret");
+    let ann = s.metadata.annotations.unwrap_or_default();
+    assert!(
+        ann.contains_key("zoom-operator.io/sink-unreachable"),
+        "{ann:?}"
+    );
+    api_delete(&client, &ns, "dead").await;
+
+    // A sink answering 500: 503.
+    flaky.answer(500, Duration::ZERO);
+    let answer = post_until(&op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
+    assert!(answer.body.contains("sink_failed"), "{}", answer.body);
+    wait_condition(
+        &client,
+        &ns,
+        "flaky",
+        "EventsReady",
+        "False",
+        "SinkUnreachable",
+    )
+    .await;
+
+    // Still failing, for another reason: not a change of state, so no write.
+    let version = |s: Secret| s.metadata.resource_version.unwrap_or_default();
+    let before = version(
+        token_secret
+            .get("flaky-zoom-token")
+            .await
+            .expect("token secret"),
+    );
+
+    // A slow sink: 503 within Zoom's budget, and the fast sink still got the event.
+    flaky.answer(200, Duration::from_secs(10));
+    let steady_before = steady.received().len();
+    let answer = post_signed(&op, "tok-d", &event_body("meeting.started", "acc-d"), None).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert!(
+        answer.elapsed < Duration::from_secs(3),
+        "answered after {:?}",
+        answer.elapsed
+    );
+    assert_eq!(steady.received().len(), steady_before + 1);
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "flaky",
+        "EventsReady",
+        "False",
+        "SinkUnreachable",
+    )
+    .await;
+    let message = &zc.condition("EventsReady").expect("condition").message;
+    assert!(
+        message.contains("answered HTTP 500") || message.contains("within"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = version(
+        token_secret
+            .get("flaky-zoom-token")
+            .await
+            .expect("token secret"),
+    );
+    assert_eq!(
+        before, after,
+        "the token Secret is written only when sink health changes"
+    );
+
+    // Recovered: 200 and the condition clears.
+    flaky.answer(200, Duration::ZERO);
+    let answer = post_signed(&op, "tok-d", &event_body("meeting.started", "acc-d"), None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    wait_condition(&client, &ns, "flaky", "EventsReady", "True", "Ready").await;
+    let m = metrics(&op).await;
+    assert!(
+        m.contains(r#"event="meeting.started",result="sink_failed""#),
+        "{m}"
+    );
+}
+
+async fn api_delete(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
+    api.delete(name, &DeleteParams::default())
+        .await
+        .expect("delete connection");
+}
+
+#[tokio::test]
+async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
+    let client = client().await;
+    let ns = namespace(&client, "ev-route").await;
+    let sinks = [
+        RecordingSink::start("127.0.0.1").await,
+        RecordingSink::start("127.0.0.1").await,
+        RecordingSink::start("127.0.0.1").await,
+    ];
+    let sim = start_zoom_sim(&[
+        &s2s_sim_app("cid-1", "tok-1", "acc-1"),
+        &s2s_sim_app("cid-2", "tok-2", "acc-2"),
+        &s2s_sim_app("cid-3", "tok-1", "acc-3"),
+    ]);
+    // App 1 is installed in two accounts (same secret token, two credentials Secrets).
+    s2s_app_secret(&client, &ns, "app-1", "cid-1", "tok-1", "acc-1").await;
+    s2s_app_secret(&client, &ns, "app-2", "cid-2", "tok-2", "acc-2").await;
+    s2s_app_secret(&client, &ns, "app-1b", "cid-3", "tok-1", "acc-3").await;
+    apply_zc(&client, &ns, &s2s("one", "app-1", Some(&sinks[0].url))).await;
+    apply_zc(&client, &ns, &s2s("two", "app-2", Some(&sinks[1].url))).await;
+    apply_zc(&client, &ns, &s2s("three", "app-1b", Some(&sinks[2].url))).await;
+    let op = start_operator(
+        &ns,
+        &[
+            "--public-url=http://zoom-operator.test",
+            "--allow-sink-host=127.0.0.1",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_ready(&op).await;
+
+    let counts = || sinks.iter().map(|s| s.received().len()).collect::<Vec<_>>();
+    post_until(&op, "tok-1", &event_body("meeting.started", "acc-1"), 200).await;
+    assert_eq!(counts(), [1, 0, 0]);
+    post_until(&op, "tok-2", &event_body("meeting.started", "acc-2"), 200).await;
+    assert_eq!(counts(), [1, 1, 0]);
+    post_until(&op, "tok-1", &event_body("meeting.started", "acc-3"), 200).await;
+    assert_eq!(counts(), [1, 1, 1]);
+    assert_eq!(
+        sinks[2].received()[0].header("ce-source"),
+        Some(format!("zoom-operator.io/{ns}/three").as_str())
+    );
+
+    // Signed by app 1 for app 2's account: nobody's. 200 so Zoom does not retry.
+    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-2"), None).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer.body.contains("unroutable"), "{}", answer.body);
+    // An account no connection has.
+    let answer = post_signed(
+        &op,
+        "tok-1",
+        &event_body("meeting.started", "acc-unknown"),
+        None,
+    )
+    .await;
+    assert!(answer.body.contains("unroutable"), "{}", answer.body);
+    assert_eq!(counts(), [1, 1, 1]);
+    let m = metrics(&op).await;
+    assert!(
+        m.contains(r#"event="meeting.started",result="unroutable""#),
+        "{m}"
+    );
+
+    // A deleted connection stops receiving.
+    api_delete(&client, &ns, "one").await;
+    eventually(
+        "the deleted connection is unrouted",
+        Duration::from_secs(30),
+        || async {
+            let a = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-1"), None).await;
+            if a.body.contains("unroutable") {
+                Ok(())
+            } else {
+                Err(format!("{} {}", a.status, a.body))
+            }
+        },
+    )
+    .await;
+    let delivered_to_one = sinks[0].received().len();
+    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-1"), None).await;
+    assert!(answer.body.contains("unroutable"), "{}", answer.body);
+    assert_eq!(sinks[0].received().len(), delivered_to_one);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_token_takes_effect_without_a_restart() {
+    let client = client().await;
+    let ns = namespace(&client, "ev-rotate").await;
+    let sim = start_zoom_sim(&[&s2s_sim_app("cid-r", "tok-old", "acc-r")]);
+    s2s_app_secret(&client, &ns, "zoom-app", "cid-r", "tok-old", "acc-r").await;
+    apply_zc(&client, &ns, &s2s("bot", "zoom-app", None)).await;
+    let op = start_operator(
+        &ns,
+        &[
+            "--public-url=http://zoom-operator.test",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_ready(&op).await;
+    post_until(&op, "tok-old", &event_body("meeting.started", "acc-r"), 200).await;
+
+    s2s_app_secret(&client, &ns, "zoom-app", "cid-r", "tok-new", "acc-r").await;
+    post_until(&op, "tok-new", &event_body("meeting.started", "acc-r"), 200).await;
+    let (ok, out) = sim_send(&op, "tok-new", &["--validate"]).await;
+    assert!(ok, "{out}");
+    let answer = post_signed(
+        &op,
+        "tok-old",
+        &event_body("meeting.started", "acc-r"),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+
+    // The token key removed: no app to verify against any more.
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[
+            ("clientId", "cid-r"),
+            ("clientSecret", "s2s-secret"),
+            ("accountId", "acc-r"),
+        ],
+    )
+    .await;
+    post_until(&op, "tok-new", &event_body("meeting.started", "acc-r"), 401).await;
+}
+
+#[tokio::test]
+async fn refused_sinks_are_never_called() {
+    let client = client().await;
+    let ns = namespace(&client, "ev-ssrf").await;
+    // A listener on another loopback address: reachable, but not in --allow-sink-host.
+    let other = RecordingSink::start("127.0.0.2").await;
+    let sim = start_zoom_sim(&[&s2s_sim_app("cid-s", "tok-s", "acc-s")]);
+    s2s_app_secret(&client, &ns, "zoom-app", "cid-s", "tok-s", "acc-s").await;
+    apply_zc(
+        &client,
+        &ns,
+        &s2s("metadata", "zoom-app", Some("http://169.254.169.254/")),
+    )
+    .await;
+    apply_zc(&client, &ns, &s2s("loopback", "zoom-app", Some(&other.url))).await;
+    let op = start_operator(
+        &ns,
+        &[
+            "--public-url=http://zoom-operator.test",
+            "--allow-sink-host=127.0.0.1",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_ready(&op).await;
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "metadata",
+        "EventsReady",
+        "False",
+        "SinkNotAllowed",
+    )
+    .await;
+    assert!(zc
+        .condition("EventsReady")
+        .expect("c")
+        .message
+        .contains("169.254.169.254"));
+    wait_condition(
+        &client,
+        &ns,
+        "loopback",
+        "EventsReady",
+        "False",
+        "SinkNotAllowed",
+    )
+    .await;
+
+    // Verified and routed, not forwarded, and not a reason for Zoom to retry.
+    let answer = post_until(&op, "tok-s", &event_body("meeting.started", "acc-s"), 200).await;
+    assert!(answer.body.contains("\"forwarded\":0"), "{}", answer.body);
+    assert!(answer.elapsed < Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(other.received().is_empty(), "a refused sink was called");
+}
+
+#[tokio::test]
+async fn app_deauthorized_deletes_the_tokens() {
+    let client = client().await;
+    let ns = namespace(&client, "ev-deauth").await;
+    let sink = RecordingSink::start("127.0.0.1").await;
+    let sim = start_zoom_sim(&["--consent=approve"]);
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[
+            ("clientId", "cid-o"),
+            ("clientSecret", "oauth-secret"),
+            ("secretToken", "tok-o"),
+        ],
+    )
+    .await;
+    apply_zc(
+        &client,
+        &ns,
+        &format!(
+            "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: bot}}\nspec:\n  authType: PrivateOAuth\n  credentialsRef: {{name: zoom-app}}\n  events: {{sink: {{uri: \"{}\"}}}}\n",
+            sink.url
+        ),
+    )
+    .await;
+    let op = start_operator(
+        &ns,
+        &[
+            "--public-url=http://zoom-operator.test",
+            "--allow-sink-host=127.0.0.1",
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_ready(&op).await;
+    // Zoom delivers app_deauthorized to the app's event URL: this operator.
+    let r = http()
+        .post(format!("{}/sim/apps", sim.url))
+        .json(&json!({
+            "kind": "oauth", "client_id": "cid-o", "client_secret": "oauth-secret", "secret_token": "tok-o",
+            "account_id": "acc-o", "user_id": "user-o", "email": "o@example.com",
+            "event_url": format!("{}/zoom/event", op.public_url),
+        }))
+        .send()
+        .await
+        .expect("add sim app");
+    assert!(r.status().is_success(), "{:?}", r.text().await);
+
+    // Authorize through the browser flow, the operator's public URL mapped to its listener.
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "bot",
+        "Authorized",
+        "False",
+        "AwaitingAuthorization",
+    )
+    .await;
+    let authorize = zc
+        .status
+        .as_ref()
+        .and_then(|s| s.authorize_url.clone())
+        .expect("authorizeURL");
+    let local = |public: &str| public.replacen("http://zoom-operator.test", &op.public_url, 1);
+    let start = http().get(local(&authorize)).send().await.expect("start");
+    assert_eq!(start.status().as_u16(), 302);
+    let to_zoom = start.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let consent = http()
+        .get(&to_zoom)
+        .send()
+        .await
+        .expect("authorize at zoom-sim");
+    assert_eq!(consent.status().as_u16(), 302, "{:?}", consent.text().await);
+    let back = consent.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let callback = http().get(local(&back)).send().await.expect("callback");
+    assert_eq!(
+        callback.status().as_u16(),
+        200,
+        "{:?}",
+        callback.text().await
+    );
+    wait_condition(&client, &ns, "bot", "Authorized", "True", "Authorized").await;
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    eventually("status.account", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+            match zc
+                .status
+                .as_ref()
+                .and_then(|s| s.account.as_ref())
+                .and_then(|a| a.account_id.clone())
+            {
+                Some(a) if a == "acc-o" => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let has_tokens = |s: &Secret| {
+        let data = s.data.clone().unwrap_or_default();
+        data.contains_key("access_token") || data.contains_key("refresh_token")
+    };
+    assert!(has_tokens(
+        &secrets.get("bot-zoom-token").await.expect("token secret")
+    ));
+
+    // The user removes the app: zoom-sim revokes the grant and sends app_deauthorized.
+    let webhook: Value = eventually(
+        "app_deauthorized accepted",
+        Duration::from_secs(30),
+        || async {
+            let r = http()
+                .post(format!("{}/sim/deauthorize", sim.url))
+                .json(&json!({"client_id": "cid-o"}))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: Value = r.json().await.map_err(|e| e.to_string())?;
+            let accepted = v["webhook"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("accepted"));
+            if v["webhook"]["status"] == 200 && accepted {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        webhook["webhook"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("accepted"),
+        "{webhook}"
+    );
+
+    let s = secrets.get("bot-zoom-token").await.expect("token secret");
+    assert!(!has_tokens(&s), "tokens must be gone once Zoom got 200");
+    let zc = wait_condition(&client, &ns, "bot", "Authorized", "False", "Deauthorized").await;
+    let status = zc.status.clone().unwrap_or_default();
+    assert!(status.authorize_url.is_some(), "ready to authorize again");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    eventually("a Deauthorized event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            let list = events
+                .list(&Default::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            let found = list.items.iter().any(|e| {
+                e.reason.as_deref() == Some("Deauthorized")
+                    && e.type_.as_deref() == Some("Warning")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bot")
+            });
+            if found {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?}",
+                    list.items
+                        .iter()
+                        .map(|e| e.reason.clone())
+                        .collect::<Vec<_>>()
+                ))
+            }
+        }
+    })
+    .await;
+    // Forwarded like any other event.
+    let got = sink.received();
+    assert!(
+        got.iter()
+            .any(|r| r.header("ce-type") == Some("us.zoom.app_deauthorized")),
+        "{:?}",
+        got.iter()
+            .map(|r| r.header("ce-type").map(str::to_owned))
+            .collect::<Vec<_>>()
+    );
+    // Still deauthorized a little later (no refresh with a deleted grant).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!has_tokens(
+        &secrets.get("bot-zoom-token").await.expect("token secret")
+    ));
+    for leaked in ["tok-o", "oauth-secret"] {
+        assert!(
+            !op.process.logs().contains(leaked),
+            "{leaked} leaked into the log"
+        );
+    }
+}
