@@ -270,7 +270,9 @@ build_binaries() {
 
   log "running make (log: ${work}/make.log)"
   mkdir -p "${work}/home" "${work}/gocache"
-  if ! (cd "${tree}" && env HOME="${work}/home" GOCACHE="${work}/gocache" \
+  # Debian's Go first in PATH, whatever else the machine has; no network.
+  if ! (cd "${tree}" && env -u GOROOT -u GOPATH PATH="/usr/lib/go/bin:${PATH}" \
+    HOME="${work}/home" GOCACHE="${work}/gocache" \
     CGO_ENABLED=0 GOFLAGS=-mod=vendor GOPROXY=off GO111MODULE=on \
     make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"${work}/make.log" 2>&1); then
     tail -n 60 "${work}/make.log" >&2
@@ -321,12 +323,13 @@ port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# Picks a random free loopback port (not one picked before by this run).
+# pick_port: sets PICKED_PORT to a random free loopback port, below Linux's
+# ephemeral range (32768+) so outgoing connections rarely take it first.
 PICKED_PORTS=" "
 pick_port() {
   local port i
   for ((i = 0; i < 200; i++)); do
-    port=$((20000 + (RANDOM * 32768 + RANDOM) % 30000))
+    port=$((10000 + RANDOM % 22000))
     [[ ${PICKED_PORTS} == *" ${port} "* ]] && continue
     port_in_use "${port}" && continue
     PICKED_PORTS+="${port} "
@@ -393,7 +396,7 @@ api_get() { # PORT TOKEN PATH: authenticated GET against the apiserver, 2xx
   curl -fsSk --max-time 2 -H "Authorization: Bearer $2" -o /dev/null "https://127.0.0.1:$1$3"
 }
 
-now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
+now_ms() { echo $((${EPOCHREALTIME//[!0-9]/} / 1000)); } # locale-proof
 since() { # START_MS -> "1.234s"
   local d=$(($(now_ms) - $1))
   printf '%d.%03ds' $((d / 1000)) $((d % 1000))
@@ -455,9 +458,13 @@ cmd_stop() {
 
 watchdog() { # WATCHED_PID WATCHED_STARTTIME DIR
   local wpid=$1 wst=$2 dir=$3
-  while alive "${wpid}" "${wst}"; do sleep 1; done
+  # `wait` (unlike a foreground sleep) lets SIGTERM from `stop` end us at once.
+  while alive "${wpid}" "${wst}"; do
+    sleep 1 &
+    wait $! || true
+  done
   log "watched pid ${wpid} is gone; stopping the control plane in ${dir}"
-  exec "${SCRIPT}" stop "${dir}"
+  exec "${BASH}" "${SCRIPT}" stop "${dir}"
 }
 
 cmd_start() {
@@ -634,7 +641,7 @@ EOF
 
   if [[ -n ${watch_pid} ]]; then
     # Detached like the components, so it never holds the caller's stdio.
-    setsid "${SCRIPT}" __watchdog "${watch_pid}" "${watch_st}" "${DIR}" \
+    setsid "${BASH}" "${SCRIPT}" __watchdog "${watch_pid}" "${watch_st}" "${DIR}" \
       </dev/null >>"${DIR}/watchdog.log" 2>&1 &
     echo "watchdog $! $(proc_starttime "$!" || echo 0)" >>"${DIR}/pids"
     log "watchdog (pid $!) stops the control plane when pid ${watch_pid} exits"
