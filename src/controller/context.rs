@@ -1,0 +1,140 @@
+//! What every reconcile and every HTTP handler shares: clients, configuration, the signing key,
+//! the current public URLs, and the in-memory backoff of failed renewals.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+use kube::Client;
+use tokio::sync::watch;
+
+use crate::api::{AuthType, CredentialsRef, ZoomConnection};
+use crate::config::OperatorConfig;
+use crate::credentials::{self, AppCredentials, CredentialsProblem};
+use crate::metrics::Metrics;
+use crate::signing::SigningKey;
+use crate::urls::{PublicUrls, UrlProblem};
+use crate::zoom::client::ZoomClient;
+
+use super::store::TokenStore;
+
+/// The public URLs as last derived; `None` until the first derivation.
+pub type UrlState = Option<Result<PublicUrls, UrlProblem>>;
+
+/// When a failed renewal may be tried again, remembered per connection UID.
+#[derive(Clone, Debug)]
+pub struct RetryState {
+    pub not_before: Timestamp,
+    /// resourceVersion of the credentials Secret at the time of the failure.
+    pub credentials_version: Option<String>,
+}
+
+/// Shared by every reconcile and by the HTTP servers.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub config: OperatorConfig,
+    pub zoom: ZoomClient,
+    pub signing: SigningKey,
+    pub urls: watch::Receiver<UrlState>,
+    pub retries: Mutex<HashMap<String, RetryState>>,
+    /// The controller's cache, while this replica leads (for scrape-time metrics).
+    pub connections: Arc<std::sync::RwLock<Option<Store<ZoomConnection>>>>,
+}
+
+impl Context {
+    pub fn token_store(&self, zc: &ZoomConnection) -> TokenStore {
+        TokenStore::new(
+            self.client.clone(),
+            zc.metadata.namespace.as_deref().unwrap_or_default(),
+        )
+    }
+
+    pub fn current_urls(&self) -> Result<PublicUrls, UrlProblem> {
+        match &*self.urls.borrow() {
+            Some(state) => state.clone(),
+            None => Err(UrlProblem::Unconfigured),
+        }
+    }
+
+    /// The credentials a connection uses: its own Secret, or the operator-wide default app.
+    /// Returns the Secret's display name and resourceVersion too.
+    pub async fn app_credentials(
+        &self,
+        zc: &ZoomConnection,
+    ) -> Result<
+        (
+            Result<AppCredentials, CredentialsProblem>,
+            String,
+            Option<String>,
+        ),
+        kube::Error,
+    > {
+        let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
+        match (zc.spec.auth_type, &zc.spec.credentials_ref) {
+            (AuthType::DefaultOAuth, _) => {
+                let Some((dns, dname)) = &self.config.default_app_secret else {
+                    return Ok((
+                        Err(CredentialsProblem::DefaultAppNotConfigured),
+                        "(none)".to_owned(),
+                        None,
+                    ));
+                };
+                let secret = Api::<Secret>::namespaced(self.client.clone(), dns)
+                    .get_opt(dname)
+                    .await?;
+                let version = secret
+                    .as_ref()
+                    .and_then(|s| s.metadata.resource_version.clone());
+                let reference = CredentialsRef::with_name(dname.clone());
+                let creds = credentials::from_secret(
+                    dns,
+                    &reference,
+                    AuthType::DefaultOAuth,
+                    secret.as_ref(),
+                )
+                .map_err(|p| CredentialsProblem::DefaultAppUnavailable(Box::new(p)));
+                Ok((creds, format!("{dns}/{dname}"), version))
+            }
+            (auth_type, Some(reference)) => {
+                let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
+                    .get_opt(&reference.name)
+                    .await?;
+                let version = secret
+                    .as_ref()
+                    .and_then(|s| s.metadata.resource_version.clone());
+                let creds = credentials::from_secret(ns, reference, auth_type, secret.as_ref());
+                Ok((creds, format!("{ns}/{}", reference.name), version))
+            }
+            // Rejected by the CRD schema; kept as a clear condition for older API servers.
+            (_, None) => Ok((
+                Err(CredentialsProblem::SecretNotFound {
+                    namespace: ns.to_owned(),
+                    name: "(spec.credentialsRef is not set)".to_owned(),
+                }),
+                "(none)".to_owned(),
+                None,
+            )),
+        }
+    }
+}
+
+impl Context {
+    pub(super) fn retry_state(&self, uid: &str) -> Option<RetryState> {
+        self.retries.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(super) fn set_retry_state(&self, uid: &str, state: Option<RetryState>) {
+        if let Ok(mut map) = self.retries.lock() {
+            match state {
+                Some(s) => map.insert(uid.to_owned(), s),
+                None => map.remove(uid),
+            };
+        }
+    }
+}
