@@ -27,6 +27,15 @@ cargo build --workspace --all-targets --locked
 log "tests"
 # Integration tests each start a control plane per test binary and an operator per test;
 # a few at a time keeps a 2-core machine responsive.
-cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
+results=$(mktemp)
+status=0
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" 2>&1 \
+  | tee "$results" || status=$?
 
 log "done in $(( $(date +%s) - started ))s"
+# One closing line for the whole workspace (cargo prints one per test binary, the last ones
+# being empty doc-test runs).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
+rm -f "$results"
+exit "$status"

@@ -877,3 +877,70 @@ async fn tokens_never_leak_into_logs_events_or_status() {
             .contains(secret.as_str()));
     }
 }
+
+async fn reconciliations(op: &Operator) -> u64 {
+    let body = http()
+        .get(format!("{}/metrics", op.metrics))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    body.lines()
+        .filter(|l| l.starts_with("zoom_operator_reconciliations_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_dead_grant_with_an_expired_token_does_not_spin_the_reconciler() {
+    let env = setup(
+        "idle",
+        &["--consent=approve", "--token-lifetime=6", &sim_app("")],
+        &[],
+    )
+    .await;
+    apply_zc(
+        &env.client,
+        &env.ns,
+        &oauth_zc("bot", "  refreshBefore: 1s\n"),
+    )
+    .await;
+    assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
+    wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
+    // Kill the grant at Zoom: the next refresh is rejected and the access token runs out.
+    let secret = token_secret(&env, "bot").await.expect("secret");
+    http()
+        .post(format!("{}/oauth/revoke", env.sim.url))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[("token", key(&secret, "refresh_token").expect("rt"))])
+        .send()
+        .await
+        .expect("revoke");
+    wait_condition(
+        &env.client,
+        &env.ns,
+        "bot",
+        "Authorized",
+        "False",
+        "RefreshTokenRejected",
+    )
+    .await;
+    wait_condition(
+        &env.client,
+        &env.ns,
+        "bot",
+        "TokenReady",
+        "False",
+        "Expired",
+    )
+    .await;
+    let before = reconciliations(&env.op).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during = reconciliations(&env.op).await - before;
+    assert!(
+        during <= 3,
+        "{during} reconciles in 6 idle seconds: the loop spins"
+    );
+}

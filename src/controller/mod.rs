@@ -235,9 +235,11 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
     ]
     .into_iter()
     .flatten()
-    .map(|at| Duration::try_from(at.duration_since(now)).unwrap_or_default())
+    // Moments already past need no wake-up (an expired token of a dead grant would otherwise
+    // spin the loop); the status of this pass already reflects them.
+    .filter_map(|at| Duration::try_from(at.duration_since(now)).ok())
+    .filter(|d| !d.is_zero())
     .fold(Duration::from_secs(600), Duration::min)
-    // Never spin: a moment in the past still waits half a second.
     .max(Duration::from_millis(500));
     Ok(Action::requeue(wait))
 }
