@@ -73,7 +73,14 @@ struct RunArgs {
     #[arg(long, env = "ZOOM_OPERATOR_WATCH_NAMESPACE", value_delimiter = ',')]
     watch_namespace: Vec<String>,
     /// Elect a leader among replicas; only the leader reconciles.
-    #[arg(long, env = "ZOOM_OPERATOR_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(
+        long,
+        env = "ZOOM_OPERATOR_LEADER_ELECTION",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
     leader_election: bool,
     /// Namespace of the leader Lease and the signing-key Secret (default: the pod's namespace).
     #[arg(long, env = "ZOOM_OPERATOR_LEASE_NAMESPACE")]
@@ -216,5 +223,67 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitC
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let cli = Cli::try_parse_from(
+            std::iter::once("zoom-operator")
+                .chain(std::iter::once("run"))
+                .chain(args.iter().copied()),
+        )?;
+        match cli.command {
+            Command::Run(args) => Ok(*args),
+            _ => unreachable!("parsed run"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let args = run_args(&[]).expect("parses");
+        assert_eq!(args.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(args.metrics_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(args.zoom_oauth_url.as_str(), "https://zoom.us/");
+        assert_eq!(args.zoom_api_url.as_str(), "https://api.zoom.us/");
+        assert!(args.leader_election);
+        assert!(args.watch_namespace.is_empty() && args.allow_sink_host.is_empty());
+    }
+
+    #[test]
+    fn repeatable_and_boolean_flags() {
+        let args = run_args(&[
+            "--watch-namespace=a",
+            "--watch-namespace",
+            "b",
+            "--allow-sink-host=hooks.example.com",
+            "--leader-election=false",
+            "--ingress=ingress-nginx/zoom",
+            "--log-format=json",
+        ])
+        .expect("parses");
+        assert_eq!(args.watch_namespace, ["a", "b"]);
+        assert_eq!(args.allow_sink_host, ["hooks.example.com"]);
+        assert!(!args.leader_election);
+        assert_eq!(args.ingress, Some(("ingress-nginx".into(), "zoom".into())));
+        assert!(
+            run_args(&["--leader-election"])
+                .expect("bare flag")
+                .leader_election
+        );
+    }
+
+    #[test]
+    fn bad_values_get_a_clear_error() {
+        let err = run_args(&["--ingress=just-a-name"])
+            .err()
+            .expect("rejected")
+            .to_string();
+        assert!(err.contains("NAMESPACE/NAME"), "{err}");
+        assert!(run_args(&["--public-url=not a url"]).is_err());
+        assert!(run_args(&["--log-format=yaml"]).is_err());
     }
 }

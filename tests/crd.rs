@@ -24,3 +24,20 @@ fn crd_command_prints_the_same_yaml() {
     let generated = zoom_operator::api::crd_yaml().expect("renders");
     assert_eq!(String::from_utf8_lossy(&out.stdout), generated);
 }
+
+#[test]
+fn flags_are_read_from_the_environment() {
+    // An invalid value given only through the environment is reported against its flag,
+    // which proves the variable is read (and that bad input gets a clear CLI error).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoom-operator"))
+        .arg("run")
+        .env("ZOOM_OPERATOR_METRICS_LISTEN", "not-an-address")
+        .output()
+        .expect("run zoom-operator");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'not-an-address'") && stderr.contains("--metrics-listen"),
+        "{stderr}"
+    );
+}
