@@ -115,8 +115,9 @@ impl Default for Metrics {
 /// `zoom_operator_token_expiry_timestamp_seconds{namespace,name}` from the cached status.
 #[derive(Debug)]
 pub struct ExpiryCollector {
-    /// The controller's cache while this replica leads; empty otherwise.
-    pub slot: Arc<RwLock<Option<Store<ZoomConnection>>>>,
+    /// The controller's caches (one per watched namespace, disjoint) while this replica
+    /// leads; empty otherwise.
+    pub slot: Arc<RwLock<Vec<Store<ZoomConnection>>>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,7 +132,7 @@ impl prometheus_client::collector::Collector for ExpiryCollector {
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
         let connections: Vec<Arc<ZoomConnection>> = match self.slot.read() {
-            Ok(slot) => slot.as_ref().map(Store::state).unwrap_or_default(),
+            Ok(stores) => stores.iter().flat_map(Store::state).collect(),
             Err(_) => Vec::new(),
         };
         let mut metric = encoder.encode_descriptor(
@@ -152,5 +153,67 @@ impl prometheus_client::collector::Collector for ExpiryCollector {
             gauge.encode(metric.encode_family(&labels)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::reflector;
+    use kube::runtime::watcher;
+
+    fn connection(ns: &str, name: &str, expires: Option<&str>) -> ZoomConnection {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "zoom-operator.io/v1alpha1",
+            "kind": "ZoomConnection",
+            "metadata": {"namespace": ns, "name": name},
+            "spec": {"authType": "DefaultOAuth"},
+            "status": expires.map(|e| serde_json::json!({"expiresAt": e})),
+        }))
+        .expect("connection")
+    }
+
+    fn scrape(slot: Arc<RwLock<Vec<Store<ZoomConnection>>>>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ExpiryCollector { slot }));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+        text
+    }
+
+    #[test]
+    fn the_expiry_gauge_covers_every_watched_namespace() {
+        let mut stores = Vec::new();
+        for (ns, expires) in [("a", "2030-01-01T00:00:00Z"), ("b", "2030-01-01T00:01:40Z")] {
+            let (reader, mut writer) = reflector::store();
+            writer.apply_watcher_event(&watcher::Event::Apply(connection(
+                ns,
+                "bot",
+                Some(expires),
+            )));
+            writer.apply_watcher_event(&watcher::Event::Apply(connection(ns, "new", None)));
+            stores.push(reader);
+        }
+        let slot = Arc::new(RwLock::new(stores));
+        let text = scrape(slot.clone());
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("zoom_operator_token_expiry_timestamp_seconds{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                r#"zoom_operator_token_expiry_timestamp_seconds{namespace="a",name="bot"} 1893456000"#,
+                r#"zoom_operator_token_expiry_timestamp_seconds{namespace="b",name="bot"} 1893456100"#,
+            ],
+            "{text}"
+        );
+
+        // Not leading: no caches, no series.
+        slot.write().expect("lock").clear();
+        assert!(
+            !scrape(slot).contains("expiry_timestamp_seconds{"),
+            "series remain after the caches were dropped"
+        );
     }
 }

@@ -83,7 +83,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     let signing = load_signing_key(client.clone(), &config.operator_namespace).await?;
     let zoom = ZoomClient::new(config.zoom_oauth_url.clone(), config.zoom_api_url.clone())?;
     let metrics = Metrics::new();
-    let connections = Arc::new(RwLock::new(None));
+    let connections = Arc::new(RwLock::new(Vec::new()));
     let mut registry = Registry::default();
     metrics.register(&mut registry);
 

@@ -23,6 +23,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams};
 use kube::Client;
 use serde::Deserialize;
@@ -636,10 +637,31 @@ fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
         "{args:?}"
     );
 
-    // Several namespaces: a Role in each; the operator's cluster-wide watches (see rbac.yaml)
-    // get list/watch only.
-    let r = render(&["operator.watchNamespaces={team-a,team-b}"]);
+    // Several namespaces: a Role in each and nothing cluster-wide, since the operator watches
+    // each namespace on its own. A repeated namespace gets one Role and one flag.
+    let r = render(&[
+        "operator.watchNamespaces={team-a,team-b,team-a}",
+        "operator.defaultAppSecret=platform/zoom-default-app",
+    ]);
     assert_least_privilege(&r, "zoom-operator");
+    assert!(r.of_kind("ClusterRole").is_empty(), "{:#?}", r.objects());
+    assert!(r.of_kind("ClusterRoleBinding").is_empty());
+    assert_eq!(
+        r.objects()
+            .into_iter()
+            .filter(|o| o.starts_with("Role ") || o.starts_with("RoleBinding "))
+            .collect::<BTreeSet<_>>(),
+        set_of(&[
+            "Role platform/zoom-operator-default-app",
+            "Role team-a/zoom-operator-connections",
+            "Role team-b/zoom-operator-connections",
+            "Role zoom-system/zoom-operator-own-namespace",
+            "RoleBinding platform/zoom-operator-default-app",
+            "RoleBinding team-a/zoom-operator-connections",
+            "RoleBinding team-b/zoom-operator-connections",
+            "RoleBinding zoom-system/zoom-operator-own-namespace",
+        ])
+    );
     for ns in ["team-a", "team-b"] {
         assert_eq!(
             r.rules("Role", ns, "zoom-operator-connections"),
@@ -647,12 +669,11 @@ fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
         );
     }
     assert_eq!(
-        r.rules("ClusterRole", "", "zoom-operator-watch"),
+        r.rules("Role", "platform", "zoom-operator-default-app"),
         set_of(&[
-            "zoom-operator.io/zoomconnections list",
-            "zoom-operator.io/zoomconnections watch",
-            "core/secrets list",
-            "core/secrets watch",
+            "core/secrets/zoom-default-app get",
+            "core/secrets/zoom-default-app list",
+            "core/secrets/zoom-default-app watch",
         ])
     );
     let flags: Vec<_> = r
@@ -1603,15 +1624,51 @@ async fn installed_chart_for_several_namespaces() {
         "zoom-operator-{}",
         release_ns.trim_start_matches("zoom-system-")
     );
+    // The default app lives in the release namespace, outside both watched namespaces, and
+    // lacks its client secret at first.
+    put_secret(
+        &client,
+        &release_ns,
+        "zoom-default-app",
+        &[("clientId", "default-id")],
+    )
+    .await;
     let watch = format!("operator.watchNamespaces={{{team_a},{team_b}}}");
+    let default_app = format!("operator.defaultAppSecret={release_ns}/zoom-default-app");
     helm_install(
         &release,
         &release_ns,
-        &[&watch, "operator.publicURL=https://zoom.example.com"],
+        &[
+            &watch,
+            &default_app,
+            "operator.publicURL=https://zoom.example.com",
+        ],
+    );
+    // Roles only: nothing cluster-wide is bound to the operator's ServiceAccount.
+    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    let bound: Vec<String> = cluster_bindings
+        .list(&ListParams::default())
+        .await
+        .expect("list ClusterRoleBindings")
+        .items
+        .into_iter()
+        .filter(|b| {
+            b.subjects.iter().flatten().any(|s| {
+                s.kind == "ServiceAccount"
+                    && s.name == release
+                    && s.namespace.as_deref() == Some(release_ns.as_str())
+            })
+        })
+        .filter_map(|b| b.metadata.name)
+        .collect();
+    assert!(
+        bound.is_empty(),
+        "ClusterRoleBindings for the ServiceAccount: {bound:?}"
     );
     let kubeconfig = service_account_kubeconfig(&client, &release_ns, &release).await;
     let operator =
         start_operator_from_deployment(&client, &release_ns, &release, &kubeconfig).await;
+    // Ready means every replica's webhook index listed both namespaces with these Roles.
     operator.wait_probes_ok().await;
 
     for ns in [&team_a, &team_b, &elsewhere] {
@@ -1623,6 +1680,16 @@ async fn installed_chart_for_several_namespaces() {
         )
         .await;
         apply_zc(&client, ns, &private_oauth("bot")).await;
+        apply_zc(
+            &client,
+            ns,
+            "apiVersion: zoom-operator.io/v1alpha1
+kind: ZoomConnection
+metadata: {name: shared}
+spec: {authType: DefaultOAuth}
+",
+        )
+        .await;
     }
     for ns in [&team_a, &team_b] {
         wait_condition(&client, ns, "bot", "CredentialsReady", "True", "Valid").await;
@@ -1633,39 +1700,86 @@ async fn installed_chart_for_several_namespaces() {
             "https://zoom.example.com/oauth/redirect/zoom",
         )
         .await;
+        wait_condition(
+            &client,
+            ns,
+            "shared",
+            "CredentialsReady",
+            "False",
+            "DefaultAppNotConfigured",
+        )
+        .await;
+    }
+    // Completing the default app reaches both namespaces through its one-Secret Role (each
+    // namespace's controller watches that Secret by name).
+    put_secret(
+        &client,
+        &release_ns,
+        "zoom-default-app",
+        &[("clientId", "default-id"), ("clientSecret", "s")],
+    )
+    .await;
+    for ns in [&team_a, &team_b] {
+        wait_condition(&client, ns, "shared", "CredentialsReady", "True", "Valid").await;
     }
     operator.assert_never_forbidden();
-    let other = Api::<ZoomConnection>::namespaced(client.clone(), &elsewhere)
-        .get("bot")
-        .await
-        .expect("get");
-    assert!(
-        other.status.is_none(),
-        "{elsewhere}/bot was reconciled: {:?}",
-        other.status
-    );
+    let others = Api::<ZoomConnection>::namespaced(client.clone(), &elsewhere);
+    for name in ["bot", "shared"] {
+        let other = others.get(name).await.expect("get");
+        assert!(
+            other.status.is_none(),
+            "{elsewhere}/{name} was reconciled: {:?}",
+            other.status
+        );
+    }
 
-    // Writes only in the watched namespaces. (Cluster-wide list/watch is what this operator
-    // version needs for several namespaces; see templates/rbac.yaml.)
-    let e = elsewhere.as_str();
+    // Reads and writes in the watched namespaces only: nothing is listed or watched across
+    // the cluster or in a third namespace.
+    let (a, b, e, r) = (
+        team_a.as_str(),
+        team_b.as_str(),
+        elsewhere.as_str(),
+        release_ns.as_str(),
+    );
     assert_can(
         &kubeconfig,
         &[
-            &["update", "secrets", "-n", &team_a],
+            &["list", "secrets", "-n", a],
+            &["watch", "secrets", "-n", b],
+            &["update", "secrets", "-n", a],
+            &["list", "zoomconnections.zoom-operator.io", "-n", a],
+            &["watch", "zoomconnections.zoom-operator.io", "-n", b],
             &[
                 "patch",
                 "zoomconnections.zoom-operator.io",
                 "--subresource=status",
                 "-n",
-                &team_b,
+                b,
             ],
+            &["watch", "secrets/zoom-default-app", "-n", r],
         ],
         true,
     );
     assert_can(
         &kubeconfig,
         &[
+            &["list", "secrets", "--all-namespaces"],
+            &["watch", "secrets", "--all-namespaces"],
+            &[
+                "list",
+                "zoomconnections.zoom-operator.io",
+                "--all-namespaces",
+            ],
+            &[
+                "watch",
+                "zoomconnections.zoom-operator.io",
+                "--all-namespaces",
+            ],
+            &["list", "secrets", "-n", e],
+            &["watch", "secrets", "-n", e],
             &["get", "secrets", "-n", e],
+            &["list", "secrets", "-n", r],
+            &["list", "zoomconnections.zoom-operator.io", "-n", e],
             &["create", "secrets", "-n", e],
             &["update", "secrets", "-n", e],
             &["patch", "zoomconnections.zoom-operator.io", "-n", e],

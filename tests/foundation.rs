@@ -566,3 +566,166 @@ async fn sigterm_shuts_down_cleanly() {
     let lease = leases.get("zoom-operator-leader").await.expect("lease");
     assert_eq!(lease.spec.and_then(|s| s.holder_identity), None);
 }
+
+/// `--watch-namespace` twice: each namespace is watched on its own. Connections in both are
+/// reconciled and follow their Secrets (their own credentials Secret, and the default app's
+/// Secret, which lives in a third, unwatched namespace and is watched by name), the expiry
+/// gauge covers both namespaces, and the third namespace's connections are never touched.
+#[tokio::test]
+async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
+    let client = client().await;
+    let a = namespace(&client, "multi-a").await;
+    let b = namespace(&client, "multi-b").await;
+    let other = namespace(&client, "multi-other").await;
+    let sim = start_zoom_sim(&[
+        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-9",
+    ]);
+    // The default app is incomplete at first, and so is b's own OAuth app.
+    put_secret(
+        &client,
+        &other,
+        "default-app",
+        &[("clientId", "default-id")],
+    )
+    .await;
+    put_secret(&client, &b, "zoom-app", &[("clientId", "id")]).await;
+    for ns in [&a, &b, &other] {
+        put_secret(
+            &client,
+            ns,
+            "s2s-app",
+            &[
+                ("clientId", "s2s-id"),
+                ("clientSecret", "s2s-secret"),
+                ("accountId", "acc-9"),
+            ],
+        )
+        .await;
+        apply_zc(&client, ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: s2s}\nspec: {authType: ServerToServer, credentialsRef: {name: s2s-app}}\n").await;
+        apply_zc(&client, ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: shared}\nspec: {authType: DefaultOAuth}\n").await;
+    }
+    apply_zc(&client, &b, &private_oauth("own")).await;
+
+    let op = start_operator_with_args(
+        "multi",
+        &[
+            &format!("--watch-namespace={a}"),
+            &format!("--watch-namespace={b}"),
+            &format!("--lease-namespace={a}"),
+            &format!("--default-app-secret={other}/default-app"),
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+            "--public-url=https://zoom.example.com",
+        ],
+    );
+
+    for ns in [&a, &b] {
+        wait_condition(&client, ns, "s2s", "Ready", "True", "Ready").await;
+        wait_redirect_url(
+            &client,
+            ns,
+            "shared",
+            "https://zoom.example.com/oauth/redirect/zoom",
+        )
+        .await;
+        wait_condition(
+            &client,
+            ns,
+            "shared",
+            "CredentialsReady",
+            "False",
+            "DefaultAppNotConfigured",
+        )
+        .await;
+    }
+    wait_condition(
+        &client,
+        &b,
+        "own",
+        "CredentialsReady",
+        "False",
+        "MissingKey",
+    )
+    .await;
+
+    // Fixing the Secrets alone (no connection is touched) reaches both namespaces: the
+    // connections would otherwise wait for their next periodic pass, minutes away. The pause
+    // lets the passes triggered by the status writes above finish first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    put_secret(
+        &client,
+        &other,
+        "default-app",
+        &[("clientId", "default-id"), ("clientSecret", "s")],
+    )
+    .await;
+    put_secret(
+        &client,
+        &b,
+        "zoom-app",
+        &[("clientId", "id"), ("clientSecret", "s")],
+    )
+    .await;
+    for ns in [&a, &b] {
+        wait_condition(&client, ns, "shared", "CredentialsReady", "True", "Valid").await;
+    }
+    wait_condition(&client, &b, "own", "CredentialsReady", "True", "Valid").await;
+
+    // The expiry gauge reads every namespace's cache.
+    let url = format!("{}/metrics", op.metrics);
+    eventually(
+        "the expiry gauge for both namespaces",
+        Duration::from_secs(30),
+        || {
+            let url = url.clone();
+            let (a, b) = (a.clone(), b.clone());
+            async move {
+                let text = reqwest::get(&url)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .text()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let series: Vec<&str> = text
+                    .lines()
+                    .filter(|l| l.starts_with("zoom_operator_token_expiry_timestamp_seconds{"))
+                    .collect();
+                let has = |ns: &str| {
+                    series
+                        .iter()
+                        .any(|l| l.contains(&format!("namespace=\"{ns}\",name=\"s2s\"")))
+                };
+                if has(&a) && has(&b) && series.len() == 2 {
+                    Ok(())
+                } else {
+                    Err(format!("{series:?}"))
+                }
+            }
+        },
+    )
+    .await;
+
+    // The third namespace: no status, no finalizer, no token Secret.
+    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &other);
+    for name in ["s2s", "shared"] {
+        let zc = zcs.get(name).await.expect("get");
+        assert!(
+            zc.status.is_none(),
+            "{other}/{name} was reconciled: {:?}",
+            zc.status
+        );
+        assert!(
+            zc.metadata.finalizers.unwrap_or_default().is_empty(),
+            "{other}/{name} got a finalizer"
+        );
+    }
+    let token = Api::<Secret>::namespaced(client.clone(), &other)
+        .get_opt("s2s-zoom-token")
+        .await
+        .expect("get");
+    assert!(token.is_none(), "{other}/s2s-zoom-token was written");
+    assert!(
+        !op.process.logs().contains(&format!("{other}/s2s")),
+        "the operator logged about the unwatched namespace"
+    );
+}

@@ -43,8 +43,9 @@ pub struct Context {
     pub signing: SigningKey,
     pub urls: watch::Receiver<UrlState>,
     pub retries: Mutex<HashMap<String, RetryState>>,
-    /// The controller's cache, while this replica leads (for scrape-time metrics).
-    pub connections: Arc<std::sync::RwLock<Option<Store<ZoomConnection>>>>,
+    /// The controller's caches, one per watched namespace (or one for all namespaces), while
+    /// this replica leads; empty otherwise. Read at scrape time by the expiry gauge.
+    pub connections: Arc<std::sync::RwLock<Vec<Store<ZoomConnection>>>>,
 }
 
 impl Context {

@@ -1,15 +1,16 @@
 //! The watches that drive reconciles: the `--ingress` Ingress (feeding the public URLs), the
 //! ZoomConnections themselves, the token Secrets they own, and the metadata of credentials
-//! Secrets (never their contents).
+//! Secrets (never their contents). Each watched namespace gets its own set, so nothing is
+//! listed or watched outside the namespaces the operator was given.
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::stream::{BoxStream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{AuthType, ZoomConnection, MANAGED_BY_LABEL};
+use crate::config::WatchScope;
 use crate::urls::{derive_public_urls, UrlSource};
 
 use super::{error_policy, reconcile, Context, UrlState};
@@ -68,42 +70,65 @@ pub async fn watch_public_urls(
 }
 
 /// Runs the controller until `shutdown` fires. Called by the lease holder.
+///
+/// One controller per watched namespace (or one for all namespaces), all under the same
+/// shutdown token and context. Each has its own cache: a reflector store shared across
+/// namespaces would be emptied by every watcher's relist, which replaces the whole store.
 pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let client = ctx.client.clone();
-    let namespaces = &ctx.config.watch_namespaces;
-    // One namespace: watch just it (RBAC can then be a Role). Several: watch all and skip
-    // the others in reconcile, rather than running one cache per namespace.
-    let (zcs, secrets): (Api<ZoomConnection>, Api<Secret>) = match namespaces.as_slice() {
-        [ns] => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
-        _ => (Api::all(client.clone()), Api::all(client.clone())),
-    };
-    let watch_cfg = watcher::Config::default();
-    let controller = Controller::new(zcs, watch_cfg.clone());
-    let store: Store<ZoomConnection> = controller.store();
-    if let Ok(mut slot) = ctx.connections.write() {
-        *slot = Some(store.clone());
+    let scopes = WatchScope::from_namespaces(&ctx.config.watch_namespaces);
+    futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|scope| run_for(ctx.clone(), scope, shutdown.clone())),
+    )
+    .await;
+    // No longer leading: the caches stop updating, so the expiry gauge must not show them.
+    if let Ok(mut stores) = ctx.connections.write() {
+        stores.clear();
     }
+}
+
+/// The controller for one scope: its ZoomConnections, the token Secrets it owns there, the
+/// metadata of credentials Secrets there (never their contents), the default app's Secret,
+/// and the public URLs. Every list and watch stays inside `scope`, except the watch of the
+/// default app's one Secret by name.
+async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    let controller = Controller::new(
+        scope.api::<ZoomConnection>(client.clone()),
+        watcher::Config::default(),
+    );
+    let store: Store<ZoomConnection> = controller.store();
+    if let Ok(mut stores) = ctx.connections.write() {
+        stores.push(store.clone());
+    }
+    tracing::info!(%scope, "controller watching");
 
     // Credentials Secrets: metadata only, so the contents of Secrets we do not manage are never
     // cached; a change re-reconciles the connections that reference the Secret by name.
-    let mapper_store = store.clone();
+    let credential_changes = secret_changes(
+        scope.api::<PartialObjectMeta<Secret>>(client.clone()),
+        watcher::Config::default(),
+    );
+    // The default app's Secret usually lives in the platform team's namespace, outside this
+    // scope: watch that one Secret by name. A list/watch with the field selector
+    // metadata.name is authorized against resourceNames, so a one-Secret Role is enough.
+    // (Each scope opens its own watch of that one object: simpler than fanning one stream
+    // out to several controllers, for the price of a few idle watches.)
     let default_app = ctx.config.default_app_secret.clone();
-    let secret_meta: Api<PartialObjectMeta<Secret>> = match namespaces.as_slice() {
-        [ns] => Api::namespaced(client.clone(), ns),
-        _ => Api::all(client.clone()),
+    let credential_changes = match &default_app {
+        Some((dns, dname)) if !scope.covers(dns) => futures::stream::select(
+            credential_changes,
+            secret_changes(
+                Api::namespaced(client.clone(), dns),
+                watcher::Config::default().fields(&format!("metadata.name={dname}")),
+            ),
+        )
+        .boxed(),
+        _ => credential_changes,
     };
-    let credential_changes = watcher(secret_meta, watch_cfg.clone())
-        .default_backoff()
-        .touched_objects()
-        .predicate_filter(
-            kube::runtime::predicates::resource_version,
-            Default::default(),
-        );
     let token_secrets = watcher(
-        secrets,
+        scope.api::<Secret>(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
     )
     .default_backoff()
@@ -112,63 +137,128 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
         kube::runtime::predicates::resource_version,
         Default::default(),
     );
-
     let url_changes =
         tokio_stream::wrappers::WatchStream::from_changes(ctx.urls.clone()).map(|_| ());
-    let allowed: Vec<String> = namespaces.clone();
+
+    let mapper_store = store.clone();
     controller
         .owns_stream(token_secrets)
         .watches_stream(credential_changes, move |secret| {
-            let ns = secret.metadata.namespace.clone().unwrap_or_default();
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            let is_default_app = default_app
-                .as_ref()
-                .is_some_and(|(dns, dname)| *dns == ns && *dname == name);
-            mapper_store
-                .state()
-                .into_iter()
-                .filter(|zc| {
-                    if is_default_app && zc.spec.auth_type == AuthType::DefaultOAuth {
-                        return true;
-                    }
-                    zc.metadata.namespace.as_deref() == Some(ns.as_str())
-                        && zc
-                            .spec
-                            .credentials_ref
-                            .as_ref()
-                            .is_some_and(|r| r.name == name)
-                })
-                .map(|zc| ObjectRef::from_obj(&*zc))
-                .collect::<Vec<_>>()
+            connections_using_secret(
+                &mapper_store.state(),
+                secret.metadata.namespace.as_deref().unwrap_or_default(),
+                secret.metadata.name.as_deref().unwrap_or_default(),
+                default_app.as_ref(),
+            )
         })
         .reconcile_all_on(url_changes)
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
-        .run(
-            move |zc, ctx: Arc<Context>| {
-                let keep = allowed.is_empty()
-                    || allowed
-                        .iter()
-                        .any(|ns| zc.metadata.namespace.as_deref() == Some(ns.as_str()));
-                async move {
-                    if keep {
-                        reconcile(zc, ctx).await
-                    } else {
-                        Ok(Action::await_change())
-                    }
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            let scope = &scope;
+            async move {
+                match result {
+                    Ok(_) => {}
+                    // Reconcile errors are logged by error_policy; a deleted object's queued
+                    // retry finding nothing is expected.
+                    Err(kube::runtime::controller::Error::ReconcilerFailed(..))
+                    | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
+                    Err(e) => tracing::warn!(%scope, error = %e, "controller error"),
                 }
-            },
-            error_policy,
-            ctx,
-        )
-        .for_each(|result| async move {
-            match result {
-                Ok(_) => {}
-                // Reconcile errors are logged by error_policy; a deleted object's queued
-                // retry finding nothing is expected.
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..))
-                | Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
-                Err(e) => tracing::warn!(error = %e, "controller error"),
             }
         })
         .await;
+}
+
+type SecretChanges = BoxStream<'static, Result<PartialObjectMeta<Secret>, watcher::Error>>;
+
+/// Secret metadata that changed (a relist repeats nothing already seen).
+fn secret_changes(api: Api<PartialObjectMeta<Secret>>, cfg: watcher::Config) -> SecretChanges {
+    watcher(api, cfg)
+        .default_backoff()
+        .touched_objects()
+        .predicate_filter(
+            kube::runtime::predicates::resource_version,
+            Default::default(),
+        )
+        .boxed()
+}
+
+/// The connections among `connections` that a change of Secret `namespace/name` affects: those
+/// whose `credentialsRef` names it in their own namespace, and every DefaultOAuth connection
+/// when it is the default app's Secret.
+fn connections_using_secret(
+    connections: &[Arc<ZoomConnection>],
+    namespace: &str,
+    name: &str,
+    default_app: Option<&(String, String)>,
+) -> Vec<ObjectRef<ZoomConnection>> {
+    let is_default_app = default_app.is_some_and(|(dns, dname)| dns == namespace && dname == name);
+    connections
+        .iter()
+        .filter(|zc| {
+            if is_default_app && zc.spec.auth_type == AuthType::DefaultOAuth {
+                return true;
+            }
+            zc.metadata.namespace.as_deref() == Some(namespace)
+                && zc
+                    .spec
+                    .credentials_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name)
+        })
+        .map(|zc| ObjectRef::from_obj(&**zc))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{CredentialsRef, ZoomConnectionSpec};
+
+    fn zc(ns: &str, name: &str, auth_type: AuthType, secret: Option<&str>) -> Arc<ZoomConnection> {
+        let mut spec: ZoomConnectionSpec = serde_json::from_value(serde_json::json!({
+            "authType": auth_type.to_string(),
+        }))
+        .expect("spec");
+        spec.credentials_ref = secret.map(|s| CredentialsRef::with_name(s.to_owned()));
+        let mut zc = ZoomConnection::new(name, spec);
+        zc.metadata.namespace = Some(ns.to_owned());
+        Arc::new(zc)
+    }
+
+    #[test]
+    fn a_secret_change_reaches_the_connections_that_use_it() {
+        let connections = [
+            zc("a", "own", AuthType::PrivateOAuth, Some("app")),
+            zc("a", "other", AuthType::ServerToServer, Some("other-app")),
+            zc("b", "same-name", AuthType::PrivateOAuth, Some("app")),
+            zc("a", "shared", AuthType::DefaultOAuth, None),
+            zc("b", "shared", AuthType::DefaultOAuth, None),
+        ];
+        let default_app = ("platform".to_owned(), "zoom-default".to_owned());
+        // (Secret namespace, Secret name, default app configured, connections to reconcile)
+        let cases: &[(&str, &str, bool, &[&str])] = &[
+            // Only the same namespace: references never cross namespaces.
+            ("a", "app", true, &["a/own"]),
+            ("b", "app", true, &["b/same-name"]),
+            ("a", "unrelated", true, &[]),
+            // The default app reaches DefaultOAuth connections in every namespace.
+            ("platform", "zoom-default", true, &["a/shared", "b/shared"]),
+            ("platform", "zoom-default", false, &[]),
+            ("platform", "other", true, &[]),
+        ];
+        for (ns, name, configured, want) in cases {
+            let got: Vec<String> = connections_using_secret(
+                &connections,
+                ns,
+                name,
+                configured.then_some(&default_app),
+            )
+            .into_iter()
+            .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+            .collect();
+            assert_eq!(got, *want, "{ns}/{name}");
+        }
+    }
 }

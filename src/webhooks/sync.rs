@@ -1,7 +1,8 @@
-//! Keeps the routing index current on every replica (not only the lease holder): a reflector
-//! over ZoomConnections, and a metadata-only watch of Secrets that says when a referenced
-//! credentials Secret changed. Only referenced Secrets are read (GET by name), and only their
-//! secret token and account ID are kept; the contents of other Secrets are never cached.
+//! Keeps the routing index current on every replica (not only the lease holder): per watched
+//! namespace, a reflector over ZoomConnections and a metadata-only watch of Secrets that says
+//! when a referenced credentials Secret changed. Only referenced Secrets are read (GET by
+//! name), and only their secret token and account ID are kept; the contents of other Secrets
+//! are never cached.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::ZoomConnection;
+use crate::config::WatchScope;
 
 use super::index::{wanted_keys, CachedSecret, IndexSettings, RoutingIndex, SecretRef, Snapshot};
 
@@ -30,6 +32,14 @@ const MAX_DELAY: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(2);
 /// Concurrent GETs of credentials Secrets during a rebuild.
 const FETCH_CONCURRENCY: usize = 8;
+
+type ConnectionEvents = BoxStream<
+    'static,
+    (
+        usize,
+        Result<watcher::Event<ZoomConnection>, watcher::Error>,
+    ),
+>;
 
 type SecretMetaEvents = BoxStream<
     'static,
@@ -61,8 +71,10 @@ struct Sync {
     client: Client,
     settings: IndexSettings,
     index: Arc<RoutingIndex>,
-    connections: Store<ZoomConnection>,
-    connections_listed: bool,
+    /// One cache per watched namespace (or one for all namespaces).
+    connections: Vec<Store<ZoomConnection>>,
+    /// Which of those caches have been listed once.
+    listed: Vec<bool>,
     cache: HashMap<SecretRef, CachedSecret>,
     scopes: Vec<Scope>,
     /// Secrets seen during a relist of each watch, to forget those deleted while not watching.
@@ -76,60 +88,72 @@ pub async fn maintain(
     settings: IndexSettings,
     shutdown: CancellationToken,
 ) {
-    let namespaces = settings.watch_namespaces.clone();
-    // One namespace: watch just it (RBAC can then be a Role). Several: watch all and filter,
-    // as the controller does.
+    // Each watched namespace gets its own ZoomConnection reflector and Secret metadata watch,
+    // so nothing outside those namespaces is listed (RBAC can be a Role per namespace). One
+    // store per reflector: a relist replaces the whole store, so reflectors cannot share one.
+    let watch_scopes = WatchScope::from_namespaces(&settings.watch_namespaces);
+    let mut stores = Vec::with_capacity(watch_scopes.len());
+    let mut connection_streams: Vec<ConnectionEvents> = Vec::with_capacity(watch_scopes.len());
     // Api<PartialObjectMeta<Secret>> makes metadata-only requests: Secret contents never
     // arrive through the watch.
-    let (zc_api, secret_api, main_scope): (
-        Api<ZoomConnection>,
-        Api<PartialObjectMeta<Secret>>,
-        Scope,
-    ) = match namespaces.as_slice() {
-        [ns] => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-            Scope::Namespace(ns.clone()),
-        ),
-        _ => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Scope::All,
-        ),
-    };
-    let (reader, writer) = reflector::store();
-    let connections =
-        reflector::reflector(writer, watcher(zc_api, watcher::Config::default())).default_backoff();
-    let mut connections = std::pin::pin!(connections);
-
-    let mut secret_streams: Vec<SecretMetaEvents> =
-        vec![watcher(secret_api, watcher::Config::default())
+    let mut secret_streams: Vec<SecretMetaEvents> = Vec::with_capacity(watch_scopes.len() + 1);
+    let mut scopes = Vec::with_capacity(watch_scopes.len() + 1);
+    for (i, scope) in watch_scopes.iter().enumerate() {
+        let (reader, writer) = reflector::store();
+        stores.push(reader);
+        connection_streams.push(
+            reflector::reflector(
+                writer,
+                watcher(
+                    scope.api::<ZoomConnection>(client.clone()),
+                    watcher::Config::default(),
+                ),
+            )
             .default_backoff()
-            .map(|e| (0, e))
-            .boxed()];
-    let mut scopes = vec![main_scope.clone()];
-    // The default app's Secret usually lives in the platform team's namespace, outside a
-    // single watched namespace: watch that one Secret by name.
+            .map(move |e| (i, e))
+            .boxed(),
+        );
+        let secret_api: Api<PartialObjectMeta<Secret>> = scope.api(client.clone());
+        secret_streams.push(
+            watcher(secret_api, watcher::Config::default())
+                .default_backoff()
+                .map(move |e| (i, e))
+                .boxed(),
+        );
+        scopes.push(match scope {
+            WatchScope::All => Scope::All,
+            WatchScope::Namespace(ns) => Scope::Namespace(ns.clone()),
+        });
+    }
+    // The default app's Secret usually lives in the platform team's namespace, outside the
+    // watched namespaces: watch that one Secret by name.
     if let Some((dns, dname)) = settings.default_app_secret.clone() {
         let default_ref = SecretRef {
             namespace: dns.clone(),
             name: dname.clone(),
         };
-        if !main_scope.covers(&default_ref) {
+        if !scopes.iter().any(|s| s.covers(&default_ref)) {
             let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), &dns);
             let cfg = watcher::Config::default().fields(&format!("metadata.name={dname}"));
-            secret_streams.push(watcher(api, cfg).default_backoff().map(|e| (1, e)).boxed());
+            let watch = secret_streams.len();
+            secret_streams.push(
+                watcher(api, cfg)
+                    .default_backoff()
+                    .map(move |e| (watch, e))
+                    .boxed(),
+            );
             scopes.push(Scope::One(default_ref));
         }
     }
+    let mut connections = stream::select_all(connection_streams);
     let mut secrets = stream::select_all(secret_streams);
 
     let mut sync = Sync {
         client,
         settings,
         index,
-        connections: reader,
-        connections_listed: false,
+        listed: vec![false; stores.len()],
+        connections: stores,
         cache: HashMap::new(),
         scopes,
         relisting: HashMap::new(),
@@ -149,14 +173,18 @@ pub async fn maintain(
             () = shutdown.cancelled() => return,
             event = connections.next() => {
                 match event {
-                    Some(Ok(watcher::Event::InitDone)) => sync.connections_listed = true,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
+                    Some((watch, Ok(watcher::Event::InitDone))) => {
+                        if let Some(listed) = sync.listed.get_mut(watch) {
+                            *listed = true;
+                        }
+                    }
+                    Some((_, Ok(_))) => {}
+                    Some((_, Err(e))) => {
                         tracing::warn!(error = %e, "watching ZoomConnections for webhook routing failed; retrying");
                         continue;
                     }
                     None => {
-                        tracing::error!("the ZoomConnection watch for webhook routing ended");
+                        tracing::error!("the ZoomConnection watches for webhook routing ended");
                         return;
                     }
                 }
@@ -253,10 +281,12 @@ impl Sync {
     /// Reads the referenced Secrets not cached yet and publishes a new snapshot. False when
     /// some Secret could not be read (what was cached before is kept meanwhile).
     async fn rebuild(&mut self) -> bool {
-        if !self.connections_listed {
+        // Until every namespace was listed, a snapshot would miss apps: keep answering "not
+        // ready" rather than 401 to Zoom's requests for them.
+        if !self.listed.iter().all(|l| *l) {
             return true;
         }
-        let connections = self.connections.state();
+        let connections: Vec<_> = self.connections.iter().flat_map(Store::state).collect();
         let wanted = wanted_keys(&connections, &self.settings);
         self.cache.retain(|k, _| wanted.contains_key(k));
         let missing: Vec<_> = wanted

@@ -284,20 +284,31 @@ pub struct Operator {
 /// Without `--public-url`/`--ingress` in `extra`, its public URL is its own listener, so the
 /// URLs in status are reachable from the test.
 pub fn start_operator(ns: &str, extra: &[&str]) -> Operator {
+    let watch = format!("--watch-namespace={ns}");
+    let lease = format!("--lease-namespace={ns}");
+    let args: Vec<&str> = [watch.as_str(), lease.as_str()]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    start_operator_with_args(ns, &args)
+}
+
+/// Starts `zoom-operator run` with `args` as given: only the listeners (and, without
+/// `--public-url`/`--ingress`, the public URL) are added, so the test chooses the watched
+/// namespaces and the lease namespace itself. `label` names its log file.
+pub fn start_operator_with_args(label: &str, args: &[&str]) -> Operator {
     let cp = control_plane();
     let port = free_port();
     let metrics_port = free_port();
-    let log = cp.dir.join(format!("operator-{ns}-{port}.log"));
+    let log = cp.dir.join(format!("operator-{label}-{port}.log"));
     let file = std::fs::File::create(&log).expect("log file");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_zoom-operator"));
     cmd.arg("run")
         .arg(format!("--listen=127.0.0.1:{port}"))
         .arg(format!("--metrics-listen=127.0.0.1:{metrics_port}"))
-        .arg(format!("--watch-namespace={ns}"))
-        .arg(format!("--lease-namespace={ns}"))
-        .args(extra)
+        .args(args)
         .args(
-            (!extra
+            (!args
                 .iter()
                 .any(|a| a.starts_with("--public-url") || a.starts_with("--ingress")))
             .then(|| format!("--public-url=http://127.0.0.1:{port}")),
@@ -312,7 +323,7 @@ pub fn start_operator(ns: &str, extra: &[&str]) -> Operator {
         process: Process {
             child,
             log,
-            name: format!("zoom-operator ({ns})"),
+            name: format!("zoom-operator ({label})"),
         },
         public_url: format!("http://127.0.0.1:{port}"),
         listen: format!("127.0.0.1:{port}"),
