@@ -108,14 +108,6 @@ fn now_secs() -> i64 {
         .unwrap_or_default()
 }
 
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("http client")
-}
-
 struct Answer {
     status: u16,
     body: String,

@@ -9,16 +9,7 @@ use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use reqwest::redirect::Policy;
 use reqwest::StatusCode;
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
 
 async fn holder(client: &kube::Client, ns: &str) -> Option<String> {
     Api::<Lease>::namespaced(client.clone(), ns)

@@ -10,21 +10,12 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use zoom_operator::api::ZoomConnection;
 
 const CLIENT_ID: &str = "oauth-client-id";
 const CLIENT_SECRET: &str = "oauth-client-secret-value";
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client")
-}
 
 fn sim_app(extra: &str) -> String {
     format!("--app=kind=oauth,client_id={CLIENT_ID},client_secret={CLIENT_SECRET},account_id=acc-1,user_id=user-1,email=owner@example.com{extra}")

@@ -223,6 +223,15 @@ pub async fn wait_condition(
     .await
 }
 
+/// An HTTP client that does not follow redirects, so tests see each hop of a browser flow.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
