@@ -540,6 +540,22 @@ async fn server_to_server_mints_tokens_without_a_browser() {
             .is_none(),
         "no browser step"
     );
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let account = eventually(
+        "status.account from /v2/users/me",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+                zc.status
+                    .and_then(|s| s.account)
+                    .ok_or_else(|| "no account yet".to_owned())
+            }
+        },
+    )
+    .await;
+    assert_eq!(account.account_id.as_deref(), Some("acc-9"));
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let first = secrets.get("bot-zoom-token").await.expect("secret");
     assert!(key(&first, "access_token").is_some());

@@ -67,6 +67,25 @@ pub async fn renew(
         Ok(grant) => {
             ctx.metrics.token_request(&label, "ok");
             let client_id = app.client_id.clone();
+            // A Server-to-Server grant has no browser step to learn the account from: ask
+            // users/me once (best effort; the token is stored either way). Its token does not
+            // rotate, so asking before storing it risks nothing.
+            let account = match (auth_type, &record.account) {
+                (AuthType::ServerToServer, None) => {
+                    match ctx.zoom.users_me(&grant.access_token).await {
+                        Ok(user) => Some(crate::api::ZoomAccount {
+                            account_id: user.account_id.or_else(|| app.account_id.clone()),
+                            user_id: Some(user.id),
+                            email: user.email,
+                        }),
+                        Err(e) => {
+                            tracing::warn!(connection = %name(zc), error = %e, "reading /v2/users/me failed");
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
             let written = store
                 .update(zc, |current| {
                     if auth_type.is_oauth() && current_refresh_token(current) != used_refresh_token
@@ -75,6 +94,9 @@ pub async fn renew(
                         return Ok::<_, ()>(Change::Keep);
                     }
                     store_grant(current, grant.clone(), &client_id, now);
+                    if account.is_some() {
+                        current.account = account.clone();
+                    }
                     if requested.is_some() {
                         current.refresh_handled = requested.clone();
                     }
