@@ -332,20 +332,6 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
 async fn a_foreign_secret_is_never_taken_over() {
     let client = client().await;
     let ns = namespace(&client, "foreign").await;
-    let sim = start_zoom_sim(&[
-        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-1",
-    ]);
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", "acc-1"),
-        ],
-    )
-    .await;
     put_secret(
         &client,
         &ns,
@@ -353,14 +339,14 @@ async fn a_foreign_secret_is_never_taken_over() {
         &[("access_token", "someone-elses")],
     )
     .await;
-    let _op = start_operator(
+    let (_sim, _op) = start_s2s(
+        &client,
         &ns,
-        &[
-            "--public-url=https://zoom.example.com",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
+        "acc-1",
+        &[],
+        &["--public-url=https://zoom.example.com"],
+    )
+    .await;
     apply_zc(
         &client,
         &ns,
@@ -387,28 +373,14 @@ async fn a_foreign_secret_is_never_taken_over() {
 async fn deleting_the_connection_collects_its_token_secret() {
     let client = client().await;
     let ns = namespace(&client, "delete").await;
-    let sim = start_zoom_sim(&[
-        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-1",
-    ]);
-    put_secret(
+    let (_sim, _op) = start_s2s(
         &client,
         &ns,
-        "zoom-app",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", "acc-1"),
-        ],
+        "acc-1",
+        &[],
+        &["--public-url=https://zoom.example.com"],
     )
     .await;
-    let _op = start_operator(
-        &ns,
-        &[
-            "--public-url=https://zoom.example.com",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
     apply_zc(
         &client,
         &ns,
@@ -427,19 +399,11 @@ async fn deleting_the_connection_collects_its_token_secret() {
     zcs.delete("bot", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually(
+    wait_deleted(
+        &secrets,
+        "bot-zoom-token",
         "the token Secret to be garbage-collected",
         Duration::from_secs(90),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                match secrets.get_opt("bot-zoom-token").await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(_)) => Err("still present".to_owned()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        },
     )
     .await;
     // The credentials Secret is the team's: it stays.

@@ -509,28 +509,7 @@ async fn zoom_outage_is_reported_and_recovers() {
 async fn server_to_server_mints_tokens_without_a_browser() {
     let client = client().await;
     let ns = namespace(&client, "s2s").await;
-    let sim = start_zoom_sim(&[
-        "--token-lifetime=20",
-        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-9",
-    ]);
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", "acc-9"),
-        ],
-    )
-    .await;
-    let _op = start_operator(
-        &ns,
-        &[
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
+    let (_sim, _op) = start_s2s(&client, &ns, "acc-9", &["--token-lifetime=20"], &[]).await;
     apply_zc(&client, &ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: ServerToServer, credentialsRef: {name: zoom-app}, refreshBefore: 5s}\n").await;
     let zc = wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
     assert!(
@@ -732,30 +711,10 @@ async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
         .unwrap_or_default()
         .contains(&"zoom-operator.io/revoke".to_owned()));
 
-    let gone = |name: &'static str| {
-        let api = api.clone();
-        async move {
-            eventually(
-                &format!("{name} to be deleted"),
-                Duration::from_secs(90),
-                || {
-                    let api = api.clone();
-                    async move {
-                        match api.get_opt(name).await {
-                            Ok(None) => Ok(()),
-                            Ok(Some(_)) => Err("still there".to_owned()),
-                            Err(e) => Err(e.to_string()),
-                        }
-                    }
-                },
-            )
-            .await
-        }
-    };
     api.delete("bot", &DeleteParams::default())
         .await
         .expect("delete");
-    gone("bot").await;
+    wait_deleted(&api, "bot", "bot to be deleted", Duration::from_secs(90)).await;
     assert_eq!(sim_stats(&env.sim).await["revokes"], 1);
 
     // Zoom down: bounded retries, then the finalizer goes with a Warning Event.
@@ -768,7 +727,13 @@ async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
     api.delete("stuck", &DeleteParams::default())
         .await
         .expect("delete");
-    gone("stuck").await;
+    wait_deleted(
+        &api,
+        "stuck",
+        "stuck to be deleted",
+        Duration::from_secs(90),
+    )
+    .await;
     let events: Api<k8s_openapi::api::events::v1::Event> =
         Api::namespaced(env.client.clone(), &env.ns);
     let list = events.list(&Default::default()).await.expect("events");

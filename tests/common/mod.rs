@@ -195,6 +195,24 @@ where
     }
 }
 
+/// Waits until `name` no longer exists (deleted, finalizers done, or garbage-collected).
+pub async fn wait_deleted<K>(api: &Api<K>, name: &str, what: &str, timeout: Duration)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(what, timeout, || {
+        let api = api.clone();
+        async move {
+            match api.get_opt(name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err("still present".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+}
+
 /// Waits for a condition on a connection to have `status` and `reason`.
 pub async fn wait_condition(
     client: &Client,
@@ -351,6 +369,41 @@ pub fn zoom_sim_binary() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// A Server-to-Server app at a fresh zoom-sim (client `s2s-id`/`s2s-secret`, the given
+/// account), its credentials Secret `zoom-app` in `ns`, and an operator pointed at the sim.
+pub async fn start_s2s(
+    client: &Client,
+    ns: &str,
+    account_id: &str,
+    sim_args: &[&str],
+    operator_args: &[&str],
+) -> (ZoomSim, Operator) {
+    let app =
+        format!("--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id={account_id}");
+    let mut args = sim_args.to_vec();
+    args.push(&app);
+    let sim = start_zoom_sim(&args);
+    put_secret(
+        client,
+        ns,
+        "zoom-app",
+        &[
+            ("clientId", "s2s-id"),
+            ("clientSecret", "s2s-secret"),
+            ("accountId", account_id),
+        ],
+    )
+    .await;
+    let zoom = [
+        format!("--zoom-oauth-url={}", sim.url),
+        format!("--zoom-api-url={}", sim.url),
+    ];
+    let mut args: Vec<&str> = zoom.iter().map(String::as_str).collect();
+    args.extend_from_slice(operator_args);
+    let op = start_operator(ns, &args);
+    (sim, op)
 }
 
 pub struct ZoomSim {
