@@ -49,6 +49,10 @@ readonly K8S_CACHE="${CACHE_ROOT}/kubernetes-${K8S_VERSION}"
 readonly BIN_DIR="${K8S_CACHE}/bin"
 readonly APISERVER_BIN="${BIN_DIR}/kube-apiserver"
 readonly KCM_BIN="${BIN_DIR}/kube-controller-manager"
+# The node components are built in the same make run (shared compile) for the
+# real-node cluster (hack/cluster.sh); the control plane alone does not use them.
+readonly NODE_BINS=(kube-scheduler kubelet kube-proxy)
+readonly STAMP_VALUE="v${K8S_VERSION}+node"
 readonly STAMP="${BIN_DIR}/.verified"
 readonly ETCD_BIN=/usr/bin/etcd
 readonly DEB_SRC_LIST=/etc/apt/sources.list.d/zoom-operator-deb-src.sources
@@ -194,14 +198,18 @@ binary_ok() {
 }
 
 binaries_ok() {
-  binary_ok "${APISERVER_BIN}" && binary_ok "${KCM_BIN}"
+  binary_ok "${APISERVER_BIN}" && binary_ok "${KCM_BIN}" || return 1
+  local b
+  for b in "${NODE_BINS[@]}"; do
+    binary_ok "${BIN_DIR}/${b}" || return 1
+  done
 }
 
 # Cheap check used by `start`: the stamp is only written after the binaries
 # passed binary_ok, so this avoids exec'ing two 100 MB binaries every start.
 binaries_stamped() {
   [[ -x ${APISERVER_BIN} && -x ${KCM_BIN} && -f ${STAMP} ]] &&
-    [[ "$(<"${STAMP}")" == "v${K8S_VERSION}" ]]
+    [[ "$(<"${STAMP}")" == "${STAMP_VALUE}" ]]
 }
 
 runtime_ok() {
@@ -215,7 +223,7 @@ cmd_build() {
     return 0
   fi
   if binaries_ok && runtime_ok; then
-    [[ -f ${STAMP} ]] || echo "v${K8S_VERSION}" >"${STAMP}" 2>/dev/null || true
+    [[ -f ${STAMP} ]] || echo "${STAMP_VALUE}" >"${STAMP}" 2>/dev/null || true
     return 0
   fi
   as_root mkdir -p "${K8S_CACHE}"
@@ -230,7 +238,7 @@ cmd_build() {
   if ! binaries_ok; then
     build_binaries
   fi
-  echo "v${K8S_VERSION}" >"${STAMP}"
+  echo "${STAMP_VALUE}" >"${STAMP}"
   exec {lock_fd}>&-
 }
 
@@ -274,17 +282,18 @@ build_binaries() {
   if ! (cd "${tree}" && env -u GOROOT -u GOPATH PATH="/usr/lib/go/bin:${PATH}" \
     HOME="${work}/home" GOCACHE="${work}/gocache" \
     CGO_ENABLED=0 GOFLAGS=-mod=vendor GOPROXY=off GO111MODULE=on \
-    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >"${work}/make.log" 2>&1); then
+    make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kube-scheduler cmd/kubelet cmd/kube-proxy" >"${work}/make.log" 2>&1); then
     tail -n 60 "${work}/make.log" >&2
     die "kubernetes build failed; full log in ${work}/make.log"
   fi
 
   local out="${tree}/_output/bin"
   mkdir -p "${work}/bin"
-  install -m 0755 "${out}/kube-apiserver" "${out}/kube-controller-manager" "${work}/bin/"
-  if ! binary_ok "${work}/bin/kube-apiserver" || ! binary_ok "${work}/bin/kube-controller-manager"; then
-    die "the built binaries do not report v${K8S_VERSION}"
-  fi
+  local b
+  for b in kube-apiserver kube-controller-manager "${NODE_BINS[@]}"; do
+    install -m 0755 "${out}/${b}" "${work}/bin/"
+    binary_ok "${work}/bin/${b}" || die "the built ${b} does not report v${K8S_VERSION}"
+  done
   rm -rf "${BIN_DIR}"
   mv "${work}/bin" "${BIN_DIR}"
   rm -rf "${work}"
