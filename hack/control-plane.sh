@@ -62,7 +62,7 @@ readonly SCRIPT
 # Packages needed to run a control plane, and additionally to build one.
 readonly RUNTIME_PKGS=(etcd-server openssl curl util-linux)
 readonly BUILD_PKGS=(golang-go golang-github-modern-go-reflect2-dev dpkg-dev
-  xz-utils rsync make)
+  xz-utils rsync make gcc libc6-dev)
 readonly REFLECT2_SRC=/usr/share/gocode/src/github.com/modern-go/reflect2
 
 # Controllers we run: enough for owner-reference garbage collection, namespace
@@ -203,6 +203,7 @@ binaries_ok() {
   for b in "${NODE_BINS[@]}"; do
     binary_ok "${BIN_DIR}/${b}" || return 1
   done
+  [[ -x ${BIN_DIR}/pause ]]
 }
 
 # Cheap check used by `start`: the stamp is only written after the binaries
@@ -294,6 +295,11 @@ build_binaries() {
     install -m 0755 "${out}/${b}" "${work}/bin/"
     binary_ok "${work}/bin/${b}" || die "the built ${b} does not report v${K8S_VERSION}"
   done
+  # The Pod sandbox ("pause") binary, for the real-node cluster's local pause image:
+  # the tree's own source, linked statically so the image needs no libc.
+  gcc -Os -static -o "${work}/bin/pause" "${tree}/build/pause/linux/pause.c" ||
+    die "building the pause binary failed (gcc with static glibc, package libc6-dev)"
+  strip "${work}/bin/pause" 2>/dev/null || true
   rm -rf "${BIN_DIR}"
   mv "${work}/bin" "${BIN_DIR}"
   rm -rf "${work}"
