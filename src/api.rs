@@ -14,6 +14,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::GO_DURATION_PATTERN;
+use crate::validation::{
+    DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, SINK_PATH_MAX,
+    SINK_PATH_PATTERN,
+};
 
 pub const GROUP: &str = "zoom-operator.io";
 /// Field manager for everything the controller writes.
@@ -52,6 +56,7 @@ pub struct ZoomConnectionSpec {
 
     /// Name of the Secret the operator writes tokens into. Default: `<name>-zoom-token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = DNS_SUBDOMAIN_MAX), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub token_secret_name: Option<String>,
 
     /// Extra labels and annotations for the token Secret.
@@ -108,7 +113,7 @@ impl std::fmt::Display for AuthType {
 #[serde(rename_all = "camelCase")]
 pub struct CredentialsRef {
     /// Name of a Secret in the same namespace.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = DNS_SUBDOMAIN_MAX), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
     #[serde(default = "default_client_id_key")]
     pub client_id_key: String,
@@ -175,9 +180,14 @@ pub struct SinkSpec {
 pub struct SinkRef {
     #[serde(default = "default_sink_kind")]
     pub kind: String,
+    /// A Service name (DNS-1123 label) in the connection's namespace.
+    #[schemars(length(min = 1, max = DNS_LABEL_MAX), regex(pattern = DNS_LABEL_PATTERN))]
     pub name: String,
+    #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
+    /// Absolute path, without query or fragment. Default `/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = SINK_PATH_MAX), regex(pattern = SINK_PATH_PATTERN))]
     pub path: Option<String>,
 }
 

@@ -19,5 +19,6 @@ pub mod signing;
 pub mod sink;
 pub mod token_secret;
 pub mod urls;
+pub mod validation;
 pub mod webhooks;
 pub mod zoom;

@@ -104,6 +104,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         signing,
         urls: url_rx.clone(),
         retries: Mutex::new(Default::default()),
+        forced_refreshes: Mutex::new(Default::default()),
         connections: connections.clone(),
     });
     registry.register_collector(Box::new(ExpiryCollector { slot: connections }));

@@ -148,6 +148,67 @@ fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// How many used OAuth states are remembered at most. Each one stands for a code that was
+/// actually exchanged within the last 10 minutes; more than this means a flood, and the
+/// oldest are forgotten (a forgotten state is still only good with a fresh code from Zoom for
+/// the same PKCE challenge, which Zoom issues once).
+pub const MAX_CONSUMED_STATES: usize = 64;
+
+/// An annotation parsed as the untrusted input it is (tenants can edit their token Secret's
+/// annotations): a value that does not parse is treated as absent, and said so in the log
+/// (without the value, which could be anything).
+fn parsed<T: std::str::FromStr>(secret: &Secret, key: &str) -> Option<T> {
+    let raw = annotation(secret, key)?;
+    match raw.trim().parse() {
+        Ok(value) => Some(value),
+        Err(_) => {
+            tracing::warn!(
+                secret = %format!("{}/{}", secret.metadata.namespace.as_deref().unwrap_or_default(), secret.metadata.name.as_deref().unwrap_or_default()),
+                annotation = key,
+                "ignoring an unreadable annotation on the token Secret (treated as absent)"
+            );
+            None
+        }
+    }
+}
+
+/// The remembered states: `nonce@expiry,...`. Malformed entries are skipped, and no more than
+/// a bounded number is read, however long the annotation is.
+fn consumed_states(secret: &Secret) -> Vec<(String, Timestamp)> {
+    let Some(value) = annotation(secret, annotations::CONSUMED_STATES) else {
+        return Vec::new();
+    };
+    value
+        .split(',')
+        .take(MAX_CONSUMED_STATES.saturating_mul(4))
+        .filter_map(|entry| {
+            let (nonce, expiry) = entry.split_once('@')?;
+            if nonce.is_empty() || nonce.len() > 64 {
+                return None;
+            }
+            Some((nonce.to_owned(), expiry.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Records a state as used, forgetting expired ones and, past [`MAX_CONSUMED_STATES`], the
+/// ones that expire first. Pure; `now` is passed in.
+pub fn remember_state(
+    record: &mut TokenRecord,
+    nonce: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) {
+    record.consumed_states.retain(|(_, expiry)| *expiry > now);
+    record.consumed_states.push((nonce.to_owned(), expires_at));
+    if record.consumed_states.len() > MAX_CONSUMED_STATES {
+        record
+            .consumed_states
+            .sort_by_key(|(_, expiry)| std::cmp::Reverse(*expiry));
+        record.consumed_states.truncate(MAX_CONSUMED_STATES);
+    }
+}
+
 /// Reads a token Secret. Garbled bookkeeping is treated as absent rather than failing the
 /// reconcile: the worst outcome is an early refresh.
 pub fn read_record(secret: &Secret) -> TokenRecord {
@@ -170,20 +231,10 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
         };
         (a != ZoomAccount::default()).then_some(a)
     };
-    let consumed_states = annotation(secret, annotations::CONSUMED_STATES)
-        .map(|v| {
-            v.split(',')
-                .filter_map(|entry| {
-                    let (nonce, expiry) = entry.split_once('@')?;
-                    Some((nonce.to_owned(), expiry.parse().ok()?))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let consumed_states = consumed_states(secret);
     TokenRecord {
         grant,
-        last_refresh_time: annotation(secret, annotations::LAST_REFRESH_TIME)
-            .and_then(|v| v.parse().ok()),
+        last_refresh_time: parsed(secret, annotations::LAST_REFRESH_TIME),
         client_id: annotation(secret, annotations::CLIENT_ID).map(str::to_owned),
         account,
         grant_problem: annotation(secret, annotations::GRANT_PROBLEM).map(|reason| {
@@ -194,9 +245,7 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
                     .to_owned(),
             )
         }),
-        failed_refresh_attempts: annotation(secret, annotations::FAILED_REFRESH_ATTEMPTS)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0),
+        failed_refresh_attempts: parsed(secret, annotations::FAILED_REFRESH_ATTEMPTS).unwrap_or(0),
         last_failure: annotation(secret, annotations::LAST_FAILURE).map(str::to_owned),
         refresh_handled: annotation(secret, annotations::REFRESH_HANDLED).map(str::to_owned),
         consumed_states,
@@ -487,6 +536,60 @@ mod tests {
         r.sink_problem = None;
         let secret = build_secret(&zc, &r, ts("2026-11-29T09:05:00Z"));
         assert_eq!(read_record(&secret).sink_problem, None);
+    }
+
+    #[test]
+    fn tenant_edited_annotations_are_untrusted_input() {
+        let now = ts("2026-11-29T09:05:00Z");
+        let mut secret = build_secret(&zc(), &record(), now);
+        let ann = secret
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new);
+        ann.insert(annotations::LAST_REFRESH_TIME.into(), "yesterday".into());
+        ann.insert(
+            annotations::FAILED_REFRESH_ATTEMPTS.into(),
+            "99999999999999999999".into(),
+        );
+        let flood: Vec<String> = (0..10_000)
+            .map(|i| format!("n{i}@2026-11-29T09:10:00Z"))
+            .collect();
+        ann.insert(
+            annotations::CONSUMED_STATES.into(),
+            flood.join(",") + ",@,x@y,,",
+        );
+        let back = read_record(&secret);
+        assert_eq!(back.last_refresh_time, None);
+        assert_eq!(back.failed_refresh_attempts, 0);
+        assert_eq!(back.consumed_states.len(), MAX_CONSUMED_STATES * 4);
+        assert!(back.grant.is_some(), "the tokens themselves are kept");
+    }
+
+    #[test]
+    fn remembered_states_are_bounded() {
+        let now = ts("2026-11-29T09:00:00Z");
+        let mut r = TokenRecord::default();
+        r.consumed_states
+            .push(("expired".into(), ts("2026-11-29T08:59:59Z")));
+        for i in 0..500i64 {
+            let expiry = now
+                .checked_add(jiff::SignedDuration::from_secs(600 + i))
+                .expect("ts");
+            remember_state(&mut r, &format!("n{i}"), expiry, now);
+        }
+        assert_eq!(r.consumed_states.len(), MAX_CONSUMED_STATES);
+        assert!(
+            r.consumed_states.iter().any(|(n, _)| n == "n499"),
+            "the newest is kept"
+        );
+        assert!(!r.consumed_states.iter().any(|(n, _)| n == "expired"));
+        let secret = build_secret(&zc(), &r, now);
+        let size = secret
+            .metadata
+            .annotations
+            .as_ref()
+            .map(|a| a[annotations::CONSUMED_STATES].len());
+        assert!(size.is_some_and(|s| s < 4096), "{size:?}");
     }
 
     #[test]

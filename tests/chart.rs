@@ -45,6 +45,7 @@ const CONNECTION_RULES: &[&str] = &[
     "core/secrets watch",
     "core/secrets create",
     "core/secrets update",
+    "core/services get",
     "events.k8s.io/events create",
     "events.k8s.io/events patch",
 ];
@@ -275,6 +276,7 @@ fn assert_least_privilege(r: &Rendered, service_account: &str) {
         "zoom-operator.io/zoomconnections",
         "zoom-operator.io/zoomconnections/status",
         "core/secrets",
+        "core/services",
         "events.k8s.io/events",
         "coordination.k8s.io/leases",
     ];

@@ -43,6 +43,9 @@ pub struct Context {
     pub signing: SigningKey,
     pub urls: watch::Receiver<UrlState>,
     pub retries: Mutex<HashMap<String, RetryState>>,
+    /// When each connection (by UID) was last renewed on request, for the forced-refresh rate
+    /// limit. In memory on purpose: the token Secret's annotations are tenant-writable.
+    pub forced_refreshes: Mutex<HashMap<String, Timestamp>>,
     /// The controller's caches, one per watched namespace (or one for all namespaces), while
     /// this replica leads; empty otherwise. Read at scrape time by the expiry gauge.
     pub connections: Arc<std::sync::RwLock<Vec<Store<ZoomConnection>>>>,
@@ -128,6 +131,16 @@ impl Context {
 impl Context {
     pub(super) fn retry_state(&self, uid: &str) -> Option<RetryState> {
         self.retries.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(super) fn last_forced_refresh(&self, uid: &str) -> Option<Timestamp> {
+        self.forced_refreshes.lock().ok()?.get(uid).copied()
+    }
+
+    pub(super) fn note_forced_refresh(&self, uid: &str, at: Timestamp) {
+        if let Ok(mut map) = self.forced_refreshes.lock() {
+            map.insert(uid.to_owned(), at);
+        }
     }
 
     pub(super) fn set_retry_state(&self, uid: &str, state: Option<RetryState>) {

@@ -25,10 +25,9 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::api::{AuthType, ZoomConnection};
+use crate::api::ZoomConnection;
 use crate::conditions::{self, Verdict};
 use crate::credentials::{AppCredentials, CredentialsProblem};
-use crate::duration::parse_go_duration;
 use crate::metrics::ResultLabels;
 use crate::signing::TICKET_LIFETIME_SECS;
 use crate::token_secret::Ownership;
@@ -56,28 +55,9 @@ impl Error {
     }
 }
 
-/// Problems the schema cannot catch on every API server version.
+/// Problems the schema cannot catch on every API server version (`crate::validation`).
 pub fn validate(zc: &ZoomConnection) -> Result<Duration, String> {
-    let refresh_before = parse_go_duration(&zc.spec.refresh_before)
-        .map_err(|e| format!("spec.refreshBefore: {e}"))?;
-    match (zc.spec.auth_type, &zc.spec.credentials_ref) {
-        (AuthType::DefaultOAuth, Some(_)) => {
-            return Err("spec.credentialsRef must not be set for authType DefaultOAuth: the operator-wide default app is used".to_owned())
-        }
-        (AuthType::PrivateOAuth | AuthType::ServerToServer, None) => {
-            return Err(format!(
-                "spec.credentialsRef is required for authType {}",
-                zc.spec.auth_type
-            ))
-        }
-        _ => {}
-    }
-    if let Some(sink) = zc.spec.events.as_ref().map(|e| &e.sink) {
-        if sink.uri.is_some() == sink.service_ref.is_some() {
-            return Err("spec.events.sink must set exactly one of uri or ref".to_owned());
-        }
-    }
-    Ok(refresh_before)
+    crate::validation::validate_spec(&zc.spec).map_err(|e| e.0)
 }
 
 async fn reconcile(zc: Arc<ZoomConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -128,7 +108,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
             .annotations()
             .get(crate::api::REFRESH_REQUESTED_ANNOTATION)
             .map(String::as_str);
-        let decision = schedule::decide(&TokenInputs {
+        let inputs = TokenInputs {
             auth_type: zc.spec.auth_type,
             record: &record,
             refresh_before: *refresh_before,
@@ -139,12 +119,22 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
                 .as_ref()
                 .is_none_or(|r| r.credentials_version != credentials_version),
             jitter_seed,
-        });
+            last_forced_refresh: ctx.last_forced_refresh(&uid),
+        };
+        let decision = schedule::decide(&inputs);
+        if let (TokenDecision::Idle { .. }, Some(until)) =
+            (decision, schedule::forced_refresh_deferred_until(&inputs))
+        {
+            publish_refresh_deferred(ctx, zc, until).await;
+        }
         match decision {
             TokenDecision::Idle { next_check: at } => next_check = at,
             TokenDecision::BackOff { until } => next_check = Some(until),
             TokenDecision::Renew(reason) => {
                 tracing::info!(connection = %format!("{ns}/{}", zc.name_any()), reason = reason.as_str(), "renewing token");
+                if reason == schedule::RenewReason::Requested {
+                    ctx.note_forced_refresh(&uid, now);
+                }
                 let outcome = renew::renew(ctx, zc, app, &record).await?;
                 (ownership, record) = store.read(zc).await?;
                 match outcome {
@@ -154,9 +144,11 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
                             retry_after,
                             jitter_seed,
                         );
-                        let until = Timestamp::now()
-                            .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or_default())
-                            .unwrap_or(now);
+                        let until = schedule::retry_not_before(
+                            Timestamp::now(),
+                            delay,
+                            record.grant.as_ref().map(|g| g.expires_at),
+                        );
                         ctx.set_retry_state(
                             &uid,
                             Some(RetryState {
@@ -184,7 +176,14 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
     };
 
     let authorize_url = authorize_url(zc, ctx, &urls, now);
-    let events = events_verdict(zc, ctx, &credentials, &record);
+    let sink_service = match zc.spec.events.as_ref() {
+        Some(e) => {
+            crate::sink::check_sink_service(&ctx.client, &e.sink, &ns, &ctx.config.allow_sink_hosts)
+                .await
+        }
+        None => None,
+    };
+    let events = events_verdict(zc, ctx, &credentials, &record, sink_service);
     let observation = status::Observation {
         zc,
         now,
@@ -264,7 +263,7 @@ fn authorize_url(
         let keep = url::Url::parse(&existing).ok().and_then(|u| {
             let ticket = u.query_pairs().find(|(k, _)| k == "ticket")?.1.into_owned();
             let claims = ctx.signing.verify_ticket(&ticket, now).ok()?;
-            let fresh = claims.exp - now.as_second() > TICKET_LIFETIME_SECS / 2;
+            let fresh = claims.exp.saturating_sub(now.as_second()) > TICKET_LIFETIME_SECS / 2;
             let same = claims.uid == uid && existing == urls.authorize_url(ns, name, &ticket);
             (fresh && same).then_some(existing.clone())
         });
@@ -285,7 +284,7 @@ fn ticket_renewal_at(zc: &ZoomConnection) -> Option<Timestamp> {
         .into_owned();
     // Only the expiry is read, to schedule the renewal; nothing trusts it.
     let claims = crate::signing::Claims::peek(&ticket)?;
-    Timestamp::from_second(claims.exp - TICKET_LIFETIME_SECS / 2).ok()
+    Timestamp::from_second(claims.exp.checked_sub(TICKET_LIFETIME_SECS / 2)?).ok()
 }
 
 /// `EventsReady`, present only when events can apply: a sink is configured or the app has a
@@ -296,6 +295,7 @@ fn events_verdict(
     ctx: &Context,
     creds: &Result<AppCredentials, CredentialsProblem>,
     record: &crate::token_secret::TokenRecord,
+    sink_service: Option<crate::sink::SinkProblem>,
 ) -> Option<Verdict> {
     let has_token = creds.as_ref().is_ok_and(|c| c.secret_token.is_some());
     let sink = zc.spec.events.as_ref().map(|e| &e.sink);
@@ -317,15 +317,19 @@ fn events_verdict(
     }
     if let Some(sink) = sink {
         let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
-        let url = match crate::sink::resolve(sink, ns, &ctx.config.allow_sink_hosts) {
-            Ok(url) => url,
-            Err(problem) => {
+        // The pure policy first, then the Service itself (an ExternalName points anywhere).
+        let url = match (
+            crate::sink::resolve(sink, ns, &ctx.config.allow_sink_hosts),
+            sink_service,
+        ) {
+            (Err(problem), _) | (Ok(_), Some(problem)) => {
                 return Some(Verdict::failed(
                     conditions::EVENTS_READY,
                     "SinkNotAllowed",
                     problem.0,
                 ))
             }
+            (Ok(url), None) => url,
         };
         // Only a failure of the sink that is configured now counts: after a spec fix the old
         // sink's failure is history.
@@ -352,6 +356,25 @@ fn events_verdict(
         "Ready",
         "Verified events are received (no sink configured)",
     ))
+}
+
+/// Says why a requested refresh has not happened yet (api.md: forced refreshes are limited
+/// to one a minute per connection).
+async fn publish_refresh_deferred(ctx: &Context, zc: &ZoomConnection, until: Timestamp) {
+    let event = KubeEvent {
+        type_: EventType::Normal,
+        reason: "RefreshRateLimited".to_owned(),
+        note: Some(format!(
+            "A refresh was requested with {}; forced refreshes are limited to one per minute per connection, so it happens at {}",
+            crate::api::REFRESH_REQUESTED_ANNOTATION,
+            crate::token_secret::rfc3339(until)
+        )),
+        action: "Refresh".to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &zc.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish event");
+    }
 }
 
 async fn publish_transitions(

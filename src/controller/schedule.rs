@@ -18,6 +18,11 @@ pub const AUTHORIZATION_FAILED: &str = "AuthorizationFailed";
 
 const MIN_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A `Retry-After` longer than this is not believed: it would park the connection for good.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// Forced refreshes (`zoom-operator.io/refresh-requested`) are rate-limited per connection: a
+/// tenant may not hammer Zoom's token endpoint, least of all with the platform's default app.
+pub const FORCED_REFRESH_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RenewReason {
@@ -72,29 +77,74 @@ pub struct TokenInputs<'a> {
     pub credentials_changed: bool,
     /// Stable per connection, so the jitter does not move on every pass.
     pub jitter_seed: u64,
+    /// When this process last renewed the grant on request (kept in memory, because the
+    /// token Secret's annotations are the tenant's to edit).
+    pub last_forced_refresh: Option<Timestamp>,
 }
+
+/// When a pending forced refresh may happen, if not now: one per [`FORCED_REFRESH_INTERVAL`]
+/// after the last renewal of any kind (the later of the Secret's record and this process's).
+pub fn forced_refresh_deferred_until(input: &TokenInputs<'_>) -> Option<Timestamp> {
+    let requested = input.requested.filter(|v| !v.is_empty())?;
+    if input.record.refresh_handled.as_deref() == Some(requested) {
+        return None;
+    }
+    let last = input
+        .record
+        .last_refresh_time
+        .max(input.last_forced_refresh)?;
+    let allowed = last
+        .checked_add(FORCED_REFRESH_INTERVAL)
+        .unwrap_or(Timestamp::MAX);
+    (allowed > input.now).then_some(allowed)
+}
+
+/// Zoom access tokens live one hour (`expires_in` 3599 or 3600). When the token Secret does
+/// not say when the token was issued (its annotation is tenant-writable and may be gone), the
+/// lead is capped at half of that, as if the token were a fresh Zoom token.
+const ASSUMED_LIFETIME: SignedDuration = SignedDuration::from_secs(3600);
 
 /// When a grant is due for renewal: `refreshBefore` ahead of expiry, but never earlier than
 /// half-way through the token's life (a 10m lead on a 30s token would renew in a hot loop),
 /// minus up to 10% jitter so a fleet of connections does not renew in lock step.
+///
+/// Total over every input: arithmetic saturates, and a moment before the earliest time jiff
+/// can represent means "due now" (`Timestamp::MIN`), never a panic.
 pub fn renew_at(
     record: &TokenRecord,
     refresh_before: Duration,
     jitter_seed: u64,
 ) -> Option<Timestamp> {
     let grant = record.grant.as_ref()?;
-    let mut lead = SignedDuration::try_from(refresh_before).unwrap_or(SignedDuration::MAX);
-    if let Some(issued) = record.last_refresh_time {
-        let lifetime = grant.expires_at.duration_since(issued);
-        if lifetime > SignedDuration::ZERO {
-            lead = lead.min(lifetime / 2);
-        }
-    }
+    let lead = SignedDuration::try_from(refresh_before).unwrap_or(SignedDuration::MAX);
+    let lifetime = record
+        .last_refresh_time
+        .map(|issued| grant.expires_at.duration_since(issued))
+        .filter(|l| *l > SignedDuration::ZERO)
+        .unwrap_or(ASSUMED_LIFETIME);
+    let lead = lead.min(lifetime / 2);
     let jitter_permille = i32::try_from(jitter_seed % 100).unwrap_or(0);
     let jitter = (lead / 1000)
         .checked_mul(jitter_permille)
         .unwrap_or(SignedDuration::ZERO);
-    grant.expires_at.checked_sub(lead + jitter).ok()
+    let lead = lead.saturating_add(jitter);
+    Some(grant.expires_at.checked_sub(lead).unwrap_or(Timestamp::MIN))
+}
+
+/// When a failed renewal may be tried again: after `delay` (backoff, or Zoom's `Retry-After`),
+/// but never later than the token's expiry, so a long `Retry-After` cannot leave a connection
+/// without a token any longer than it takes to find out.
+pub fn retry_not_before(
+    now: Timestamp,
+    delay: Duration,
+    expires_at: Option<Timestamp>,
+) -> Timestamp {
+    let delay = SignedDuration::try_from(delay).unwrap_or(SignedDuration::MAX);
+    let at = now.checked_add(delay).unwrap_or(Timestamp::MAX);
+    match expires_at {
+        Some(expiry) if expiry > now && expiry < at => expiry,
+        _ => at,
+    }
 }
 
 pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
@@ -124,8 +174,9 @@ pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
         // Only Server-to-Server gets here: mint the first token.
         return TokenDecision::Renew(RenewReason::NoToken);
     };
+    let deferred = forced_refresh_deferred_until(input);
     if let Some(requested) = input.requested.filter(|v| !v.is_empty()) {
-        if record.refresh_handled.as_deref() != Some(requested) {
+        if record.refresh_handled.as_deref() != Some(requested) && deferred.is_none() {
             return TokenDecision::Renew(RenewReason::Requested);
         }
     }
@@ -137,7 +188,9 @@ pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
     }
     match renew_at(record, input.refresh_before, input.jitter_seed) {
         Some(at) if input.now >= at => TokenDecision::Renew(RenewReason::Due),
-        at => TokenDecision::Idle { next_check: at },
+        at => TokenDecision::Idle {
+            next_check: [at, deferred].into_iter().flatten().min(),
+        },
     }
 }
 
@@ -150,7 +203,7 @@ pub fn backoff(attempts: u32, retry_after: Option<Duration>, jitter_seed: u64) -
     let jitter = exp.mul_f64((jitter_seed % 200) as f64 / 1000.0);
     let delay = exp + jitter;
     match retry_after {
-        Some(asked) if asked > delay => asked,
+        Some(asked) if asked > delay => asked.min(MAX_RETRY_AFTER),
         _ => delay,
     }
 }
@@ -196,6 +249,7 @@ mod tests {
             retry_not_before: None,
             credentials_changed: false,
             jitter_seed: 0,
+            last_forced_refresh: None,
         }
     }
 
@@ -248,6 +302,48 @@ mod tests {
     }
 
     #[test]
+    fn huge_refresh_before_without_issue_time_never_panics() {
+        let mut r = record("2026-11-29T10:00:00Z", "2026-11-29T09:00:00Z", true);
+        r.last_refresh_time = None;
+        for seed in [0, 99, u64::MAX] {
+            // 3000000000000000h does not fit a Duration's hours, but Duration::MAX does.
+            let at = renew_at(&r, Duration::MAX, seed).expect("at");
+            assert!(
+                at >= ts("2026-11-29T09:24:00Z") && at <= ts("2026-11-29T09:30:00Z"),
+                "{at}"
+            );
+        }
+        // Near the start of time, "before expiry" saturates to "now".
+        let mut early = r.clone();
+        if let Some(g) = early.grant.as_mut() {
+            g.expires_at = Timestamp::MIN
+                .checked_add(SignedDuration::from_mins(10))
+                .expect("ts");
+        }
+        assert_eq!(renew_at(&early, Duration::MAX, 42), Some(Timestamp::MIN));
+    }
+
+    #[test]
+    fn retry_after_is_capped_by_expiry() {
+        let now = ts("2026-11-29T09:50:00Z");
+        let expiry = Some(ts("2026-11-29T10:00:00Z"));
+        assert_eq!(
+            retry_not_before(now, Duration::from_secs(30), expiry),
+            ts("2026-11-29T09:50:30Z")
+        );
+        assert_eq!(
+            retry_not_before(now, Duration::from_secs(86_400), expiry),
+            ts("2026-11-29T10:00:00Z")
+        );
+        // Already expired: the backoff applies as asked.
+        assert_eq!(
+            retry_not_before(ts("2026-11-29T10:05:00Z"), Duration::from_secs(60), expiry),
+            ts("2026-11-29T10:06:00Z")
+        );
+        assert_eq!(retry_not_before(now, Duration::MAX, None), Timestamp::MAX);
+    }
+
+    #[test]
     fn oauth_without_refresh_token_waits_for_a_person() {
         let empty = TokenRecord::default();
         assert_eq!(
@@ -293,6 +389,46 @@ mod tests {
         let mut i = inputs(AuthType::PrivateOAuth, &r, "2026-11-29T09:10:00Z");
         i.requested = Some("2026-11-29T09:09");
         assert!(matches!(decide(&i), TokenDecision::Idle { .. }));
+    }
+
+    #[test]
+    fn forced_refreshes_are_limited_to_one_a_minute() {
+        // Renewed at 09:10:00 (the Secret says so); asked again at 09:10:20.
+        let r = record("2026-11-29T10:10:00Z", "2026-11-29T09:10:00Z", true);
+        let mut i = inputs(AuthType::DefaultOAuth, &r, "2026-11-29T09:10:20Z");
+        i.requested = Some("again");
+        assert_eq!(
+            decide(&i),
+            TokenDecision::Idle {
+                next_check: Some(ts("2026-11-29T09:11:00Z"))
+            }
+        );
+        assert_eq!(
+            forced_refresh_deferred_until(&i),
+            Some(ts("2026-11-29T09:11:00Z"))
+        );
+        i.now = ts("2026-11-29T09:11:00Z");
+        assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Requested));
+        // Deleting the Secret's annotation does not lift the limit: the process remembers.
+        let mut forgotten = r.clone();
+        forgotten.last_refresh_time = None;
+        let mut i = inputs(AuthType::DefaultOAuth, &forgotten, "2026-11-29T09:10:20Z");
+        i.requested = Some("again");
+        i.last_forced_refresh = Some(ts("2026-11-29T09:10:00Z"));
+        assert!(matches!(decide(&i), TokenDecision::Idle { .. }));
+        // A deferred request does not hold back a renewal that is due anyway.
+        let mut i = inputs(AuthType::DefaultOAuth, &r, "2026-11-29T10:00:30Z");
+        i.requested = Some("again");
+        i.last_forced_refresh = Some(ts("2026-11-29T10:00:00Z"));
+        assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Due));
+    }
+
+    #[test]
+    fn absurd_retry_after_is_not_believed() {
+        assert_eq!(
+            backoff(1, Some(Duration::MAX), 0),
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]

@@ -3,8 +3,15 @@
 //! This layer only translates: size, media type and body checks, the signature check against
 //! the routing index's secret tokens, `endpoint.url_validation`, and then the dispatcher for
 //! everything else. Every answer is a short JSON body; nothing here answers 500.
+//!
+//! What an unauthenticated request can cost is bounded: without fresh signature headers it is
+//! refused before a byte of the body is read; with them, the HMACs run on the blocking pool,
+//! at most [`MAX_CONCURRENT_VERIFICATIONS`] at a time, and the app named by Zoom's `clientid`
+//! header is tried first.
 
 use std::sync::Arc;
+
+use tokio::sync::Semaphore;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -21,12 +28,16 @@ use crate::controller::Context;
 use crate::metrics::Metrics;
 use crate::webhooks::dispatch::{Dispatcher, VerifiedEvent};
 use crate::webhooks::index::RoutingIndex;
+use crate::webhooks::index::Snapshot;
 use crate::webhooks::ZOOM_DEADLINE;
-use crate::zoom::webhook::{encrypt_plain_token, verify};
+use crate::zoom::webhook::{check_headers, encrypt_plain_token, SignatureHeaders, VerifyError};
 
 /// api.md: bodies over 1 MiB get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const URL_VALIDATION: &str = "endpoint.url_validation";
+/// Signature checks running at once (each is one HMAC-SHA256 per candidate app over up to
+/// 1 MiB); more wait, within Zoom's deadline, for a permit.
+pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
 
 /// The webhook endpoint's state: the routing index (every replica keeps one) and the
 /// dispatcher that acts on verified events.
@@ -34,6 +45,7 @@ pub struct EventReceiver {
     index: Arc<RoutingIndex>,
     dispatcher: Dispatcher,
     metrics: Metrics,
+    verifications: Arc<Semaphore>,
 }
 
 impl EventReceiver {
@@ -42,6 +54,7 @@ impl EventReceiver {
             index,
             metrics: ctx.metrics.clone(),
             dispatcher: Dispatcher::new(ctx)?,
+            verifications: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
         })
     }
 }
@@ -179,6 +192,10 @@ pub fn event_label(event: &str) -> String {
     }
 }
 
+fn unauthorized(e: VerifyError) -> Rejection {
+    Rejection::new(StatusCode::UNAUTHORIZED, e.label(), e.to_string())
+}
+
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -200,6 +217,40 @@ pub async fn receive(
 type Handled = (String, &'static str, Response);
 
 impl EventReceiver {
+    /// Which app signed `body`: on the blocking pool, with a bounded number at once.
+    async fn signer(
+        &self,
+        signature: SignatureHeaders,
+        body: Bytes,
+        snapshot: Arc<Snapshot>,
+        hinted: Vec<usize>,
+        deadline: Instant,
+    ) -> Result<usize, Rejection> {
+        let busy = || {
+            Rejection::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many webhook requests are being verified; retry",
+            )
+        };
+        let permit =
+            match tokio::time::timeout_at(deadline, self.verifications.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(busy()),
+            };
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            signature.signer(&body, snapshot.secret_tokens(), &hinted)
+        });
+        match work.await {
+            Ok(Ok(app)) => Ok(app),
+            Ok(Err(e)) => Err(unauthorized(e)),
+            Err(_) => Err(busy()),
+        }
+    }
+
     /// Ok: (event label, metric result, response); Err: (event label, refusal).
     async fn handle(
         &self,
@@ -210,6 +261,13 @@ impl EventReceiver {
         let unknown = |r: Rejection| ("unknown".to_owned(), r);
         check_declared_length(headers.get(CONTENT_LENGTH)).map_err(unknown)?;
         let content_type = json_content_type(headers.get(CONTENT_TYPE)).map_err(unknown)?;
+        // Unauthenticated requests end here, before the body is read.
+        let signature = check_headers(
+            header(headers, "x-zm-signature"),
+            header(headers, "x-zm-request-timestamp"),
+            Timestamp::now().as_second(),
+        )
+        .map_err(|e| unknown(unauthorized(e)))?;
         let body = match tokio::time::timeout_at(deadline, read_limited(body, BODY_LIMIT)).await {
             Ok(read) => read.map_err(unknown)?,
             Err(_) => {
@@ -229,20 +287,13 @@ impl EventReceiver {
                 "the operator is still loading its connections; retry",
             )));
         }
-        let app = verify(
-            header(headers, "x-zm-signature"),
-            header(headers, "x-zm-request-timestamp"),
-            &body,
-            Timestamp::now().as_second(),
-            snapshot.secret_tokens(),
-        )
-        .map_err(|e| {
-            unknown(Rejection::new(
-                StatusCode::UNAUTHORIZED,
-                e.label(),
-                e.to_string(),
-            ))
-        })?;
+        let hinted = header(headers, "clientid")
+            .map(|id| snapshot.apps_with_client_id(id.trim()))
+            .unwrap_or_default();
+        let app = self
+            .signer(signature, body.clone(), snapshot.clone(), hinted, deadline)
+            .await
+            .map_err(unknown)?;
 
         // Verified from here on: the event name may label metrics.
         let envelope = parse_envelope(&body).map_err(unknown)?;

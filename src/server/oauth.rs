@@ -19,6 +19,7 @@ use crate::controller::store::Change;
 use crate::controller::Context;
 use crate::metrics::HttpLabels;
 use crate::signing::{pkce_challenge, Claims, SignatureError};
+use crate::token_secret::remember_state;
 use crate::zoom::client::ZoomError;
 
 #[derive(Deserialize)]
@@ -234,34 +235,6 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
     let nonce = claims.n.clone().unwrap_or_default();
     let store = ctx.token_store(&zc);
 
-    // Single use across all replicas: the nonce is recorded in the token Secret with a
-    // compare-and-swap before the code is exchanged.
-    let consumed = store
-        .update(&zc, |record| {
-            if record.consumed_states.iter().any(|(n, _)| *n == nonce) {
-                return Err(Consume::Replayed);
-            }
-            record
-                .consumed_states
-                .push((nonce.clone(), claims.expires_at()));
-            Ok(Change::Write)
-        })
-        .await;
-    match consumed {
-        Ok(Ok(_)) => {}
-        Ok(Err(Consume::Replayed)) => {
-            return page(StatusCode::BAD_REQUEST, "This authorization was already used", &format!("Each authorization link works once. {restart}"))
-        }
-        Err(crate::controller::store::StoreError::NotOwned(secret)) => {
-            return page(
-                StatusCode::CONFLICT,
-                "The token Secret belongs to someone else",
-                &format!("Secret {secret} exists and is not owned by ZoomConnection {who}; delete it or set spec.tokenSecretName."),
-            )
-        }
-        Err(_) => return unavailable("Kubernetes"),
-    }
-
     if let Some(error) = query.error.as_deref() {
         let error = crate::zoom::client::scrub(error);
         let detail = query
@@ -317,6 +290,44 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
             )
         }
     };
+    // A bad spec (say, a template the token Secret cannot carry) would lose the grant at
+    // the write after the exchange: refuse before the code is spent.
+    if let Err(problem) = crate::validation::validate_spec(&zc.spec) {
+        return page(
+            StatusCode::CONFLICT,
+            "The connection's spec is not valid",
+            &format!(
+                "{problem}. Fix the ZoomConnection, then {}",
+                restart.to_lowercase()
+            ),
+        );
+    }
+    // Single use across all replicas: the nonce is recorded in the token Secret with a
+    // compare-and-swap before the code is exchanged, and only then: a callback without a code
+    // costs no memory, and what is remembered is bounded (token_secret::remember_state).
+    let consumed = store
+        .update(&zc, |record| {
+            if record.consumed_states.iter().any(|(n, _)| *n == nonce) {
+                return Err(Consume::Replayed);
+            }
+            remember_state(record, &nonce, claims.expires_at(), now);
+            Ok(Change::Write)
+        })
+        .await;
+    match consumed {
+        Ok(Ok(_)) => {}
+        Ok(Err(Consume::Replayed)) => {
+            return page(StatusCode::BAD_REQUEST, "This authorization was already used", &format!("Each authorization link works once. {restart}"))
+        }
+        Err(crate::controller::store::StoreError::NotOwned(secret)) => {
+            return page(
+                StatusCode::CONFLICT,
+                "The token Secret belongs to someone else",
+                &format!("Secret {secret} exists and is not owned by ZoomConnection {who}; delete it or set spec.tokenSecretName."),
+            )
+        }
+        Err(_) => return unavailable("Kubernetes"),
+    }
     let verifier = ctx.signing.pkce_verifier(&nonce);
     let label = zc.spec.auth_type.to_string();
     let grant = match ctx

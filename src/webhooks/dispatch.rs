@@ -70,10 +70,13 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(ctx: Arc<Context>) -> Result<Self, reqwest::Error> {
         Ok(Dispatcher {
-            ctx,
-            forwarder: Forwarder::new()?,
+            forwarder: Forwarder::new(crate::sink::SinkResolver::new(
+                ctx.config.allow_sink_hosts.clone(),
+                Some(ctx.client.clone()),
+            ))?,
             last_event: Arc::new(Mutex::new(Coalescer::new(MIN_INTERVAL))),
             sink_health: Arc::new(Mutex::new(HashMap::new())),
+            ctx,
         })
     }
 

@@ -3,7 +3,8 @@
 //!
 //! [`CloudEvent`] is pure; [`Forwarder`] does the POST with a client that follows no redirects
 //! (a sink could otherwise bounce the operator to an address the SSRF policy refused) and
-//! uses no proxy (sinks are in-cluster).
+//! uses no proxy (sinks are in-cluster). Its DNS resolver is the sink policy's
+//! [`SinkResolver`]: the addresses it connects to are the ones the policy checked.
 
 use std::fmt;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use axum::http::header::{HeaderMap, HeaderName, HeaderValue, InvalidHeaderValue,
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 use url::Url;
+
+use crate::sink::SinkResolver;
 
 pub const SPEC_VERSION: &str = "1.0";
 
@@ -110,10 +113,11 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    pub fn new() -> Result<Self, reqwest::Error> {
+    pub fn new(resolver: std::sync::Arc<SinkResolver>) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .dns_resolver(resolver)
             .user_agent(concat!("zoom-operator/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Forwarder { http })

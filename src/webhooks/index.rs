@@ -39,7 +39,8 @@ pub struct SecretRef {
 }
 
 /// What the index keeps of one credentials Secret: its resourceVersion (to notice changes)
-/// and the values of the keys connections route by (secret token, account ID). Client IDs and
+/// and the values of the keys connections route by (secret token, account ID) or verify with
+/// first (client ID, which Zoom sends in the `clientid` header and is not a secret). Client
 /// secrets are never kept here.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct CachedSecret {
@@ -74,6 +75,7 @@ pub struct AppSource {
     pub secret: SecretRef,
     pub secret_token_key: String,
     pub account_id_key: String,
+    pub client_id_key: String,
 }
 
 /// The operator settings the index depends on.
@@ -116,6 +118,7 @@ impl IndexSettings {
             },
             secret_token_key: reference.secret_token_key,
             account_id_key: reference.account_id_key,
+            client_id_key: reference.client_id_key,
         })
     }
 }
@@ -139,6 +142,8 @@ pub struct Route {
 #[derive(Debug)]
 struct App {
     token: SecretToken,
+    /// Client IDs of the Secrets that carry this token (one, unless apps share a token).
+    client_ids: BTreeSet<String>,
     by_account: HashMap<String, Vec<Arc<Route>>>,
     connections: usize,
 }
@@ -190,11 +195,15 @@ impl Snapshot {
             let app = *by_token.entry(token.clone()).or_insert_with(|| {
                 apps.push(App {
                     token,
+                    client_ids: BTreeSet::new(),
                     by_account: HashMap::new(),
                     connections: 0,
                 });
                 apps.len() - 1
             });
+            if let Some(client_id) = cached.value(&source.client_id_key) {
+                apps[app].client_ids.insert(client_id.to_owned());
+            }
             let account = zc.status.as_ref().and_then(|s| s.account.as_ref());
             let account_id = match zc.spec.auth_type {
                 AuthType::ServerToServer => cached.value(&source.account_id_key).map(str::to_owned),
@@ -238,6 +247,17 @@ impl Snapshot {
     /// Every app's secret token, in app order: what signatures are checked against.
     pub fn secret_tokens(&self) -> impl Iterator<Item = &[u8]> {
         self.apps.iter().map(|a| a.token.as_bytes())
+    }
+
+    /// The apps whose client ID is `client_id` (Zoom's `clientid` header): the tokens to try
+    /// first. Usually one; none for an unknown ID.
+    pub fn apps_with_client_id(&self, client_id: &str) -> Vec<usize> {
+        self.apps
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.client_ids.contains(client_id))
+            .map(|(i, _)| i)
+            .collect()
     }
 
     pub fn secret_token(&self, app: usize) -> Option<&SecretToken> {
@@ -297,6 +317,7 @@ pub fn wanted_keys(
             let keys = wanted.entry(source.secret).or_default();
             keys.insert(source.secret_token_key);
             keys.insert(source.account_id_key);
+            keys.insert(source.client_id_key);
         }
     }
     wanted
@@ -382,10 +403,13 @@ mod tests {
     }
 
     pub fn cached(pairs: &[(&str, &str)]) -> CachedSecret {
-        let mut values: BTreeMap<String, Option<String>> =
-            [("secretToken", None), ("accountId", None)]
-                .map(|(k, v)| (k.to_owned(), v))
-                .into();
+        let mut values: BTreeMap<String, Option<String>> = [
+            ("secretToken", None),
+            ("accountId", None),
+            ("clientId", None),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
         for (k, v) in pairs {
             values.insert((*k).to_owned(), Some((*v).to_owned()));
         }
@@ -554,7 +578,11 @@ mod tests {
             wanted
                 .get(&sref("platform", "zoom-default"))
                 .map(|k| k.iter().cloned().collect::<Vec<_>>()),
-            Some(vec!["accountId".to_owned(), "secretToken".to_owned()])
+            Some(vec![
+                "accountId".to_owned(),
+                "clientId".to_owned(),
+                "secretToken".to_owned()
+            ])
         );
         let secrets = HashMap::from([(
             sref("platform", "zoom-default"),

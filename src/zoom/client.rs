@@ -305,23 +305,33 @@ fn error_from(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError
 }
 
 /// Zoom's `reason` can quote what it was sent ("Invalid authorization code <code>"): keep the
-/// words, drop anything that looks like a credential, and bound the length.
+/// words, drop anything that looks like a credential, and bound the length. A credential is
+/// any run of 16 or more token characters (base64, base64url, JWT, hex), wherever it stands:
+/// quotes, brackets, commas or a colon next to it do not hide it.
 pub fn scrub(reason: &str) -> String {
-    let words: Vec<&str> = reason
-        .split_whitespace()
-        .map(|w| {
-            let tokenish = w.len() >= 16
-                && w.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.=+/".contains(c));
-            if tokenish {
-                "<redacted>"
-            } else {
-                w
-            }
-        })
-        .collect();
-    let joined = words.join(" ");
-    joined.chars().take(200).collect()
+    const MIN_TOKEN: usize = 16;
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || "-_.=+/~".contains(c);
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.chars().count() >= MIN_TOKEN {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in reason.chars() {
+        if is_token_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(if c.is_control() { ' ' } else { c });
+        }
+    }
+    flush(&mut run, &mut out);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    words.join(" ").chars().take(200).collect()
 }
 
 /// `Retry-After` as seconds, an HTTP date or an ISO 8601 / RFC 3339 timestamp.
@@ -349,6 +359,24 @@ pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn retry_after_never_panics(value in ".{0,40}", secs in proptest::prelude::any::<i64>()) {
+            let now = Timestamp::from_second(secs.rem_euclid(253_402_207_200)).unwrap_or(Timestamp::UNIX_EPOCH);
+            let _ = parse_retry_after(&value, now);
+        }
+
+        #[test]
+        fn scrubbed_text_never_holds_a_long_token(
+            prefix in "[ -~]{0,20}",
+            token in "[A-Za-z0-9_-]{16,40}",
+            suffix in "[ -~]{0,20}",
+        ) {
+            let s = scrub(&format!("{prefix}{token}{suffix}"));
+            proptest::prop_assert!(!s.contains(&token));
+        }
+    }
 
     #[test]
     fn retry_after_forms() {
@@ -411,6 +439,22 @@ mod tests {
         let s = scrub("Invalid authorization code eyJhbGciOiJIUzUxMiJ9.abcdefghijklmnop");
         assert_eq!(s, "Invalid authorization code <redacted>");
         assert_eq!(scrub("Invalid Token!"), "Invalid Token!");
+        for next_to_punctuation in [
+            "code \"eyJhbGciOiJIUzUxMiJ9.abcdefghijklmnop\" is invalid",
+            "code (eyJhbGciOiJIUzUxMiJ9.abcdefghijklmnop), invalid",
+            "token:eyJhbGciOiJIUzUxMiJ9.abcdefghijklmnop;",
+            "refresh_token=eyJhbGciOiJIUzUxMiJ9abcdefghijklmnop,x",
+            "[0123456789abcdef0123]",
+        ] {
+            let s = scrub(next_to_punctuation);
+            assert!(
+                !s.contains("abcdefghijklmnop") && !s.contains("0123456789abcdef"),
+                "{s}"
+            );
+            assert!(s.contains("<redacted>"), "{s}");
+        }
+        assert_eq!(scrub("a\nb\u{7}c"), "a b c");
+        assert_eq!(scrub(&"word ".repeat(100)).chars().count(), 200);
     }
 
     #[test]

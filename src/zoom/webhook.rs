@@ -59,16 +59,20 @@ pub fn encrypt_plain_token(secret_token: &[u8], plain_token: &str) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
-/// Verifies a request and returns the index of the secret token that signed it.
-///
-/// Every candidate is checked (no early exit), so timing does not reveal which app matched.
-pub fn verify<'a>(
+/// The signature headers, checked for shape and freshness: all that can be known before the
+/// body is read, so a request without them costs nothing more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignatureHeaders {
+    timestamp: String,
+    provided: [u8; 32],
+}
+
+/// Checks the headers alone: present, a timestamp within 5 minutes of now, `v0=<64 hex>`.
+pub fn check_headers(
     signature: Option<&str>,
     timestamp: Option<&str>,
-    body: &[u8],
     now_unix: i64,
-    secret_tokens: impl IntoIterator<Item = &'a [u8]>,
-) -> Result<usize, VerifyError> {
+) -> Result<SignatureHeaders, VerifyError> {
     let (Some(signature), Some(timestamp)) = (signature, timestamp) else {
         return Err(VerifyError::MissingHeaders);
     };
@@ -79,24 +83,67 @@ pub fn verify<'a>(
     if now_unix.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(VerifyError::StaleTimestamp);
     }
-    let provided = signature
+    let provided: [u8; 32] = signature
         .strip_prefix("v0=")
         .and_then(|h| hex::decode(h.trim()).ok())
-        .filter(|b| b.len() == 32)
+        .and_then(|b| b.try_into().ok())
         .ok_or(VerifyError::MalformedSignature)?;
-    let mut matched = None;
-    for (index, token) in secret_tokens.into_iter().enumerate() {
+    Ok(SignatureHeaders {
+        timestamp: timestamp.to_owned(),
+        provided,
+    })
+}
+
+impl SignatureHeaders {
+    fn matches(&self, token: &[u8], body: &[u8]) -> bool {
         let mut m = mac(token);
         m.update(b"v0:");
-        m.update(timestamp.as_bytes());
+        m.update(self.timestamp.as_bytes());
         m.update(b":");
         m.update(body);
-        let expected = m.finalize().into_bytes();
-        if bool::from(expected.as_slice().ct_eq(&provided)) && matched.is_none() {
-            matched = Some(index);
-        }
+        bool::from(m.finalize().into_bytes().as_slice().ct_eq(&self.provided))
     }
-    matched.ok_or(VerifyError::BadSignature)
+
+    /// The index of the secret token that signed `body`. The `hinted` apps (those whose client
+    /// ID the request's `clientid` header names) are tried first; only if none of them signed
+    /// it is every other token tried, each checked (no early exit), so timing does not reveal
+    /// which other app matched.
+    pub fn signer<'a>(
+        &self,
+        body: &[u8],
+        tokens: impl IntoIterator<Item = &'a [u8]>,
+        hinted: &[usize],
+    ) -> Result<usize, VerifyError> {
+        let tokens: Vec<&[u8]> = tokens.into_iter().collect();
+        for &index in hinted {
+            if tokens.get(index).is_some_and(|t| self.matches(t, body)) {
+                return Ok(index);
+            }
+        }
+        let mut matched = None;
+        for (index, token) in tokens.iter().enumerate() {
+            if hinted.contains(&index) {
+                continue;
+            }
+            if self.matches(token, body) && matched.is_none() {
+                matched = Some(index);
+            }
+        }
+        matched.ok_or(VerifyError::BadSignature)
+    }
+}
+
+/// Verifies a request and returns the index of the secret token that signed it.
+///
+/// Every candidate is checked (no early exit), so timing does not reveal which app matched.
+pub fn verify<'a>(
+    signature: Option<&str>,
+    timestamp: Option<&str>,
+    body: &[u8],
+    now_unix: i64,
+    secret_tokens: impl IntoIterator<Item = &'a [u8]>,
+) -> Result<usize, VerifyError> {
+    check_headers(signature, timestamp, now_unix)?.signer(body, secret_tokens, &[])
 }
 
 #[cfg(test)]
@@ -202,7 +249,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_hinted_app_is_tried_first_and_a_wrong_hint_falls_back() {
+        let tokens: [&[u8]; 3] = [b"token-a", b"token-b", b"token-c"];
+        let sig = sign(b"token-c", "1700000000", BODY);
+        let headers = check_headers(Some(&sig), Some("1700000000"), 1_700_000_000).expect("ok");
+        assert_eq!(headers.signer(BODY, tokens, &[2]), Ok(2));
+        assert_eq!(headers.signer(BODY, tokens, &[0, 7]), Ok(2));
+        assert_eq!(headers.signer(BODY, tokens, &[]), Ok(2));
+        let forged = sign(b"nobody", "1700000000", BODY);
+        let headers = check_headers(Some(&forged), Some("1700000000"), 1_700_000_000).expect("ok");
+        assert_eq!(
+            headers.signer(BODY, tokens, &[1]),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
     proptest! {
+        #[test]
+        fn random_headers_never_panic(
+            sig in proptest::option::of("(v0=)?[0-9a-fA-F ]{0,70}"),
+            ts in proptest::option::of("[ +-]?[0-9]{0,20}"),
+            now in any::<i64>(),
+        ) {
+            let _ = check_headers(sig.as_deref(), ts.as_deref(), now);
+        }
+
         #[test]
         fn random_inputs_never_panic(
             sig in proptest::option::of(".{0,80}"),

@@ -106,6 +106,12 @@ events::Recorder.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "update"]
+# Services: get only, to refuse a sink Service of type ExternalName (a DNS alias that can
+# point anywhere, src/sink.rs): the reconciler checks it for EventsReady, and the sink
+# client's DNS resolver checks it again before it connects. Never list, watch or change.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get"]
 # Kubernetes Events on condition changes and revocation, written by kube-runtime's Recorder
 # as events.k8s.io/v1 Events (create, then patch to count a repeat). No core/v1 events.
 - apiGroups: ["events.k8s.io"]

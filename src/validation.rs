@@ -1,0 +1,428 @@
+//! Spec validation (api.md section 1): the rules the CRD schema states as patterns, checked
+//! again here because older API servers enforce less, plus the rules a schema cannot state
+//! (`refreshBefore` at most 24h, template keys). Pure: a spec in, the first problem out, with
+//! the field it is about named so the condition message tells a person what to fix.
+
+use std::time::Duration;
+
+use crate::api::{AuthType, SecretTemplate, SinkSpec, ZoomConnectionSpec};
+use crate::duration::parse_go_duration;
+
+/// `refreshBefore` may not exceed this (api.md: at most 24h). Anything longer would renew a
+/// one-hour Zoom token on every pass.
+pub const MAX_REFRESH_BEFORE: Duration = Duration::from_secs(24 * 3600);
+
+/// A DNS-1123 label, as Kubernetes Service names are: the CRD pattern for `ref.name`.
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+pub const DNS_LABEL_MAX: usize = 63;
+/// A DNS-1123 subdomain, as Secret names are: the CRD pattern for Secret names.
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS_SUBDOMAIN_MAX: usize = 253;
+/// `ref.path`: absolute, and nothing that would end the path (query, fragment) or that some
+/// servers read as a separator (backslash).
+pub const SINK_PATH_PATTERN: &str = r"^/[^?#\\]*$";
+pub const SINK_PATH_MAX: usize = 1024;
+
+/// Keys of the operator's own bookkeeping; a template may not set them.
+const OPERATOR_PREFIX: &str = "zoom-operator.io/";
+/// Kubernetes' limit on all annotations of one object together.
+const ANNOTATIONS_TOTAL_MAX: usize = 256 * 1024;
+
+/// What is wrong with a spec: the message names the field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecProblem(pub String);
+
+fn problem(message: String) -> SpecProblem {
+    SpecProblem(message)
+}
+
+/// Validates a spec; returns the parsed `refreshBefore`.
+pub fn validate_spec(spec: &ZoomConnectionSpec) -> Result<Duration, SpecProblem> {
+    let refresh_before = refresh_before(&spec.refresh_before)?;
+    match (spec.auth_type, &spec.credentials_ref) {
+        (AuthType::DefaultOAuth, Some(_)) => {
+            return Err(problem("spec.credentialsRef must not be set for authType DefaultOAuth: the operator-wide default app is used".to_owned()))
+        }
+        (AuthType::PrivateOAuth | AuthType::ServerToServer, None) => {
+            return Err(problem(format!(
+                "spec.credentialsRef is required for authType {}",
+                spec.auth_type
+            )))
+        }
+        (_, Some(reference)) => secret_name("spec.credentialsRef.name", &reference.name)?,
+        (AuthType::DefaultOAuth, None) => {}
+    }
+    if let Some(name) = spec.token_secret_name.as_deref().filter(|n| !n.is_empty()) {
+        secret_name("spec.tokenSecretName", name)?;
+    }
+    if let Some(template) = &spec.token_secret_template {
+        secret_template(template)?;
+    }
+    if let Some(events) = &spec.events {
+        sink("spec.events.sink", &events.sink)?;
+    }
+    Ok(refresh_before)
+}
+
+/// `refreshBefore`: a Go duration of at most 24h. Never panics, whatever the size.
+pub fn refresh_before(value: &str) -> Result<Duration, SpecProblem> {
+    let parsed =
+        parse_go_duration(value).map_err(|e| problem(format!("spec.refreshBefore: {e}")))?;
+    if parsed > MAX_REFRESH_BEFORE {
+        return Err(problem(format!(
+            "spec.refreshBefore {value:?} is longer than 24h; Zoom access tokens live one hour, so use something like 10m"
+        )));
+    }
+    Ok(parsed)
+}
+
+/// Exactly one of `uri` or `ref`; a `ref` names a Service of this namespace by a DNS-1123
+/// label, a port 1-65535 and an absolute path. (Where a `uri` may point is the sink policy's
+/// business, `crate::sink`.)
+pub fn sink(field: &str, sink: &SinkSpec) -> Result<(), SpecProblem> {
+    if sink.uri.is_some() == sink.service_ref.is_some() {
+        return Err(problem(format!(
+            "{field} must set exactly one of uri or ref"
+        )));
+    }
+    let Some(r) = &sink.service_ref else {
+        return Ok(());
+    };
+    if r.kind != "Service" {
+        return Err(problem(format!(
+            "{field}.ref.kind {:?} is not supported; use Service",
+            r.kind
+        )));
+    }
+    if !is_dns_label(&r.name) {
+        return Err(problem(format!(
+            "{field}.ref.name {:?} is not a Service name (a DNS-1123 label: lowercase letters, digits and '-', at most 63 characters); the Service must be in the connection's namespace",
+            shorten(&r.name)
+        )));
+    }
+    if r.port == 0 {
+        return Err(problem(format!("{field}.ref.port must be 1 to 65535")));
+    }
+    if let Some(path) = &r.path {
+        if !is_sink_path(path) {
+            return Err(problem(format!(
+                "{field}.ref.path {:?} must start with / and contain no ?, # or \\ (at most {SINK_PATH_MAX} characters)",
+                shorten(path)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn secret_name(field: &str, name: &str) -> Result<(), SpecProblem> {
+    if is_dns_subdomain(name) {
+        Ok(())
+    } else {
+        Err(problem(format!(
+            "{field} {:?} is not a Secret name (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', at most 253 characters)",
+            shorten(name)
+        )))
+    }
+}
+
+/// Template labels and annotations: valid Kubernetes syntax, none of the operator's own keys,
+/// so the token Secret can always be written and the bookkeeping cannot be forged.
+pub fn secret_template(template: &SecretTemplate) -> Result<(), SpecProblem> {
+    for (key, value) in &template.labels {
+        qualified_key("spec.tokenSecretTemplate.labels", key)?;
+        if !is_label_value(value) {
+            return Err(problem(format!(
+                "spec.tokenSecretTemplate.labels[{key:?}]: {:?} is not a label value (at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)",
+                shorten(value)
+            )));
+        }
+    }
+    let mut total = 0usize;
+    for (key, value) in &template.annotations {
+        qualified_key("spec.tokenSecretTemplate.annotations", key)?;
+        total = total.saturating_add(key.len()).saturating_add(value.len());
+    }
+    if total > ANNOTATIONS_TOTAL_MAX / 2 {
+        return Err(problem(format!(
+            "spec.tokenSecretTemplate.annotations are {total} bytes; at most {} are allowed (the operator needs room for its own)",
+            ANNOTATIONS_TOTAL_MAX / 2
+        )));
+    }
+    Ok(())
+}
+
+fn qualified_key(field: &str, key: &str) -> Result<(), SpecProblem> {
+    if key.starts_with(OPERATOR_PREFIX) {
+        return Err(problem(format!(
+            "{field}: key {key:?} is reserved for the operator ({OPERATOR_PREFIX}...); choose another prefix"
+        )));
+    }
+    if !is_qualified_name(key) {
+        return Err(problem(format!(
+            "{field}: {:?} is not a valid key (an optional DNS subdomain prefix and '/', then at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)",
+            shorten(key)
+        )));
+    }
+    Ok(())
+}
+
+/// Long tenant input is cut before it goes into a message.
+fn shorten(value: &str) -> String {
+    const MAX: usize = 80;
+    if value.chars().count() <= MAX {
+        value.to_owned()
+    } else {
+        let head: String = value.chars().take(MAX).collect();
+        format!("{head}...")
+    }
+}
+
+pub fn is_dns_label(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= DNS_LABEL_MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-')
+}
+
+pub fn is_dns_subdomain(value: &str) -> bool {
+    value.len() <= DNS_SUBDOMAIN_MAX && value.split('.').all(is_dns_label)
+}
+
+fn is_sink_path(path: &str) -> bool {
+    path.len() <= SINK_PATH_MAX
+        && path.starts_with('/')
+        && !path.contains(['?', '#', '\\'])
+        && !path.chars().any(char::is_control)
+}
+
+/// Kubernetes' "name" part of a qualified name, and a non-empty label value.
+fn is_name_part(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            value.len() <= 63
+                && first.is_ascii_alphanumeric()
+                && last.is_ascii_alphanumeric()
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(b))
+        }
+        _ => false,
+    }
+}
+
+pub fn is_qualified_name(key: &str) -> bool {
+    match key.split_once('/') {
+        Some((prefix, name)) => {
+            !prefix.is_empty() && is_dns_subdomain(prefix) && is_name_part(name)
+        }
+        None => is_name_part(key),
+    }
+}
+
+pub fn is_label_value(value: &str) -> bool {
+    value.is_empty() || is_name_part(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::api::{CredentialsRef, EventsSpec, SinkRef};
+    use proptest::prelude::*;
+
+    fn spec() -> ZoomConnectionSpec {
+        ZoomConnectionSpec {
+            auth_type: AuthType::ServerToServer,
+            credentials_ref: Some(CredentialsRef::with_name("zoom-app")),
+            token_secret_name: None,
+            token_secret_template: None,
+            refresh_before: "10m".into(),
+            events: None,
+            revoke_on_delete: false,
+        }
+    }
+
+    fn with_ref(name: &str, port: u16, path: Option<&str>) -> ZoomConnectionSpec {
+        let mut s = spec();
+        s.events = Some(EventsSpec {
+            sink: SinkSpec {
+                uri: None,
+                service_ref: Some(SinkRef {
+                    kind: "Service".into(),
+                    name: name.into(),
+                    port,
+                    path: path.map(str::to_owned),
+                }),
+            },
+        });
+        s
+    }
+
+    fn message(s: &ZoomConnectionSpec) -> String {
+        validate_spec(s).expect_err("invalid").0
+    }
+
+    #[test]
+    fn a_plain_spec_is_valid() {
+        assert_eq!(validate_spec(&spec()), Ok(Duration::from_secs(600)));
+        assert!(validate_spec(&with_ref("handler", 8080, Some("/zoom"))).is_ok());
+        let mut s = spec();
+        s.token_secret_name = Some("bot.zoom-token".into());
+        assert!(validate_spec(&s).is_ok());
+    }
+
+    #[test]
+    fn injected_ref_names_are_refused_naming_the_field() {
+        for name in [
+            "169.254.169.254/latest#",
+            "evil.example:1234/?",
+            "a?b",
+            "user@evil",
+            "a\\b",
+            "Handler",
+            "a.b",
+            "",
+            "-a",
+            &"a".repeat(64),
+        ] {
+            let m = message(&with_ref(name, 80, None));
+            assert!(m.starts_with("spec.events.sink.ref.name"), "{name:?}: {m}");
+        }
+        assert!(validate_spec(&with_ref(&"a".repeat(63), 80, None)).is_ok());
+    }
+
+    #[test]
+    fn ports_and_paths() {
+        assert!(message(&with_ref("h", 0, None)).contains("ref.port"));
+        for path in ["zoom", "/a?b", "/a#b", "/a\\b", "/a\nb"] {
+            assert!(
+                message(&with_ref("h", 80, Some(path))).contains("ref.path"),
+                "{path:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refresh_before_is_capped_at_a_day_without_panicking() {
+        let mut s = spec();
+        s.refresh_before = "24h".into();
+        assert!(validate_spec(&s).is_ok());
+        for huge in ["24h1s", "3000000000000000h", "99999999999999999999999999h"] {
+            s.refresh_before = huge.into();
+            assert!(message(&s).starts_with("spec.refreshBefore"), "{huge}");
+        }
+    }
+
+    #[test]
+    fn secret_names() {
+        let mut s = spec();
+        s.token_secret_name = Some("Bad_Name".into());
+        assert!(message(&s).starts_with("spec.tokenSecretName"));
+        let mut s = spec();
+        s.credentials_ref = Some(CredentialsRef::with_name("../x"));
+        assert!(message(&s).starts_with("spec.credentialsRef.name"));
+    }
+
+    #[test]
+    fn templates() {
+        let template = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| {
+            let mut s = spec();
+            let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+                pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            };
+            s.token_secret_template = Some(SecretTemplate {
+                labels: map(labels),
+                annotations: map(annotations),
+            });
+            validate_spec(&s)
+        };
+        assert!(template(
+            &[("team", "a"), ("example.com/tier", "")],
+            &[("note", "any text: ok")]
+        )
+        .is_ok());
+        for (labels, annotations, why) in [
+            (&[("bad key", "a")][..], &[][..], "not a valid key"),
+            (&[("team", "not ok!")], &[], "not a label value"),
+            (&[("team", &*"a".repeat(64))], &[], "not a label value"),
+            (
+                &[],
+                &[("zoom-operator.io/last-refresh-time", "x")],
+                "reserved",
+            ),
+            (&[("zoom-operator.io/connection", "x")], &[], "reserved"),
+            (&[], &[("/x", "v")], "not a valid key"),
+        ] {
+            let err = template(labels, annotations).expect_err(why).0;
+            assert!(err.contains(why), "{err}");
+            assert!(err.starts_with("spec.tokenSecretTemplate"), "{err}");
+        }
+        let big = "x".repeat(200 * 1024);
+        assert!(template(&[], &[("big", &big)]).is_err());
+    }
+
+    #[test]
+    fn schema_patterns_agree_with_the_checks() {
+        let label = regex::Regex::new(DNS_LABEL_PATTERN).expect("re");
+        let subdomain = regex::Regex::new(DNS_SUBDOMAIN_PATTERN).expect("re");
+        let path = regex::Regex::new(SINK_PATH_PATTERN).expect("re");
+        for s in [
+            "a", "a-b", "a.b", "-a", "A", "a/b", "", "1", "a..b", "a.", "x#",
+        ] {
+            assert_eq!(label.is_match(s), is_dns_label(s), "label {s:?}");
+            assert_eq!(
+                subdomain.is_match(s),
+                is_dns_subdomain(s),
+                "subdomain {s:?}"
+            );
+        }
+        for p in ["/", "/a", "a", "/a?b", "/a#", "/a\\b", ""] {
+            assert_eq!(path.is_match(p), is_sink_path(p), "path {p:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_specs_never_panic_and_errors_name_a_field(
+            name in ".{0,80}",
+            port in any::<u16>(),
+            path in proptest::option::of(".{0,40}"),
+            refresh in ".{0,30}",
+            secret in ".{0,70}",
+            key in ".{0,70}",
+            value in ".{0,70}",
+        ) {
+            let mut s = with_ref(&name, port, path.as_deref());
+            s.refresh_before = refresh;
+            s.token_secret_name = Some(secret);
+            s.token_secret_template = Some(SecretTemplate {
+                labels: BTreeMap::from([(key.clone(), value.clone())]),
+                annotations: BTreeMap::from([(key, value)]),
+            });
+            if let Err(e) = validate_spec(&s) {
+                prop_assert!(e.0.starts_with("spec."), "{}", e.0);
+            }
+        }
+
+        #[test]
+        fn accepted_ref_names_are_dns_labels(name in "[a-z0-9.:/?#@\\\\-]{0,70}") {
+            if validate_spec(&with_ref(&name, 80, None)).is_ok() {
+                prop_assert!(label_re().is_match(&name) && name.len() <= 63);
+            }
+        }
+    }
+
+    fn label_re() -> regex::Regex {
+        regex::Regex::new(DNS_LABEL_PATTERN).expect("re")
+    }
+}
