@@ -1,6 +1,8 @@
 //! Webhook hot path figures: signature verification throughput against 1, 10 and 100
 //! configured secret tokens (2 KiB body; every token is always checked, so the signer's
-//! position does not matter), and the routing index with 1,000 connections.
+//! position does not matter), the same with 100 apps when Zoom's `clientid` header names the
+//! signer, what a forged or header-less request costs, and the routing index with 1,000
+//! connections.
 //!
 //! `cargo bench --bench webhook` prints a table; no harness, no statistics beyond a median of
 //! a few runs.
@@ -14,7 +16,7 @@ use zoom_operator::api::{
     AuthType, CredentialsRef, ZoomAccount, ZoomConnection, ZoomConnectionSpec, ZoomConnectionStatus,
 };
 use zoom_operator::webhooks::index::{CachedSecret, IndexSettings, SecretRef, Snapshot};
-use zoom_operator::zoom::webhook::{sign, verify};
+use zoom_operator::zoom::webhook::{check_headers, sign, verify};
 
 const TIMESTAMP: &str = "1700000000";
 const NOW: i64 = 1_700_000_010;
@@ -117,6 +119,39 @@ fn main() {
         });
         row(&format!("verify, {n} secret token(s)"), per_sec);
     }
+
+    // 100 apps: what Zoom's `clientid` header saves (the signer's app is tried first), and
+    // what an unauthenticated request with a valid-looking signature costs (every app).
+    let tokens: Vec<String> = (0..100)
+        .map(|i| format!("secret-token-{i:03}-0123456789abcdef"))
+        .collect();
+    let signature = sign(tokens[57].as_bytes(), TIMESTAMP, &body);
+    let headers = check_headers(Some(&signature), Some(TIMESTAMP), NOW).expect("headers");
+    let forged = check_headers(
+        Some(&sign(b"guess", TIMESTAMP, &body)),
+        Some(TIMESTAMP),
+        NOW,
+    )
+    .expect("headers");
+    assert_eq!(
+        headers.signer(&body, tokens.iter().map(|t| t.as_bytes()), &[57]),
+        Ok(57)
+    );
+    for (name, headers, hint) in [
+        ("verify, 100 apps, with clientid", &headers, vec![57usize]),
+        ("verify, 100 apps, without clientid", &headers, vec![]),
+        ("forged signature, 100 apps (all tried)", &forged, vec![57]),
+    ] {
+        let per_sec = rate(Duration::from_secs(2), || {
+            let r = headers.signer(black_box(&body), tokens.iter().map(|t| t.as_bytes()), &hint);
+            black_box(r).ok();
+        });
+        row(name, per_sec);
+    }
+    let no_headers = rate(Duration::from_secs(1), || {
+        black_box(check_headers(black_box(None), Some(TIMESTAMP), NOW)).ok();
+    });
+    row("no signature headers (refused, body unread)", no_headers);
 
     // Routing index with 1,000 connections.
     let connections: Vec<Arc<ZoomConnection>> = (0..1000).map(connection).collect();

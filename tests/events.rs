@@ -209,8 +209,8 @@ async fn post_until(op: &Operator, token: &str, body: &[u8], want: u16) -> Answe
     panic!("never got {want}; last answer: {last:?}");
 }
 
-/// Streams a `total`-byte body with chunked transfer encoding (no Content-Length), reading the
-/// answer while still writing; returns the status code.
+/// Streams a `total`-byte body with chunked transfer encoding (no Content-Length) and
+/// well-formed signature headers, reading the answer while still writing; returns the status.
 async fn post_chunked(op: &Operator, total: usize) -> u16 {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let stream = tokio::net::TcpStream::connect(&op.listen)
@@ -218,7 +218,12 @@ async fn post_chunked(op: &Operator, total: usize) -> u16 {
         .expect("connect");
     let (read, mut write) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
-        let head = "POST /zoom/event HTTP/1.1\r\nHost: zoom-operator\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        // Fresh, well-formed signature headers: without them the body is never read (401).
+        let ts = now_secs().to_string();
+        let head = format!(
+            "POST /zoom/event HTTP/1.1\r\nHost: zoom-operator\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nx-zm-request-timestamp: {ts}\r\nx-zm-signature: {}\r\n\r\n",
+            sign(b"any", &ts, b"")
+        );
         write.write_all(head.as_bytes()).await?;
         let chunk = vec![b' '; 64 * 1024];
         let mut sent = 0;
