@@ -91,6 +91,25 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_input_parses_or_is_a_clear_error(input in "[0-9.a-zµ ]{0,40}") {
+            match parse_go_duration(&input) {
+                Ok(_) => {}
+                Err(e) => {
+                    let quoted = format!("{:?}", input);
+                    prop_assert!(e.to_string().contains(&quoted));
+                }
+            }
+        }
+
+        #[test]
+        fn huge_numbers_overflow_cleanly(digits in "[1-9][0-9]{15,60}", unit in "(ns|us|ms|s|m|h)") {
+            let _ = parse_go_duration(&format!("{digits}{unit}"));
+        }
+    }
 
     #[test]
     fn parses_what_go_parses() {

@@ -422,3 +422,29 @@ async fn record_failure(ctx: &Context, zc: &ZoomConnection, reason: &str, messag
         tracing::warn!(error = %e, "could not record the authorization failure");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a browser (or an attacker) puts in the callback's query, parsing it and
+        /// checking its state never panics: a bad state is an error the page explains.
+        #[test]
+        fn callback_queries_never_panic(query in "[a-z_=&%.0-9A-Z+-]{0,120}") {
+            let key = crate::signing::SigningKey::new(b"k".to_vec());
+            let uri: axum::http::Uri = match format!("/oauth/redirect/zoom?{query}").parse() {
+                Ok(uri) => uri,
+                Err(_) => return Ok(()),
+            };
+            if let Ok(Query(q)) = Query::<RedirectQuery>::try_from_uri(&uri) {
+                if let Some(state) = q.state.as_deref() {
+                    prop_assert!(key.verify_state(state, Timestamp::now()).is_err());
+                }
+                let _ = q.error.as_deref().map(crate::zoom::client::scrub);
+                let _ = q.error_description.as_deref().map(crate::zoom::client::scrub);
+            }
+        }
+    }
+}
