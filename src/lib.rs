@@ -18,6 +18,7 @@ pub mod server;
 pub mod signing;
 pub mod sink;
 pub mod token_secret;
+pub mod tokens;
 pub mod urls;
 pub mod webhooks;
 pub mod zoom;

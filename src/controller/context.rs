@@ -15,8 +15,10 @@ use tokio::sync::watch;
 use crate::api::{AuthType, CredentialsRef, ZoomConnection};
 use crate::config::OperatorConfig;
 use crate::credentials::{self, AppCredentials, CredentialsProblem};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::signing::SigningKey;
+use crate::tokens::PendingGrant;
 use crate::urls::{PublicUrls, UrlProblem};
 use crate::zoom::client::ZoomClient;
 
@@ -46,6 +48,11 @@ pub struct Context {
     /// The controller's caches, one per watched namespace (or one for all namespaces), while
     /// this replica leads; empty otherwise. Read at scrape time by the expiry gauge.
     pub connections: Arc<std::sync::RwLock<Vec<Store<ZoomConnection>>>>,
+    /// Whether this replica leads; checked right before a refresh token is sent.
+    pub leadership: Leadership,
+    /// Grants Zoom issued whose write to the token Secret failed, by connection UID. Kept
+    /// until stored (api.md section 4): nothing else holds them.
+    pub pending: Mutex<HashMap<String, PendingGrant>>,
 }
 
 impl Context {
@@ -128,6 +135,19 @@ impl Context {
 impl Context {
     pub(super) fn retry_state(&self, uid: &str) -> Option<RetryState> {
         self.retries.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(super) fn pending_grant(&self, uid: &str) -> Option<PendingGrant> {
+        self.pending.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(super) fn set_pending_grant(&self, uid: &str, pending: Option<PendingGrant>) {
+        if let Ok(mut map) = self.pending.lock() {
+            match pending {
+                Some(p) => map.insert(uid.to_owned(), p),
+                None => map.remove(uid),
+            };
+        }
     }
 
     pub(super) fn set_retry_state(&self, uid: &str, state: Option<RetryState>) {
