@@ -324,6 +324,12 @@ pub fn start_operator(ns: &str, extra: &[&str]) -> Operator {
 /// `--public-url`/`--ingress`, the public URL) are added, so the test chooses the watched
 /// namespaces and the lease namespace itself. `label` names its log file.
 pub fn start_operator_with_args(label: &str, args: &[&str]) -> Operator {
+    start_operator_with_kubeconfig(label, args, &control_plane().kubeconfig)
+}
+
+/// Like `start_operator_with_args`, reaching the API server through `kubeconfig` (a test's
+/// own proxy in front of it, say).
+pub fn start_operator_with_kubeconfig(label: &str, args: &[&str], kubeconfig: &Path) -> Operator {
     let cp = control_plane();
     let port = free_port();
     let metrics_port = free_port();
@@ -340,7 +346,7 @@ pub fn start_operator_with_args(label: &str, args: &[&str]) -> Operator {
                 .any(|a| a.starts_with("--public-url") || a.starts_with("--ingress")))
             .then(|| format!("--public-url=http://127.0.0.1:{port}")),
         )
-        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,zoom_operator=debug")
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("log"))
