@@ -57,46 +57,12 @@ async fn apply_bot(client: &kube::Client, ns: &str) {
     .await;
 }
 
-/// The browser flow: start URL from status, Zoom's consent (auto-approved), the callback.
 async fn authorize(client: &kube::Client, ns: &str) {
-    let zc = wait_condition(
-        client,
-        ns,
-        "bot",
-        "Authorized",
-        "False",
-        "AwaitingAuthorization",
-    )
-    .await;
-    let start = zc
-        .status
-        .and_then(|s| s.authorize_url)
-        .expect("authorizeURL");
-    let to_zoom = http().get(&start).send().await.expect("start");
-    assert_eq!(to_zoom.status(), StatusCode::FOUND);
-    let zoom_url = to_zoom.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let back = http().get(&zoom_url).send().await.expect("zoom");
-    let callback = back.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let done = http().get(&callback).send().await.expect("callback");
-    assert_eq!(done.status(), StatusCode::OK);
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    browser_authorize(client, ns, "bot").await;
 }
 
 async fn stats(sim: &ZoomSim) -> Value {
-    http()
-        .get(format!("{}/sim/stats", sim.url))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json")
+    sim_stats(sim).await
 }
 
 async fn fault(sim: &ZoomSim, spec: Value) {
@@ -429,11 +395,13 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
     assert_eq!(s["refreshes"], 1, "{s}");
 }
 
-/// A TCP proxy in front of the API server that the test can stall: connections stay open,
-/// nothing is forwarded, as with a half-open connection or a hung API server.
+/// A TCP proxy in front of the API server that the test can stall (connections stay open,
+/// nothing is forwarded, as with a half-open connection or a hung API server) or take down
+/// (connections are cut and refused, as with a stopped API server).
 struct StallProxy {
     port: u16,
     stalled: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
 }
 
 impl StallProxy {
@@ -441,10 +409,14 @@ impl StallProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let stalled = Arc::new(AtomicBool::new(false));
-        let flag = stalled.clone();
+        let down = Arc::new(AtomicBool::new(false));
+        let flags = (stalled.clone(), down.clone());
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                let flag = flag.clone();
+                if flags.1.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let flags = flags.clone();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
                     let Ok(outbound) = TcpStream::connect(&upstream).await else {
@@ -452,26 +424,68 @@ impl StallProxy {
                     };
                     let (ri, wi) = inbound.into_split();
                     let (ro, wo) = outbound.into_split();
-                    tokio::join!(pump(ri, wo, flag.clone()), pump(ro, wi, flag));
+                    tokio::join!(pump(ri, wo, flags.clone()), pump(ro, wi, flags));
                 });
             }
         });
-        StallProxy { port, stalled }
+        StallProxy {
+            port,
+            stalled,
+            down,
+        }
     }
+
+    /// A kubeconfig like the control plane's, pointing at this proxy.
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        let cp = control_plane();
+        let kubeconfig = std::fs::read_to_string(&cp.kubeconfig).expect("kubeconfig");
+        let proxied = cp.dir.join(format!("kubeconfig-proxy-{}", self.port));
+        std::fs::write(
+            &proxied,
+            kubeconfig.replace(&api_server(), &format!("https://127.0.0.1:{}", self.port)),
+        )
+        .expect("write kubeconfig");
+        proxied
+    }
+}
+
+/// The API server URL of the control plane's kubeconfig.
+fn api_server() -> String {
+    std::fs::read_to_string(&control_plane().kubeconfig)
+        .expect("kubeconfig")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .map(|s| s.trim().to_owned())
+        .expect("server in kubeconfig")
+}
+
+async fn proxy_to_api_server() -> StallProxy {
+    let upstream = api_server()
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    StallProxy::start(upstream).await
 }
 
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    stalled: Arc<AtomicBool>,
+    (stalled, down): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        if down.load(Ordering::Relaxed) {
+            return;
+        }
+        let n = match tokio::time::timeout(Duration::from_millis(200), from.read(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => n,
         };
         while stalled.load(Ordering::Relaxed) {
+            if down.load(Ordering::Relaxed) {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if to.write_all(&buf[..n]).await.is_err() {
@@ -488,24 +502,8 @@ async fn a_leader_whose_api_server_connection_stalls_stops_and_the_other_takes_o
     let zoom = zoom_flags(&sim);
 
     // Replica A reaches the API server only through the proxy.
-    let cp = control_plane();
-    let kubeconfig = std::fs::read_to_string(&cp.kubeconfig).expect("kubeconfig");
-    let server = kubeconfig
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("server:"))
-        .map(|s| s.trim().to_owned())
-        .expect("server in kubeconfig");
-    let upstream = server
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_owned();
-    let proxy = StallProxy::start(upstream.clone()).await;
-    let proxied = cp.dir.join(format!("kubeconfig-proxy-{}", proxy.port));
-    std::fs::write(
-        &proxied,
-        kubeconfig.replace(&server, &format!("https://127.0.0.1:{}", proxy.port)),
-    )
-    .expect("write kubeconfig");
+    let proxy = proxy_to_api_server().await;
+    let proxied = proxy.kubeconfig();
     let watch = format!("--watch-namespace={ns}");
     let lease = format!("--lease-namespace={ns}");
     let a = start_operator_with_kubeconfig(&ns, &[&watch, &lease, &zoom[0], &zoom[1]], &proxied);
@@ -567,5 +565,222 @@ async fn a_leader_whose_api_server_connection_stalls_stops_and_the_other_takes_o
     proxy.stalled.store(false, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(metric(&a, "zoom_operator_leader").await, 0.0);
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back() {
+    let client = client().await;
+    let ns = namespace(&client, "apidown").await;
+    let sim = oauth_app_with_lifetime(&client, &ns, "down-id", 600).await;
+    let zoom = zoom_flags(&sim);
+    let proxy = proxy_to_api_server().await;
+    let watch = format!("--watch-namespace={ns}");
+    let lease = format!("--lease-namespace={ns}");
+    let op = start_operator_with_kubeconfig(
+        &ns,
+        &[&watch, &lease, &zoom[0], &zoom[1]],
+        &proxy.kubeconfig(),
+    );
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+    let before = refresh_token(&token_secret(&client, &ns).await);
+
+    // A refresh is on its way to Zoom when the API server goes away for 25 s: Zoom's answer
+    // cannot be written, and the replica cannot renew its lease either.
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_ms": 3000, "count": 1}),
+    )
+    .await;
+    request_refresh(&client, &ns, "1").await;
+    wait_fence(&client, &ns).await;
+    proxy.down.store(true, Ordering::Relaxed);
+    eventually("the replica to step down", Duration::from_secs(20), || {
+        let op = &op;
+        async move {
+            let v = metric(op, "zoom_operator_leader").await;
+            if v == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("leader gauge {v}"))
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(stats(&sim).await["refreshes"], 1, "Zoom answered once");
+    assert_eq!(
+        refresh_token(&token_secret(&client, &ns).await),
+        before,
+        "nothing could be written"
+    );
+
+    // Back: the kept grant is written, the replica leads again, nothing was sent twice.
+    proxy.down.store(false, Ordering::Relaxed);
+    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let s = assert_no_reuse(&sim).await;
+    assert_eq!(s["refreshes"], 1, "{s}");
+    let stored = refresh_token(&token_secret(&client, &ns).await);
+    request_refresh(&client, &ns, "2").await;
+    wait_rotated(&client, &ns, &stored, Duration::from_secs(30)).await;
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
+    let client = client().await;
+    let ns = namespace(&client, "conflict").await;
+    let sim = oauth_app(&client, &ns, "cfl-id").await;
+    let zoom = zoom_flags(&sim);
+    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    // Another tool rewrites the token Secret's annotations all the time, so that the
+    // operator's compare-and-swap writes (fence and grant) keep meeting 409 conflicts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let patch =
+                    json!({"metadata": {"annotations": {"example.com/touched": i.to_string()}}});
+                let _ = api
+                    .patch(
+                        "bot-zoom-token",
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            i
+        })
+    };
+    let first = stats(&sim).await["refreshes"].as_u64().unwrap_or(0);
+    eventually(
+        "three refreshes under contention",
+        Duration::from_secs(120),
+        || {
+            let sim_url = sim.url.clone();
+            async move {
+                let s: Value = http()
+                    .get(format!("{sim_url}/sim/stats"))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                assert_eq!(
+                    s["reused_refresh_tokens"], 0,
+                    "a refresh token was sent twice: {s}"
+                );
+                match s["refreshes"].as_u64() {
+                    Some(n) if n >= first + 3 => Ok(()),
+                    other => Err(format!("refreshes {other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = hammer.await.expect("hammer");
+    assert!(writes > 100, "only {writes} competing writes");
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let secret = token_secret(&client, &ns).await;
+    assert!(
+        annotation(&secret, "example.com/touched").is_some(),
+        "the other tool's annotation is kept"
+    );
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn zoom_outages_are_ridden_out_and_reported() {
+    let client = client().await;
+    let ns = namespace(&client, "outage").await;
+    let sim = oauth_app(&client, &ns, "out-id").await;
+    let zoom = zoom_flags(&sim);
+    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    // In order: a slow answer (within the client's timeout), 429 with Retry-After in seconds,
+    // 429 with Retry-After as an HTTP date, then 5xx until the token has expired.
+    let date = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20))
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_ms": 5000, "count": 1}),
+    )
+    .await;
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "status": 429, "retry_after": "2", "count": 1}),
+    )
+    .await;
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "status": 429, "retry_after": date, "count": 1}),
+    )
+    .await;
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "status": 503, "count": 1000}),
+    )
+    .await;
+
+    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let failing = zc
+        .condition("TokenReady")
+        .expect("TokenReady")
+        .message
+        .clone();
+    assert!(
+        failing.contains("HTTP 429") || failing.contains("HTTP 503"),
+        "{failing}"
+    );
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let expired = eventually(
+        "the token to expire in status",
+        Duration::from_secs(90),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+                let c = zc.condition("TokenReady").ok_or("no TokenReady")?;
+                if c.reason == "Expired" {
+                    Ok(c.message.clone())
+                } else {
+                    Err(format!("{}: {}", c.reason, c.message))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(expired.contains("the last refresh failed"), "{expired}");
+    assert_eq!(
+        zc.condition("Authorized")
+            .map(|c| c.status.clone())
+            .as_deref(),
+        Some("True"),
+        "an outage is not a lost grant"
+    );
+
+    // Zoom recovers: the grant refreshes and the connection is Ready again.
+    let cleared = http()
+        .delete(format!("{}/sim/faults", sim.url))
+        .send()
+        .await
+        .expect("clear");
+    assert!(cleared.status().is_success());
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
     assert_no_reuse(&sim).await;
 }

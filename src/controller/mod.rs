@@ -265,7 +265,7 @@ const PENDING_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(3);
 
 /// Writes a pending grant of this connection, if there is one. Some(message): still not
 /// stored.
-async fn store_pending_grant(zc: &ZoomConnection, ctx: &Context, uid: &str) -> Option<String> {
+async fn store_pending_grant(zc: &ZoomConnection, ctx: &Arc<Context>, uid: &str) -> Option<String> {
     let pending = ctx.pending_grant(uid)?;
     match renew::keep_until_stored(ctx, zc, pending).await {
         renew::Renewal::NotStored => ctx.pending_grant(uid).and_then(|p| p.last_error),

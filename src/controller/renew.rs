@@ -6,10 +6,13 @@
 //! 2. the leader is asked once more, right before the send, whether it still leads;
 //! 3. the send and the write run in their own task, so that losing leadership (which cancels
 //!    reconciles at once) cannot drop Zoom's answer between the two;
-//! 4. a grant whose write fails stays in memory (`Context::pending`) and is written again
-//!    until it is stored; nothing is sent to Zoom for that connection meanwhile.
+//! 4. a grant whose write fails stays in memory (`Context::pending`) and a writer task
+//!    retries until it is stored; nothing is sent to Zoom for that connection meanwhile.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use jiff::Timestamp;
 
@@ -262,9 +265,11 @@ impl Attempt {
     }
 }
 
-/// Writes a grant Zoom issued; if that fails, keeps it in memory for the next pass.
+/// Writes a grant Zoom issued; if that fails, keeps it in memory and starts a writer that
+/// retries until it is stored (whether or not this replica still leads: the write is a
+/// compare-and-swap that only lands while the Secret holds the grant we refreshed).
 pub async fn keep_until_stored(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     zc: &ZoomConnection,
     mut pending: PendingGrant,
 ) -> Renewal {
@@ -283,8 +288,43 @@ pub async fn keep_until_stored(
             let why = pending.scrub(&write_error(&e));
             tracing::error!(connection = %name(zc), error = %why, "could not store the rotated token; keeping it in memory and retrying");
             pending.last_error = Some(why);
+            let first = ctx.pending_grant(&uid).is_none();
             ctx.set_pending_grant(&uid, Some(pending));
+            if first {
+                tokio::spawn(write_until_stored(ctx.clone(), zc.clone(), uid));
+            }
             Renewal::NotStored
+        }
+    }
+}
+
+/// Retries the write of a pending grant with exponential backoff (1 s to 10 s, jittered) until
+/// it is stored, superseded, or forgotten (the connection was deleted).
+async fn write_until_stored(ctx: Arc<Context>, zc: ZoomConnection, uid: String) {
+    let delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    for delay in delays {
+        tokio::time::sleep(delay).await;
+        let Some(mut pending) = ctx.pending_grant(&uid) else {
+            return;
+        };
+        match store_pending(&ctx, &zc, &pending).await {
+            Ok(_) => {
+                tracing::info!(connection = %name(&zc), "stored the kept grant");
+                ctx.set_pending_grant(&uid, None);
+                return;
+            }
+            Err(e) => {
+                pending.last_error = Some(pending.scrub(&write_error(&e)));
+                // Only if it is still there: a pass may have stored it meanwhile.
+                if ctx.pending_grant(&uid).is_some() {
+                    ctx.set_pending_grant(&uid, Some(pending));
+                }
+            }
         }
     }
 }

@@ -457,3 +457,47 @@ pub fn start_zoom_sim(args: &[&str]) -> ZoomSim {
         url,
     }
 }
+
+/// The browser flow for connection `name`: the start URL from its status, Zoom's consent
+/// (zoom-sim with `--consent=approve`), the callback; then waits for Ready=True.
+pub async fn browser_authorize(client: &Client, ns: &str, name: &str) {
+    let zc = wait_condition(
+        client,
+        ns,
+        name,
+        "Authorized",
+        "False",
+        "AwaitingAuthorization",
+    )
+    .await;
+    let start = zc
+        .status
+        .and_then(|s| s.authorize_url)
+        .expect("authorizeURL");
+    let to_zoom = http().get(&start).send().await.expect("start");
+    assert_eq!(to_zoom.status(), reqwest::StatusCode::FOUND);
+    let zoom_url = to_zoom.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let back = http().get(&zoom_url).send().await.expect("zoom");
+    let callback = back.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let done = http().get(&callback).send().await.expect("callback");
+    assert_eq!(done.status(), reqwest::StatusCode::OK);
+    wait_condition(client, ns, name, "Ready", "True", "Ready").await;
+}
+
+/// zoom-sim's `/sim/stats` counters.
+pub async fn sim_stats(sim: &ZoomSim) -> serde_json::Value {
+    http()
+        .get(format!("{}/sim/stats", sim.url))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json")
+}
