@@ -291,12 +291,20 @@ impl LeaderElector {
         let mut renewed_at = Instant::now();
         loop {
             tokio::select! {
+                // Shutdown first: the lead task ends on shutdown too (its token is a child),
+                // and that is no failure.
+                biased;
                 () = shutdown.cancelled() => return Holding::Shutdown,
-                joined = &mut *task => return Holding::TaskEnded(match joined {
+                joined = &mut *task => {
+                    if shutdown.is_cancelled() {
+                        return Holding::Shutdown;
+                    }
+                    return Holding::TaskEnded(match joined {
                     Ok(()) => "it returned".to_owned(),
                     Err(e) if e.is_panic() => "it panicked".to_owned(),
-                    Err(e) => e.to_string(),
-                }),
+                        Err(e) => e.to_string(),
+                    });
+                }
                 () = tokio::time::sleep(self.timing.retry_period) => {}
             }
             let started = Instant::now();
@@ -346,7 +354,10 @@ impl LeaderElector {
             term.cancel();
             match holding {
                 Holding::Shutdown => {
-                    let _ = task.await;
+                    // Wait for the controller to stop (unless its end was what we saw).
+                    if !task.is_finished() {
+                        let _ = task.await;
+                    }
                     self.release().await;
                     return Ok(());
                 }

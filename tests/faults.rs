@@ -784,3 +784,70 @@ async fn zoom_outages_are_ridden_out_and_reported() {
     wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
     assert_no_reuse(&sim).await;
 }
+
+#[tokio::test]
+async fn a_controller_that_dies_while_leading_releases_the_lease_and_fails_the_process() {
+    use zoom_operator::leader::{LeaderElector, LeaderError, Leadership};
+
+    let client = client().await;
+    let ns = namespace(&client, "deadtask").await;
+    let (tx, leadership) = Leadership::channel();
+    let gauge = prometheus_client::metrics::gauge::Gauge::default();
+    let elector = LeaderElector::new(client.clone(), &ns, "dying-1", tx, gauge.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // The controller panics a moment after it starts leading (as a reconcile could).
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        elector.run(shutdown, |_term| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            panic!("a reconcile panicked");
+        }),
+    )
+    .await
+    .expect("the elector returns instead of leading on with a dead controller");
+    assert!(
+        matches!(outcome, Err(LeaderError::ControllerStopped(ref why)) if why.contains("panicked")),
+        "{outcome:?}"
+    );
+    assert!(!leadership.is_leader());
+    assert_eq!(gauge.get(), 0);
+    assert_eq!(
+        lease_holder(&client, &ns).await,
+        None,
+        "the Lease was released for the next replica"
+    );
+
+    // The binary turns that into a non-zero exit; a replica with a healthy controller takes
+    // the released Lease at once (not after it expires).
+    let (tx, leadership) = Leadership::channel();
+    let elector = LeaderElector::new(client.clone(), &ns, "healthy-2", tx, Default::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(elector.run(
+        shutdown.clone(),
+        |term| async move { term.cancelled().await },
+    ));
+    let started = tokio::time::Instant::now();
+    eventually("the next replica to lead", Duration::from_secs(10), || {
+        let leadership = leadership.clone();
+        async move {
+            if leadership.is_leader() {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
+        }
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        lease_holder(&client, &ns).await.as_deref(),
+        Some("healthy-2")
+    );
+    shutdown.cancel();
+    assert!(run.await.expect("join").is_ok());
+    assert_eq!(
+        lease_holder(&client, &ns).await,
+        None,
+        "released on shutdown"
+    );
+}
