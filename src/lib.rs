@@ -2,7 +2,9 @@
 //!
 //! `api` is the CRD; `controller` reconciles it; `server` serves OAuth, webhooks and metrics;
 //! `zoom` speaks to Zoom. Pure decisions (`urls`, `conditions`, `credentials`, `signing`,
-//! `token_secret`, `sink`, `controller::schedule`) take values and return values.
+//! `token_secret`, `sink`, `controller::schedule`) take values and return values. `tokens`
+//! holds the rotation-safety rules (refresh fence, grants not stored yet) and `leader` the
+//! Lease-based election whose outcome other modules watch.
 
 pub mod api;
 pub mod authorize;
