@@ -2,7 +2,9 @@
 //!
 //! `api` is the CRD; `controller` reconciles it; `server` serves OAuth, webhooks and metrics;
 //! `zoom` speaks to Zoom. Pure decisions (`urls`, `conditions`, `credentials`, `signing`,
-//! `token_secret`, `sink`, `controller::schedule`) take values and return values.
+//! `token_secret`, `sink`, `controller::schedule`) take values and return values. `tokens`
+//! holds the rotation-safety rules (refresh fence, grants not stored yet) and `leader` the
+//! Lease-based election whose outcome other modules watch.
 
 pub mod api;
 pub mod authorize;
@@ -18,6 +20,7 @@ pub mod server;
 pub mod signing;
 pub mod sink;
 pub mod token_secret;
+pub mod tokens;
 pub mod urls;
 pub mod validation;
 pub mod webhooks;

@@ -7,7 +7,7 @@ use kube::runtime::reflector::Store;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -43,6 +43,8 @@ pub struct Metrics {
     pub token_requests: Family<TokenLabels, Counter>,
     pub webhook_events: Family<WebhookLabels, Counter>,
     pub oauth_requests: Family<HttpLabels, Counter>,
+    /// 1 while this replica holds the lease (or runs without leader election), else 0.
+    pub leader: Gauge,
 }
 
 impl Metrics {
@@ -53,6 +55,7 @@ impl Metrics {
             token_requests: Family::default(),
             webhook_events: Family::default(),
             oauth_requests: Family::default(),
+            leader: Gauge::default(),
         }
     }
 
@@ -82,6 +85,11 @@ impl Metrics {
             "oauth_requests",
             "OAuth start and redirect requests by status",
             self.oauth_requests.clone(),
+        );
+        r.register(
+            "leader",
+            "1 on the replica that leads (runs the controller), 0 elsewhere",
+            self.leader.clone(),
         );
     }
 

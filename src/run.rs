@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::OperatorConfig;
 use crate::controller::{self, Context};
-use crate::leader::LeaderElector;
+use crate::leader::{LeaderElector, Leadership};
 use crate::metrics::{ExpiryCollector, Metrics};
 use crate::server::admin::{self, AdminState};
 use crate::server::events::EventReceiver;
@@ -87,6 +87,13 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     metrics.register(&mut registry);
 
+    let (leading_tx, leadership) = if config.leader_election {
+        let (tx, rx) = Leadership::channel();
+        (Some(tx), rx)
+    } else {
+        metrics.leader.set(1);
+        (None, Leadership::always())
+    };
     let (url_tx, url_rx) = watch::channel(None);
     let recorder = Recorder::new(
         client.clone(),
@@ -106,11 +113,14 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         retries: Mutex::new(Default::default()),
         forced_refreshes: Mutex::new(Default::default()),
         connections: connections.clone(),
+        leadership,
+        pending: Mutex::new(Default::default()),
     });
     registry.register_collector(Box::new(ExpiryCollector { slot: connections }));
     let admin_state = Arc::new(AdminState {
         registry,
         ready: Default::default(),
+        shutting_down: Default::default(),
     });
 
     // The webhook routing index runs on every replica, independent of the leader-only
@@ -137,8 +147,11 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         })
     };
     let ctx_for_admin = admin_state.clone();
+    // The admin server stops last, so that /readyz answers 503 (not "connection refused",
+    // and never 200) for the whole of the shutdown.
+    let admin_stop = CancellationToken::new();
     let admin_server = {
-        let shutdown = shutdown.clone();
+        let shutdown = admin_stop.clone();
         tokio::spawn(async move {
             axum::serve(admin_listener, admin::router(ctx_for_admin))
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -161,40 +174,68 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     }
     admin_state.ready.store(true, Ordering::Relaxed);
 
-    let controller = {
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if ctx.config.leader_election {
-                let elector = LeaderElector::new(
-                    ctx.client.clone(),
-                    &ctx.config.operator_namespace,
-                    &ctx.config.identity,
-                );
-                elector
-                    .run(shutdown, move |term| {
-                        controller::run_controller(ctx.clone(), term)
-                    })
-                    .await;
-            } else {
-                controller::run_controller(ctx, shutdown).await;
-            }
-        })
-    };
+    let controller = tokio::spawn(run_leader_part(ctx.clone(), leading_tx, shutdown.clone()));
 
     shutdown.cancelled().await;
-    let _ = controller.await;
+    admin_state.shutting_down.store(true, Ordering::Relaxed);
+    let outcome = match controller.await {
+        Ok(result) => result,
+        Err(e) => Err(anyhow::anyhow!("the controller task failed: {e}")),
+    };
     let _ = urls.await;
     let _ = index_task.await;
     if let Ok(Err(e)) = public_server.await {
         tracing::warn!(error = %e, "public server stopped with an error");
     }
+    admin_stop.cancel();
     if let Ok(Err(e)) = admin_server.await {
         tracing::warn!(error = %e, "admin server stopped with an error");
     }
+    outcome?;
     tracing::info!("stopped");
     Ok(())
 }
+/// The controller, behind leader election when it is on. A controller that stops by itself
+/// (a panic in a reconcile, say) stops the whole process with an error, after releasing the
+/// Lease: a replica that serves HTTP but renews nothing must not look healthy.
+async fn run_leader_part(
+    ctx: Arc<Context>,
+    leading: Option<watch::Sender<bool>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let result = match leading {
+        Some(leading) => {
+            let elector = LeaderElector::new(
+                ctx.client.clone(),
+                &ctx.config.operator_namespace,
+                &ctx.config.identity,
+                leading,
+                ctx.metrics.leader.clone(),
+            );
+            let lead_ctx = ctx.clone();
+            elector
+                .run(shutdown.clone(), move |term| {
+                    controller::run_controller(lead_ctx.clone(), term)
+                })
+                .await
+                .map_err(anyhow::Error::from)
+        }
+        None => {
+            let task = tokio::spawn(controller::run_controller(ctx, shutdown.clone()));
+            match task.await {
+                Ok(()) if shutdown.is_cancelled() => Ok(()),
+                Ok(()) => Err(anyhow::anyhow!("the controller stopped by itself")),
+                Err(e) => Err(anyhow::anyhow!("the controller task failed: {e}")),
+            }
+        }
+    };
+    if result.is_err() {
+        // Stop the servers too; the process exits non-zero.
+        shutdown.cancel();
+    }
+    result
+}
+
 async fn signal_handler(shutdown: CancellationToken) {
     let terminate = async {
         #[cfg(unix)]

@@ -42,8 +42,11 @@ pub mod annotations {
     /// not reported as unreachable.
     pub const SINK_UNREACHABLE: &str = "zoom-operator.io/sink-unreachable";
     pub const SINK_UNREACHABLE_URI: &str = "zoom-operator.io/sink-unreachable-uri";
+    /// Who is refreshing the grant, until when, and a hash of the refresh token being sent
+    /// (see `crate::tokens::Fence`).
+    pub const REFRESH_FENCE: &str = "zoom-operator.io/refresh-fence";
 
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         LAST_REFRESH_TIME,
         CLIENT_ID,
         ACCOUNT_ID,
@@ -57,6 +60,7 @@ pub mod annotations {
         CONSUMED_STATES,
         SINK_UNREACHABLE,
         SINK_UNREACHABLE_URI,
+        REFRESH_FENCE,
     ];
 }
 
@@ -103,6 +107,8 @@ pub struct TokenRecord {
     /// The sink (as shown to people, without query) and why forwarding to it failed; written
     /// by the webhook path only when the sink's health changes.
     pub sink_problem: Option<(String, String)>,
+    /// A refresher's claim on the grant while it talks to Zoom.
+    pub fence: Option<crate::tokens::Fence>,
 }
 
 /// Who holds a Secret of the token Secret's name.
@@ -257,6 +263,7 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
                     .to_owned(),
             )
         }),
+        fence: annotation(secret, annotations::REFRESH_FENCE).and_then(crate::tokens::Fence::parse),
     }
 }
 
@@ -330,6 +337,11 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
         put(annotations::SINK_UNREACHABLE_URI, Some(sink.clone()));
         put(annotations::SINK_UNREACHABLE, Some(message.clone()));
     }
+
+    put(
+        annotations::REFRESH_FENCE,
+        record.fence.as_ref().map(crate::tokens::Fence::encode),
+    );
 
     let mut data = BTreeMap::new();
     if let Some(grant) = &record.grant {
@@ -422,6 +434,11 @@ mod tests {
             sink_problem: Some((
                 "http://handler.team-a.svc:8080/zoom".into(),
                 "did not answer within 2.5s".into(),
+            )),
+            fence: Some(crate::tokens::Fence::new(
+                "pod-a-1",
+                ts("2026-11-29T09:00:00Z"),
+                "rt",
             )),
         }
     }

@@ -15,8 +15,10 @@ use tokio::sync::watch;
 use crate::api::{AuthType, CredentialsRef, ZoomConnection};
 use crate::config::OperatorConfig;
 use crate::credentials::{self, AppCredentials, CredentialsProblem};
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::signing::SigningKey;
+use crate::tokens::PendingGrant;
 use crate::urls::{PublicUrls, UrlProblem};
 use crate::zoom::client::ZoomClient;
 
@@ -49,6 +51,11 @@ pub struct Context {
     /// The controller's caches, one per watched namespace (or one for all namespaces), while
     /// this replica leads; empty otherwise. Read at scrape time by the expiry gauge.
     pub connections: Arc<std::sync::RwLock<Vec<Store<ZoomConnection>>>>,
+    /// Whether this replica leads; checked right before a refresh token is sent.
+    pub leadership: Leadership,
+    /// Grants Zoom issued whose write to the token Secret failed, by connection UID. Kept
+    /// until stored (api.md section 4): nothing else holds them.
+    pub pending: Mutex<HashMap<String, PendingGrant>>,
 }
 
 impl Context {
@@ -140,6 +147,19 @@ impl Context {
     pub(super) fn note_forced_refresh(&self, uid: &str, at: Timestamp) {
         if let Ok(mut map) = self.forced_refreshes.lock() {
             map.insert(uid.to_owned(), at);
+        }
+    }
+
+    pub(super) fn pending_grant(&self, uid: &str) -> Option<PendingGrant> {
+        self.pending.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(super) fn set_pending_grant(&self, uid: &str, pending: Option<PendingGrant>) {
+        if let Ok(mut map) = self.pending.lock() {
+            match pending {
+                Some(p) => map.insert(uid.to_owned(), p),
+                None => map.remove(uid),
+            };
         }
     }
 

@@ -79,12 +79,13 @@ async fn reconcile(zc: Arc<ZoomConnection>, ctx: Arc<Context>) -> Result<Action,
     result
 }
 
-async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Action, Error> {
     let ns = zc.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
     let uid = zc.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let api: Api<ZoomConnection> = Api::namespaced(ctx.client.clone(), &ns);
 
     if zc.metadata.deletion_timestamp.is_some() {
+        ctx.set_pending_grant(&uid, None);
         return cleanup::cleanup(zc, ctx, &api).await;
     }
     cleanup::ensure_finalizer(zc, &api).await?;
@@ -92,16 +93,21 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
     let validated = validate(zc);
     let (credentials, credentials_secret, credentials_version) = ctx.app_credentials(zc).await?;
     let store = ctx.token_store(zc);
-    let (mut ownership, mut record) = store.read(zc).await?;
     let urls = ctx.current_urls();
-    let now = Timestamp::now();
     let jitter_seed = schedule::seed(&uid);
+    // A grant Zoom issued that is not stored yet comes before anything else: no refresh is
+    // sent for this connection until it is written.
+    let not_stored = store_pending_grant(zc, ctx, &uid).await;
+    let (mut ownership, mut record) = store.read(zc).await?;
+    let now = Timestamp::now();
 
     // Renew the token when it is due.
     let mut retry_at = ctx.retry_state(&uid).map(|r| r.not_before);
-    let mut next_check = None;
-    if let (Ok(refresh_before), Ok(app), Ownership::Ours | Ownership::Absent) =
-        (&validated, &credentials, &ownership)
+    let mut next_check = not_stored
+        .as_ref()
+        .and_then(|_| now.checked_add(PENDING_RETRY).ok());
+    if let (None, Ok(refresh_before), Ok(app), Ownership::Ours | Ownership::Absent) =
+        (&not_stored, &validated, &credentials, &ownership)
     {
         let retry = ctx.retry_state(&uid);
         let requested = zc
@@ -159,6 +165,13 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
                         retry_at = Some(until);
                         next_check = Some(until);
                     }
+                    renew::Renewal::Fenced { until } => {
+                        tracing::info!(connection = %format!("{ns}/{}", zc.name_any()), until = %until, "another refresher holds the grant's fence; waiting");
+                        next_check = Some(until);
+                    }
+                    renew::Renewal::NotStored => {
+                        next_check = now.checked_add(PENDING_RETRY).ok();
+                    }
                     _ => {
                         ctx.set_retry_state(&uid, None);
                         retry_at = None;
@@ -197,6 +210,9 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
         next_refresh,
         retry_at,
         events,
+        not_stored: ctx.pending_grant(&uid).map(|p| {
+            crate::tokens::not_stored_message(&p, &format!("{ns}/{}", zc.token_secret_name()))
+        }),
     };
     let new_status = status::build(&observation);
     let old_conditions = zc
@@ -241,6 +257,19 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Context) -> Result<Action, E
     .fold(Duration::from_secs(600), Duration::min)
     .max(Duration::from_millis(500));
     Ok(Action::requeue(wait))
+}
+
+/// How often a grant that could not be stored is written again.
+const PENDING_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(3);
+
+/// Writes a pending grant of this connection, if there is one. Some(message): still not
+/// stored.
+async fn store_pending_grant(zc: &ZoomConnection, ctx: &Arc<Context>, uid: &str) -> Option<String> {
+    let pending = ctx.pending_grant(uid)?;
+    match renew::keep_until_stored(ctx, zc, pending).await {
+        renew::Renewal::NotStored => ctx.pending_grant(uid).and_then(|p| p.last_error),
+        _ => None,
+    }
 }
 
 /// The "Start OAuth Flow" link: kept while its ticket has more than half its life left, so the
@@ -397,7 +426,10 @@ async fn publish_transitions(
                 EventType::Normal
             },
             reason: t.reason.clone(),
-            note: Some(format!("{}={}: {}", t.type_, t.status, t.message)),
+            note: Some(event_note(&format!(
+                "{}={}: {}",
+                t.type_, t.status, t.message
+            ))),
             action: t.type_.clone(),
             secondary: None,
         };
@@ -407,7 +439,33 @@ async fn publish_transitions(
     }
 }
 
+/// Kubernetes refuses Event notes over 1024 bytes; cut on a character boundary.
+fn event_note(note: &str) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note.to_owned();
+    }
+    let mut end = MAX - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", note.get(..end).unwrap_or_default())
+}
+
 fn error_policy(zc: Arc<ZoomConnection>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(connection = %format!("{}/{}", zc.namespace().unwrap_or_default(), zc.name_any()), error = %error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_note;
+
+    #[test]
+    fn event_notes_fit_the_api_server_limit() {
+        assert_eq!(event_note("short"), "short");
+        let long = "é".repeat(1000);
+        let cut = event_note(&long);
+        assert!(cut.len() <= 1024 && cut.ends_with('…'), "{}", cut.len());
+    }
 }

@@ -1,19 +1,30 @@
 //! Renewing a grant at Zoom: refresh (OAuth) or account credentials (Server-to-Server).
 //!
-//! Zoom rotates the refresh token on every refresh, so the new pair is written to the token
-//! Secret before anything else happens, and a refresh token that was sent once is never sent
-//! again: if the write fails for good, the grant is lost, loudly, rather than reused.
+//! Zoom rotates the refresh token on every refresh, so (api.md section 4):
+//! 1. before sending a refresh token, the refresher records a fence in the token Secret by
+//!    compare-and-swap; a live fence of anyone else means "do nothing";
+//! 2. the leader is asked once more, right before the send, whether it still leads;
+//! 3. the send and the write run in their own task, so that losing leadership (which cancels
+//!    reconciles at once) cannot drop Zoom's answer between the two;
+//! 4. a grant whose write fails stays in memory (`Context::pending`) and a writer task
+//!    retries until it is stored; nothing is sent to Zoom for that connection meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
 
 use jiff::Timestamp;
 
 use crate::api::{AuthType, ZoomConnection, REFRESH_REQUESTED_ANNOTATION};
 use crate::credentials::AppCredentials;
 use crate::token_secret::{TokenGrant, TokenRecord};
+use crate::tokens::{self, FenceCheck, PendingFit, PendingGrant};
 use crate::zoom::client::ZoomError;
 
 use super::schedule::{
     ACCOUNT_CREDENTIALS_REJECTED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS,
-    REFRESH_TOKEN_REJECTED,
+    REFRESH_TOKEN_REJECTED, REFRESH_TOKEN_SPENT,
 };
 use super::store::{Change, StoreError};
 use super::Context;
@@ -22,7 +33,8 @@ use super::Context;
 #[derive(Debug)]
 pub enum Renewal {
     Renewed,
-    /// Another writer rotated the grant while we were asking; nothing was lost.
+    /// Another writer rotated the grant while we were asking, or leadership moved before
+    /// anything was sent; nothing was lost.
     Superseded,
     /// Zoom or the network failed; try again later.
     Failed {
@@ -30,6 +42,12 @@ pub enum Renewal {
     },
     /// Zoom refused for good; a person must act (recorded in the Secret).
     Refused,
+    /// Another refresher's fence is live: look again at `until`.
+    Fenced {
+        until: Timestamp,
+    },
+    /// Zoom issued a grant that could not be written; it is pending in memory.
+    NotStored,
 }
 
 fn requested(zc: &ZoomConnection) -> Option<String> {
@@ -40,87 +58,324 @@ fn requested(zc: &ZoomConnection) -> Option<String> {
         .cloned()
 }
 
+/// The outcome of trying to put our fence on the grant.
+enum Claim {
+    Claimed,
+    Held {
+        until: Timestamp,
+    },
+    /// A stale fence for the stored token: it was sent and its answer never stored.
+    Spent {
+        holder: String,
+        since: Timestamp,
+    },
+    Rotated,
+}
+
 pub async fn renew(
-    ctx: &Context,
+    ctx: &Arc<Context>,
     zc: &ZoomConnection,
     app: &AppCredentials,
     record: &TokenRecord,
 ) -> Result<Renewal, StoreError> {
-    let store = ctx.token_store(zc);
+    let used = record.grant.as_ref().and_then(|g| g.refresh_token.clone());
     let auth_type = zc.spec.auth_type;
-    let label = auth_type.to_string();
-    let used_refresh_token = record.grant.as_ref().and_then(|g| g.refresh_token.clone());
-
-    let result = match (auth_type, &used_refresh_token) {
-        (AuthType::ServerToServer, _) => {
-            let account = app.account_id.as_deref().unwrap_or_default();
-            ctx.zoom.account_credentials(app, account).await
-        }
-        (_, Some(refresh_token)) => ctx.zoom.refresh(app, refresh_token).await,
+    match (auth_type.is_oauth(), used.as_deref()) {
+        (false, _) => {}
         // decide() never asks to refresh an OAuth grant without a refresh token.
-        (_, None) => return Ok(Renewal::Superseded),
+        (true, None) => return Ok(Renewal::Superseded),
+        (true, Some(token)) => match claim_fence(ctx, zc, token).await? {
+            Claim::Claimed => {}
+            Claim::Held { until } => return Ok(Renewal::Fenced { until }),
+            Claim::Spent { holder, since } => {
+                return record_spent(ctx, zc, token, &tokens::spent_message(&holder, since)).await
+            }
+            Claim::Rotated => return Ok(Renewal::Superseded),
+        },
+    }
+    if !ctx.leadership.is_leader() {
+        // Leadership moved while we wrote the fence: send nothing, and say so by lifting it.
+        release_fence(ctx, zc).await;
+        return Ok(Renewal::Superseded);
+    }
+    let attempt = Attempt {
+        ctx: ctx.clone(),
+        zc: zc.clone(),
+        app: app.clone(),
+        used,
+        requested: requested(zc),
+        account_known: record.account.is_some(),
     };
-    let now = Timestamp::now();
-    let requested = requested(zc);
+    match tokio::spawn(attempt.run()).await {
+        Ok(result) => result,
+        // The task cannot be aborted by anyone; a panic in it would be a bug.
+        Err(e) => Err(StoreError::Task(e.to_string())),
+    }
+}
 
-    match result {
-        Ok(grant) => {
-            ctx.metrics.token_request(&label, "ok");
-            let client_id = app.client_id.clone();
-            // A Server-to-Server grant has no browser step to learn the account from: ask
-            // users/me once (best effort; the token is stored either way). Its token does not
-            // rotate, so asking before storing it risks nothing.
-            let account = match (auth_type, &record.account) {
-                (AuthType::ServerToServer, None) => {
-                    match ctx.zoom.users_me(&grant.access_token).await {
-                        Ok(user) => Some(crate::api::ZoomAccount {
-                            account_id: user.account_id.or_else(|| app.account_id.clone()),
-                            user_id: Some(user.id),
-                            email: user.email,
-                        }),
-                        Err(e) => {
-                            tracing::warn!(connection = %name(zc), error = %e, "reading /v2/users/me failed");
-                            None
-                        }
-                    }
+/// Records our fence, unless someone else's is live or the grant rotated under us.
+async fn claim_fence(
+    ctx: &Context,
+    zc: &ZoomConnection,
+    refresh_token: &str,
+) -> Result<Claim, StoreError> {
+    let identity = ctx.config.identity.clone();
+    let outcome = ctx
+        .token_store(zc)
+        .update(zc, |current| {
+            let stored = current
+                .grant
+                .as_ref()
+                .and_then(|g| g.refresh_token.as_deref());
+            if stored != Some(refresh_token) {
+                return Err(Claim::Rotated);
+            }
+            let now = Timestamp::now();
+            match tokens::check_fence(current.fence.as_ref(), Some(refresh_token), now) {
+                FenceCheck::Held { until, .. } => return Err(Claim::Held { until }),
+                FenceCheck::MaybeSpent { holder, since } => {
+                    return Err(Claim::Spent { holder, since })
                 }
-                _ => None,
-            };
-            let written = store
-                .update(zc, |current| {
-                    if auth_type.is_oauth() && current_refresh_token(current) != used_refresh_token
-                    {
-                        // A callback stored a newer grant meanwhile: it wins, ours is dropped.
-                        return Ok::<_, ()>(Change::Keep);
-                    }
-                    store_grant(current, grant.clone(), &client_id, now);
-                    if account.is_some() {
-                        current.account = account.clone();
-                    }
-                    if requested.is_some() {
-                        current.refresh_handled = requested.clone();
-                    }
-                    Ok(Change::Write)
-                })
-                .await;
-            match written {
-                Ok(Ok(_)) => Ok(Renewal::Renewed),
-                Ok(Err(())) => Ok(Renewal::Superseded),
-                Err(e) => {
-                    tracing::error!(
-                        connection = %name(zc),
-                        error = %e,
-                        "could not store the rotated token; the grant may be lost and need re-authorization"
-                    );
-                    Err(e)
+                FenceCheck::Free => {}
+            }
+            current.fence = Some(tokens::Fence::new(&identity, now, refresh_token));
+            Ok(Change::Write)
+        })
+        .await?;
+    Ok(match outcome {
+        Ok(_) => Claim::Claimed,
+        Err(claim) => claim,
+    })
+}
+
+/// The stored refresh token was sent by a refresher that never stored the answer. Sending it
+/// again would break "never sent twice" (and Zoom would refuse it if it rotated): record the
+/// truth instead, so the status tells people to authorize again and why.
+async fn record_spent(
+    ctx: &Context,
+    zc: &ZoomConnection,
+    refresh_token: &str,
+    message: &str,
+) -> Result<Renewal, StoreError> {
+    tracing::error!(connection = %name(zc), why = %message, "the grant is lost");
+    let outcome = ctx
+        .token_store(zc)
+        .update(zc, |current| {
+            if current_refresh_token(current).as_deref() != Some(refresh_token) {
+                return Ok::<_, ()>(Change::Keep);
+            }
+            current.grant_problem = Some((REFRESH_TOKEN_SPENT.to_owned(), message.to_owned()));
+            current.failed_refresh_attempts = 0;
+            current.last_failure = None;
+            Ok(Change::Write)
+        })
+        .await?;
+    Ok(match outcome {
+        Ok(_) => Renewal::Refused,
+        Err(()) => Renewal::Superseded,
+    })
+}
+
+/// Lifts our own fence (best effort: an expired fence for a token that was never sent only
+/// makes the successor try it once, which succeeds).
+async fn release_fence(ctx: &Context, zc: &ZoomConnection) {
+    let identity = ctx.config.identity.as_str();
+    let result = ctx
+        .token_store(zc)
+        .update(zc, |current| {
+            if current.fence.as_ref().is_some_and(|f| f.holder == identity) {
+                current.fence = None;
+                Ok::<_, ()>(Change::Write)
+            } else {
+                Ok(Change::Keep)
+            }
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::warn!(connection = %name(zc), error = %e, "could not lift the refresh fence; it expires by itself");
+    }
+}
+
+/// One send to Zoom and the write of its answer, owned by its own task.
+struct Attempt {
+    ctx: Arc<Context>,
+    zc: ZoomConnection,
+    app: AppCredentials,
+    used: Option<String>,
+    requested: Option<String>,
+    account_known: bool,
+}
+
+impl Attempt {
+    async fn run(self) -> Result<Renewal, StoreError> {
+        let ctx = &self.ctx;
+        let auth_type = self.zc.spec.auth_type;
+        let label = auth_type.to_string();
+        let result = match (auth_type, &self.used) {
+            (AuthType::ServerToServer, _) => {
+                let account = self.app.account_id.as_deref().unwrap_or_default();
+                ctx.zoom.account_credentials(&self.app, account).await
+            }
+            (_, Some(refresh_token)) => ctx.zoom.refresh(&self.app, refresh_token).await,
+            (_, None) => return Ok(Renewal::Superseded),
+        };
+        match result {
+            Ok(grant) => {
+                ctx.metrics.token_request(&label, "ok");
+                let account = self.server_to_server_account(&grant).await;
+                let pending = PendingGrant {
+                    grant,
+                    used_refresh_token: self.used.clone(),
+                    client_id: self.app.client_id.clone(),
+                    account,
+                    requested: self.requested.clone(),
+                    issued_at: Timestamp::now(),
+                    last_error: None,
+                };
+                Ok(keep_until_stored(ctx, &self.zc, pending).await)
+            }
+            Err(err) => {
+                ctx.metrics.token_request(&label, error_label(&err));
+                handle_failure(ctx, &self.zc, err, &self.used, &self.requested).await
+            }
+        }
+    }
+
+    /// A Server-to-Server grant has no browser step to learn the account from: ask users/me
+    /// once (best effort; the token is stored either way). Its token does not rotate, so
+    /// asking before storing it risks nothing.
+    async fn server_to_server_account(
+        &self,
+        grant: &TokenGrant,
+    ) -> Option<crate::api::ZoomAccount> {
+        if self.zc.spec.auth_type != AuthType::ServerToServer || self.account_known {
+            return None;
+        }
+        match self.ctx.zoom.users_me(&grant.access_token).await {
+            Ok(user) => Some(crate::api::ZoomAccount {
+                account_id: user.account_id.or_else(|| self.app.account_id.clone()),
+                user_id: Some(user.id),
+                email: user.email,
+            }),
+            Err(e) => {
+                tracing::warn!(connection = %name(&self.zc), error = %e, "reading /v2/users/me failed");
+                None
+            }
+        }
+    }
+}
+
+/// Writes a grant Zoom issued; if that fails, keeps it in memory and starts a writer that
+/// retries until it is stored (whether or not this replica still leads: the write is a
+/// compare-and-swap that only lands while the Secret holds the grant we refreshed).
+pub async fn keep_until_stored(
+    ctx: &Arc<Context>,
+    zc: &ZoomConnection,
+    mut pending: PendingGrant,
+) -> Renewal {
+    let uid = zc.metadata.uid.clone().unwrap_or_default();
+    match store_pending(ctx, zc, &pending).await {
+        Ok(PendingFit::Store) => {
+            ctx.set_pending_grant(&uid, None);
+            Renewal::Renewed
+        }
+        Ok(PendingFit::Superseded) => {
+            tracing::info!(connection = %name(zc), "a newer grant was stored meanwhile; the refreshed one is not needed");
+            ctx.set_pending_grant(&uid, None);
+            Renewal::Superseded
+        }
+        Err(e) => {
+            let why = pending.scrub(&write_error(&e));
+            tracing::error!(connection = %name(zc), error = %why, "could not store the rotated token; keeping it in memory and retrying");
+            pending.last_error = Some(why);
+            let first = ctx.pending_grant(&uid).is_none();
+            ctx.set_pending_grant(&uid, Some(pending));
+            if first {
+                tokio::spawn(write_until_stored(ctx.clone(), zc.clone(), uid));
+            }
+            Renewal::NotStored
+        }
+    }
+}
+
+/// Retries the write of a pending grant with exponential backoff (1 s to 10 s, jittered) until
+/// it is stored, superseded, or forgotten (the connection was deleted).
+async fn write_until_stored(ctx: Arc<Context>, zc: ZoomConnection, uid: String) {
+    let delays = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    for delay in delays {
+        tokio::time::sleep(delay).await;
+        let Some(mut pending) = ctx.pending_grant(&uid) else {
+            return;
+        };
+        match store_pending(&ctx, &zc, &pending).await {
+            Ok(_) => {
+                tracing::info!(connection = %name(&zc), "stored the kept grant");
+                ctx.set_pending_grant(&uid, None);
+                return;
+            }
+            Err(e) => {
+                pending.last_error = Some(pending.scrub(&write_error(&e)));
+                // Only if it is still there: a pass may have stored it meanwhile.
+                if ctx.pending_grant(&uid).is_some() {
+                    ctx.set_pending_grant(&uid, Some(pending));
                 }
             }
         }
-        Err(err) => {
-            ctx.metrics.token_request(&label, error_label(&err));
-            handle_failure(ctx, zc, err, used_refresh_token, requested).await
-        }
     }
+}
+
+/// The API server's own reason, without the wire-level detail a person cannot act on.
+fn write_error(e: &StoreError) -> String {
+    match e {
+        StoreError::Kube(kube::Error::Api(status)) => {
+            format!(
+                "the API server answered {}: {}",
+                status.code, status.message
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// One compare-and-swap write of a pending grant (with the store's own conflict retries).
+async fn store_pending(
+    ctx: &Context,
+    zc: &ZoomConnection,
+    pending: &PendingGrant,
+) -> Result<PendingFit, StoreError> {
+    let oauth = zc.spec.auth_type.is_oauth();
+    let written = ctx
+        .token_store(zc)
+        .update(zc, |current| {
+            match tokens::pending_fit(current, pending, oauth) {
+                PendingFit::Superseded => Err(PendingFit::Superseded),
+                PendingFit::Store => {
+                    store_grant(
+                        current,
+                        pending.grant.clone(),
+                        &pending.client_id,
+                        pending.issued_at,
+                    );
+                    if pending.account.is_some() {
+                        current.account = pending.account.clone();
+                    }
+                    if pending.requested.is_some() {
+                        current.refresh_handled = pending.requested.clone();
+                    }
+                    Ok(Change::Write)
+                }
+            }
+        })
+        .await?;
+    Ok(match written {
+        Ok(_) => PendingFit::Store,
+        Err(fit) => fit,
+    })
 }
 
 /// Records a fresh grant and clears failure bookkeeping; shared by refresh, mint and callback.
@@ -131,6 +386,8 @@ pub fn store_grant(record: &mut TokenRecord, grant: TokenGrant, client_id: &str,
     record.grant_problem = None;
     record.failed_refresh_attempts = 0;
     record.last_failure = None;
+    // The grant is stored: whoever was refreshing is done.
+    record.fence = None;
 }
 
 fn current_refresh_token(record: &TokenRecord) -> Option<String> {
@@ -155,20 +412,9 @@ fn error_label(err: &ZoomError) -> &'static str {
     }
 }
 
-async fn handle_failure(
-    ctx: &Context,
-    zc: &ZoomConnection,
-    err: ZoomError,
-    used_refresh_token: Option<String>,
-    requested: Option<String>,
-) -> Result<Renewal, StoreError> {
-    let store = ctx.token_store(zc);
-    let auth_type = zc.spec.auth_type;
-    tracing::warn!(connection = %name(zc), auth_type = %auth_type, error = %err, "token renewal failed");
-
-    // A permanent refusal is recorded as a grant problem; anything else counts as a failed
-    // attempt and is retried with backoff.
-    let permanent: Option<(&'static str, String)> = if err.is_invalid_client() {
+/// A grant problem a person must fix: (reason, message). Pure.
+pub fn classify_failure(err: &ZoomError, auth_type: AuthType) -> Option<(&'static str, String)> {
+    if err.is_invalid_client() {
         Some((INVALID_CLIENT_CREDENTIALS, err.to_string()))
     } else if auth_type == AuthType::ServerToServer && matches!(err, ZoomError::Rejected { .. }) {
         Some((ACCOUNT_CREDENTIALS_REJECTED, err.to_string()))
@@ -176,46 +422,40 @@ async fn handle_failure(
         Some((REFRESH_TOKEN_REJECTED, err.to_string()))
     } else {
         None
-    };
+    }
+}
+
+async fn handle_failure(
+    ctx: &Context,
+    zc: &ZoomConnection,
+    err: ZoomError,
+    used_refresh_token: &Option<String>,
+    requested: &Option<String>,
+) -> Result<Renewal, StoreError> {
+    let store = ctx.token_store(zc);
+    let auth_type = zc.spec.auth_type;
+    let identity = ctx.config.identity.as_str();
+    tracing::warn!(connection = %name(zc), auth_type = %auth_type, error = %err, "token renewal failed");
+
+    // A permanent refusal is recorded as a grant problem; anything else counts as a failed
+    // attempt and is retried with backoff.
+    let permanent = classify_failure(&err, auth_type);
+    // Zoom answered: our fence has done its job. Without an answer Zoom may have rotated the
+    // grant, so the fence stays until it expires and the next attempt knows the token may be
+    // spent.
+    let lift_fence = !err.answer_lost();
 
     let outcome = store
         .update(zc, |current| {
-            if auth_type.is_oauth() && current_refresh_token(current) != used_refresh_token {
+            if auth_type.is_oauth() && current_refresh_token(current) != *used_refresh_token {
                 // Re-read from the API server: another writer rotated the token while we were
                 // asking Zoom, so Zoom's "invalid_grant" was about a token we no longer hold.
                 return Ok::<_, ()>(Change::Keep);
             }
-            match &permanent {
-                Some((REFRESH_TOKEN_REJECTED, message)) => {
-                    // The refresh token is dead; the access token may still work until it
-                    // expires, so it stays.
-                    if let Some(g) = current.grant.as_mut() {
-                        g.refresh_token = None;
-                    }
-                    current.grant_problem =
-                        Some((REFRESH_TOKEN_REJECTED.to_owned(), message.clone()));
-                    current.failed_refresh_attempts = 0;
-                    current.last_failure = None;
-                }
-                Some((reason, message)) => {
-                    current.grant_problem = Some(((*reason).to_owned(), message.clone()));
-                    current.failed_refresh_attempts =
-                        current.failed_refresh_attempts.saturating_add(1);
-                    current.last_failure = Some(message.clone());
-                }
-                None => {
-                    if current
-                        .grant_problem
-                        .as_ref()
-                        .is_some_and(|(r, _)| r == AUTHORIZATION_FAILED)
-                    {
-                        current.grant_problem = None;
-                    }
-                    current.failed_refresh_attempts =
-                        current.failed_refresh_attempts.saturating_add(1);
-                    current.last_failure = Some(err.to_string());
-                }
+            if lift_fence && current.fence.as_ref().is_some_and(|f| f.holder == identity) {
+                current.fence = None;
             }
+            record_failure(current, &permanent, &err);
             if requested.is_some() {
                 // A requested refresh that failed is not retried in a loop; the backoff does that.
                 current.refresh_handled = requested.clone();
@@ -227,9 +467,137 @@ async fn handle_failure(
     Ok(match outcome {
         Err(()) => Renewal::Superseded,
         Ok(_) => match (&permanent, err) {
-            (Some((REFRESH_TOKEN_REJECTED, _)), _) => Renewal::Refused,
+            (Some((REFRESH_TOKEN_REJECTED | REFRESH_TOKEN_SPENT, _)), _) => Renewal::Refused,
             (_, ZoomError::Unavailable { retry_after, .. }) => Renewal::Failed { retry_after },
             _ => Renewal::Failed { retry_after: None },
         },
     })
+}
+
+/// The bookkeeping of a failed attempt. Pure.
+fn record_failure(
+    current: &mut TokenRecord,
+    permanent: &Option<(&'static str, String)>,
+    err: &ZoomError,
+) {
+    match permanent {
+        Some((reason @ (REFRESH_TOKEN_REJECTED | REFRESH_TOKEN_SPENT), message)) => {
+            // The refresh token is dead; the access token may still work until it
+            // expires, so it stays.
+            if let Some(g) = current.grant.as_mut() {
+                g.refresh_token = None;
+            }
+            current.grant_problem = Some(((*reason).to_owned(), message.clone()));
+            current.failed_refresh_attempts = 0;
+            current.last_failure = None;
+        }
+        Some((reason, message)) => {
+            current.grant_problem = Some(((*reason).to_owned(), message.clone()));
+            current.failed_refresh_attempts = current.failed_refresh_attempts.saturating_add(1);
+            current.last_failure = Some(message.clone());
+        }
+        None => {
+            if current
+                .grant_problem
+                .as_ref()
+                .is_some_and(|(r, _)| r == AUTHORIZATION_FAILED)
+            {
+                current.grant_problem = None;
+            }
+            current.failed_refresh_attempts = current.failed_refresh_attempts.saturating_add(1);
+            current.last_failure = Some(err.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16, error: &str) -> ZoomError {
+        ZoomError::Rejected {
+            status,
+            error: error.into(),
+            reason: "Invalid Token!".into(),
+        }
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let unavailable = ZoomError::Unavailable {
+            detail: "HTTP 503".into(),
+            retry_after: None,
+        };
+        let table: Vec<(&str, ZoomError, AuthType, Option<&str>)> = vec![
+            (
+                "dead refresh token",
+                rejected(400, "invalid_grant"),
+                AuthType::PrivateOAuth,
+                Some(REFRESH_TOKEN_REJECTED),
+            ),
+            (
+                "bad client",
+                rejected(401, "invalid_client"),
+                AuthType::PrivateOAuth,
+                Some(INVALID_CLIENT_CREDENTIALS),
+            ),
+            (
+                "s2s refused",
+                rejected(400, "invalid_request"),
+                AuthType::ServerToServer,
+                Some(ACCOUNT_CREDENTIALS_REJECTED),
+            ),
+            ("zoom down", unavailable, AuthType::PrivateOAuth, None),
+        ];
+        for (what, err, auth, want) in table {
+            assert_eq!(classify_failure(&err, auth).map(|(r, _)| r), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_rejected_refresh_token_is_stripped_and_counted_as_permanent() {
+        let mut record = TokenRecord {
+            grant: Some(TokenGrant {
+                access_token: "a".into(),
+                refresh_token: Some("r".into()),
+                token_type: "bearer".into(),
+                expires_at: Timestamp::UNIX_EPOCH,
+                scope: String::new(),
+                api_url: String::new(),
+            }),
+            failed_refresh_attempts: 2,
+            ..Default::default()
+        };
+        let err = rejected(400, "invalid_grant");
+        record_failure(
+            &mut record,
+            &classify_failure(&err, AuthType::PrivateOAuth),
+            &err,
+        );
+        assert_eq!(
+            record.grant_problem.map(|(r, _)| r).as_deref(),
+            Some(REFRESH_TOKEN_REJECTED)
+        );
+        assert_eq!(record.grant.and_then(|g| g.refresh_token), None);
+        assert_eq!(record.failed_refresh_attempts, 0);
+    }
+
+    #[test]
+    fn answers_lost_on_the_network_are_told_apart() {
+        let lost = ZoomError::Unavailable {
+            detail: "request timed out".into(),
+            retry_after: None,
+        };
+        let answered = ZoomError::Unavailable {
+            detail: "HTTP 503".into(),
+            retry_after: None,
+        };
+        let refused = ZoomError::Unavailable {
+            detail: "could not connect".into(),
+            retry_after: None,
+        };
+        assert!(lost.answer_lost());
+        assert!(!answered.answer_lost());
+        assert!(!refused.answer_lost());
+    }
 }

@@ -10,6 +10,9 @@ use crate::token_secret::TokenRecord;
 
 /// Grant problems that only a person can fix (by authorizing again).
 pub const REFRESH_TOKEN_REJECTED: &str = "RefreshTokenRejected";
+/// Zoom rejected a refresh token that an earlier refresher had already sent without storing
+/// the answer (found by its stale fence): shown as `RefreshTokenRejected` with that truth.
+pub const REFRESH_TOKEN_SPENT: &str = "RefreshTokenSpent";
 pub const DEAUTHORIZED: &str = "Deauthorized";
 pub const ACCOUNT_CREDENTIALS_REJECTED: &str = "AccountCredentialsRejected";
 pub const INVALID_CLIENT_CREDENTIALS: &str = "InvalidClientCredentials";
@@ -160,7 +163,12 @@ pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
 
     if input.auth_type.is_oauth() {
         // Without a refresh token only a person can make progress, through the browser flow.
-        if !has_refresh_token || matches!(problem, Some(REFRESH_TOKEN_REJECTED | DEAUTHORIZED)) {
+        if !has_refresh_token
+            || matches!(
+                problem,
+                Some(REFRESH_TOKEN_REJECTED | REFRESH_TOKEN_SPENT | DEAUTHORIZED)
+            )
+        {
             return TokenDecision::Idle { next_check: None };
         }
     }

@@ -11,7 +11,7 @@ use crate::urls::{PublicUrls, UrlProblem};
 
 use super::schedule::{
     ACCOUNT_CREDENTIALS_REJECTED, AUTHORIZATION_FAILED, DEAUTHORIZED, INVALID_CLIENT_CREDENTIALS,
-    REFRESH_TOKEN_REJECTED,
+    REFRESH_TOKEN_REJECTED, REFRESH_TOKEN_SPENT,
 };
 
 /// Whether the connection can receive events, decided by the events module.
@@ -31,6 +31,9 @@ pub struct Observation<'a> {
     pub next_refresh: Option<Timestamp>,
     pub retry_at: Option<Timestamp>,
     pub events: EventsVerdict,
+    /// Zoom issued a grant this process holds in memory because writing it failed: the
+    /// `TokenNotStored` message.
+    pub not_stored: Option<String>,
 }
 
 fn time(ts: Timestamp) -> Time {
@@ -80,6 +83,15 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
                 "RefreshTokenRejected",
                 with_detail(format!("Zoom rejected the refresh token; {reauthorize}")),
             )
+        }
+        Some(REFRESH_TOKEN_SPENT) => {
+            // Not Zoom's fault, and not a mystery: say what happened.
+            let what = detail.unwrap_or("the refresh token was already spent");
+            return Verdict::failed(
+                cond::AUTHORIZED,
+                "RefreshTokenRejected",
+                format!("The grant is lost: {what}; {reauthorize}"),
+            );
         }
         Some(DEAUTHORIZED) => {
             return Verdict::failed(
@@ -150,6 +162,9 @@ pub fn token_verdict(o: &Observation<'_>) -> Verdict {
                 "Secret {ns}/{secret_name} already exists and is not owned by this ZoomConnection; the operator will not take it over. Delete it or set spec.tokenSecretName to another name"
             ),
         );
+    }
+    if let Some(message) = &o.not_stored {
+        return Verdict::failed(cond::TOKEN_READY, "TokenNotStored", message.clone());
     }
     let Some(grant) = &o.record.grant else {
         return Verdict::failed(
@@ -310,6 +325,7 @@ mod tests {
             next_refresh: None,
             retry_at: None,
             events: None,
+            not_stored: None,
         }
     }
 
@@ -379,6 +395,36 @@ mod tests {
         assert_eq!(
             reason(&status, "Ready"),
             ("False".into(), "RefreshTokenRejected".into())
+        );
+
+        let mut spent = fresh_record();
+        spent.grant_problem = Some((
+            REFRESH_TOKEN_SPENT.into(),
+            crate::tokens::spent_message("pod-a-1", "2026-11-29T08:59:00Z".parse().expect("ts")),
+        ));
+        let status = build(&observe(&zc_oauth, &creds, &spent, &urls));
+        let authorized = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Authorized")
+            .expect("Authorized");
+        assert_eq!(authorized.reason, "RefreshTokenRejected");
+        assert!(
+            authorized.message.contains("already been sent to Zoom")
+                && authorized.message.contains("pod-a-1")
+                && !authorized
+                    .message
+                    .contains("Zoom rejected the refresh token"),
+            "{}",
+            authorized.message
+        );
+
+        let fresh = fresh_record();
+        let mut o = observe(&zc_oauth, &creds, &fresh, &urls);
+        o.not_stored = Some("Zoom issued a new token at X but it could not be written".into());
+        assert_eq!(
+            reason(&build(&o), "TokenReady"),
+            ("False".into(), "TokenNotStored".into())
         );
 
         let mut failing = fresh_record();

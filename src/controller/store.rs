@@ -20,6 +20,8 @@ pub enum StoreError {
     Kube(#[from] kube::Error),
     #[error("gave up after repeated write conflicts on Secret {0}")]
     Contended(String),
+    #[error("the refresh task failed: {0}")]
+    Task(String),
 }
 
 /// What a mutation wants done with the record it was shown.

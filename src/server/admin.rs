@@ -14,6 +14,8 @@ pub struct AdminState {
     pub registry: Registry,
     /// Set once the caches this replica serves from have synced.
     pub ready: AtomicBool,
+    /// Set when shutdown begins: from then on the replica takes no new traffic.
+    pub shutting_down: AtomicBool,
 }
 
 pub fn router(state: Arc<AdminState>) -> Router {
@@ -45,9 +47,39 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    if state.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+    readiness(
+        state.ready.load(Ordering::Relaxed),
+        state.shutting_down.load(Ordering::Relaxed),
+    )
+}
+
+/// What `/readyz` answers. Pure.
+pub fn readiness(synced: bool, shutting_down: bool) -> (StatusCode, &'static str) {
+    match (synced, shutting_down) {
+        (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        (true, false) => (StatusCode::OK, "ready"),
+        (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_synced_and_not_shutting_down() {
+        let table = [
+            (false, false, StatusCode::SERVICE_UNAVAILABLE),
+            (true, false, StatusCode::OK),
+            (true, true, StatusCode::SERVICE_UNAVAILABLE),
+            (false, true, StatusCode::SERVICE_UNAVAILABLE),
+        ];
+        for (synced, shutting_down, want) in table {
+            assert_eq!(
+                readiness(synced, shutting_down).0,
+                want,
+                "{synced} {shutting_down}"
+            );
+        }
     }
 }

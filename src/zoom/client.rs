@@ -39,6 +39,11 @@ impl ZoomError {
     pub fn is_invalid_grant(&self) -> bool {
         matches!(self, ZoomError::Rejected { error, .. } if error == "invalid_grant")
     }
+    /// No answer arrived although the request may have reached Zoom (a timeout, a connection
+    /// cut mid-request): Zoom may have acted on it, for a refresh, rotated the grant.
+    pub fn answer_lost(&self) -> bool {
+        matches!(self, ZoomError::Unavailable { detail, .. } if detail == TIMED_OUT || detail == REQUEST_FAILED)
+    }
     pub fn is_invalid_client(&self) -> bool {
         matches!(self, ZoomError::Rejected { error, status, .. } if error == "invalid_client" || *status == 401)
     }
@@ -264,15 +269,20 @@ impl ZoomClient {
     }
 }
 
+const TIMED_OUT: &str = "request timed out";
+const REQUEST_FAILED: &str = "request failed";
+
 fn transport_error(e: reqwest::Error) -> ZoomError {
     // reqwest's Display includes the URL, which never carries a secret here (secrets travel in
     // headers and form bodies only).
-    let detail = if e.is_timeout() {
-        "request timed out".to_owned()
-    } else if e.is_connect() {
+    // A connection that was never made carried no request: checked before the timeout,
+    // since a connect timeout is both.
+    let detail = if e.is_connect() {
         "could not connect".to_owned()
+    } else if e.is_timeout() {
+        TIMED_OUT.to_owned()
     } else {
-        "request failed".to_owned()
+        REQUEST_FAILED.to_owned()
     };
     ZoomError::Unavailable {
         detail,

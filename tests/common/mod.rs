@@ -324,6 +324,12 @@ pub fn start_operator(ns: &str, extra: &[&str]) -> Operator {
 /// `--public-url`/`--ingress`, the public URL) are added, so the test chooses the watched
 /// namespaces and the lease namespace itself. `label` names its log file.
 pub fn start_operator_with_args(label: &str, args: &[&str]) -> Operator {
+    start_operator_with_kubeconfig(label, args, &control_plane().kubeconfig)
+}
+
+/// Like `start_operator_with_args`, reaching the API server through `kubeconfig` (a test's
+/// own proxy in front of it, say).
+pub fn start_operator_with_kubeconfig(label: &str, args: &[&str], kubeconfig: &Path) -> Operator {
     let cp = control_plane();
     let port = free_port();
     let metrics_port = free_port();
@@ -340,7 +346,7 @@ pub fn start_operator_with_args(label: &str, args: &[&str]) -> Operator {
                 .any(|a| a.starts_with("--public-url") || a.starts_with("--ingress")))
             .then(|| format!("--public-url=http://127.0.0.1:{port}")),
         )
-        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "info,zoom_operator=debug")
         .stdin(Stdio::null())
         .stdout(file.try_clone().expect("log"))
@@ -450,4 +456,48 @@ pub fn start_zoom_sim(args: &[&str]) -> ZoomSim {
         },
         url,
     }
+}
+
+/// The browser flow for connection `name`: the start URL from its status, Zoom's consent
+/// (zoom-sim with `--consent=approve`), the callback; then waits for Ready=True.
+pub async fn browser_authorize(client: &Client, ns: &str, name: &str) {
+    let zc = wait_condition(
+        client,
+        ns,
+        name,
+        "Authorized",
+        "False",
+        "AwaitingAuthorization",
+    )
+    .await;
+    let start = zc
+        .status
+        .and_then(|s| s.authorize_url)
+        .expect("authorizeURL");
+    let to_zoom = http().get(&start).send().await.expect("start");
+    assert_eq!(to_zoom.status(), reqwest::StatusCode::FOUND);
+    let zoom_url = to_zoom.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let back = http().get(&zoom_url).send().await.expect("zoom");
+    let callback = back.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    let done = http().get(&callback).send().await.expect("callback");
+    assert_eq!(done.status(), reqwest::StatusCode::OK);
+    wait_condition(client, ns, name, "Ready", "True", "Ready").await;
+}
+
+/// zoom-sim's `/sim/stats` counters.
+pub async fn sim_stats(sim: &ZoomSim) -> serde_json::Value {
+    http()
+        .get(format!("{}/sim/stats", sim.url))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json")
 }

@@ -35,6 +35,10 @@ pub struct FaultSpec {
     /// Sent verbatim as `Retry-After` (seconds or an HTTP date).
     pub retry_after: Option<String>,
     pub delay_ms: Option<u64>,
+    /// Serve the request normally, then hold the answer back this long: Zoom acted (a refresh
+    /// token rotated) but the client has not heard yet. Only without a status.
+    #[serde(default)]
+    pub delay_after_ms: Option<u64>,
     /// Replaces the Zoom-shaped error body.
     pub body: Option<Value>,
 }
@@ -47,6 +51,7 @@ pub struct Fault {
     pub remaining: u32,
     pub retry_after: Option<String>,
     pub delay_ms: u64,
+    pub delay_after_ms: u64,
     pub body: Option<Value>,
 }
 
@@ -56,6 +61,7 @@ pub struct FaultAction {
     pub status: Option<u16>,
     pub retry_after: Option<String>,
     pub delay_ms: u64,
+    pub delay_after_ms: u64,
     pub body: Option<Value>,
 }
 
@@ -95,8 +101,15 @@ impl FaultSpec {
         if delay_ms > MAX_DELAY_MS {
             return Err(format!("delay_ms must be at most {MAX_DELAY_MS}"));
         }
-        if status.is_none() && delay_ms == 0 {
-            return Err("a fault needs a status or a delay_ms".to_owned());
+        let delay_after_ms = self.delay_after_ms.unwrap_or(0);
+        if delay_after_ms > MAX_DELAY_MS {
+            return Err(format!("delay_after_ms must be at most {MAX_DELAY_MS}"));
+        }
+        if delay_after_ms > 0 && status.is_some() {
+            return Err("delay_after_ms delays a served answer; it takes no status".to_owned());
+        }
+        if status.is_none() && delay_ms == 0 && delay_after_ms == 0 {
+            return Err("a fault needs a status, a delay_ms or a delay_after_ms".to_owned());
         }
         if let Some(value) = &self.retry_after {
             HeaderValue::from_str(value)
@@ -111,6 +124,7 @@ impl FaultSpec {
             remaining: count,
             retry_after: self.retry_after,
             delay_ms,
+            delay_after_ms,
             body: self.body,
         })
     }
@@ -133,6 +147,7 @@ impl FaultQueue {
             status: fault.status,
             retry_after: fault.retry_after.clone(),
             delay_ms: fault.delay_ms,
+            delay_after_ms: fault.delay_after_ms,
             body: fault.body.clone(),
         };
         if fault.remaining == 0 {
@@ -211,7 +226,12 @@ pub async fn inject(State(shared): State<SharedState>, req: Request, next: Next)
         tokio::time::sleep(Duration::from_millis(action.delay_ms)).await;
     }
     let Some(code) = action.status else {
-        return next.run(req).await;
+        let response = next.run(req).await;
+        if action.delay_after_ms > 0 {
+            tracing::info!(%path, delay_ms = action.delay_after_ms, "holding a served answer back");
+            tokio::time::sleep(Duration::from_millis(action.delay_after_ms)).await;
+        }
+        return response;
     };
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     tracing::info!(%path, status = code, "injecting fault");
@@ -239,6 +259,7 @@ mod tests {
             count,
             retry_after: None,
             delay_ms: None,
+            delay_after_ms: None,
             body: None,
         }
     }
@@ -289,6 +310,12 @@ mod tests {
         let mut delay_only = spec("/x", Some(0), None);
         delay_only.delay_ms = Some(10);
         assert_eq!(delay_only.validate().expect("valid").status, None);
+        let mut after = spec("/x", None, None);
+        after.delay_after_ms = Some(10);
+        assert_eq!(after.validate().expect("valid").delay_after_ms, 10);
+        let mut after_with_status = spec("/x", Some(503), None);
+        after_with_status.delay_after_ms = Some(10);
+        assert!(after_with_status.validate().is_err());
         let mut bad_header = spec("/x", Some(503), None);
         bad_header.retry_after = Some("two\nseconds".to_owned());
         assert!(bad_header.validate().is_err());

@@ -1,0 +1,853 @@
+//! Fault injection around token rotation (api.md section 4, issue 8): forced double
+//! refreshes, a token write the API server refuses, a leader SIGKILLed between Zoom's answer
+//! and the write, and a leader whose API-server connection stalls. Every test asserts that
+//! zoom-sim counted no reused refresh token, and that the token Secret holds the newest grant
+//! or the status says exactly why not.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use zoom_operator::api::ZoomConnection;
+
+const FENCE: &str = "zoom-operator.io/refresh-fence";
+
+/// A PrivateOAuth app at a fresh zoom-sim with 20-second tokens, and its credentials Secret.
+async fn oauth_app(client: &kube::Client, ns: &str, id: &str) -> ZoomSim {
+    oauth_app_with_lifetime(client, ns, id, 20).await
+}
+
+async fn oauth_app_with_lifetime(client: &kube::Client, ns: &str, id: &str, secs: u32) -> ZoomSim {
+    let app = format!("--app=kind=oauth,client_id={id},client_secret={id}-secret,account_id=acc-1");
+    let lifetime = format!("--token-lifetime={secs}");
+    let sim = start_zoom_sim(&["--consent=approve", &lifetime, &app]);
+    put_secret(
+        client,
+        ns,
+        "zoom-app",
+        &[("clientId", id), ("clientSecret", &format!("{id}-secret"))],
+    )
+    .await;
+    sim
+}
+
+fn zoom_flags(sim: &ZoomSim) -> [String; 2] {
+    [
+        format!("--zoom-oauth-url={}", sim.url),
+        format!("--zoom-api-url={}", sim.url),
+    ]
+}
+
+async fn apply_bot(client: &kube::Client, ns: &str) {
+    apply_zc(
+        client,
+        ns,
+        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: PrivateOAuth, credentialsRef: {name: zoom-app}, refreshBefore: 10s}\n",
+    )
+    .await;
+}
+
+async fn authorize(client: &kube::Client, ns: &str) {
+    browser_authorize(client, ns, "bot").await;
+}
+
+async fn stats(sim: &ZoomSim) -> Value {
+    sim_stats(sim).await
+}
+
+async fn fault(sim: &ZoomSim, spec: Value) {
+    let r = http()
+        .post(format!("{}/sim/faults", sim.url))
+        .json(&spec)
+        .send()
+        .await
+        .expect("fault");
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap_or_default()
+    );
+}
+
+async fn assert_no_reuse(sim: &ZoomSim) -> Value {
+    let s = stats(sim).await;
+    assert_eq!(
+        s["reused_refresh_tokens"], 0,
+        "a refresh token was sent twice: {s}"
+    );
+    s
+}
+
+async fn token_secret(client: &kube::Client, ns: &str) -> Secret {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get("bot-zoom-token")
+        .await
+        .expect("token Secret")
+}
+
+fn refresh_token(s: &Secret) -> Option<Vec<u8>> {
+    s.data.as_ref()?.get("refresh_token").map(|b| b.0.clone())
+}
+
+fn annotation(s: &Secret, key: &str) -> Option<String> {
+    s.metadata.annotations.as_ref()?.get(key).cloned()
+}
+
+async fn request_refresh(client: &kube::Client, ns: &str, value: &str) {
+    Api::<ZoomConnection>::namespaced(client.clone(), ns)
+        .patch(
+            "bot",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"zoom-operator.io/refresh-requested": value}}}),
+            ),
+        )
+        .await
+        .expect("annotate");
+}
+
+/// Waits until a refresher has put its fence on the token Secret; returns the fence.
+async fn wait_fence(client: &kube::Client, ns: &str) -> String {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    eventually(
+        "a refresh fence on the token Secret",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move {
+                let s = api.get("bot-zoom-token").await.map_err(|e| e.to_string())?;
+                annotation(&s, FENCE).ok_or_else(|| "no fence".to_owned())
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the token Secret's refresh token is no longer `old`.
+async fn wait_rotated(client: &kube::Client, ns: &str, old: &Option<Vec<u8>>, within: Duration) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    eventually("a rotated refresh token in the Secret", within, || {
+        let api = api.clone();
+        let old = old.clone();
+        async move {
+            let s = api.get("bot-zoom-token").await.map_err(|e| e.to_string())?;
+            let now = refresh_token(&s);
+            if now.is_some() && now != old {
+                Ok(())
+            } else {
+                Err("not rotated yet".to_owned())
+            }
+        }
+    })
+    .await
+}
+
+async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
+    Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("zoom-operator-leader")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+async fn metric(op: &Operator, name: &str) -> f64 {
+    let body = http()
+        .get(format!("{}/metrics", op.metrics))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn forced_double_refresh_lets_only_one_through() {
+    let client = client().await;
+    let ns = namespace(&client, "double").await;
+    let sim = oauth_app(&client, &ns, "dbl-id").await;
+    let zoom = zoom_flags(&sim);
+    // Two processes without leader election, on purpose: both reconcile the same connection
+    // at the same moments, so both decide to refresh together.
+    let a = start_operator(&ns, &[&zoom[0], &zoom[1], "--leader-election=false"]);
+    let public = format!("--public-url={}", a.public_url);
+    let _b = start_operator(
+        &ns,
+        &[&zoom[0], &zoom[1], &public, "--leader-election=false"],
+    );
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+    // Slow Zoom down so that two refreshes, if both were sent, would be in flight together.
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_ms": 1500, "count": 50}),
+    )
+    .await;
+
+    let first = stats(&sim).await["refreshes"].as_u64().unwrap_or(0);
+    eventually("three refreshes", Duration::from_secs(120), || {
+        let sim_url = sim.url.clone();
+        async move {
+            let s: Value = http()
+                .get(format!("{sim_url}/sim/stats"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            assert_eq!(
+                s["reused_refresh_tokens"], 0,
+                "a refresh token was sent twice: {s}"
+            );
+            match s["refreshes"].as_u64() {
+                Some(n) if n >= first + 3 => Ok(()),
+                other => Err(format!("refreshes {other:?}")),
+            }
+        }
+    })
+    .await;
+    assert_no_reuse(&sim).await;
+    let zc = wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let token = zc.condition("TokenReady").expect("TokenReady");
+    assert_eq!(token.reason, "Fresh", "{}", token.message);
+}
+
+#[tokio::test]
+async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
+    let client = client().await;
+    let ns = namespace(&client, "notstored").await;
+    // Tokens long enough that no refresh falls due by itself during the test.
+    let sim = oauth_app_with_lifetime(&client, &ns, "ns-id", 600).await;
+    let zoom = zoom_flags(&sim);
+    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+    let before = refresh_token(&token_secret(&client, &ns).await);
+
+    // While Zoom takes its time answering, the token Secret becomes unwritable: a tenant (or a
+    // policy) made it immutable. Every write of it now gets 422 from the API server.
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_ms": 4000, "count": 1}),
+    )
+    .await;
+    request_refresh(&client, &ns, "1").await;
+    wait_fence(&client, &ns).await;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .patch(
+            "bot-zoom-token",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"immutable": true})),
+        )
+        .await
+        .expect("make the Secret immutable");
+
+    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "TokenNotStored").await;
+    let message = zc
+        .condition("TokenReady")
+        .expect("TokenReady")
+        .message
+        .clone();
+    assert!(
+        message.contains("immutable") && message.contains("keeps the new grant"),
+        "{message}"
+    );
+    assert!(!message.contains("ns-id-secret"));
+    assert_eq!(
+        refresh_token(&token_secret(&client, &ns).await),
+        before,
+        "the immutable Secret kept the old grant"
+    );
+    // Zoom rotated once; nothing was sent again while the grant waits to be stored.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let s = assert_no_reuse(&sim).await;
+    let refreshed = s["refreshes"].clone();
+    assert_eq!(refreshed, 1, "{s}");
+
+    // The cause is fixed: the Secret is deleted, and the operator writes the kept grant.
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .delete("bot-zoom-token", &DeleteParams::default())
+        .await
+        .expect("delete");
+    wait_rotated(&client, &ns, &before, Duration::from_secs(30)).await;
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    assert_eq!(
+        stats(&sim).await["refreshes"],
+        1,
+        "stored the kept grant, not a new one"
+    );
+
+    // It is the newest grant: the next refresh with it works.
+    let stored = refresh_token(&token_secret(&client, &ns).await);
+    request_refresh(&client, &ns, "2").await;
+    wait_rotated(&client, &ns, &stored, Duration::from_secs(30)).await;
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() {
+    let client = client().await;
+    let ns = namespace(&client, "sigkill").await;
+    let sim = oauth_app(&client, &ns, "kill-id").await;
+    let zoom = zoom_flags(&sim);
+    let mut a = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    let public = format!("--public-url={}", a.public_url);
+    let mut b = start_operator(&ns, &[&zoom[0], &zoom[1], &public]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    // Zoom rotates the grant at once but its answer takes 10 s to arrive; the refreshing
+    // leader is SIGKILLed while it waits.
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_after_ms": 10000, "count": 1}),
+    )
+    .await;
+    request_refresh(&client, &ns, "1").await;
+    let fence = wait_fence(&client, &ns).await;
+    let holder = fence
+        .split(';')
+        .find_map(|p| p.strip_prefix("holder="))
+        .expect("holder")
+        .to_owned();
+    assert!(
+        !fence.contains("kill-id"),
+        "the fence holds no secret: {fence}"
+    );
+    eventually("Zoom to rotate the grant", Duration::from_secs(10), || {
+        let sim_url = sim.url.clone();
+        async move {
+            let s: Value = http()
+                .get(format!("{sim_url}/sim/stats"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            if s["refreshes"] == 1 {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        }
+    })
+    .await;
+    let a_pid = a.process.child.id().to_string();
+    let (killed, _survivor) = if holder.ends_with(&format!("-{a_pid}")) {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    killed
+        .process
+        .child
+        .kill()
+        .expect("SIGKILL the refreshing leader");
+    let _ = killed.process.child.wait();
+
+    // The successor finds the stale fence for the stored refresh token, does not send it
+    // again, and says why the grant is lost.
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let message = eventually(
+        "the successor to report the lost grant",
+        Duration::from_secs(90),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+                let c = zc.condition("Authorized").ok_or("no Authorized")?;
+                if c.status == "False" && c.reason == "RefreshTokenRejected" {
+                    Ok(c.message.clone())
+                } else {
+                    Err(format!("{}/{}: {}", c.status, c.reason, c.message))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(
+        message.contains("already been sent to Zoom") && message.contains(&holder),
+        "{message}"
+    );
+    assert!(!message.contains("Zoom rejected"), "{message}");
+    let s = assert_no_reuse(&sim).await;
+    assert_eq!(s["refreshes"], 1, "{s}");
+}
+
+/// A TCP proxy in front of the API server that the test can stall (connections stay open,
+/// nothing is forwarded, as with a half-open connection or a hung API server) or take down
+/// (connections are cut and refused, as with a stopped API server).
+struct StallProxy {
+    port: u16,
+    stalled: Arc<AtomicBool>,
+    down: Arc<AtomicBool>,
+}
+
+impl StallProxy {
+    async fn start(upstream: String) -> StallProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stalled = Arc::new(AtomicBool::new(false));
+        let down = Arc::new(AtomicBool::new(false));
+        let flags = (stalled.clone(), down.clone());
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if flags.1.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let flags = flags.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::join!(pump(ri, wo, flags.clone()), pump(ro, wi, flags));
+                });
+            }
+        });
+        StallProxy {
+            port,
+            stalled,
+            down,
+        }
+    }
+
+    /// A kubeconfig like the control plane's, pointing at this proxy.
+    fn kubeconfig(&self) -> std::path::PathBuf {
+        let cp = control_plane();
+        let kubeconfig = std::fs::read_to_string(&cp.kubeconfig).expect("kubeconfig");
+        let proxied = cp.dir.join(format!("kubeconfig-proxy-{}", self.port));
+        std::fs::write(
+            &proxied,
+            kubeconfig.replace(&api_server(), &format!("https://127.0.0.1:{}", self.port)),
+        )
+        .expect("write kubeconfig");
+        proxied
+    }
+}
+
+/// The API server URL of the control plane's kubeconfig.
+fn api_server() -> String {
+    std::fs::read_to_string(&control_plane().kubeconfig)
+        .expect("kubeconfig")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server:"))
+        .map(|s| s.trim().to_owned())
+        .expect("server in kubeconfig")
+}
+
+async fn proxy_to_api_server() -> StallProxy {
+    let upstream = api_server()
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
+    StallProxy::start(upstream).await
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    (stalled, down): (Arc<AtomicBool>, Arc<AtomicBool>),
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if down.load(Ordering::Relaxed) {
+            return;
+        }
+        let n = match tokio::time::timeout(Duration::from_millis(200), from.read(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => n,
+        };
+        while stalled.load(Ordering::Relaxed) {
+            if down.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_leader_whose_api_server_connection_stalls_stops_and_the_other_takes_over() {
+    let client = client().await;
+    let ns = namespace(&client, "stall").await;
+    let sim = oauth_app(&client, &ns, "stall-id").await;
+    let zoom = zoom_flags(&sim);
+
+    // Replica A reaches the API server only through the proxy.
+    let proxy = proxy_to_api_server().await;
+    let proxied = proxy.kubeconfig();
+    let watch = format!("--watch-namespace={ns}");
+    let lease = format!("--lease-namespace={ns}");
+    let a = start_operator_with_kubeconfig(&ns, &[&watch, &lease, &zoom[0], &zoom[1]], &proxied);
+    eventually("replica A to lead", Duration::from_secs(30), || {
+        let client = client.clone();
+        let ns = ns.clone();
+        let pid = a.process.child.id().to_string();
+        async move {
+            match lease_holder(&client, &ns).await {
+                Some(h) if h.ends_with(&format!("-{pid}")) => Ok(()),
+                other => Err(format!("holder {other:?}")),
+            }
+        }
+    })
+    .await;
+    let public = format!("--public-url={}", a.public_url);
+    let b = start_operator(&ns, &[&zoom[0], &zoom[1], &public]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+    assert_eq!(metric(&a, "zoom_operator_leader").await, 1.0);
+    assert_eq!(metric(&b, "zoom_operator_leader").await, 0.0);
+
+    // A's connection to the API server stalls. Within its renew deadline (10 s) it stops
+    // leading; it sends nothing to Zoom from then on, and B takes over and refreshes.
+    proxy.stalled.store(true, Ordering::Relaxed);
+    let stalled_at = tokio::time::Instant::now();
+    eventually("replica A to step down", Duration::from_secs(20), || {
+        let a = &a;
+        async move {
+            let v = metric(a, "zoom_operator_leader").await;
+            if v == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("leader gauge {v}"))
+            }
+        }
+    })
+    .await;
+    assert!(
+        stalled_at.elapsed() <= Duration::from_secs(14),
+        "stepped down after {:?}",
+        stalled_at.elapsed()
+    );
+    let a_requests = metric(&a, "zoom_operator_token_requests_total").await;
+    let before = refresh_token(&token_secret(&client, &ns).await);
+    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
+    let rotated = refresh_token(&token_secret(&client, &ns).await);
+    wait_rotated(&client, &ns, &rotated, Duration::from_secs(30)).await;
+    assert_eq!(metric(&b, "zoom_operator_leader").await, 1.0);
+    assert_eq!(
+        metric(&a, "zoom_operator_token_requests_total").await,
+        a_requests,
+        "the stalled replica called Zoom after stepping down"
+    );
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    assert_no_reuse(&sim).await;
+
+    // The connection comes back: A stays a follower while B leads, and nothing is reused.
+    proxy.stalled.store(false, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(metric(&a, "zoom_operator_leader").await, 0.0);
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back() {
+    let client = client().await;
+    let ns = namespace(&client, "apidown").await;
+    let sim = oauth_app_with_lifetime(&client, &ns, "down-id", 600).await;
+    let zoom = zoom_flags(&sim);
+    let proxy = proxy_to_api_server().await;
+    let watch = format!("--watch-namespace={ns}");
+    let lease = format!("--lease-namespace={ns}");
+    let op = start_operator_with_kubeconfig(
+        &ns,
+        &[&watch, &lease, &zoom[0], &zoom[1]],
+        &proxy.kubeconfig(),
+    );
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+    let before = refresh_token(&token_secret(&client, &ns).await);
+
+    // A refresh is on its way to Zoom when the API server goes away for 25 s: Zoom's answer
+    // cannot be written, and the replica cannot renew its lease either.
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_ms": 3000, "count": 1}),
+    )
+    .await;
+    request_refresh(&client, &ns, "1").await;
+    wait_fence(&client, &ns).await;
+    proxy.down.store(true, Ordering::Relaxed);
+    eventually("the replica to step down", Duration::from_secs(20), || {
+        let op = &op;
+        async move {
+            let v = metric(op, "zoom_operator_leader").await;
+            if v == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("leader gauge {v}"))
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(stats(&sim).await["refreshes"], 1, "Zoom answered once");
+    assert_eq!(
+        refresh_token(&token_secret(&client, &ns).await),
+        before,
+        "nothing could be written"
+    );
+
+    // Back: the kept grant is written, the replica leads again, nothing was sent twice.
+    proxy.down.store(false, Ordering::Relaxed);
+    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let s = assert_no_reuse(&sim).await;
+    assert_eq!(s["refreshes"], 1, "{s}");
+    let stored = refresh_token(&token_secret(&client, &ns).await);
+    request_refresh(&client, &ns, "2").await;
+    wait_rotated(&client, &ns, &stored, Duration::from_secs(30)).await;
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
+    let client = client().await;
+    let ns = namespace(&client, "conflict").await;
+    let sim = oauth_app(&client, &ns, "cfl-id").await;
+    let zoom = zoom_flags(&sim);
+    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    // Another tool rewrites the token Secret's annotations all the time, so that the
+    // operator's compare-and-swap writes (fence and grant) keep meeting 409 conflicts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let patch =
+                    json!({"metadata": {"annotations": {"example.com/touched": i.to_string()}}});
+                let _ = api
+                    .patch(
+                        "bot-zoom-token",
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            i
+        })
+    };
+    let first = stats(&sim).await["refreshes"].as_u64().unwrap_or(0);
+    eventually(
+        "three refreshes under contention",
+        Duration::from_secs(120),
+        || {
+            let sim_url = sim.url.clone();
+            async move {
+                let s: Value = http()
+                    .get(format!("{sim_url}/sim/stats"))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                assert_eq!(
+                    s["reused_refresh_tokens"], 0,
+                    "a refresh token was sent twice: {s}"
+                );
+                match s["refreshes"].as_u64() {
+                    Some(n) if n >= first + 3 => Ok(()),
+                    other => Err(format!("refreshes {other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let writes = hammer.await.expect("hammer");
+    assert!(writes > 100, "only {writes} competing writes");
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let secret = token_secret(&client, &ns).await;
+    assert!(
+        annotation(&secret, "example.com/touched").is_some(),
+        "the other tool's annotation is kept"
+    );
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn zoom_outages_are_ridden_out_and_reported() {
+    let client = client().await;
+    let ns = namespace(&client, "outage").await;
+    let sim = oauth_app(&client, &ns, "out-id").await;
+    let zoom = zoom_flags(&sim);
+    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    // In order: a slow answer (within the client's timeout), 429 with Retry-After in seconds,
+    // 429 with Retry-After as an HTTP date, then 5xx until the token has expired.
+    let date = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20))
+        .strftime("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_ms": 5000, "count": 1}),
+    )
+    .await;
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "status": 429, "retry_after": "2", "count": 1}),
+    )
+    .await;
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "status": 429, "retry_after": date, "count": 1}),
+    )
+    .await;
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "status": 503, "count": 1000}),
+    )
+    .await;
+
+    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let failing = zc
+        .condition("TokenReady")
+        .expect("TokenReady")
+        .message
+        .clone();
+    assert!(
+        failing.contains("HTTP 429") || failing.contains("HTTP 503"),
+        "{failing}"
+    );
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let expired = eventually(
+        "the token to expire in status",
+        Duration::from_secs(90),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+                let c = zc.condition("TokenReady").ok_or("no TokenReady")?;
+                if c.reason == "Expired" {
+                    Ok(c.message.clone())
+                } else {
+                    Err(format!("{}: {}", c.reason, c.message))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(expired.contains("the last refresh failed"), "{expired}");
+    assert_eq!(
+        zc.condition("Authorized")
+            .map(|c| c.status.clone())
+            .as_deref(),
+        Some("True"),
+        "an outage is not a lost grant"
+    );
+
+    // Zoom recovers: the grant refreshes and the connection is Ready again.
+    let cleared = http()
+        .delete(format!("{}/sim/faults", sim.url))
+        .send()
+        .await
+        .expect("clear");
+    assert!(cleared.status().is_success());
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn a_controller_that_dies_while_leading_releases_the_lease_and_fails_the_process() {
+    use zoom_operator::leader::{LeaderElector, LeaderError, Leadership};
+
+    let client = client().await;
+    let ns = namespace(&client, "deadtask").await;
+    let (tx, leadership) = Leadership::channel();
+    let gauge = prometheus_client::metrics::gauge::Gauge::default();
+    let elector = LeaderElector::new(client.clone(), &ns, "dying-1", tx, gauge.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // The controller panics a moment after it starts leading (as a reconcile could).
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(30),
+        elector.run(shutdown, |_term| async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            panic!("a reconcile panicked");
+        }),
+    )
+    .await
+    .expect("the elector returns instead of leading on with a dead controller");
+    assert!(
+        matches!(outcome, Err(LeaderError::ControllerStopped(ref why)) if why.contains("panicked")),
+        "{outcome:?}"
+    );
+    assert!(!leadership.is_leader());
+    assert_eq!(gauge.get(), 0);
+    assert_eq!(
+        lease_holder(&client, &ns).await,
+        None,
+        "the Lease was released for the next replica"
+    );
+
+    // The binary turns that into a non-zero exit; a replica with a healthy controller takes
+    // the released Lease at once (not after it expires).
+    let (tx, leadership) = Leadership::channel();
+    let elector = LeaderElector::new(client.clone(), &ns, "healthy-2", tx, Default::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(elector.run(
+        shutdown.clone(),
+        |term| async move { term.cancelled().await },
+    ));
+    let started = tokio::time::Instant::now();
+    eventually("the next replica to lead", Duration::from_secs(10), || {
+        let leadership = leadership.clone();
+        async move {
+            if leadership.is_leader() {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
+        }
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        lease_holder(&client, &ns).await.as_deref(),
+        Some("healthy-2")
+    );
+    shutdown.cancel();
+    assert!(run.await.expect("join").is_ok());
+    assert_eq!(
+        lease_holder(&client, &ns).await,
+        None,
+        "released on shutdown"
+    );
+}
