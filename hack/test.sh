@@ -32,6 +32,12 @@ status=0
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" 2>&1 \
   | tee "$results" || status=$?
 
+log "end-to-end suite (hack/e2e.sh: images, the one-node cluster, tests/e2e.rs)"
+e2e_results=$(mktemp)
+bash hack/e2e.sh 2>&1 | tee "$e2e_results" || status=$?
+cat "$e2e_results" >>"$results"
+rm -f "$e2e_results"
+
 log "done in $(( $(date +%s) - started ))s"
 # One closing line for the whole workspace (cargo prints one per test binary, the last ones
 # being empty doc-test runs).
