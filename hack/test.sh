@@ -25,12 +25,10 @@ log "build (benchmarks included; run them with: cargo bench)"
 cargo build --workspace --all-targets --locked
 
 log "tests"
-# Integration tests each start a control plane per test binary and an operator per test;
-# a few at a time keeps a 2-core machine responsive.
-results=$(mktemp)
+# Every test binary, a few at a time (integration binaries each start their own control plane):
+# see hack/run-tests.sh. It prints one closing line for the whole workspace.
 status=0
-cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" 2>&1 \
-  | tee "$results" || status=$?
+bash hack/run-tests.sh || status=$?
 
 log "end-to-end suite (hack/e2e.sh: images, the one-node cluster, tests/e2e.rs)"
 e2e_results=$(mktemp)
@@ -39,9 +37,4 @@ cat "$e2e_results" >>"$results"
 rm -f "$e2e_results"
 
 log "done in $(( $(date +%s) - started ))s"
-# One closing line for the whole workspace (cargo prints one per test binary, the last ones
-# being empty doc-test runs).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$results"
-rm -f "$results"
 exit "$status"
