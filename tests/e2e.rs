@@ -440,6 +440,23 @@ fn ready_operator_pods(ns: &str) -> Vec<String> {
     out.lines().map(str::to_owned).collect()
 }
 
+/// Waits until kube-proxy routes the NodePort to a Pod (any HTTP answer will do).
+async fn wait_node_port(port: u16, what: &str) {
+    eventually(
+        &format!("{what} at {NODE}:{port}"),
+        Duration::from_secs(60),
+        || async move {
+            http()
+                .get(format!("http://{NODE}:{port}/"))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
+    .await
+}
+
 /// Browser: start link -> zoom-sim's authorize (consent=approve) -> the operator's redirect URL.
 async fn authorize_in_browser(authorize_url: &str) {
     let start = http().get(authorize_url).send().await.expect("start");
@@ -577,6 +594,8 @@ spec:
     assert!(authorize_url.starts_with(&format!(
         "http://{NODE}:{OPERATOR_NODE_PORT}/oauth/start/zoom/{tenant}/sales-bot?"
     )));
+    wait_node_port(OPERATOR_NODE_PORT, "the operator's NodePort").await;
+    wait_node_port(SIM_NODE_PORT, "zoom-sim's NodePort").await;
     authorize_in_browser(&authorize_url).await;
     wait_ready(&client, &tenant, "sales-bot", Duration::from_secs(60)).await;
 
