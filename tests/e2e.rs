@@ -685,6 +685,26 @@ spec:
     )
     .await;
 
+    // Nothing secret in the operator's logs: not the tokens, not the app's credentials.
+    let refresh = token_field(&client, &tenant, "sales-bot-zoom-token", "refresh_token")
+        .await
+        .expect("refresh token");
+    for pod in &pods {
+        let logs = kubectl(&["logs", "-n", &op_ns, pod]);
+        for secret in [
+            access.as_str(),
+            refresh.as_str(),
+            CLIENT_SECRET,
+            SECRET_TOKEN,
+        ] {
+            assert!(
+                !logs.contains(secret),
+                "{pod}'s log contains a secret ({} characters)",
+                secret.len()
+            );
+        }
+    }
+
     // Delete the leader's Pod while 20 s tokens refresh: the other replica takes over, and no
     // refresh token is ever sent twice.
     let before = token_field(&client, &tenant, "sales-bot-zoom-token", "refresh_token")
