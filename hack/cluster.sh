@@ -24,6 +24,7 @@
 #       --watch-pid, a detached watchdog runs `down DIR` once PID exits.
 #   hack/cluster.sh load DIR TARBALL NAME
 #       Import an OCI tarball (hack/image.sh) as docker.io/local/NAME:<its tag>.
+#   hack/cluster.sh deps            install the apt packages and build the binaries `up` needs
 #   hack/cluster.sh status DIR      exit 0 when every component runs and the node is Ready
 #   hack/cluster.sh down DIR        stop everything, remove Pods, mounts, cgroups, namespaces
 #
@@ -653,6 +654,11 @@ main() {
   shift
   case ${cmd} in
   up) cmd_up "$@" ;;
+  deps)
+    [[ $# -eq 0 ]] || usage
+    ensure_packages
+    bash "$(dirname "${SCRIPT}")/control-plane.sh" build >&2
+    ;;
   down) cmd_down "$@" ;;
   status) cmd_status "$@" ;;
   load) cmd_load "$@" ;;

@@ -18,9 +18,15 @@ took() {
   step_started=${SECONDS}
 }
 
-log "e2e: node binaries (hack/control-plane.sh build: cached after the first run)"
-bash hack/control-plane.sh build
-took "node binaries"
+log "e2e: node packages and binaries (hack/cluster.sh deps; the build is cached after the first run)"
+bash hack/cluster.sh deps
+# tests/argocd.rs runs the Argo CD health check with Debian's Lua 5.1 (Argo CD's dialect).
+if ! command -v lua5.1 >/dev/null; then
+  apt-get -q update -o DPkg::Lock::Timeout=600 >&2
+  DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 lua5.1 >&2
+fi
+took "node packages and binaries"
 
 log "e2e: images (hack/image.sh zoom-operator zoom-sim busybox)"
 bash hack/image.sh zoom-operator zoom-sim busybox >/dev/null

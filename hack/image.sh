@@ -93,7 +93,12 @@ write_passwd() { # ROOTFS
 stage_busybox() {
   local root=$1 deb
   deb="$(mktemp -d target/images/.busybox.XXXXXX)"
-  (cd "${deb}" && apt-get download -q -o APT::Sandbox::User=root busybox-static >&2) || die "apt-get download busybox-static failed"
+  if ! (cd "${deb}" && apt-get download -q -o APT::Sandbox::User=root busybox-static >&2); then
+    log "apt-get download busybox-static failed; updating the package lists and retrying"
+    apt-get -q update -o DPkg::Lock::Timeout=600 >&2
+    (cd "${deb}" && apt-get download -q -o APT::Sandbox::User=root busybox-static >&2) ||
+      die "apt-get download busybox-static failed"
+  fi
   dpkg-deb -x "${deb}"/busybox-static_*.deb "${deb}/x"
   mkdir -p "${root}/bin" "${root}/tmp" "${root}/home/nonroot"
   install -m 0755 "${deb}/x/bin/busybox" "${root}/bin/busybox"
