@@ -803,6 +803,34 @@ spec:
             .is_some(),
         "the token Secret outlives the release"
     );
+
+    // A new install picks the grant up where it was: the stored refresh token still works.
+    let kept = token_field(&client, &tenant, "sales-bot-zoom-token", "refresh_token")
+        .await
+        .expect("refresh token");
+    let mut args = vec![
+        "install".to_owned(),
+        "zoom-operator".to_owned(),
+        repo_root()
+            .join("charts/zoom-operator")
+            .display()
+            .to_string(),
+        "-n".to_owned(),
+        op_ns.clone(),
+        "--wait".to_owned(),
+        "--timeout".to_owned(),
+        "4m".to_owned(),
+    ];
+    args.extend(operator_values(&sim_ns));
+    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    next_refresh(&client, &tenant, &kept, "a refresh by the new install").await;
+    wait_ready(&client, &tenant, "sales-bot", Duration::from_secs(60)).await;
+    let stats = sim_stats().await;
+    assert_eq!(
+        stats["reused_refresh_tokens"], 0,
+        "after reinstalling: {stats}"
+    );
+    helm(&["uninstall", "zoom-operator", "-n", &op_ns, "--wait"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
