@@ -148,7 +148,10 @@ stop_named() {
   [[ -f ${dir}/pids ]] || return 0
   for want in "$@"; do
     while read -r name pid st; do
-      if [[ ${name} == "${want}" && ${pid} != "$$" ]]; then term_wait "${pid}" "${st}"; fi
+      [[ ${name} == "${want}" && ${pid} != "$$" ]] || continue
+      # dns-sync leads its own process group (setsid): its kubectl watch goes with it.
+      if [[ ${name} == dns-sync ]] && alive "${pid}" "${st}"; then kill -TERM -- "-${pid}" 2>/dev/null || true; fi
+      term_wait "${pid}" "${st}"
     done <"${dir}/pids"
   done
   return 0
@@ -337,19 +340,28 @@ cmd_load() {
 # ---------------------------------------------------------------------------
 
 dns_sync() { # DIR
-  local dir=$1 hosts=$1/dns/hosts/services last="" now
+  local dir=$1
+  export KUBECONFIG=${dir}/kubeconfig
+  # A watch says when Services change (idle costs nothing); each change rewrites the list. When
+  # the watch ends (API server timeout or restart), list again and watch anew.
   while true; do
-    if now="$(KUBECONFIG=${dir}/kubeconfig kubectl get services -A -o \
-      go-template='{{range .items}}{{if and .spec.clusterIP (ne .spec.clusterIP "None")}}{{.spec.clusterIP}} {{.metadata.name}}.{{.metadata.namespace}}.svc.cluster.local {{.metadata.name}}.{{.metadata.namespace}}.svc{{"\n"}}{{end}}{{end}}' \
-      2>/dev/null)"; then
-      if [[ ${now} != "${last}" ]]; then
-        printf '%s\n' "${now}" >"${hosts}.tmp" && mv "${hosts}.tmp" "${hosts}"
-        last=${now}
-      fi
-    fi
+    dns_write "${dir}/dns/hosts/services"
+    kubectl get services -A --watch -o name 2>/dev/null | while read -r _; do
+      dns_write "${dir}/dns/hosts/services"
+    done
     sleep 1 &
     wait $! || true
   done
+}
+
+dns_write() { # HOSTS_FILE: "<clusterIP> <svc>.<ns>.svc.cluster.local <svc>.<ns>.svc" lines
+  local now
+  now="$(kubectl get services -A -o \
+    go-template='{{range .items}}{{if and .spec.clusterIP (ne .spec.clusterIP "None")}}{{.spec.clusterIP}} {{.metadata.name}}.{{.metadata.namespace}}.svc.cluster.local {{.metadata.name}}.{{.metadata.namespace}}.svc{{"\n"}}{{end}}{{end}}' \
+    2>/dev/null)" || return 0
+  if [[ ! -f $1 || "$(<"$1")" != "${now}" ]]; then
+    printf '%s\n' "${now}" >"$1.tmp" && mv "$1.tmp" "$1"
+  fi
 }
 
 # ---------------------------------------------------------------------------
