@@ -428,6 +428,28 @@ start_node() {
   launch dns-sync "${BASH}" "${SCRIPT}" __dns "${DIR}"
 }
 
+# write_credentials: one static token per component (tokens.csv) and a kubeconfig each, so
+# the Node authorizer and RBAC see the identities a kubeadm cluster's components have.
+write_credentials() {
+  local who tokens=()
+  for who in zoom-admin kubelet kube-proxy scheduler kcm; do
+    tokens+=("$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')")
+  done
+  (
+    umask 077
+    printf '%s\n' "${tokens[0]},zoom-admin,zoom-admin,system:masters" \
+      "${tokens[1]},system:node:${NODE_NAME},node-${NODE_NAME},system:nodes" \
+      "${tokens[2]},system:kube-proxy,kube-proxy" \
+      "${tokens[3]},system:kube-scheduler,kube-scheduler" \
+      "${tokens[4]},system:kube-controller-manager,kube-controller-manager" >"${DIR}/tokens.csv"
+  )
+  write_kubeconfig "${DIR}/kubeconfig" zoom-admin "${tokens[0]}"
+  write_kubeconfig "${DIR}/kubelet.kubeconfig" "system:node:${NODE_NAME}" "${tokens[1]}"
+  write_kubeconfig "${DIR}/kube-proxy.kubeconfig" system:kube-proxy "${tokens[2]}"
+  write_kubeconfig "${DIR}/scheduler.kubeconfig" system:kube-scheduler "${tokens[3]}"
+  write_kubeconfig "${DIR}/kcm.kubeconfig" system:kube-controller-manager "${tokens[4]}"
+}
+
 cmd_up() {
   local watch_pid="" dir_arg=""
   while (($#)); do
@@ -469,23 +491,7 @@ cmd_up() {
   local p
   for p in "${HOST_PATHS[@]}" /run/netns; do [[ -e ${p} ]] || echo "${p}" >>"${DIR}/created"; done
   gen_pki "${DIR}/pki" >"${DIR}/logs/openssl.log" 2>&1 || die "openssl failed; see ${DIR}/logs/openssl.log"
-  local who tokens=()
-  for who in zoom-admin kubelet kube-proxy scheduler kcm; do
-    tokens+=("$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')")
-  done
-  (
-    umask 077
-    printf '%s\n' "${tokens[0]},zoom-admin,zoom-admin,system:masters" \
-      "${tokens[1]},system:node:${NODE_NAME},node-${NODE_NAME},system:nodes" \
-      "${tokens[2]},system:kube-proxy,kube-proxy" \
-      "${tokens[3]},system:kube-scheduler,kube-scheduler" \
-      "${tokens[4]},system:kube-controller-manager,kube-controller-manager" >"${DIR}/tokens.csv"
-  )
-  write_kubeconfig "${DIR}/kubeconfig" zoom-admin "${tokens[0]}"
-  write_kubeconfig "${DIR}/kubelet.kubeconfig" "system:node:${NODE_NAME}" "${tokens[1]}"
-  write_kubeconfig "${DIR}/kube-proxy.kubeconfig" system:kube-proxy "${tokens[2]}"
-  write_kubeconfig "${DIR}/scheduler.kubeconfig" system:kube-scheduler "${tokens[3]}"
-  write_kubeconfig "${DIR}/kcm.kubeconfig" system:kube-controller-manager "${tokens[4]}"
+  write_credentials
   write_configs
   net_up
   start_control_plane

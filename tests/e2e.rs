@@ -426,6 +426,32 @@ fn operator_values(sim_ns: &str) -> Vec<String> {
     ]
 }
 
+/// `helm install|upgrade zoom-operator` of the chart with the local image and `set` values.
+fn helm_release(verb: &str, ns: &str, sim_ns: &str, set: &[String]) {
+    let chart = repo_root()
+        .join("charts/zoom-operator")
+        .display()
+        .to_string();
+    let mut args: Vec<String> = [
+        verb,
+        "zoom-operator",
+        &chart,
+        "-n",
+        ns,
+        "--wait",
+        "--timeout",
+        "4m",
+    ]
+    .map(str::to_owned)
+    .into();
+    args.extend(operator_values(sim_ns));
+    for value in set {
+        args.push("--set".to_owned());
+        args.push(value.clone());
+    }
+    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
 fn ready_operator_pods(ns: &str) -> Vec<String> {
     let out = kubectl(&[
         "get",
@@ -479,52 +505,26 @@ async fn authorize_in_browser(authorize_url: &str) {
     assert_eq!(done.status(), StatusCode::OK, "{:?}", done.text().await);
 }
 
-/// One test at a time: a cluster-wide install would see the scoped test's namespaces.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chart_install_authorize_refresh_failover_upgrade_uninstall() {
-    let _serial = SERIAL.lock().await;
-    let client = client().await;
-    let op_ns = fresh_namespace("zoom-operator");
-    let sim_ns = fresh_namespace("zoom-sim");
-    let tenant = fresh_namespace("team-a");
-    let event_url = format!("http://zoom-operator.{op_ns}.svc:8080/zoom/event");
-    deploy_zoom_sim(&sim_ns, &event_url);
-    deploy_sink_and_workload(&tenant);
-
-    // helm install: 2 replicas Ready through their probes, under the chart's RBAC and
-    // security context, one of them the leader.
-    let mut args = vec![
-        "install".to_owned(),
-        "zoom-operator".to_owned(),
-        repo_root()
-            .join("charts/zoom-operator")
-            .display()
-            .to_string(),
-        "-n".to_owned(),
-        op_ns.clone(),
-        "--wait".to_owned(),
-        "--timeout".to_owned(),
-        "4m".to_owned(),
-    ];
-    args.extend(operator_values(&sim_ns));
-    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    expose_operator(&op_ns);
-    let pods = eventually("2 Ready operator Pods", Duration::from_secs(120), || {
-        let op_ns = op_ns.clone();
-        async move {
-            let pods = ready_operator_pods(&op_ns);
+/// helm install: 2 replicas Ready through their probes, under the chart's RBAC and security
+/// context, one of them the leader. Returns the Pods and the leader's identity.
+async fn install_operator(client: &Client, op_ns: &str, sim_ns: &str) -> (Vec<String>, String) {
+    helm_release("install", op_ns, sim_ns, &[]);
+    expose_operator(op_ns);
+    let pods = eventually(
+        "2 Ready operator Pods",
+        Duration::from_secs(120),
+        || async move {
+            let pods = ready_operator_pods(op_ns);
             if pods.len() == 2 {
                 Ok(pods)
             } else {
                 Err(format!("{pods:?}"))
             }
-        }
-    })
+        },
+    )
     .await;
     let spec: Value = serde_json::from_str(&kubectl(&[
-        "get", "pod", "-n", &op_ns, &pods[0], "-o", "json",
+        "get", "pod", "-n", op_ns, &pods[0], "-o", "json",
     ]))
     .expect("pod json");
     assert_eq!(spec["spec"]["serviceAccountName"], "zoom-operator");
@@ -541,7 +541,7 @@ async fn chart_install_authorize_refresh_failover_upgrade_uninstall() {
         "the chart's image, with the chart's default tag (appVersion)"
     );
     let leader = eventually("a leader", Duration::from_secs(60), || async {
-        lease_holder(&client, &op_ns)
+        lease_holder(client, op_ns)
             .await
             .ok_or_else(|| "no holder".to_owned())
     })
@@ -550,21 +550,24 @@ async fn chart_install_authorize_refresh_failover_upgrade_uninstall() {
         pods.iter().any(|p| leader.contains(p.as_str())),
         "leader {leader} is one of {pods:?}"
     );
+    (pods, leader)
+}
 
-    // A PrivateOAuth connection with a ref sink, authorized through the operator's Service.
+/// A PrivateOAuth connection with a ref sink, authorized through the operator's Service.
+async fn authorize_sales_bot(client: &Client, tenant: &str) {
     kubectl(&[
         "create",
         "secret",
         "generic",
         "zoom-app",
         "-n",
-        &tenant,
+        tenant,
         &format!("--from-literal=clientId={CLIENT_ID}"),
         &format!("--from-literal=clientSecret={CLIENT_SECRET}"),
         &format!("--from-literal=secretToken={SECRET_TOKEN}"),
     ]);
     kubectl_apply(
-        &tenant,
+        tenant,
         r#"
 apiVersion: zoom-operator.io/v1alpha1
 kind: ZoomConnection
@@ -578,7 +581,7 @@ spec:
       ref: {kind: Service, name: sink, port: 8080, path: /cgi-bin/zoom}
 "#,
     );
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &tenant);
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), tenant);
     let authorize_url = eventually("status.authorizeURL", Duration::from_secs(60), || {
         let api = api.clone();
         async move {
@@ -597,28 +600,29 @@ spec:
     wait_node_port(OPERATOR_NODE_PORT, "the operator's NodePort").await;
     wait_node_port(SIM_NODE_PORT, "zoom-sim's NodePort").await;
     authorize_in_browser(&authorize_url).await;
-    wait_ready(&client, &tenant, "sales-bot", Duration::from_secs(60)).await;
+    wait_ready(client, tenant, "sales-bot", Duration::from_secs(60)).await;
+}
 
-    // The workload sees each new access token in its mounted Secret.
-    deploy_workload(&tenant);
-    let first = token_field(&client, &tenant, "sales-bot-zoom-token", "refresh_token")
+/// The workload sees each new access token in its mounted Secret; returns that token.
+async fn workload_sees_refresh(client: &Client, tenant: &str) -> String {
+    deploy_workload(tenant);
+    let first = token_field(client, tenant, "sales-bot-zoom-token", "refresh_token")
         .await
         .expect("refresh token");
-    next_refresh(&client, &tenant, &first, "a refresh of the 20 s token").await;
-    let access = token_field(&client, &tenant, "sales-bot-zoom-token", "access_token")
+    next_refresh(client, tenant, &first, "a refresh of the 20 s token").await;
+    let access = token_field(client, tenant, "sales-bot-zoom-token", "access_token")
         .await
         .expect("access token");
     eventually(
         "the workload to see the refreshed access_token",
         Duration::from_secs(60),
         || {
-            let tenant = tenant.clone();
             let access = access.clone();
             async move {
                 let (_, seen) = kubectl_try(&[
                     "exec",
                     "-n",
-                    &tenant,
+                    tenant,
                     "workload",
                     "--",
                     "cat",
@@ -633,12 +637,15 @@ spec:
         },
     )
     .await;
+    access
+}
 
-    // An event signed by the app reaches the sink Pod by Service DNS name, as a CloudEvent.
+/// An event signed by the app reaches the sink Pod by Service DNS name, as a CloudEvent.
+async fn event_reaches_sink(tenant: &str) {
     kubectl(&[
         "wait",
         "-n",
-        &tenant,
+        tenant,
         "--for=condition=Ready",
         "pod/sink",
         "--timeout=60s",
@@ -670,11 +677,10 @@ spec:
         "the CloudEvent at the sink Pod",
         Duration::from_secs(60),
         || {
-            let tenant = tenant.clone();
             let source = source.clone();
             async move {
                 let (_, events) =
-                    kubectl_try(&["exec", "-n", &tenant, "sink", "--", "cat", "/data/events"]);
+                    kubectl_try(&["exec", "-n", tenant, "sink", "--", "cat", "/data/events"]);
                 if events.contains("type=us.zoom.meeting.started") && events.contains(&source) {
                     Ok(())
                 } else {
@@ -684,6 +690,71 @@ spec:
         },
     )
     .await;
+}
+
+/// Deletes the leader's Pod while 20 s tokens refresh: the other replica takes over, and no
+/// refresh token is ever sent twice. Returns the refresh token stored last.
+async fn leader_failover(
+    client: &Client,
+    op_ns: &str,
+    tenant: &str,
+    pods: &[String],
+    leader: &str,
+) -> String {
+    let before = token_field(client, tenant, "sales-bot-zoom-token", "refresh_token")
+        .await
+        .expect("refresh token");
+    let leader_pod = pods
+        .iter()
+        .find(|p| leader.contains(p.as_str()))
+        .expect("leader pod")
+        .clone();
+    kubectl(&["delete", "pod", "-n", op_ns, &leader_pod, "--wait=false"]);
+    let new_leader = eventually(
+        "another replica to lead",
+        Duration::from_secs(60),
+        || async {
+            match lease_holder(client, op_ns).await {
+                Some(h) if !h.contains(leader_pod.as_str()) => Ok(h),
+                other => Err(format!("holder {other:?}")),
+            }
+        },
+    )
+    .await;
+    let after_failover = next_refresh(client, tenant, &before, "a refresh by the new leader").await;
+    let after_failover = next_refresh(
+        client,
+        tenant,
+        &after_failover,
+        "another refresh by the new leader",
+    )
+    .await;
+    let stats = sim_stats().await;
+    assert_eq!(
+        stats["reused_refresh_tokens"], 0,
+        "leader {leader} -> {new_leader}: a refresh token was reused: {stats}"
+    );
+    after_failover
+}
+
+/// One test at a time: a cluster-wide install would see the scoped test's namespaces.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_install_authorize_refresh_failover_upgrade_uninstall() {
+    let _serial = SERIAL.lock().await;
+    let client = client().await;
+    let op_ns = fresh_namespace("zoom-operator");
+    let sim_ns = fresh_namespace("zoom-sim");
+    let tenant = fresh_namespace("team-a");
+    let event_url = format!("http://zoom-operator.{op_ns}.svc:8080/zoom/event");
+    deploy_zoom_sim(&sim_ns, &event_url);
+    deploy_sink_and_workload(&tenant);
+
+    let (pods, leader) = install_operator(&client, &op_ns, &sim_ns).await;
+    authorize_sales_bot(&client, &tenant).await;
+    let access = workload_sees_refresh(&client, &tenant).await;
+    event_reaches_sink(&tenant).await;
 
     // Nothing secret in the operator's logs: not the tokens, not the app's credentials.
     let refresh = token_field(&client, &tenant, "sales-bot-zoom-token", "refresh_token")
@@ -705,63 +776,18 @@ spec:
         }
     }
 
-    // Delete the leader's Pod while 20 s tokens refresh: the other replica takes over, and no
-    // refresh token is ever sent twice.
-    let before = token_field(&client, &tenant, "sales-bot-zoom-token", "refresh_token")
-        .await
-        .expect("refresh token");
-    let leader_pod = pods
-        .iter()
-        .find(|p| leader.contains(p.as_str()))
-        .expect("leader pod")
-        .clone();
-    kubectl(&["delete", "pod", "-n", &op_ns, &leader_pod, "--wait=false"]);
-    let new_leader = eventually(
-        "another replica to lead",
-        Duration::from_secs(60),
-        || async {
-            match lease_holder(&client, &op_ns).await {
-                Some(h) if !h.contains(leader_pod.as_str()) => Ok(h),
-                other => Err(format!("holder {other:?}")),
-            }
-        },
-    )
-    .await;
-    let after_failover =
-        next_refresh(&client, &tenant, &before, "a refresh by the new leader").await;
-    let after_failover = next_refresh(
-        &client,
-        &tenant,
-        &after_failover,
-        "another refresh by the new leader",
-    )
-    .await;
-    let stats = sim_stats().await;
-    assert_eq!(
-        stats["reused_refresh_tokens"], 0,
-        "leader {leader} -> {new_leader}: a refresh token was reused: {stats}"
-    );
+    let after_failover = leader_failover(&client, &op_ns, &tenant, &pods, &leader).await;
 
     // helm upgrade with new values and a new image tag loses no grant.
-    let mut args = vec![
-        "upgrade".to_owned(),
-        "zoom-operator".to_owned(),
-        repo_root()
-            .join("charts/zoom-operator")
-            .display()
-            .to_string(),
-        "-n".to_owned(),
-        op_ns.clone(),
-        "--wait".to_owned(),
-        "--timeout".to_owned(),
-        "4m".to_owned(),
-        "--set".to_owned(),
-        format!("image.tag={UPGRADE_TAG}"),
-        "--set".to_owned(),
-        "operator.logFormat=text".to_owned(),
-    ];
-    args.extend(operator_values(&sim_ns));
-    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    helm_release(
+        "upgrade",
+        &op_ns,
+        &sim_ns,
+        &[
+            format!("image.tag={UPGRADE_TAG}"),
+            "operator.logFormat=text".to_owned(),
+        ],
+    );
     let images = kubectl(&[
         "get",
         "deploy",
@@ -808,21 +834,7 @@ spec:
     let kept = token_field(&client, &tenant, "sales-bot-zoom-token", "refresh_token")
         .await
         .expect("refresh token");
-    let mut args = vec![
-        "install".to_owned(),
-        "zoom-operator".to_owned(),
-        repo_root()
-            .join("charts/zoom-operator")
-            .display()
-            .to_string(),
-        "-n".to_owned(),
-        op_ns.clone(),
-        "--wait".to_owned(),
-        "--timeout".to_owned(),
-        "4m".to_owned(),
-    ];
-    args.extend(operator_values(&sim_ns));
-    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    helm_release("install", &op_ns, &sim_ns, &[]);
     next_refresh(&client, &tenant, &kept, "a refresh by the new install").await;
     wait_ready(&client, &tenant, "sales-bot", Duration::from_secs(60)).await;
     let stats = sim_stats().await;
@@ -840,25 +852,15 @@ async fn namespace_scoped_install_reads_nothing_outside_its_namespaces() {
     let op_ns = fresh_namespace("zoom-scoped");
     let watched = fresh_namespace("team-w");
     let other = fresh_namespace("team-x");
-    let mut args = vec![
-        "install".to_owned(),
-        "zoom-operator".to_owned(),
-        repo_root()
-            .join("charts/zoom-operator")
-            .display()
-            .to_string(),
-        "-n".to_owned(),
-        op_ns.clone(),
-        "--wait".to_owned(),
-        "--timeout".to_owned(),
-        "4m".to_owned(),
-        "--set".to_owned(),
-        "replicaCount=1".to_owned(),
-        "--set".to_owned(),
-        format!("operator.watchNamespaces={{{watched}}}"),
-    ];
-    args.extend(operator_values("unused"));
-    helm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    helm_release(
+        "install",
+        &op_ns,
+        "unused",
+        &[
+            "replicaCount=1".to_owned(),
+            format!("operator.watchNamespaces={{{watched}}}"),
+        ],
+    );
 
     let sa = format!("system:serviceaccount:{op_ns}:zoom-operator");
     for (ns, verb, resource, want) in [
