@@ -5,8 +5,20 @@
 # until Ctrl-C, when it stops everything it started.
 #
 # Ports (override with env): OPERATOR_PORT=8080 METRICS_PORT=9090 SIM_PORT=9000.
+#
+# hack/run-local.sh --in-cluster: the same demo with the operator (the Helm chart, 2 replicas)
+# and zoom-sim as Pods on a one-node cluster with a real kubelet (hack/cluster.sh), from the
+# images hack/image.sh builds. The browser reaches them at 10.231.0.2 (NodePorts 30080 for the
+# operator, 30090 for zoom-sim) through the route hack/cluster.sh adds; nothing else is exposed.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
+
+if [[ ${1:-} == --in-cluster ]]; then
+  exec bash hack/run-in-cluster.sh
+elif [[ $# -gt 0 ]]; then
+  echo "usage: hack/run-local.sh [--in-cluster]" >&2
+  exit 2
+fi
 
 OPERATOR_PORT=${OPERATOR_PORT:-8080}
 METRICS_PORT=${METRICS_PORT:-9090}

@@ -24,6 +24,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "build (benchmarks included; run them with: cargo bench)"
 cargo build --workspace --all-targets --locked
 
+log "images for the end-to-end suite (hack/e2e.sh --prepare: release build, hack/image.sh)"
+bash hack/e2e.sh --prepare
+
 log "tests"
 # Every test binary, a few at a time (integration binaries each start their own control plane):
 # see hack/run-tests.sh. It prints one closing line for the whole workspace.
