@@ -146,6 +146,12 @@ impl Context {
 
     pub(super) fn note_forced_refresh(&self, uid: &str, at: Timestamp) {
         if let Ok(mut map) = self.forced_refreshes.lock() {
+            // Only entries still inside the interval matter: the map stays as small as the
+            // number of connections forced in the last minute, deleted ones included.
+            let horizon = at
+                .checked_sub(super::schedule::FORCED_REFRESH_INTERVAL)
+                .unwrap_or(Timestamp::MIN);
+            map.retain(|_, last| *last > horizon);
             map.insert(uid.to_owned(), at);
         }
     }

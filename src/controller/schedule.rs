@@ -85,18 +85,17 @@ pub struct TokenInputs<'a> {
     pub last_forced_refresh: Option<Timestamp>,
 }
 
-/// When a pending forced refresh may happen, if not now: one per [`FORCED_REFRESH_INTERVAL`]
-/// after the last renewal of any kind (the later of the Secret's record and this process's).
+/// When a pending forced refresh may happen, if not now: at most one per
+/// [`FORCED_REFRESH_INTERVAL`] per connection, counted from the last forced refresh this
+/// process made. The first request is honoured at once. The time is kept in memory, not in
+/// the token Secret, whose annotations are the tenant's to edit.
 pub fn forced_refresh_deferred_until(input: &TokenInputs<'_>) -> Option<Timestamp> {
     let requested = input.requested.filter(|v| !v.is_empty())?;
     if input.record.refresh_handled.as_deref() == Some(requested) {
         return None;
     }
-    let last = input
-        .record
-        .last_refresh_time
-        .max(input.last_forced_refresh)?;
-    let allowed = last
+    let allowed = input
+        .last_forced_refresh?
         .checked_add(FORCED_REFRESH_INTERVAL)
         .unwrap_or(Timestamp::MAX);
     (allowed > input.now).then_some(allowed)
@@ -401,21 +400,27 @@ mod tests {
 
     #[test]
     fn forced_refreshes_are_limited_to_one_a_minute() {
-        // Renewed at 09:10:00 (the Secret says so); asked again at 09:10:20.
+        // Renewed at 09:10:00 by a scheduled refresh; asked at 09:10:20: honoured at once.
         let r = record("2026-11-29T10:10:00Z", "2026-11-29T09:10:00Z", true);
         let mut i = inputs(AuthType::DefaultOAuth, &r, "2026-11-29T09:10:20Z");
+        i.requested = Some("first");
+        assert_eq!(forced_refresh_deferred_until(&i), None);
+        assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Requested));
+        // Asked again at 09:10:40, 20 s after that forced refresh: deferred to 09:11:20.
         i.requested = Some("again");
+        i.last_forced_refresh = Some(ts("2026-11-29T09:10:20Z"));
+        i.now = ts("2026-11-29T09:10:40Z");
         assert_eq!(
             decide(&i),
             TokenDecision::Idle {
-                next_check: Some(ts("2026-11-29T09:11:00Z"))
+                next_check: Some(ts("2026-11-29T09:11:20Z"))
             }
         );
         assert_eq!(
             forced_refresh_deferred_until(&i),
-            Some(ts("2026-11-29T09:11:00Z"))
+            Some(ts("2026-11-29T09:11:20Z"))
         );
-        i.now = ts("2026-11-29T09:11:00Z");
+        i.now = ts("2026-11-29T09:11:20Z");
         assert_eq!(decide(&i), TokenDecision::Renew(RenewReason::Requested));
         // Deleting the Secret's annotation does not lift the limit: the process remembers.
         let mut forgotten = r.clone();
