@@ -1,5 +1,10 @@
-//! Prometheus metrics. Counters are bumped where things happen; token expiry is computed at
-//! scrape time from the controller's cache, so a deleted connection's series disappears with it.
+//! Prometheus metrics (api.md section 8). Counters are bumped where things happen; the
+//! per-connection gauges (token expiry, readiness) are computed at scrape time from the
+//! controller's cache, so a deleted connection's series disappear with it.
+//!
+//! Every label value is bounded: fixed words chosen here, HTTP status codes, and the
+//! namespace and name of existing connections. Nothing a tenant or Zoom sends (an event
+//! name, say) becomes a label.
 
 use std::sync::{Arc, RwLock};
 
@@ -24,10 +29,23 @@ pub struct TokenLabels {
     pub result: String,
 }
 
+/// A call to Zoom: which endpoint (a fixed word) and the HTTP status, or "error" when no
+/// answer arrived.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct WebhookLabels {
-    pub event: String,
-    pub result: String,
+pub struct ZoomRequestLabels {
+    pub endpoint: &'static str,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn zoom_latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 12))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,12 +54,19 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Metrics {
     pub reconciliations: Family<ResultLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub token_requests: Family<TokenLabels, Counter>,
-    pub webhook_events: Family<WebhookLabels, Counter>,
+    /// `POST /zoom/event` requests by outcome.
+    pub webhook_requests: Family<ResultLabels, Counter>,
+    /// Forwarding attempts of verified events to sinks by outcome.
+    pub events_delivered: Family<ResultLabels, Counter>,
+    /// Verified events accepted from Zoom and not yet delivered (in flight to a sink).
+    pub events_pending: Gauge,
+    pub zoom_requests: Family<ZoomRequestLabels, Counter>,
+    pub zoom_request_duration: HistogramFamily<EndpointLabels>,
     pub oauth_requests: Family<HttpLabels, Counter>,
     /// 1 while this replica holds the lease (or runs without leader election), else 0.
     pub leader: Gauge,
@@ -53,7 +78,11 @@ impl Metrics {
             reconciliations: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             token_requests: Family::default(),
-            webhook_events: Family::default(),
+            webhook_requests: Family::default(),
+            events_delivered: Family::default(),
+            events_pending: Gauge::default(),
+            zoom_requests: Family::default(),
+            zoom_request_duration: Family::new_with_constructor(zoom_latency),
             oauth_requests: Family::default(),
             leader: Gauge::default(),
         }
@@ -77,9 +106,29 @@ impl Metrics {
             self.token_requests.clone(),
         );
         r.register(
-            "webhook_events",
-            "Zoom webhook requests by event type and result",
-            self.webhook_events.clone(),
+            "webhook_requests",
+            "POST /zoom/event requests by result",
+            self.webhook_requests.clone(),
+        );
+        r.register(
+            "events_delivered",
+            "Verified Zoom events forwarded to sinks, by result",
+            self.events_delivered.clone(),
+        );
+        r.register(
+            "events_pending",
+            "Verified events accepted from Zoom and not yet delivered",
+            self.events_pending.clone(),
+        );
+        r.register(
+            "zoom_requests",
+            "Requests to Zoom by endpoint and HTTP status (error: no answer)",
+            self.zoom_requests.clone(),
+        );
+        r.register(
+            "zoom_request_duration_seconds",
+            "Time until Zoom answered, by endpoint",
+            self.zoom_request_duration.clone(),
         );
         r.register(
             "oauth_requests",
@@ -102,15 +151,33 @@ impl Metrics {
             .inc();
     }
 
-    pub fn webhook(&self, event: &str, result: &str) {
-        // Event names come from verified payloads only; unverified requests are labelled by
-        // outcome alone, so an attacker cannot mint label values.
-        self.webhook_events
-            .get_or_create(&WebhookLabels {
-                event: event.to_owned(),
+    /// One `POST /zoom/event` request; `result` is one of the endpoint's fixed outcomes.
+    pub fn webhook(&self, result: &'static str) {
+        self.webhook_requests
+            .get_or_create(&ResultLabels {
                 result: result.to_owned(),
             })
             .inc();
+    }
+
+    /// One forwarding attempt: "delivered" or "failed".
+    pub fn event_delivery(&self, result: &'static str) {
+        self.events_delivered
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// One call to Zoom; `status` None when no answer arrived.
+    pub fn zoom_request(&self, endpoint: &'static str, status: Option<u16>, seconds: f64) {
+        let status = status.map_or_else(|| "error".to_owned(), |s| s.to_string());
+        self.zoom_requests
+            .get_or_create(&ZoomRequestLabels { endpoint, status })
+            .inc();
+        self.zoom_request_duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(seconds);
     }
 }
 
@@ -120,9 +187,10 @@ impl Default for Metrics {
     }
 }
 
-/// `zoom_operator_token_expiry_timestamp_seconds{namespace,name}` from the cached status.
+/// `zoom_operator_token_expiry_timestamp_seconds{namespace,name}` and
+/// `zoom_operator_connection_ready{namespace,name}` from the cached status.
 #[derive(Debug)]
-pub struct ExpiryCollector {
+pub struct ConnectionCollector {
     /// The controller's caches (one per watched namespace, disjoint) while this replica
     /// leads; empty otherwise.
     pub slot: Arc<RwLock<Vec<Store<ZoomConnection>>>>,
@@ -134,7 +202,7 @@ struct ConnectionLabels {
     name: String,
 }
 
-impl prometheus_client::collector::Collector for ExpiryCollector {
+impl prometheus_client::collector::Collector for ConnectionCollector {
     fn encode(
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
@@ -143,22 +211,39 @@ impl prometheus_client::collector::Collector for ExpiryCollector {
             Ok(stores) => stores.iter().flat_map(Store::state).collect(),
             Err(_) => Vec::new(),
         };
+        let labels = |zc: &ZoomConnection| ConnectionLabels {
+            namespace: zc.metadata.namespace.clone().unwrap_or_default(),
+            name: zc.metadata.name.clone().unwrap_or_default(),
+        };
+        {
+            let mut metric = encoder.encode_descriptor(
+                "zoom_operator_token_expiry_timestamp_seconds",
+                "When the connection's current access token expires (unix seconds)",
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for zc in &connections {
+                let Some(expires) = zc.status.as_ref().and_then(|s| s.expires_at.as_ref()) else {
+                    continue;
+                };
+                let gauge = ConstGauge::new(expires.0.as_second());
+                gauge.encode(metric.encode_family(&labels(zc))?)?;
+            }
+        }
         let mut metric = encoder.encode_descriptor(
-            "zoom_operator_token_expiry_timestamp_seconds",
-            "When the connection's current access token expires (unix seconds)",
+            "zoom_operator_connection_ready",
+            "1 when the connection's Ready condition is True, else 0",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?;
-        for zc in connections {
-            let Some(expires) = zc.status.as_ref().and_then(|s| s.expires_at.as_ref()) else {
-                continue;
-            };
-            let labels = ConnectionLabels {
-                namespace: zc.metadata.namespace.clone().unwrap_or_default(),
-                name: zc.metadata.name.clone().unwrap_or_default(),
-            };
-            let gauge = ConstGauge::new(expires.0.as_second());
-            gauge.encode(metric.encode_family(&labels)?)?;
+        for zc in &connections {
+            let ready = zc
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .is_some_and(|c| c.status == "True");
+            let gauge = ConstGauge::new(i64::from(ready));
+            gauge.encode(metric.encode_family(&labels(zc))?)?;
         }
         Ok(())
     }
@@ -176,14 +261,16 @@ mod tests {
             "kind": "ZoomConnection",
             "metadata": {"namespace": ns, "name": name},
             "spec": {"authType": "DefaultOAuth"},
-            "status": expires.map(|e| serde_json::json!({"expiresAt": e})),
+            "status": expires.map(|e| serde_json::json!({"expiresAt": e, "conditions": [{
+                "type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z"}]})),
         }))
         .expect("connection")
     }
 
     fn scrape(slot: Arc<RwLock<Vec<Store<ZoomConnection>>>>) -> String {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(ExpiryCollector { slot }));
+        registry.register_collector(Box::new(ConnectionCollector { slot }));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         text
@@ -217,11 +304,20 @@ mod tests {
             "{text}"
         );
 
+        let ready: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("zoom_operator_connection_ready{"))
+            .collect();
+        assert_eq!(ready.len(), 4, "one series per connection: {text}");
+        assert!(ready.contains(&r#"zoom_operator_connection_ready{namespace="a",name="bot"} 1"#));
+        assert!(ready.contains(&r#"zoom_operator_connection_ready{namespace="b",name="new"} 0"#));
+
         // Not leading: no caches, no series.
         slot.write().expect("lock").clear();
         assert!(
-            !scrape(slot).contains("expiry_timestamp_seconds{"),
+            !scrape(slot.clone()).contains("expiry_timestamp_seconds{"),
             "series remain after the caches were dropped"
         );
+        assert!(!scrape(slot).contains("connection_ready{"));
     }
 }

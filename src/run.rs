@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::OperatorConfig;
 use crate::controller::{self, Context};
 use crate::leader::{LeaderElector, Leadership};
-use crate::metrics::{ExpiryCollector, Metrics};
+use crate::metrics::{ConnectionCollector, Metrics};
 use crate::server::admin::{self, AdminState};
 use crate::server::events::EventReceiver;
 use crate::server::public;
@@ -81,8 +81,9 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     tokio::spawn(signal_handler(shutdown.clone()));
 
     let signing = load_signing_key(client.clone(), &config.operator_namespace).await?;
-    let zoom = ZoomClient::new(config.zoom_oauth_url.clone(), config.zoom_api_url.clone())?;
     let metrics = Metrics::new();
+    let zoom = ZoomClient::new(config.zoom_oauth_url.clone(), config.zoom_api_url.clone())?
+        .with_metrics(metrics.clone());
     let connections = Arc::new(RwLock::new(Vec::new()));
     let mut registry = Registry::default();
     metrics.register(&mut registry);
@@ -112,11 +113,12 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         urls: url_rx.clone(),
         retries: Mutex::new(Default::default()),
         forced_refreshes: Mutex::new(Default::default()),
+        account_reads: Mutex::new(Default::default()),
         connections: connections.clone(),
         leadership,
         pending: Mutex::new(Default::default()),
     });
-    registry.register_collector(Box::new(ExpiryCollector { slot: connections }));
+    registry.register_collector(Box::new(ConnectionCollector { slot: connections }));
     let admin_state = Arc::new(AdminState {
         registry,
         ready: Default::default(),

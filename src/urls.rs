@@ -75,6 +75,18 @@ impl PublicUrls {
         format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
     }
 
+    /// Why Zoom would refuse the event URL, if it would: Zoom accepts only `https://`
+    /// endpoints for a domain name (with a CA-signed certificate, which only the certificate
+    /// can tell). None: acceptable as far as the URL shows.
+    pub fn zoom_refuses(&self) -> Option<&'static str> {
+        let domain = matches!(self.base.host(), Some(url::Host::Domain(_)));
+        match (self.base.scheme() == "https", domain) {
+            (true, true) => None,
+            (false, true) => Some("is http://, not https://"),
+            (_, false) => Some("names an IP address, not a domain"),
+        }
+    }
+
     pub fn redirect_url(&self) -> String {
         self.join(REDIRECT_PATH)
     }
@@ -248,6 +260,32 @@ mod tests {
                 (Err(problem), Err(reason)) => assert_eq!(problem.reason(), reason, "{name}"),
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn urls_zoom_would_refuse() {
+        let refuses = |base: &str| {
+            PublicUrls::new(Url::parse(base).expect("url"))
+                .zoom_refuses()
+                .map(str::to_owned)
+        };
+        assert_eq!(refuses("https://zoom.example.com"), None);
+        assert_eq!(refuses("https://zoom.example.com:8443/base/"), None);
+        assert_eq!(
+            refuses("http://zoom.example.com").as_deref(),
+            Some("is http://, not https://")
+        );
+        for ip in [
+            "http://203.0.113.7",
+            "https://203.0.113.7",
+            "https://[2001:db8::1]",
+        ] {
+            assert_eq!(
+                refuses(ip).as_deref(),
+                Some("names an IP address, not a domain"),
+                "{ip}"
+            );
         }
     }
 

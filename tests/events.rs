@@ -375,10 +375,9 @@ async fn url_validation_and_refusals() {
 
     let m = metrics(&op).await;
     for want in [
-        r#"event="endpoint.url_validation",result="verified""#,
-        r#"event="unknown",result="bad_signature""#,
-        r#"event="unknown",result="stale""#,
-        r#"event="meeting.started",result="verified""#,
+        r#"zoom_operator_webhook_requests_total{result="verified"} "#,
+        r#"zoom_operator_webhook_requests_total{result="bad_signature"} "#,
+        r#"zoom_operator_webhook_requests_total{result="stale"} "#,
     ] {
         assert!(m.contains(want), "metrics lack {want}:\n{m}");
     }
@@ -429,7 +428,9 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     let first = got.first().expect("the sink got the event");
     assert_eq!(first.body, body.to_vec(), "body unchanged, byte for byte");
     assert_eq!(first.header("ce-specversion"), Some("1.0"));
-    assert_eq!(first.header("ce-id"), Some("req-123"));
+    // ce-id is the body's SHA-256 even when Zoom sends x-zm-request-id (undocumented).
+    let body_hash = hex::encode(Sha256::digest(body));
+    assert_eq!(first.header("ce-id"), Some(body_hash.as_str()));
     assert_eq!(
         first.header("ce-source"),
         Some(format!("zoom-operator.io/{ns}/bot").as_str())
@@ -445,16 +446,13 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
         "Zoom's signature is not passed on"
     );
 
-    // Without x-zm-request-id the id is the body's SHA-256.
+    // Without x-zm-request-id: the same id, so a sink sees Zoom's retry as a duplicate.
     let before = sink.received().len();
     let answer = post_signed(&op, "tok-f", body, None).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let got = sink.received();
     assert_eq!(got.len(), before + 1);
-    assert_eq!(
-        got[before].header("ce-id"),
-        Some(hex::encode(Sha256::digest(body)).as_str())
-    );
+    assert_eq!(got[before].header("ce-id"), Some(body_hash.as_str()));
 
     // A real zoom-sim event goes through as well.
     let (ok, out) = sim_send(
@@ -470,7 +468,10 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     assert!(ok, "{out}");
     let last = sink.received().pop().expect("sim event");
     assert_eq!(last.header("ce-type"), Some("us.zoom.meeting.ended"));
-    assert_eq!(last.header("ce-id"), Some("sim-1"));
+    assert_eq!(
+        last.header("ce-id").map(str::to_owned),
+        Some(hex::encode(Sha256::digest(&last.body)))
+    );
     let parsed: Value = serde_json::from_slice(&last.body).expect("json");
     assert_eq!(parsed["payload"]["account_id"], "acc-f");
 
@@ -528,7 +529,9 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     .await;
     let m = metrics(&op).await;
     assert!(
-        m.contains(r#"event="meeting.started",result="forwarded""#),
+        m.contains(r#"zoom_operator_webhook_requests_total{result="forwarded"} "#)
+            && m.contains(r#"zoom_operator_events_delivered_total{result="delivered"} "#)
+            && m.contains("zoom_operator_events_pending 0"),
         "{m}"
     );
 }
@@ -651,7 +654,8 @@ async fn failing_sinks_get_503_and_sink_unreachable_until_they_recover() {
     wait_condition(&client, &ns, "flaky", "EventsReady", "True", "Ready").await;
     let m = metrics(&op).await;
     assert!(
-        m.contains(r#"event="meeting.started",result="sink_failed""#),
+        m.contains(r#"zoom_operator_webhook_requests_total{result="sink_failed"} "#)
+            && m.contains(r#"zoom_operator_events_delivered_total{result="failed"} "#),
         "{m}"
     );
 }
@@ -723,7 +727,7 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     assert_eq!(counts(), [1, 1, 1]);
     let m = metrics(&op).await;
     assert!(
-        m.contains(r#"event="meeting.started",result="unroutable""#),
+        m.contains(r#"zoom_operator_webhook_requests_total{result="unroutable"} "#),
         "{m}"
     );
 

@@ -170,6 +170,13 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
         "http://plain.example.com/oauth/redirect/zoom",
     )
     .await;
+    // Zoom would refuse a plain-http event URL: said so, and the URLs are still in status.
+    let zc = wait_condition(&client, &ns, "bot", "URLsReady", "False", "NotHTTPS").await;
+    let message = &zc.condition("URLsReady").expect("URLsReady").message;
+    assert!(
+        message.contains("http://plain.example.com/zoom/event") && message.contains("spec.tls"),
+        "{message}"
+    );
 
     // No host at all: IngressHasNoHost until the load balancer reports an address.
     apply_ingress(&client, &ns, json!({"defaultBackend": backend()})).await;

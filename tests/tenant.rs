@@ -1,8 +1,8 @@
 //! Tenant-proofing (issue 7, api.md sections 1, 3, 5 and 9), each test written as the attack a
 //! hostile tenant would try, against the real local control plane, zoom-sim and the operator
 //! binary: injected sink names, a huge refreshBefore with a deleted annotation, ExternalName and
-//! cross-namespace sinks, a flood of OAuth callbacks, unauthenticated 1 MiB bodies and forced
-//! refreshes in a loop.
+//! cross-namespace sinks, a flood of OAuth callbacks, unauthenticated 1 MiB bodies, forced
+//! refreshes in a loop, 10,000 self-signed event names, and a grant whose account cannot be read.
 
 mod common;
 
@@ -766,4 +766,180 @@ async fn forced_refreshes_are_rate_limited() {
         total <= minted + 2,
         "{total} grants for one minute of requests"
     );
+}
+
+// ----- 5. metric labels a signer chooses ----------------------------------------------------
+
+/// The series on `/metrics`: every sample line's name and labels (values dropped).
+async fn metric_series(op: &Operator) -> std::collections::BTreeSet<String> {
+    let text = http()
+        .get(format!("{}/metrics", op.metrics))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn ten_thousand_event_names_leave_metrics_the_same_size() {
+    let client = client().await;
+    let ns = namespace(&client, "tn-labels").await;
+    let sim = start_zoom_sim(&[&s2s_sim_app("cid-l", "tok-l", "acc-l")]);
+    s2s_app_secret(&client, &ns, "cid-l", "tok-l", "acc-l").await;
+    apply_zc(&client, &ns, &s2s_zc("bot", "")).await;
+    let op = start_operator(
+        &ns,
+        &[
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_ready(&op).await;
+    let signed = |name: String, account: &'static str| {
+        let op_url = op.public_url.clone();
+        async move {
+            let body = json!({"event": name, "event_ts": now_secs() * 1000, "payload": {"account_id": account}})
+                .to_string()
+                .into_bytes();
+            let ts = now_secs().to_string();
+            http()
+                .post(format!("{op_url}/zoom/event"))
+                .header("content-type", "application/json")
+                .header("x-zm-request-timestamp", &ts)
+                .header("x-zm-signature", sign(b"tok-l", &ts, &body))
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    // Every outcome once, so that each fixed series exists before the count.
+    for account in ["acc-l", "acc-other"] {
+        assert_eq!(signed("meeting.started".to_owned(), account).await, 200);
+    }
+    let before = metric_series(&op).await;
+
+    // The attack: 10,000 validly signed events, each with its own name, routable or not.
+    let answers = futures::stream::iter(0..10_000)
+        .map(|i| {
+            signed(
+                format!("tenant.{i}.x"),
+                if i % 2 == 0 { "acc-l" } else { "acc-other" },
+            )
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<u16>>()
+        .await;
+    assert!(
+        answers.iter().all(|s| *s == 200),
+        "every event answered 200"
+    );
+
+    let after = metric_series(&op).await;
+    let added: Vec<&String> = after.difference(&before).collect();
+    assert!(
+        added.is_empty(),
+        "new series after 10,000 event names: {added:?}"
+    );
+    assert!(
+        !after.iter().any(|s| s.contains("tenant.")),
+        "an event name became a label"
+    );
+}
+
+// ----- 7. an account that could not be read --------------------------------------------------
+
+#[tokio::test]
+async fn a_failed_account_read_is_reported_and_retried() {
+    let client = client().await;
+    let ns = namespace(&client, "tn-account").await;
+    let sim = start_zoom_sim(&[
+        "--consent=approve",
+        "--token-lifetime=600",
+        "--app=kind=oauth,client_id=cid-a,client_secret=cid-a-secret,secret_token=tok-a,account_id=acc-a",
+    ]);
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[
+            ("clientId", "cid-a"),
+            ("clientSecret", "cid-a-secret"),
+            ("secretToken", "tok-a"),
+        ],
+    )
+    .await;
+    apply_zc(
+        &client,
+        &ns,
+        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: PrivateOAuth, credentialsRef: {name: zoom-app}}\n",
+    )
+    .await;
+    let op = start_operator(
+        &ns,
+        &[
+            &format!("--zoom-oauth-url={}", sim.url),
+            &format!("--zoom-api-url={}", sim.url),
+        ],
+    );
+
+    // The app lacks user:read:user: Zoom refuses users/me for the callback's read and for
+    // the reconciler's first retry.
+    let refused = http()
+        .post(format!("{}/sim/faults", sim.url))
+        .json(&json!({
+            "path": "/v2/users/me", "status": 400, "count": 2,
+            "body": {"code": 4711, "message": "Invalid access token, does not contain scopes:[user:read:user]."}
+        }))
+        .send()
+        .await
+        .expect("fault");
+    assert!(refused.status().is_success());
+    browser_authorize(&client, &ns, "bot").await;
+
+    // Not silent: EventsReady names the missing scope, and the event is unroutable.
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "bot",
+        "EventsReady",
+        "False",
+        "AccountUnknown",
+    )
+    .await;
+    let message = &zc.condition("EventsReady").expect("EventsReady").message;
+    assert!(message.contains("user:read:user"), "{message}");
+    let (status, body) = post_signed(&op, "tok-a", &event_body("acc-a")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("unroutable"), "{body}");
+
+    // A new access token (the scope was added and the grant refreshed) is read with at once.
+    Api::<ZoomConnection>::namespaced(client.clone(), &ns)
+        .patch(
+            "bot",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"zoom-operator.io/refresh-requested": "scope-added"}}})),
+        )
+        .await
+        .expect("annotate");
+    let zc = wait_condition(&client, &ns, "bot", "EventsReady", "True", "Ready").await;
+    let account = zc.status.and_then(|s| s.account).expect("account");
+    assert_eq!(account.account_id.as_deref(), Some("acc-a"));
+    eventually("the event routed", Duration::from_secs(30), || async {
+        let (status, body) = post_signed(&op, "tok-a", &event_body("acc-a")).await;
+        if status == 200 && body.contains("accepted") {
+            Ok(())
+        } else {
+            Err(format!("{status} {body}"))
+        }
+    })
+    .await;
 }

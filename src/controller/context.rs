@@ -56,6 +56,9 @@ pub struct Context {
     /// Grants Zoom issued whose write to the token Secret failed, by connection UID. Kept
     /// until stored (api.md section 4): nothing else holds them.
     pub pending: Mutex<HashMap<String, PendingGrant>>,
+    /// The last failed read of each OAuth connection's Zoom account, by UID (see
+    /// `account.rs`); gone once the account is known or the connection is deleted.
+    pub account_reads: Mutex<HashMap<String, super::account::AccountRead>>,
 }
 
 impl Context {
@@ -153,6 +156,19 @@ impl Context {
                 .unwrap_or(Timestamp::MIN);
             map.retain(|_, last| *last > horizon);
             map.insert(uid.to_owned(), at);
+        }
+    }
+
+    pub(super) fn account_read(&self, uid: &str) -> Option<super::account::AccountRead> {
+        self.account_reads.lock().ok()?.get(uid).cloned()
+    }
+
+    pub(super) fn set_account_read(&self, uid: &str, read: Option<super::account::AccountRead>) {
+        if let Ok(mut map) = self.account_reads.lock() {
+            match read {
+                Some(r) => map.insert(uid.to_owned(), r),
+                None => map.remove(uid),
+            };
         }
     }
 

@@ -4,6 +4,7 @@
 //! Secret, public URLs), renew the token if it is due, build the status (pure), apply it, and
 //! publish Events for conditions that changed. Only the lease holder runs this loop.
 
+mod account;
 mod cleanup;
 mod context;
 pub mod renew;
@@ -86,6 +87,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
 
     if zc.metadata.deletion_timestamp.is_some() {
         ctx.set_pending_grant(&uid, None);
+        ctx.set_account_read(&uid, None);
         return cleanup::cleanup(zc, ctx, &api).await;
     }
     cleanup::ensure_finalizer(zc, &api).await?;
@@ -188,6 +190,15 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
         _ => None,
     };
 
+    // Events are routed by account: an OAuth connection whose account is unknown reads it.
+    let account_unknown = match ownership {
+        Ownership::Ours => account::ensure(ctx, zc, &uid, &mut record, now).await,
+        _ => None,
+    };
+    if let Some(at) = account_unknown.as_ref().and_then(|a| a.retry_at) {
+        next_check = Some(next_check.map_or(at, |n| n.min(at)));
+    }
+
     let authorize_url = authorize_url(zc, ctx, &urls, now);
     let sink_service = match zc.spec.events.as_ref() {
         Some(e) => {
@@ -196,7 +207,14 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
         }
         None => None,
     };
-    let events = events_verdict(zc, ctx, &credentials, &record, sink_service);
+    let events = events_verdict(
+        zc,
+        ctx,
+        &credentials,
+        &record,
+        sink_service,
+        account_unknown.as_ref(),
+    );
     let observation = status::Observation {
         zc,
         now,
@@ -325,6 +343,7 @@ fn events_verdict(
     creds: &Result<AppCredentials, CredentialsProblem>,
     record: &crate::token_secret::TokenRecord,
     sink_service: Option<crate::sink::SinkProblem>,
+    account_unknown: Option<&account::AccountUnknown>,
 ) -> Option<Verdict> {
     let has_token = creds.as_ref().is_ok_and(|c| c.secret_token.is_some());
     let sink = zc.spec.events.as_ref().map(|e| &e.sink);
@@ -344,6 +363,8 @@ fn events_verdict(
             format!("spec.events is set but the credentials Secret has no key {key}; add the app's webhook secret token to receive events"),
         ));
     }
+    let account_unknown = account_unknown
+        .map(|a| Verdict::failed(conditions::EVENTS_READY, "AccountUnknown", a.message()));
     if let Some(sink) = sink {
         let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
         // The pure policy first, then the Service itself (an ExternalName points anywhere).
@@ -360,6 +381,9 @@ fn events_verdict(
             }
             (Ok(url), None) => url,
         };
+        if account_unknown.is_some() {
+            return account_unknown;
+        }
         // Only a failure of the sink that is configured now counts: after a spec fix the old
         // sink's failure is history.
         let shown = crate::webhooks::forward::display_sink(&url);
@@ -380,11 +404,11 @@ fn events_verdict(
             "Verified events are forwarded to the sink",
         ));
     }
-    Some(Verdict::ok(
+    account_unknown.or(Some(Verdict::ok(
         conditions::EVENTS_READY,
         "Ready",
         "Verified events are received (no sink configured)",
-    ))
+    )))
 }
 
 /// Says why a requested refresh has not happened yet (api.md: forced refreshes are limited

@@ -211,11 +211,23 @@ pub fn token_verdict(o: &Observation<'_>) -> Verdict {
 
 pub fn urls_verdict(o: &Observation<'_>) -> Verdict {
     match o.urls {
-        Ok(urls) => Verdict::ok(
-            cond::URLS_READY,
-            "Ready",
-            format!("Public URLs derived from {}", urls.base()),
-        ),
+        Ok(urls) => match urls.zoom_refuses() {
+            None => Verdict::ok(
+                cond::URLS_READY,
+                "Ready",
+                format!("Public URLs derived from {}", urls.base()),
+            ),
+            // The URLs are still written to status: they work for a local try-out, and the
+            // redirect URL may be fine for the browser.
+            Some(why) => Verdict::failed(
+                cond::URLS_READY,
+                "NotHTTPS",
+                format!(
+                    "The event URL {} {why}; Zoom accepts only https:// endpoints for a domain name with a CA-signed certificate. Configure TLS for a host on the Ingress (spec.tls) or start the operator with --public-url https://<domain>",
+                    urls.event_url()
+                ),
+            ),
+        },
         Err(problem) => Verdict::failed(cond::URLS_READY, problem.reason(), problem.message()),
     }
 }

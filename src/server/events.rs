@@ -178,20 +178,6 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, Rejection> {
     })
 }
 
-/// The metric label for an event name from a verified payload; anything odd becomes
-/// "other" so a label cannot carry arbitrary text.
-pub fn event_label(event: &str) -> String {
-    let tidy = event.len() <= 64
-        && event
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if tidy && !event.is_empty() {
-        event.to_owned()
-    } else {
-        "other".to_owned()
-    }
-}
-
 fn unauthorized(e: VerifyError) -> Rejection {
     Rejection::new(StatusCode::UNAUTHORIZED, e.label(), e.to_string())
 }
@@ -206,15 +192,16 @@ pub async fn receive(
     body: Body,
 ) -> Response {
     let deadline = Instant::now() + ZOOM_DEADLINE;
-    let (event, result, response) = match receiver.handle(&headers, body, deadline).await {
+    let (result, response) = match receiver.handle(&headers, body, deadline).await {
         Ok(done) => done,
-        Err((event, rejection)) => (event, rejection.reason, rejection.into_response()),
+        Err(rejection) => (rejection.reason, rejection.into_response()),
     };
-    receiver.metrics.webhook(&event, result);
+    receiver.metrics.webhook(result);
     response
 }
 
-type Handled = (String, &'static str, Response);
+/// The metric result (a fixed word) and the answer.
+type Handled = (&'static str, Response);
 
 impl EventReceiver {
     /// Which app signed `body`: on the blocking pool, with a bounded number at once.
@@ -251,74 +238,63 @@ impl EventReceiver {
         }
     }
 
-    /// Ok: (event label, metric result, response); Err: (event label, refusal).
     async fn handle(
         &self,
         headers: &HeaderMap,
         body: Body,
         deadline: Instant,
-    ) -> Result<Handled, (String, Rejection)> {
-        let unknown = |r: Rejection| ("unknown".to_owned(), r);
-        check_declared_length(headers.get(CONTENT_LENGTH)).map_err(unknown)?;
-        let content_type = json_content_type(headers.get(CONTENT_TYPE)).map_err(unknown)?;
+    ) -> Result<Handled, Rejection> {
+        check_declared_length(headers.get(CONTENT_LENGTH))?;
+        let content_type = json_content_type(headers.get(CONTENT_TYPE))?;
         // Unauthenticated requests end here, before the body is read.
         let signature = check_headers(
             header(headers, "x-zm-signature"),
             header(headers, "x-zm-request-timestamp"),
             Timestamp::now().as_second(),
         )
-        .map_err(|e| unknown(unauthorized(e)))?;
+        .map_err(unauthorized)?;
         let body = match tokio::time::timeout_at(deadline, read_limited(body, BODY_LIMIT)).await {
-            Ok(read) => read.map_err(unknown)?,
+            Ok(read) => read?,
             Err(_) => {
-                return Err(unknown(Rejection::new(
+                return Err(Rejection::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
                     "the body did not arrive in time",
-                )))
+                ))
             }
         };
 
         let snapshot = self.index.snapshot();
         if !snapshot.ready {
-            return Err(unknown(Rejection::new(
+            return Err(Rejection::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_ready",
                 "the operator is still loading its connections; retry",
-            )));
+            ));
         }
         let hinted = header(headers, "clientid")
             .map(|id| snapshot.apps_with_client_id(id.trim()))
             .unwrap_or_default();
         let app = self
             .signer(signature, body.clone(), snapshot.clone(), hinted, deadline)
-            .await
-            .map_err(unknown)?;
+            .await?;
 
-        // Verified from here on: the event name may label metrics.
-        let envelope = parse_envelope(&body).map_err(unknown)?;
-        let label = event_label(&envelope.event);
+        // Verified from here on.
+        let envelope = parse_envelope(&body)?;
         let payload_str = |key: &str| envelope.payload.get(key).and_then(Value::as_str);
 
         if envelope.event == URL_VALIDATION {
             let (Some(plain), Some(token)) =
                 (payload_str("plainToken"), snapshot.secret_token(app))
             else {
-                return Err((
-                    label,
-                    Rejection::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_json",
-                        "payload.plainToken is missing",
-                    ),
+                return Err(Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    "payload.plainToken is missing",
                 ));
             };
             let answer = json!({"plainToken": plain, "encryptedToken": encrypt_plain_token(token.as_bytes(), plain)});
-            return Ok((
-                label,
-                "verified",
-                (StatusCode::OK, Json(answer)).into_response(),
-            ));
+            return Ok(("verified", (StatusCode::OK, Json(answer)).into_response()));
         }
 
         let routes = payload_str("account_id")
@@ -326,18 +302,13 @@ impl EventReceiver {
             .unwrap_or_default();
         if routes.is_empty() {
             let answer = json!({"status": "unroutable", "message": "no connection of this app has this account; the event was not forwarded"});
-            return Ok((
-                label,
-                "unroutable",
-                (StatusCode::OK, Json(answer)).into_response(),
-            ));
+            return Ok(("unroutable", (StatusCode::OK, Json(answer)).into_response()));
         }
         let event = VerifiedEvent {
             event: envelope.event.clone(),
             user_id: payload_str("user_id").map(str::to_owned),
             deauthorization_time: payload_str("deauthorization_time").and_then(|t| t.parse().ok()),
             event_ts_ms: envelope.event_ts_ms,
-            request_id: header(headers, "x-zm-request-id").map(str::to_owned),
             content_type,
             body,
         };
@@ -349,11 +320,7 @@ impl EventReceiver {
                 "verified"
             };
             let answer = json!({"status": "accepted", "connections": routes.len(), "forwarded": outcome.forwarded});
-            return Ok((
-                label,
-                result,
-                (StatusCode::OK, Json(answer)).into_response(),
-            ));
+            return Ok((result, (StatusCode::OK, Json(answer)).into_response()));
         }
         let (reason, message) = if outcome.sink_failures.is_empty() {
             (
@@ -369,9 +336,10 @@ impl EventReceiver {
                 ),
             )
         };
-        Err((
-            label,
-            Rejection::new(StatusCode::SERVICE_UNAVAILABLE, reason, message),
+        Err(Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+            message,
         ))
     }
 }
@@ -459,20 +427,6 @@ mod tests {
             assert_eq!(err.status, StatusCode::BAD_REQUEST);
             assert!(err.message.contains(why), "{} vs {why}", err.message);
         }
-    }
-
-    #[test]
-    fn metric_labels_stay_tame() {
-        assert_eq!(
-            event_label("meeting.participant_joined"),
-            "meeting.participant_joined"
-        );
-        assert_eq!(
-            event_label("endpoint.url_validation"),
-            "endpoint.url_validation"
-        );
-        assert_eq!(event_label("x{y}"), "other");
-        assert_eq!(event_label(&"a".repeat(65)), "other");
     }
 
     #[test]

@@ -35,7 +35,6 @@ pub struct VerifiedEvent {
     /// `payload.deauthorization_time` of `app_deauthorized`.
     pub deauthorization_time: Option<Timestamp>,
     pub event_ts_ms: Option<i64>,
-    pub request_id: Option<String>,
     pub content_type: String,
     pub body: Bytes,
 }
@@ -119,7 +118,6 @@ impl Dispatcher {
                 &route.name,
                 &event.event,
                 event.event_ts_ms,
-                event.request_id.as_deref(),
                 &event.content_type,
                 &event.body,
             );
@@ -135,10 +133,19 @@ impl Dispatcher {
                 (route, display_sink(url), result)
             })
         });
+        let sends: Vec<_> = sends.collect();
+        let metrics = &self.ctx.metrics;
+        let pending = Pending::new(&metrics.events_pending, sends.len());
         let results = join_all(sends).await;
+        drop(pending);
 
         let mut outcome = Outcome::default();
         for (route, sink, result) in results {
+            metrics.event_delivery(if result.is_ok() {
+                "delivered"
+            } else {
+                "failed"
+            });
             match &result {
                 Ok(()) => outcome.forwarded += 1,
                 Err(why) => {
@@ -242,6 +249,27 @@ impl Dispatcher {
 
 /// `status.lastEventTime` by server-side apply with the events field manager, so the
 /// controller's status apply (which never sets it) and this never undo each other.
+/// Counts events in flight to sinks in `zoom_operator_events_pending`, also when the request
+/// is dropped halfway (Zoom hung up).
+struct Pending<'a> {
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+    count: i64,
+}
+
+impl<'a> Pending<'a> {
+    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge, count: usize) -> Self {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        gauge.inc_by(count);
+        Pending { gauge, count }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.count);
+    }
+}
+
 async fn write_last_event(client: Client, route: Arc<Route>, at: Timestamp) {
     let api: Api<ZoomConnection> = Api::namespaced(client, &route.namespace);
     let patch = json!({

@@ -31,24 +31,20 @@ pub struct CloudEvent {
 }
 
 impl CloudEvent {
-    /// `ce-id` is Zoom's `x-zm-request-id` (stable across Zoom's retries, so sinks can
-    /// de-duplicate), else a hash of the body; `ce-source` names the connection.
+    /// `ce-id` is the lowercase hex SHA-256 of Zoom's raw body: Zoom re-sends the same body
+    /// when it retries, so sinks can de-duplicate Zoom's retries and the operator's own
+    /// redeliveries alike. (Zoom does not document `x-zm-request-id`, so nothing relies on
+    /// it.) `ce-source` names the connection.
     pub fn for_zoom_event(
         namespace: &str,
         name: &str,
         event: &str,
         event_ts_ms: Option<i64>,
-        request_id: Option<&str>,
         content_type: &str,
         body: &[u8],
     ) -> CloudEvent {
-        let id = request_id
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .map(str::to_owned)
-            .unwrap_or_else(|| hex::encode(Sha256::digest(body)));
         CloudEvent {
-            id,
+            id: hex::encode(Sha256::digest(body)),
             source: format!("zoom-operator.io/{namespace}/{name}"),
             type_: format!("us.zoom.{event}"),
             time: event_ts_ms
@@ -183,13 +179,15 @@ mod tests {
             "sales-bot",
             "meeting.started",
             Some(1_700_000_000_123),
-            Some("req-42"),
             "application/json; charset=utf-8",
             BODY,
         );
         let h = ce.headers().expect("valid headers");
         assert_eq!(header(&h, "ce-specversion"), Some("1.0"));
-        assert_eq!(header(&h, "ce-id"), Some("req-42"));
+        assert_eq!(
+            header(&h, "ce-id").map(str::to_owned),
+            Some(hex::encode(Sha256::digest(BODY)))
+        );
         assert_eq!(
             header(&h, "ce-source"),
             Some("zoom-operator.io/team-a/sales-bot")
@@ -204,47 +202,32 @@ mod tests {
     }
 
     #[test]
-    fn id_falls_back_to_the_body_hash_and_time_is_optional() {
-        let ce = CloudEvent::for_zoom_event("ns", "n", "x", None, None, "application/json", BODY);
+    fn id_is_the_body_hash_and_time_is_optional() {
+        let ce = CloudEvent::for_zoom_event("ns", "n", "x", None, "application/json", BODY);
         assert_eq!(ce.id, hex::encode(Sha256::digest(BODY)));
         assert_eq!(ce.id.len(), 64);
         assert_eq!(ce.time, None);
         let h = ce.headers().expect("valid");
         assert!(h.get("ce-time").is_none());
-        let blank =
-            CloudEvent::for_zoom_event("ns", "n", "x", None, Some("  "), "application/json", BODY);
-        assert_eq!(blank.id, ce.id);
+        assert!(ce
+            .id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
         // Same body, same id: Zoom's retries of one event de-duplicate at the sink.
-        let again =
-            CloudEvent::for_zoom_event("ns", "n", "x", Some(5), None, "application/json", BODY);
+        let again = CloudEvent::for_zoom_event("ns", "n", "x", Some(5), "application/json", BODY);
         assert_eq!(again.id, ce.id);
     }
 
     #[test]
     fn an_event_name_that_cannot_be_a_header_is_an_error_not_a_panic() {
-        let ce = CloudEvent::for_zoom_event(
-            "ns",
-            "n",
-            "bad\nname",
-            None,
-            None,
-            "application/json",
-            BODY,
-        );
+        let ce = CloudEvent::for_zoom_event("ns", "n", "bad\nname", None, "application/json", BODY);
         assert!(ce.headers().is_err());
     }
 
     #[test]
     fn out_of_range_event_ts_is_dropped() {
-        let ce = CloudEvent::for_zoom_event(
-            "ns",
-            "n",
-            "x",
-            Some(i64::MAX),
-            None,
-            "application/json",
-            BODY,
-        );
+        let ce =
+            CloudEvent::for_zoom_event("ns", "n", "x", Some(i64::MAX), "application/json", BODY);
         assert_eq!(ce.time, None);
     }
 

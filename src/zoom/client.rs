@@ -44,6 +44,12 @@ impl ZoomError {
     pub fn answer_lost(&self) -> bool {
         matches!(self, ZoomError::Unavailable { detail, .. } if detail == TIMED_OUT || detail == REQUEST_FAILED)
     }
+    /// Zoom's REST API refused the token for a missing scope (code 4711, "does not contain
+    /// scopes"): asking again with the same grant will not help.
+    pub fn is_missing_scope(&self) -> bool {
+        matches!(self, ZoomError::Rejected { error, reason, .. }
+            if error == MISSING_SCOPE || reason.contains("does not contain scopes"))
+    }
     pub fn is_invalid_client(&self) -> bool {
         matches!(self, ZoomError::Rejected { error, status, .. } if error == "invalid_client" || *status == 401)
     }
@@ -73,13 +79,22 @@ struct TokenResponse {
     api_url: Option<String>,
 }
 
+/// Zoom's error bodies: `{"error", "reason"}` from the OAuth endpoints, `{"code",
+/// "message"}` from the REST API.
 #[derive(Deserialize, Default)]
-struct OAuthErrorBody {
+struct ErrorBody {
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
 }
+
+/// The `error` of a REST answer with Zoom's code 4711: the token lacks a scope.
+pub const MISSING_SCOPE: &str = "zoom_4711";
 
 /// Talks to one Zoom (or zoom-sim): OAuth host and API host.
 #[derive(Clone, Debug)]
@@ -87,6 +102,7 @@ pub struct ZoomClient {
     http: reqwest::Client,
     oauth_url: Url,
     api_url: Url,
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl ZoomClient {
@@ -100,7 +116,36 @@ impl ZoomClient {
             http,
             oauth_url,
             api_url,
+            metrics: None,
         })
+    }
+
+    /// Counts every request in `zoom_operator_zoom_requests_total` and its latency.
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Sends one request and reads the whole answer; `endpoint` is the metric label.
+    async fn send(
+        &self,
+        endpoint: &'static str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, HeaderMap, axum::body::Bytes), ZoomError> {
+        let started = std::time::Instant::now();
+        let answer = async {
+            let response = request.send().await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, body))
+        }
+        .await;
+        if let Some(metrics) = &self.metrics {
+            let status = answer.as_ref().ok().map(|(status, ..)| status.as_u16());
+            metrics.zoom_request(endpoint, status, started.elapsed().as_secs_f64());
+        }
+        answer.map_err(transport_error)
     }
 
     pub fn oauth_url(&self) -> &Url {
@@ -189,17 +234,12 @@ impl ZoomClient {
         form: &[(&str, &str)],
     ) -> Result<TokenGrant, ZoomError> {
         let sent_at = Timestamp::now();
-        let response = self
+        let request = self
             .http
             .post(Self::endpoint(&self.oauth_url, "/oauth/token"))
             .basic_auth(&app.client_id, Some(&app.client_secret))
-            .form(form)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_error)?;
+            .form(form);
+        let (status, headers, body) = self.send("token", request).await?;
         if !status.is_success() {
             return Err(error_from(status, &headers, &body));
         }
@@ -225,17 +265,12 @@ impl ZoomClient {
 
     /// Revokes a grant. Revoking the refresh token revokes the whole grant.
     pub async fn revoke(&self, app: &AppCredentials, token: &str) -> Result<(), ZoomError> {
-        let response = self
+        let request = self
             .http
             .post(Self::endpoint(&self.oauth_url, "/oauth/revoke"))
             .basic_auth(&app.client_id, Some(&app.client_secret))
-            .form(&[("token", token)])
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_error)?;
+            .form(&[("token", token)]);
+        let (status, headers, body) = self.send("revoke", request).await?;
         if status.is_success() {
             Ok(())
         } else {
@@ -244,25 +279,21 @@ impl ZoomClient {
     }
 
     pub async fn users_me(&self, access_token: &str) -> Result<ZoomUser, ZoomError> {
-        let response = self
+        let request = self
             .http
             .get(Self::endpoint(&self.api_url, "/v2/users/me"))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_error)?;
+            .bearer_auth(access_token);
+        let (status, headers, body) = self.send("users_me", request).await?;
         if !status.is_success() {
-            if status == StatusCode::UNAUTHORIZED {
+            let error = error_from(status, &headers, &body);
+            if status == StatusCode::UNAUTHORIZED && !error.is_missing_scope() {
                 return Err(ZoomError::Rejected {
                     status: 401,
                     error: "invalid_token".to_owned(),
                     reason: "the access token was not accepted by /v2/users/me".to_owned(),
                 });
             }
-            return Err(error_from(status, &headers, &body));
+            return Err(error);
         }
         serde_json::from_slice(&body)
             .map_err(|e| ZoomError::Protocol(format!("users/me answer: {e}")))
@@ -304,13 +335,16 @@ fn error_from(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError
             retry_after,
         };
     }
-    let parsed: OAuthErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let error = parsed
+        .error
+        .or_else(|| parsed.code.map(|code| format!("zoom_{code}")))
+        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
+    let reason = parsed.reason.or(parsed.message);
     ZoomError::Rejected {
         status: status.as_u16(),
-        error: parsed
-            .error
-            .unwrap_or_else(|| format!("http_{}", status.as_u16())),
-        reason: scrub(parsed.reason.as_deref().unwrap_or("no reason given")),
+        error,
+        reason: scrub(reason.as_deref().unwrap_or("no reason given")),
     }
 }
 
@@ -442,6 +476,15 @@ mod tests {
         ));
         let e = error_from(StatusCode::BAD_REQUEST, &h, b"not json");
         assert!(matches!(e, ZoomError::Rejected { ref error, .. } if error == "http_400"));
+        // GET /v2/users/me with a grant that lacks user:read:user (Zoom's REST error shape).
+        let e = error_from(
+            StatusCode::BAD_REQUEST,
+            &h,
+            br#"{"code":4711,"message":"Invalid access token, does not contain scopes:[user:read:user]."}"#,
+        );
+        assert!(e.is_missing_scope(), "{e:?}");
+        assert!(!e.is_invalid_grant() && !e.is_invalid_client());
+        assert!(e.to_string().contains("does not contain scopes"), "{e}");
     }
 
     #[test]
