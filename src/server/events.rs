@@ -429,6 +429,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a signer puts in the body, the envelope parses or is a 400 with a reason;
+        /// an accepted event name is always a valid header value.
+        #[test]
+        fn any_body_parses_or_is_a_bad_request(
+            event in proptest::option::of(".{0,140}"),
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            ts in proptest::option::of(proptest::prelude::any::<i64>()),
+        ) {
+            let body = match &event {
+                Some(name) => json!({"event": name, "event_ts": ts, "payload": {}}).to_string().into_bytes(),
+                None => junk,
+            };
+            match parse_envelope(&body) {
+                Ok(envelope) => {
+                    proptest::prop_assert!(HeaderValue::from_str(&envelope.event).is_ok());
+                    proptest::prop_assert!(envelope.event.len() <= 128);
+                }
+                Err(rejection) => proptest::prop_assert_eq!(rejection.status, StatusCode::BAD_REQUEST),
+            }
+        }
+    }
+
     #[test]
     fn rejections_are_short_json() {
         let response = Rejection::new(StatusCode::UNAUTHORIZED, "stale", "too old").into_response();
