@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::GO_DURATION_PATTERN;
 use crate::validation::{
-    DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, SINK_PATH_MAX,
-    SINK_PATH_PATTERN,
+    DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN,
+    ISO_DURATION_PATTERN, MAX_DELIVERY_RETRY, SINK_PATH_MAX, SINK_PATH_PATTERN,
 };
 
 pub const GROUP: &str = "zoom-operator.io";
@@ -164,6 +164,42 @@ pub struct SecretTemplate {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct EventsSpec {
     pub sink: SinkSpec,
+    /// How events the sink did not accept are retried (Knative's DeliverySpec vocabulary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliverySpec>,
+}
+
+/// Redelivery of events the sink did not accept at once. Defaults: 10 retries, exponential
+/// backoff from `PT1S`, `PT2S` per attempt, no dead-letter sink.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Attempts after the first, per event (0-100). Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = MAX_DELIVERY_RETRY))]
+    pub retry: Option<u32>,
+    /// `exponential` (delay, 2x delay, 4x delay, ...) or `linear` (delay, 2x, 3x, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_policy: Option<BackoffPolicy>,
+    /// ISO 8601 duration, e.g. `PT1S`. Default `PT1S`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = ISO_DURATION_PATTERN))]
+    pub backoff_delay: Option<String>,
+    /// ISO 8601 duration per attempt, at most `PT2.5S` (Zoom waits 3 seconds). Default `PT2S`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = ISO_DURATION_PATTERN))]
+    pub timeout: Option<String>,
+    /// Where an event goes after the last retry; same shape and rules as `sink`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_sink: Option<SinkSpec>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackoffPolicy {
+    #[default]
+    Exponential,
+    Linear,
 }
 
 /// Exactly one of `uri` or `ref`.
@@ -235,6 +271,9 @@ pub struct ZoomConnectionStatus {
     pub scopes: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_event_time: Option<Time>,
+    /// Verified events accepted from Zoom and not yet delivered (stored for redelivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_events: Option<u32>,
 }
 
 /// Who authorized the connection, from `GET /v2/users/me`.

@@ -27,6 +27,9 @@ pub struct OperatorConfig {
     /// This replica's identity in the Lease.
     pub identity: String,
     pub allow_sink_hosts: Vec<String>,
+    /// How many undelivered events are stored for redelivery, per connection and in all
+    /// (0 in all: none; the operator then answers 503 so that Zoom retries).
+    pub pending_event_limits: crate::webhooks::delivery::Limits,
 }
 
 /// What one set of watches covers: every namespace, or one. Several `--watch-namespace` values

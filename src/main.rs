@@ -88,6 +88,17 @@ struct RunArgs {
     /// Extra hosts event sinks may use besides in-cluster Services (repeatable).
     #[arg(long, env = "ZOOM_OPERATOR_ALLOW_SINK_HOST", value_delimiter = ',')]
     allow_sink_host: Vec<String>,
+    /// Undelivered events stored for redelivery in all (as Secrets in the lease namespace);
+    /// 0 stores none, and an event no sink accepted is answered 503 so that Zoom retries.
+    #[arg(long, env = "ZOOM_OPERATOR_MAX_PENDING_EVENTS", default_value_t = 1000)]
+    max_pending_events: usize,
+    /// Undelivered events stored for redelivery per connection.
+    #[arg(
+        long,
+        env = "ZOOM_OPERATOR_MAX_PENDING_EVENTS_PER_CONNECTION",
+        default_value_t = 100
+    )]
+    max_pending_events_per_connection: usize,
     #[arg(
         long,
         env = "ZOOM_OPERATOR_LOG_FORMAT",
@@ -185,6 +196,10 @@ fn main() -> ExitCode {
                     .into_iter()
                     .filter(|n| !n.is_empty())
                     .collect(),
+                pending_event_limits: zoom_operator::webhooks::delivery::Limits {
+                    total: args.max_pending_events,
+                    per_connection: args.max_pending_events_per_connection,
+                },
             };
             block_on(zoom_operator::run::run(config))
         }

@@ -6,6 +6,7 @@
 //! namespace and name of existing connections. Nothing a tenant or Zoom sends (an event
 //! name, say) becomes a label.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use kube::runtime::reflector::Store;
@@ -63,8 +64,11 @@ pub struct Metrics {
     pub webhook_requests: Family<ResultLabels, Counter>,
     /// Forwarding attempts of verified events to sinks by outcome.
     pub events_delivered: Family<ResultLabels, Counter>,
-    /// Verified events accepted from Zoom and not yet delivered (in flight to a sink).
+    /// Verified events accepted from Zoom and not yet delivered: in flight to a sink plus
+    /// stored for redelivery.
     pub events_pending: Gauge,
+    events_in_flight: Arc<AtomicI64>,
+    events_stored: Arc<AtomicI64>,
     pub zoom_requests: Family<ZoomRequestLabels, Counter>,
     pub zoom_request_duration: HistogramFamily<EndpointLabels>,
     pub oauth_requests: Family<HttpLabels, Counter>,
@@ -81,6 +85,8 @@ impl Metrics {
             webhook_requests: Family::default(),
             events_delivered: Family::default(),
             events_pending: Gauge::default(),
+            events_in_flight: Arc::default(),
+            events_stored: Arc::default(),
             zoom_requests: Family::default(),
             zoom_request_duration: Family::new_with_constructor(zoom_latency),
             oauth_requests: Family::default(),
@@ -160,7 +166,29 @@ impl Metrics {
             .inc();
     }
 
-    /// One forwarding attempt: "delivered" or "failed".
+    /// Events now on their way to a sink (`delta` up before sending, down after).
+    pub fn events_in_flight(&self, delta: i64) {
+        self.events_in_flight.fetch_add(delta, Ordering::Relaxed);
+        self.update_pending();
+    }
+
+    /// Events stored for redelivery, as the store's cache counts them.
+    pub fn set_events_stored(&self, stored: usize) {
+        let stored = i64::try_from(stored).unwrap_or(i64::MAX);
+        self.events_stored.store(stored, Ordering::Relaxed);
+        self.update_pending();
+    }
+
+    fn update_pending(&self) {
+        let total = self
+            .events_in_flight
+            .load(Ordering::Relaxed)
+            .saturating_add(self.events_stored.load(Ordering::Relaxed));
+        self.events_pending.set(total);
+    }
+
+    /// One forwarding attempt's outcome: "delivered", "stored", "failed", "redelivered",
+    /// "dead_lettered", "dropped" or "discarded".
     pub fn event_delivery(&self, result: &'static str) {
         self.events_delivered
             .get_or_create(&ResultLabels {

@@ -23,6 +23,7 @@ use crate::server::admin::{self, AdminState};
 use crate::server::events::EventReceiver;
 use crate::server::public;
 use crate::signing::SigningKey;
+use crate::webhooks::delivery::EventStore;
 use crate::webhooks::index::{IndexSettings, RoutingIndex};
 use crate::zoom::client::ZoomClient;
 
@@ -103,6 +104,16 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
             instance: Some(config.identity.clone()),
         },
     );
+    let stored_events = EventStore::new(
+        client.clone(),
+        &config.operator_namespace,
+        config.pending_event_limits,
+    );
+    let stored_events_task = tokio::spawn(
+        stored_events
+            .clone()
+            .watch(metrics.clone(), shutdown.clone()),
+    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder,
@@ -114,6 +125,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         retries: Mutex::new(Default::default()),
         forced_refreshes: Mutex::new(Default::default()),
         account_reads: Mutex::new(Default::default()),
+        events: stored_events.clone(),
         connections: connections.clone(),
         leadership,
         pending: Mutex::new(Default::default()),
@@ -186,6 +198,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     };
     let _ = urls.await;
     let _ = index_task.await;
+    let _ = stored_events_task.await;
     if let Ok(Err(e)) = public_server.await {
         tracing::warn!(error = %e, "public server stopped with an error");
     }

@@ -45,8 +45,12 @@ pub mod annotations {
     /// Who is refreshing the grant, until when, and a hash of the refresh token being sent
     /// (see `crate::tokens::Fence`).
     pub const REFRESH_FENCE: &str = "zoom-operator.io/refresh-fence";
+    /// Events given up on after their retries: how many, when the last was, and why.
+    pub const EVENTS_DROPPED: &str = "zoom-operator.io/events-dropped";
+    pub const EVENTS_DROPPED_TIME: &str = "zoom-operator.io/events-dropped-time";
+    pub const EVENTS_DROPPED_REASON: &str = "zoom-operator.io/events-dropped-reason";
 
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 17] = [
         LAST_REFRESH_TIME,
         CLIENT_ID,
         ACCOUNT_ID,
@@ -61,6 +65,9 @@ pub mod annotations {
         SINK_UNREACHABLE,
         SINK_UNREACHABLE_URI,
         REFRESH_FENCE,
+        EVENTS_DROPPED,
+        EVENTS_DROPPED_TIME,
+        EVENTS_DROPPED_REASON,
     ];
 }
 
@@ -109,6 +116,16 @@ pub struct TokenRecord {
     pub sink_problem: Option<(String, String)>,
     /// A refresher's claim on the grant while it talks to Zoom.
     pub fence: Option<crate::tokens::Fence>,
+    /// Events given up on after their retries (`crate::webhooks::delivery`).
+    pub events_dropped: Option<EventsDropped>,
+}
+
+/// Events of a connection dropped after their last retry, with no dead-letter sink to take them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventsDropped {
+    pub count: u64,
+    pub last: Timestamp,
+    pub why: String,
 }
 
 /// Who holds a Secret of the token Secret's name.
@@ -264,6 +281,15 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
             )
         }),
         fence: annotation(secret, annotations::REFRESH_FENCE).and_then(crate::tokens::Fence::parse),
+        events_dropped: parsed(secret, annotations::EVENTS_DROPPED_TIME).map(|last| {
+            EventsDropped {
+                count: parsed(secret, annotations::EVENTS_DROPPED).unwrap_or(1),
+                last,
+                why: annotation(secret, annotations::EVENTS_DROPPED_REASON)
+                    .unwrap_or_default()
+                    .to_owned(),
+            }
+        }),
     }
 }
 
@@ -342,6 +368,17 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
         annotations::REFRESH_FENCE,
         record.fence.as_ref().map(crate::tokens::Fence::encode),
     );
+    if let Some(dropped) = &record.events_dropped {
+        put(annotations::EVENTS_DROPPED, Some(dropped.count.to_string()));
+        put(
+            annotations::EVENTS_DROPPED_TIME,
+            Some(rfc3339(dropped.last)),
+        );
+        put(
+            annotations::EVENTS_DROPPED_REASON,
+            Some(dropped.why.clone()),
+        );
+    }
 
     let mut data = BTreeMap::new();
     if let Some(grant) = &record.grant {
@@ -440,6 +477,11 @@ mod tests {
                 ts("2026-11-29T09:00:00Z"),
                 "rt",
             )),
+            events_dropped: Some(EventsDropped {
+                count: 3,
+                last: ts("2026-11-29T08:30:00Z"),
+                why: "the sink answered HTTP 500".into(),
+            }),
         }
     }
 

@@ -23,6 +23,11 @@ pub const DNS_SUBDOMAIN_MAX: usize = 253;
 /// servers read as a separator (backslash).
 pub const SINK_PATH_PATTERN: &str = r"^/[^?#\\]*$";
 pub const SINK_PATH_MAX: usize = 1024;
+/// ISO 8601 durations of hours, minutes and (fractional) seconds, as Knative writes them.
+pub const ISO_DURATION_PATTERN: &str = r"^PT(\d+H)?(\d+M)?(\d+(\.\d+)?S)?$";
+pub const MAX_DELIVERY_RETRY: u32 = 100;
+/// Zoom waits 3 seconds for an answer; one attempt may take at most this.
+pub const MAX_DELIVERY_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// Keys of the operator's own bookkeeping; a template may not set them.
 const OPERATOR_PREFIX: &str = "zoom-operator.io/";
@@ -62,8 +67,31 @@ pub fn validate_spec(spec: &ZoomConnectionSpec) -> Result<Duration, SpecProblem>
     }
     if let Some(events) = &spec.events {
         sink("spec.events.sink", &events.sink)?;
+        if let Some(delivery) = &events.delivery {
+            crate::webhooks::delivery::Policy::from_spec(Some(delivery))?;
+        }
     }
     Ok(refresh_before)
+}
+
+/// An ISO 8601 duration (`PT1S`, `PT2.5S`, `PT1M30S`) that is positive.
+pub fn iso_duration(field: &str, value: &str) -> Result<Duration, SpecProblem> {
+    let pattern_ok = value.len() <= 32
+        && value.len() > 2
+        && value.starts_with("PT")
+        && value[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b".HMS".contains(&b));
+    let parsed = pattern_ok
+        .then(|| value.parse::<jiff::SignedDuration>().ok())
+        .flatten()
+        .and_then(|d| Duration::try_from(d).ok());
+    match parsed {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(problem(format!(
+            "{field} {value:?} is not a positive ISO 8601 duration such as PT1S or PT2.5S"
+        ))),
+    }
 }
 
 /// `refreshBefore`: a Go duration of at most 24h. Never panics, whatever the size.
@@ -252,6 +280,7 @@ mod tests {
     fn with_ref(name: &str, port: u16, path: Option<&str>) -> ZoomConnectionSpec {
         let mut s = spec();
         s.events = Some(EventsSpec {
+            delivery: None,
             sink: SinkSpec {
                 uri: None,
                 service_ref: Some(SinkRef {

@@ -50,13 +50,19 @@ const CONNECTION_RULES: &[&str] = &[
     "events.k8s.io/events patch",
 ];
 
-/// What the release namespace needs: the leader Lease and the signing-key Secret.
+/// What the release namespace needs: the leader Lease, the signing-key Secret and the stored
+/// events awaiting redelivery.
 const OWN_NAMESPACE_RULES: &[&str] = &[
     "coordination.k8s.io/leases create",
     "coordination.k8s.io/leases/zoom-operator-leader get",
     "coordination.k8s.io/leases/zoom-operator-leader update",
     "core/secrets create",
     "core/secrets/zoom-operator-signing-key get",
+    "core/secrets get",
+    "core/secrets list",
+    "core/secrets watch",
+    "core/secrets patch",
+    "core/secrets delete",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -596,7 +602,12 @@ fn one_replica_has_no_disruption_budget_and_may_run_without_leader_election() {
         r.rules("Role", RELEASE_NS, "zoom-operator-own-namespace"),
         set_of(&[
             "core/secrets create",
-            "core/secrets/zoom-operator-signing-key get"
+            "core/secrets/zoom-operator-signing-key get",
+            "core/secrets get",
+            "core/secrets list",
+            "core/secrets watch",
+            "core/secrets patch",
+            "core/secrets delete",
         ])
     );
     // Two replicas without leader election would rotate the same refresh tokens twice.

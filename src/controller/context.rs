@@ -59,6 +59,8 @@ pub struct Context {
     /// The last failed read of each OAuth connection's Zoom account, by UID (see
     /// `account.rs`); gone once the account is known or the connection is deleted.
     pub account_reads: Mutex<HashMap<String, super::account::AccountRead>>,
+    /// Events stored for redelivery (every replica stores; the leader redelivers).
+    pub events: Arc<crate::webhooks::delivery::EventStore>,
 }
 
 impl Context {

@@ -207,6 +207,21 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
         }
         None => None,
     };
+    let pending_events = ctx.events.pending_for(&uid);
+    if pending_events > 0 {
+        // The count comes from another watch than the one that woke this pass: look again
+        // soon, so that status follows redelivery.
+        let soon = now.checked_add(PENDING_EVENTS_RECHECK).ok();
+        next_check = next_check.min(soon).or(soon);
+    }
+    let dropped_until = record
+        .events_dropped
+        .as_ref()
+        .and_then(|d| d.last.checked_add(EVENTS_DROPPED_SHOWN).ok())
+        .filter(|until| *until > now);
+    if let Some(until) = dropped_until {
+        next_check = next_check.min(Some(until)).or(Some(until));
+    }
     let events = events_verdict(
         zc,
         ctx,
@@ -214,6 +229,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
         &record,
         sink_service,
         account_unknown.as_ref(),
+        dropped_until.is_some(),
     );
     let observation = status::Observation {
         zc,
@@ -231,6 +247,11 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
         not_stored: ctx.pending_grant(&uid).map(|p| {
             crate::tokens::not_stored_message(&p, &format!("{ns}/{}", zc.token_secret_name()))
         }),
+        pending_events: zc
+            .spec
+            .events
+            .as_ref()
+            .map(|_| u32::try_from(pending_events).unwrap_or(u32::MAX)),
     };
     let new_status = status::build(&observation);
     let old_conditions = zc
@@ -276,6 +297,11 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
     .max(Duration::from_millis(500));
     Ok(Action::requeue(wait))
 }
+
+/// How soon status looks again while events wait for redelivery.
+const PENDING_EVENTS_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// How long `EventsDropped` shows after the last dropped event.
+const EVENTS_DROPPED_SHOWN: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600);
 
 /// How often a grant that could not be stored is written again.
 const PENDING_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(3);
@@ -344,6 +370,7 @@ fn events_verdict(
     record: &crate::token_secret::TokenRecord,
     sink_service: Option<crate::sink::SinkProblem>,
     account_unknown: Option<&account::AccountUnknown>,
+    recently_dropped: bool,
 ) -> Option<Verdict> {
     let has_token = creds.as_ref().is_ok_and(|c| c.secret_token.is_some());
     let sink = zc.spec.events.as_ref().map(|e| &e.sink);
@@ -384,6 +411,18 @@ fn events_verdict(
         if account_unknown.is_some() {
             return account_unknown;
         }
+        if let Some(dropped) = record.events_dropped.as_ref().filter(|_| recently_dropped) {
+            return Some(Verdict::failed(
+                conditions::EVENTS_READY,
+                "EventsDropped",
+                format!(
+                    "{} Zoom event(s) were dropped after their last delivery attempt, the last at {} ({}). Set spec.events.delivery.deadLetterSink to keep such events, or give the sink more retries; this clears an hour after the last drop",
+                    dropped.count,
+                    crate::token_secret::rfc3339(dropped.last),
+                    dropped.why
+                ),
+            ));
+        }
         // Only a failure of the sink that is configured now counts: after a spec fix the old
         // sink's failure is history.
         let shown = crate::webhooks::forward::display_sink(&url);
@@ -393,8 +432,8 @@ fn events_verdict(
                 conditions::EVENTS_READY,
                 "SinkUnreachable",
                 format!(
-                    "Forwarding a Zoom event to {failed_sink} failed: {why}. Zoom was answered 503 and retries for a while; make sure the sink runs and answers 2xx within {:.1}s. This clears with the next event the sink accepts",
-                    crate::webhooks::ZOOM_DEADLINE.as_secs_f64()
+                    "Forwarding a Zoom event to {failed_sink} failed: {why}. Events the sink does not accept are stored and redelivered following spec.events.delivery; make sure the sink runs and answers 2xx within {:.1}s. This clears with the next event the sink accepts at once",
+                    crate::webhooks::delivery::Policy::of(zc).timeout.as_secs_f64()
                 ),
             ));
         }

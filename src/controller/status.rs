@@ -34,6 +34,8 @@ pub struct Observation<'a> {
     /// Zoom issued a grant this process holds in memory because writing it failed: the
     /// `TokenNotStored` message.
     pub not_stored: Option<String>,
+    /// Events stored for redelivery; None when the connection has no sink.
+    pub pending_events: Option<u32>,
 }
 
 fn time(ts: Timestamp) -> Time {
@@ -267,6 +269,7 @@ pub fn build(o: &Observation<'_>) -> ZoomConnectionStatus {
         scopes: grant.map(|g| g.scope.clone()).filter(|s| !s.is_empty()),
         // Owned by the webhook path's field manager; never written here.
         last_event_time: None,
+        pending_events: o.pending_events,
     }
 }
 
@@ -338,6 +341,7 @@ mod tests {
             retry_at: None,
             events: None,
             not_stored: None,
+            pending_events: None,
         }
     }
 

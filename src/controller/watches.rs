@@ -76,12 +76,19 @@ pub async fn watch_public_urls(
 /// namespaces would be emptied by every watcher's relist, which replaces the whole store.
 pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
     let scopes = WatchScope::from_namespaces(&ctx.config.watch_namespaces);
-    futures::future::join_all(
+    let controllers = futures::future::join_all(
         scopes
             .into_iter()
             .map(|scope| run_for(ctx.clone(), scope, shutdown.clone())),
-    )
-    .await;
+    );
+    // The leader also redelivers stored events; it returns only at `shutdown`, so a
+    // controller that ends by itself still ends this function.
+    let redelivery =
+        crate::webhooks::delivery::redeliver(ctx.clone(), ctx.events.clone(), shutdown.clone());
+    tokio::select! {
+        _ = controllers => {}
+        () = redelivery => {}
+    }
     // No longer leading: the caches stop updating, so the expiry gauge must not show them.
     if let Ok(mut stores) = ctx.connections.write() {
         stores.clear();
@@ -139,6 +146,15 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
     );
     let url_changes =
         tokio_stream::wrappers::WatchStream::from_changes(ctx.urls.clone()).map(|_| ());
+    // Stored events (in the operator's namespace) change a connection's pendingEvents.
+    let stored_events = secret_changes(
+        Api::namespaced(client.clone(), &ctx.config.operator_namespace),
+        watcher::Config::default().labels(&format!(
+            "{}=true",
+            crate::webhooks::delivery::PENDING_LABEL
+        )),
+    );
+    let stored_scope = scope.clone();
 
     let mapper_store = store.clone();
     controller
@@ -150,6 +166,13 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
                 secret.metadata.name.as_deref().unwrap_or_default(),
                 default_app.as_ref(),
             )
+        })
+        .watches_stream(stored_events, move |event| {
+            crate::webhooks::delivery::connection_of(&event).filter(|r| {
+                r.namespace
+                    .as_deref()
+                    .is_some_and(|ns| stored_scope.covers(ns))
+            })
         })
         .reconcile_all_on(url_changes)
         .graceful_shutdown_on(async move { shutdown.cancelled().await })

@@ -314,12 +314,14 @@ impl EventReceiver {
         };
         let outcome = self.dispatcher.dispatch(routes, &event, deadline).await;
         if outcome.accepted() {
-            let result = if outcome.forwarded > 0 {
+            let result = if outcome.stored > 0 {
+                "stored"
+            } else if outcome.forwarded > 0 {
                 "forwarded"
             } else {
                 "verified"
             };
-            let answer = json!({"status": "accepted", "connections": routes.len(), "forwarded": outcome.forwarded});
+            let answer = json!({"status": "accepted", "connections": routes.len(), "forwarded": outcome.forwarded, "stored": outcome.stored});
             return Ok((result, (StatusCode::OK, Json(answer)).into_response()));
         }
         let (reason, message) = if outcome.sink_failures.is_empty() {
@@ -331,7 +333,7 @@ impl EventReceiver {
             (
                 "sink_failed",
                 format!(
-                    "{} of the event's sinks did not accept it in time; retry",
+                    "{} of the event's sinks did not accept it in time and it could not be stored for redelivery; retry",
                     outcome.sink_failures.len()
                 ),
             )

@@ -13,6 +13,7 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Client, Resource};
 use serde_json::json;
 use tokio::time::Instant;
+use url::Url;
 
 use crate::api::{AuthType, ZoomConnection};
 use crate::controller::schedule::DEAUTHORIZED;
@@ -21,11 +22,15 @@ use crate::controller::Context;
 use crate::token_secret::rfc3339;
 
 use super::coalesce::{Coalescer, Decision, MIN_INTERVAL};
+use super::delivery::{NotStored, Policy, Undelivered};
 use super::forward::{display_sink, CloudEvent, Forwarder, SinkFailure};
 use super::index::{deauthorization_targets, Route};
 use super::EVENTS_MANAGER;
 
 pub const APP_DEAUTHORIZED: &str = "app_deauthorized";
+
+/// Of Zoom's deadline, what is kept for storing an event the sink did not take in time.
+const STORE_RESERVE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A verified event, as the dispatcher needs it.
 #[derive(Clone, Debug)]
@@ -44,6 +49,8 @@ pub struct VerifiedEvent {
 pub struct Outcome {
     /// Sinks that accepted the event.
     pub forwarded: usize,
+    /// Not accepted by the sink in time, and stored for redelivery.
+    pub stored: usize,
     /// `namespace/name: why` for each sink that did not accept it in time.
     pub sink_failures: Vec<String>,
     /// Connections whose tokens could not be deleted for `app_deauthorized`.
@@ -113,46 +120,28 @@ impl Dispatcher {
             let Some(Ok(url)) = &route.sink else {
                 return None;
             };
-            let ce = CloudEvent::for_zoom_event(
-                &route.namespace,
-                &route.name,
-                &event.event,
-                event.event_ts_ms,
-                &event.content_type,
-                &event.body,
-            );
-            let body = event.body.clone();
-            Some(async move {
-                let budget = deadline.saturating_duration_since(Instant::now());
-                let result = match ce.headers() {
-                    Ok(headers) => self.forwarder.send(url, headers, body, budget).await,
-                    Err(_) => Err(SinkFailure::Unreachable(
-                        "the event cannot be expressed as CloudEvent headers".to_owned(),
-                    )),
-                };
-                (route, display_sink(url), result)
-            })
+            Some(self.deliver(route, url, event, deadline))
         });
         let sends: Vec<_> = sends.collect();
-        let metrics = &self.ctx.metrics;
-        let pending = Pending::new(&metrics.events_pending, sends.len());
+        let in_flight = InFlight::new(&self.ctx.metrics, sends.len());
         let results = join_all(sends).await;
-        drop(pending);
+        drop(in_flight);
 
         let mut outcome = Outcome::default();
-        for (route, sink, result) in results {
-            metrics.event_delivery(if result.is_ok() {
-                "delivered"
-            } else {
-                "failed"
-            });
-            match &result {
-                Ok(()) => outcome.forwarded += 1,
-                Err(why) => {
-                    tracing::warn!(connection = %format!("{}/{}", route.namespace, route.name), sink = %sink, error = %why, "forwarding a Zoom event failed");
-                    outcome
-                        .sink_failures
-                        .push(format!("{}/{}: {why}", route.namespace, route.name));
+        for (route, sink, result, stored) in results {
+            match (&result, &stored) {
+                (Ok(()), _) => outcome.forwarded += 1,
+                (Err(_), Some(Ok(()))) => outcome.stored += 1,
+                (Err(why), not_stored) => {
+                    let not_stored = match not_stored {
+                        Some(Err(e)) => format!("; {e}"),
+                        _ => String::new(),
+                    };
+                    tracing::warn!(connection = %format!("{}/{}", route.namespace, route.name), sink = %sink, error = %why, "forwarding a Zoom event failed and it could not be stored{not_stored}");
+                    outcome.sink_failures.push(format!(
+                        "{}/{}: {why}{not_stored}",
+                        route.namespace, route.name
+                    ));
                 }
             }
             self.record_sink_health(route, sink, &result);
@@ -167,6 +156,76 @@ impl Dispatcher {
             Err(_) => outcome.deauthorization_failures = count,
         }
         outcome
+    }
+
+    /// One attempt within the connection's `delivery.timeout` (and Zoom's deadline, less what
+    /// storing takes); an event the sink did not accept is stored for redelivery.
+    async fn deliver<'r>(
+        &self,
+        route: &'r Arc<Route>,
+        url: &Url,
+        event: &VerifiedEvent,
+        deadline: Instant,
+    ) -> (
+        &'r Arc<Route>,
+        String,
+        Result<(), SinkFailure>,
+        Option<Result<(), NotStored>>,
+    ) {
+        let policy = Policy::of(&route.zc);
+        let budget = deadline
+            .saturating_duration_since(Instant::now())
+            .saturating_sub(STORE_RESERVE)
+            .min(policy.timeout);
+        let ce = CloudEvent::for_zoom_event(
+            &route.namespace,
+            &route.name,
+            &event.event,
+            event.event_ts_ms,
+            &event.content_type,
+            &event.body,
+        );
+        let result = match ce.headers() {
+            Ok(headers) => {
+                self.forwarder
+                    .send(url, headers, event.body.clone(), budget)
+                    .await
+            }
+            Err(_) => Err(SinkFailure::Unreachable(
+                "the event cannot be expressed as CloudEvent headers".to_owned(),
+            )),
+        };
+        let stored = match &result {
+            Ok(()) => {
+                self.ctx.metrics.event_delivery("delivered");
+                None
+            }
+            Err(why) => {
+                let undelivered = Undelivered {
+                    namespace: &route.namespace,
+                    name: &route.name,
+                    uid: &route.uid,
+                    event: &event.event,
+                    event_ts_ms: event.event_ts_ms,
+                    content_type: &event.content_type,
+                    body: &event.body,
+                };
+                let stored =
+                    match tokio::time::timeout_at(deadline, self.ctx.events.put(&undelivered, why))
+                        .await
+                    {
+                        Ok(stored) => stored,
+                        Err(_) => Err(NotStored::Api(
+                            "the API server did not answer in time".to_owned(),
+                        )),
+                    };
+                self.ctx
+                    .metrics
+                    .event_delivery(if stored.is_ok() { "stored" } else { "failed" });
+                Some(stored)
+            }
+        };
+        (route, display_sink(url), result, stored)
     }
 
     fn note_event(&self, route: &Arc<Route>, at: Timestamp) {
@@ -251,22 +310,22 @@ impl Dispatcher {
 /// controller's status apply (which never sets it) and this never undo each other.
 /// Counts events in flight to sinks in `zoom_operator_events_pending`, also when the request
 /// is dropped halfway (Zoom hung up).
-struct Pending<'a> {
-    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+struct InFlight<'a> {
+    metrics: &'a crate::metrics::Metrics,
     count: i64,
 }
 
-impl<'a> Pending<'a> {
-    fn new(gauge: &'a prometheus_client::metrics::gauge::Gauge, count: usize) -> Self {
+impl<'a> InFlight<'a> {
+    fn new(metrics: &'a crate::metrics::Metrics, count: usize) -> Self {
         let count = i64::try_from(count).unwrap_or(i64::MAX);
-        gauge.inc_by(count);
-        Pending { gauge, count }
+        metrics.events_in_flight(count);
+        InFlight { metrics, count }
     }
 }
 
-impl Drop for Pending<'_> {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.gauge.dec_by(self.count);
+        self.metrics.events_in_flight(-self.count);
     }
 }
 

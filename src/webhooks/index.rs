@@ -394,6 +394,7 @@ mod tests {
 
     pub fn with_sink(mut zc: ZoomConnection, uri: &str) -> ZoomConnection {
         zc.spec.events = Some(EventsSpec {
+            delivery: None,
             sink: SinkSpec {
                 uri: Some(uri.into()),
                 service_ref: None,

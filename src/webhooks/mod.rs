@@ -1,9 +1,11 @@
 //! Zoom webhooks after the signature check: which connections an event is for (`index`, kept
 //! current by `sync` on every replica), what happens for them (`dispatch`: lastEventTime,
-//! deauthorization, forwarding), the CloudEvent sent to sinks (`forward`) and how status writes
-//! are rate-limited (`coalesce`). The HTTP side lives in `server::events`.
+//! deauthorization, forwarding), events stored and redelivered when the sink did not take them
+//! (`delivery`), the CloudEvent sent to sinks (`forward`) and how status writes are
+//! rate-limited (`coalesce`). The HTTP side lives in `server::events`.
 
 pub mod coalesce;
+pub mod delivery;
 pub mod dispatch;
 pub mod forward;
 pub mod index;

@@ -1,0 +1,454 @@
+//! Events owned until delivered (api.md section 5, "Delivery"), against the real local control
+//! plane: a sink down for two minutes while 200 events arrive, the replica that took events
+//! SIGKILLed right after answering, dead-letter sinks and dropped events, and the bound on
+//! what is stored.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::sink::RecordingSink;
+use common::*;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use zoom_operator::api::ZoomConnection;
+use zoom_operator::zoom::webhook::sign;
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// A Server-to-Server app at a fresh zoom-sim and its credentials Secret `zoom-app`.
+async fn s2s_app(client: &kube::Client, ns: &str) -> ZoomSim {
+    let sim = start_zoom_sim(&[
+        "--app=kind=s2s,client_id=cid-q,client_secret=s2s-secret,secret_token=tok-q,account_id=acc-q",
+    ]);
+    put_secret(
+        client,
+        ns,
+        "zoom-app",
+        &[
+            ("clientId", "cid-q"),
+            ("clientSecret", "s2s-secret"),
+            ("secretToken", "tok-q"),
+            ("accountId", "acc-q"),
+        ],
+    )
+    .await;
+    sim
+}
+
+fn connection(name: &str, sink: &str, delivery: &str) -> String {
+    format!(
+        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: {name}}}\nspec:\n  authType: ServerToServer\n  credentialsRef: {{name: zoom-app}}\n  events:\n    sink: {{uri: \"{sink}\"}}\n    delivery: {delivery}\n"
+    )
+}
+
+fn operator_flags(sim: &ZoomSim, extra: &[&str]) -> Vec<String> {
+    [
+        "--allow-sink-host=127.0.0.1".to_owned(),
+        format!("--zoom-oauth-url={}", sim.url),
+        format!("--zoom-api-url={}", sim.url),
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|s| (*s).to_owned()))
+    .collect()
+}
+
+/// A distinct `meeting.started` body for event number `i`.
+fn body(i: usize) -> Vec<u8> {
+    json!({"event": "meeting.started", "event_ts": now_secs() * 1000, "payload": {"account_id": "acc-q", "object": {"id": i.to_string()}}})
+        .to_string()
+        .into_bytes()
+}
+
+fn ce_id(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// POSTs `body` signed like Zoom; (status, answer, time taken).
+async fn post(op: &Operator, body: &[u8]) -> (u16, String, Duration) {
+    let ts = now_secs().to_string();
+    let started = Instant::now();
+    let response = http()
+        .post(format!("{}/zoom/event", op.public_url))
+        .header("content-type", "application/json; charset=utf-8")
+        .header("x-zm-request-timestamp", &ts)
+        .header("x-zm-signature", sign(b"tok-q", &ts, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .expect("POST /zoom/event");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, text, started.elapsed())
+}
+
+/// Waits until the operator routes events to `name` (its index caught up).
+async fn wait_routable(op: &Operator) {
+    eventually(
+        "the connection to be routable",
+        Duration::from_secs(60),
+        || async {
+            let (status, text, _) = post(
+                op,
+                b"{\"event\":\"meeting.ended\",\"payload\":{\"account_id\":\"acc-q\"}}",
+            )
+            .await;
+            if status == 200 && text.contains("accepted") {
+                Ok(())
+            } else {
+                Err(format!("{status} {text}"))
+            }
+        },
+    )
+    .await;
+}
+
+/// The ce-ids the sink accepted: what it received from index `from` on, while answering 200.
+fn accepted_since(sink: &RecordingSink, from: usize) -> BTreeSet<String> {
+    sink.received()
+        .into_iter()
+        .skip(from)
+        .filter_map(|r| r.header("ce-id").map(str::to_owned))
+        .collect()
+}
+
+async fn stored_events(client: &kube::Client, ns: &str) -> usize {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels("zoom-operator.io/pending-event=true"))
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(usize::MAX)
+}
+
+async fn pending_in_status(client: &kube::Client, ns: &str, name: &str) -> Option<u32> {
+    Api::<ZoomConnection>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .ok()?
+        .status?
+        .pending_events
+}
+
+/// Sends events `range` one after another; each must be answered 200 within Zoom's 3 s.
+async fn send_all(op: &Operator, range: std::ops::Range<usize>) -> BTreeSet<String> {
+    let answers = futures::stream::iter(range)
+        .map(|i| async move {
+            let b = body(i);
+            let (status, text, took) = post(op, &b).await;
+            (ce_id(&b), status, text, took)
+        })
+        .buffer_unordered(4)
+        .collect::<Vec<_>>()
+        .await;
+    let mut ids = BTreeSet::new();
+    for (id, status, text, took) in answers {
+        assert_eq!(status, 200, "{text}");
+        assert!(took < Duration::from_secs(3), "answered after {took:?}");
+        ids.insert(id);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
+    let client = client().await;
+    let ns = namespace(&client, "dl-outage").await;
+    let sim = s2s_app(&client, &ns).await;
+    let sink = RecordingSink::start("127.0.0.1").await;
+    apply_zc(
+        &client,
+        &ns,
+        &connection(
+            "bot",
+            &sink.url,
+            "{retry: 60, backoffPolicy: linear, backoffDelay: PT2S, timeout: PT1S}",
+        ),
+    )
+    .await;
+    let flags = operator_flags(&sim, &["--max-pending-events-per-connection=300"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let op = start_operator(&ns, &flags);
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_routable(&op).await;
+
+    // The sink goes down; 200 events arrive over the next minute, each answered 200 in time.
+    sink.answer(503, Duration::ZERO);
+    let down_at = Instant::now();
+    let mut sent = BTreeSet::new();
+    for round in 0..4 {
+        sent.extend(send_all(&op, round * 50..(round + 1) * 50).await);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+    assert_eq!(sent.len(), 200);
+    let pending = eventually(
+        "pendingEvents in status",
+        Duration::from_secs(30),
+        || async {
+            match pending_in_status(&client, &ns, "bot").await {
+                Some(n) if n > 0 => Ok(n),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(pending <= 200, "{pending}");
+    let zc = wait_condition(
+        &client,
+        &ns,
+        "bot",
+        "EventsReady",
+        "False",
+        "SinkUnreachable",
+    )
+    .await;
+    let message = &zc.condition("EventsReady").expect("EventsReady").message;
+    assert!(message.contains("redelivered"), "{message}");
+
+    // Two minutes after it went down, the sink is back: every event reaches it.
+    tokio::time::sleep(Duration::from_secs(120).saturating_sub(down_at.elapsed())).await;
+    let up_from = sink.received().len();
+    sink.answer(0, Duration::ZERO);
+    eventually(
+        "every event at the sink",
+        Duration::from_secs(180),
+        || async {
+            let got = accepted_since(&sink, up_from);
+            let missing = sent.difference(&got).count();
+            if missing == 0 {
+                Ok(())
+            } else {
+                Err(format!("{missing} of 200 not delivered yet"))
+            }
+        },
+    )
+    .await;
+    eventually("nothing left stored", Duration::from_secs(60), || async {
+        let stored = stored_events(&client, &ns).await;
+        let in_status = pending_in_status(&client, &ns, "bot").await;
+        if stored == 0 && in_status == Some(0) {
+            Ok(())
+        } else {
+            Err(format!("{stored} stored, status says {in_status:?}"))
+        }
+    })
+    .await;
+    let m = http()
+        .get(format!("{}/metrics", op.metrics))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        m.contains(r#"zoom_operator_events_delivered_total{result="redelivered"} "#)
+            && m.contains("zoom_operator_events_pending 0"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn events_taken_by_a_replica_killed_right_after_answering_are_not_lost() {
+    let client = client().await;
+    let ns = namespace(&client, "dl-kill").await;
+    let sim = s2s_app(&client, &ns).await;
+    let sink = RecordingSink::start("127.0.0.1").await;
+    apply_zc(
+        &client,
+        &ns,
+        &connection(
+            "bot",
+            &sink.url,
+            "{retry: 30, backoffPolicy: linear, backoffDelay: PT1S}",
+        ),
+    )
+    .await;
+    let flags = operator_flags(&sim, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut a = start_operator(&ns, &flags);
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_routable(&a).await;
+    let b = start_operator(&ns, &flags);
+    wait_routable(&b).await;
+
+    // Replica A (the leader) takes 50 events the sink refuses, answers 200 for each, and is
+    // SIGKILLed right after the last answer.
+    sink.answer(503, Duration::ZERO);
+    let sent = send_all(&a, 0..50).await;
+    a.process.child.kill().expect("SIGKILL the replica");
+    let _ = a.process.child.wait();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // The other replica takes over the lease and delivers them all once the sink is back.
+    let up_from = sink.received().len();
+    sink.answer(0, Duration::ZERO);
+    eventually(
+        "every event at the sink",
+        Duration::from_secs(120),
+        || async {
+            let got = accepted_since(&sink, up_from);
+            let missing = sent.difference(&got).count();
+            if missing == 0 {
+                Ok(())
+            } else {
+                Err(format!("{missing} of 50 not delivered yet"))
+            }
+        },
+    )
+    .await;
+    drop(b);
+}
+
+#[tokio::test]
+async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_and_said_so() {
+    let client = client().await;
+    let ns = namespace(&client, "dl-dlq").await;
+    let sim = s2s_app(&client, &ns).await;
+    let sink = RecordingSink::start("127.0.0.1").await;
+    let dlq = RecordingSink::start("127.0.0.1").await;
+    apply_zc(
+        &client,
+        &ns,
+        &connection(
+            "bot",
+            &sink.url,
+            &format!(
+                "{{retry: 2, backoffDelay: PT1S, deadLetterSink: {{uri: \"{}\"}}}}",
+                dlq.url
+            ),
+        ),
+    )
+    .await;
+    let flags = operator_flags(&sim, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let op = start_operator(&ns, &flags);
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_routable(&op).await;
+    sink.answer(500, Duration::ZERO);
+    let first = body(1);
+    let (status, text, _) = post(&op, &first).await;
+    assert!(
+        status == 200 && text.contains("\"stored\":1"),
+        "{status} {text}"
+    );
+    let first = first.as_slice();
+
+    // First attempt + 2 retries, then the dead-letter sink, with Knative's extensions.
+    let letter = eventually("the dead letter", Duration::from_secs(60), || async {
+        dlq.received()
+            .into_iter()
+            .next()
+            .ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(
+        letter.header("ce-id").map(str::to_owned),
+        Some(ce_id(first))
+    );
+    assert_eq!(letter.header("ce-knativeerrorcode"), Some("500"));
+    assert_eq!(
+        letter.header("ce-knativeerrordest"),
+        Some(sink.url.as_str())
+    );
+    assert_eq!(letter.body, first.to_vec());
+    let tries = sink
+        .received()
+        .iter()
+        .filter(|r| r.header("ce-id").map(str::to_owned) == Some(ce_id(first)))
+        .count();
+    assert_eq!(tries, 3, "one attempt and two retries");
+
+    // Without a dead-letter sink the event is dropped: a Warning Event and EventsDropped.
+    apply_zc(
+        &client,
+        &ns,
+        &connection("bot", &sink.url, "{retry: 1, backoffDelay: PT1S}"),
+    )
+    .await;
+    let second = body(2);
+    eventually(
+        "the second event stored",
+        Duration::from_secs(30),
+        || async {
+            let (status, text, _) = post(&op, &second).await;
+            if status == 200 && text.contains("\"stored\":1") {
+                Ok(())
+            } else {
+                Err(format!("{status} {text}"))
+            }
+        },
+    )
+    .await;
+    let zc = wait_condition(&client, &ns, "bot", "EventsReady", "False", "EventsDropped").await;
+    let message = &zc.condition("EventsReady").expect("EventsReady").message;
+    assert!(message.contains("deadLetterSink"), "{message}");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let warned = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .any(|e| {
+            e.reason.as_deref() == Some("EventsDropped") && e.type_.as_deref() == Some("Warning")
+        });
+    assert!(warned, "a Warning Event for the dropped event");
+    assert_eq!(
+        dlq.received().len(),
+        1,
+        "nothing else went to the old dead-letter sink"
+    );
+}
+
+#[tokio::test]
+async fn storage_is_bounded_and_beyond_it_zoom_is_answered_503() {
+    let client = client().await;
+    let ns = namespace(&client, "dl-bound").await;
+    let sim = s2s_app(&client, &ns).await;
+    let sink = RecordingSink::start("127.0.0.1").await;
+    apply_zc(
+        &client,
+        &ns,
+        &connection("bot", &sink.url, "{retry: 100, backoffDelay: PT60S}"),
+    )
+    .await;
+    let flags = operator_flags(&sim, &["--max-pending-events-per-connection=5"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let op = start_operator(&ns, &flags);
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_routable(&op).await;
+    sink.answer(503, Duration::ZERO);
+
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let (status, text, _) = post(&op, &body(100 + i)).await;
+        statuses.push((status, text));
+        // Let the store's cache see each write.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let stored = statuses
+        .iter()
+        .filter(|(s, t)| *s == 200 && t.contains("\"stored\":1"))
+        .count();
+    let refused: Vec<&String> = statuses
+        .iter()
+        .filter(|(s, _)| *s == 503)
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(stored, 5, "{statuses:?}");
+    assert!(!refused.is_empty(), "{statuses:?}");
+    assert!(
+        refused.iter().all(|t| t.contains("could not be stored")),
+        "{refused:?}"
+    );
+    assert_eq!(stored_events(&client, &ns).await, 5);
+}
