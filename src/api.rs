@@ -179,8 +179,8 @@ pub struct DeliverySpec {
     #[schemars(range(min = 0, max = MAX_DELIVERY_RETRY))]
     pub retry: Option<u32>,
     /// `exponential` (delay, 2x delay, 4x delay, ...) or `linear` (delay, 2x, 3x, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_policy: Option<BackoffPolicy>,
+    #[serde(default)]
+    pub backoff_policy: BackoffPolicy,
     /// ISO 8601 duration, e.g. `PT1S`. Default `PT1S`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = ISO_DURATION_PATTERN))]

@@ -77,7 +77,7 @@ fn ce_id(body: &[u8]) -> String {
 async fn post(op: &Operator, body: &[u8]) -> (u16, String, Duration) {
     let ts = now_secs().to_string();
     let started = Instant::now();
-    let response = http()
+    let response = match http()
         .post(format!("{}/zoom/event", op.public_url))
         .header("content-type", "application/json; charset=utf-8")
         .header("x-zm-request-timestamp", &ts)
@@ -85,7 +85,11 @@ async fn post(op: &Operator, body: &[u8]) -> (u16, String, Duration) {
         .body(body.to_vec())
         .send()
         .await
-        .expect("POST /zoom/event");
+    {
+        Ok(response) => response,
+        // Not listening yet (a replica starting): status 0, so callers can wait.
+        Err(e) => return (0, e.to_string(), started.elapsed()),
+    };
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
     (status, text, started.elapsed())

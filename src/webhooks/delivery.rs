@@ -97,9 +97,7 @@ impl Policy {
             }
             policy.retry = retry;
         }
-        if let Some(backoff) = spec.backoff_policy {
-            policy.backoff = backoff;
-        }
+        policy.backoff = spec.backoff_policy;
         if let Some(delay) = &spec.backoff_delay {
             policy.delay = validation::iso_duration("spec.events.delivery.backoffDelay", delay)?;
         }
@@ -692,7 +690,7 @@ mod tests {
         assert_eq!(Policy::from_spec(None), Ok(Policy::default()));
         let spec = DeliverySpec {
             retry: Some(3),
-            backoff_policy: Some(BackoffPolicy::Linear),
+            backoff_policy: BackoffPolicy::Linear,
             backoff_delay: Some("PT0.5S".into()),
             timeout: Some("PT2.5S".into()),
             dead_letter_sink: None,
