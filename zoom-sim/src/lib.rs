@@ -8,7 +8,9 @@
 //! - [`state`]: the pure model (apps, codes, grants, counters); no I/O, unit tested.
 //! - [`oauth`], [`api`], [`admin`]: the HTTP handlers over that model.
 //! - [`faults`]: the fault-injection queue and its middleware.
-//! - [`webhook`]: Zoom's webhook signing and delivery, shared by the CLI and the admin API.
+//! - [`webhook`]: Zoom's webhook signing and one delivery, shared by the CLI and the admin API.
+//! - [`delivery`]: Zoom's delivery behaviour: timeout, retry schedule, duplicates, pending queue.
+//! - [`ratelimit`]: the optional per-account rate-limit mode of the REST API.
 //! - [`config`]: app specs (`--app`, JSON) and the config file.
 //! - [`server`]: wiring, startup and shutdown.
 
@@ -16,10 +18,12 @@ pub mod admin;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod delivery;
 pub mod errors;
 pub mod faults;
 pub mod html;
 pub mod oauth;
+pub mod ratelimit;
 pub mod server;
 pub mod state;
 pub mod tokens;

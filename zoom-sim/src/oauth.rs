@@ -200,10 +200,16 @@ pub async fn token(
         account_id: get("account_id"),
     };
     let now = shared.clock.now_ms();
-    let result = {
+    let (result, app_api_url) = {
         let mut sim = shared.sim();
         let auth = credentials(&sim, &headers, &params);
-        sim.token(auth.as_ref(), &token_params, now)
+        let result = sim.token(auth.as_ref(), &token_params, now);
+        // A regional app (api_url=...) reports its own API base, as Zoom does per data centre.
+        let api_url = auth
+            .as_ref()
+            .and_then(|a| sim.app(&a.client_id))
+            .and_then(|app| app.api_url.clone());
+        (result, api_url)
     };
     match result {
         Ok(issued) => {
@@ -213,7 +219,7 @@ pub async fn token(
                 refresh_token: issued.refresh_token,
                 expires_in: issued.expires_in,
                 scope: issued.scope,
-                api_url: shared.base_url(&headers),
+                api_url: app_api_url.unwrap_or_else(|| shared.base_url(&headers)),
             };
             // RFC 6749 §5.1: token answers must not be cached.
             (

@@ -257,6 +257,11 @@ impl Sim {
         }
     }
 
+    /// Counts something the HTTP layer observed (webhook deliveries, rate limiting).
+    pub fn count(&mut self, client_id: Option<&str>, f: impl Fn(&mut Counters)) {
+        self.bump(client_id, f);
+    }
+
     /// Totals, or one app's counters (None if the app is unknown).
     pub fn stats(&self, client_id: Option<&str>, now: Millis) -> Option<StatsView> {
         let (counters, active) = match client_id {
@@ -711,13 +716,21 @@ impl Sim {
 
     /// Resolves a bearer token for `GET /v2/users/me`.
     pub fn users_me(&mut self, bearer: Option<&str>, now: Millis) -> Result<Principal, ApiError> {
+        self.api_principal(bearer, now, |c| c.users_me += 1)
+    }
+
+    /// Resolves a bearer token for a REST call, counting it with `count`.
+    pub fn api_principal(
+        &mut self,
+        bearer: Option<&str>,
+        now: Millis,
+        count: impl Fn(&mut Counters),
+    ) -> Result<Principal, ApiError> {
         let grant = bearer
             .and_then(|t| self.access_index.get(t))
             .and_then(|id| self.grants.get(id))
             .cloned();
-        self.bump(grant.as_ref().map(|g| g.client_id.as_str()), |c| {
-            c.users_me += 1
-        });
+        self.bump(grant.as_ref().map(|g| g.client_id.as_str()), count);
         let grant = grant.ok_or_else(ApiError::invalid_access_token)?;
         if grant.access_expires_at <= now {
             return Err(ApiError::expired_access_token());

@@ -21,6 +21,8 @@ fn app(kind: AppKind, client_id: &str) -> App {
             "user:read:user".to_owned(),
         ],
         event_url: None,
+        verification_token: "vt".to_owned(),
+        api_url: None,
     }
 }
 

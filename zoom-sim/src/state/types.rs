@@ -93,6 +93,11 @@ pub struct App {
     pub scopes: Vec<String>,
     /// Where `app_deauthorized` (and `/sim/webhooks/send` by default) is delivered.
     pub event_url: Option<String>,
+    /// The legacy webhook verification token, sent as `authorization` when that header is on.
+    pub verification_token: String,
+    /// The regional API base URL reported as `api_url` in token answers (e.g.
+    /// `https://api-eu.zoom.us`); None: the URL the client reached us at.
+    pub api_url: Option<String>,
 }
 
 /// An app as listed by `GET /sim/apps`: everything but the secrets.
@@ -106,6 +111,7 @@ pub struct PublicApp {
     pub email: String,
     pub scopes: Vec<String>,
     pub event_url: Option<String>,
+    pub api_url: Option<String>,
 }
 
 impl App {
@@ -119,6 +125,7 @@ impl App {
             email: self.email.clone(),
             scopes: self.scopes.clone(),
             event_url: self.event_url.clone(),
+            api_url: self.api_url.clone(),
         }
     }
 
@@ -235,6 +242,26 @@ pub struct Counters {
     pub failed_token_requests: u64,
     pub users_me: u64,
     pub deauthorizations: u64,
+    /// Other REST API calls (`/v2/users/{id}`, `/v2/users/{id}/meetings`).
+    pub api_requests: u64,
+    /// REST requests answered 429 by the rate-limit mode.
+    pub rate_limited: u64,
+    /// Every webhook POST: first attempts, retries and duplicates.
+    pub webhook_deliveries: u64,
+    /// POSTs that were retries of a failed delivery.
+    pub webhook_retries: u64,
+    /// POSTs that got no answer within the delivery timeout.
+    pub webhook_timeouts: u64,
+    /// POSTs answered with a non-2xx status.
+    pub webhook_failures: u64,
+    /// POSTs that got no HTTP answer at all (refused, reset, DNS).
+    pub webhook_connection_errors: u64,
+    /// Extra copies sent on purpose (at-least-once delivery).
+    pub webhook_duplicates: u64,
+    /// Events given up: retries exhausted, or pushed out of the full pending queue.
+    pub webhooks_dropped: u64,
+    /// Of those, the ones pushed out of the full pending queue.
+    pub webhooks_evicted: u64,
 }
 
 /// `GET /sim/stats`: the counters plus the number of live grants.
