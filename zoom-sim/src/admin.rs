@@ -5,7 +5,7 @@
 //! can reach it. All bodies and answers are JSON; errors use Zoom's REST shape
 //! `{"code": .., "message": ..}` (code 300 for an invalid body, as Zoom does).
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -33,6 +33,14 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/sim/config", get(get_config).post(set_config))
         .route("/sim/apps", get(list_apps).post(add_app))
+        .route(
+            "/sim/apps/{client_id}/rotate-client-secret",
+            post(rotate_client_secret),
+        )
+        .route(
+            "/sim/apps/{client_id}/rotate-secret-token",
+            post(rotate_secret_token),
+        )
         .route("/sim/stats", get(stats))
         .route("/sim/clock", get(get_clock).post(advance_clock))
         .route("/sim/deauthorize", post(deauthorize))
@@ -236,6 +244,101 @@ async fn add_app(State(shared): State<SharedState>, JsonBody(spec): JsonBody<App
         obj.insert("secret_token".to_owned(), Value::String(secret));
     }
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+/// Longest grace period for a rotated-out secret (30 days).
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+/// Default grace period: Zoom does not document one.
+const DEFAULT_GRACE_SECS: u64 = 3600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    /// The new value [default: random].
+    client_secret: Option<String>,
+    secret_token: Option<String>,
+    /// How long the old value keeps working (simulated time); 0: not at all.
+    grace_secs: Option<u64>,
+}
+
+fn grace_ms(req: &RotateRequest) -> Result<i64, ApiError> {
+    let secs = req.grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
+    if secs > MAX_GRACE_SECS {
+        return Err(bad_body(format!("grace_secs must be at most {MAX_GRACE_SECS}")));
+    }
+    Ok(i64::try_from(secs).unwrap_or(0).saturating_mul(1000))
+}
+
+fn check_secret(value: Option<&String>, name: &str) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) => Err(
+            bad_body(format!("{name} must be 1 to 512 printable characters")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A new client secret; the old one keeps working for the grace period.
+async fn rotate_client_secret(
+    State(shared): State<SharedState>,
+    Path(client_id): Path<String>,
+    JsonBody(req): JsonBody<RotateRequest>,
+) -> Response {
+    if req.secret_token.is_some() {
+        return bad_body("this rotates the client_secret; use rotate-secret-token for the secret_token")
+            .into_response();
+    }
+    let grace = match grace_ms(&req).and_then(|g| {
+        check_secret(req.client_secret.as_ref(), "client_secret").map(|()| g)
+    }) {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
+    let now = shared.clock.now_ms();
+    let rotated = shared
+        .sim()
+        .rotate_client_secret(&client_id, req.client_secret, grace, now);
+    match rotated {
+        Some((secret, until)) => Json(json!({
+            "client_id": client_id,
+            "client_secret": secret,
+            "previous_valid_until_ms": until,
+        }))
+        .into_response(),
+        None => api_error(404, "No app with that client_id.").into_response(),
+    }
+}
+
+/// A new webhook secret token: webhooks are signed with it at once; url_validation
+/// answers made with the old one are accepted for the grace period.
+async fn rotate_secret_token(
+    State(shared): State<SharedState>,
+    Path(client_id): Path<String>,
+    JsonBody(req): JsonBody<RotateRequest>,
+) -> Response {
+    if req.client_secret.is_some() {
+        return bad_body("this rotates the secret_token; use rotate-client-secret for the client_secret")
+            .into_response();
+    }
+    let grace = match grace_ms(&req).and_then(|g| {
+        check_secret(req.secret_token.as_ref(), "secret_token").map(|()| g)
+    }) {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
+    let now = shared.clock.now_ms();
+    let rotated = shared
+        .sim()
+        .rotate_secret_token(&client_id, req.secret_token, grace, now);
+    match rotated {
+        Some((token, until)) => Json(json!({
+            "client_id": client_id,
+            "secret_token": token,
+            "previous_valid_until_ms": until,
+        }))
+        .into_response(),
+        None => api_error(404, "No app with that client_id.").into_response(),
+    }
 }
 
 async fn stats(State(shared): State<SharedState>, RawQuery(query): RawQuery) -> Response {
@@ -454,12 +557,25 @@ async fn validate_webhook(
     // Zoom does not retry a validation challenge: one attempt, the delivery timeout.
     match webhook::deliver(&shared.http, &out, settings.timeout()).await {
         Ok(d) => {
-            let verdict = webhook::check_validation_answer(&app.secret_token, &plain, &d);
+            let mut verdict = webhook::check_validation_answer(&app.secret_token, &plain, &d);
+            let mut signed_with = verdict.is_ok().then_some("current");
+            // Mid-rotation a receiver may still answer with the previous token.
+            let previous = app
+                .previous_secret_token
+                .as_ref()
+                .and_then(|p| p.live(shared.clock.now_ms()));
+            if let (Err(_), Some(old)) = (&verdict, previous) {
+                if webhook::check_validation_answer(old, &plain, &d).is_ok() {
+                    verdict = Ok(());
+                    signed_with = Some("previous");
+                }
+            }
             Json(json!({
                 "url": url,
                 "status": d.status,
                 "valid": verdict.is_ok(),
                 "problem": verdict.err(),
+                "secret_token": signed_with,
             }))
             .into_response()
         }

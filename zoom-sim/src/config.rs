@@ -165,6 +165,8 @@ impl AppSpec {
                 event_url,
                 verification_token,
                 api_url,
+                previous_client_secret: None,
+                previous_secret_token: None,
             },
             generated_secret_token,
         })

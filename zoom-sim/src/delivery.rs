@@ -491,6 +491,16 @@ async fn retry_one(shared: SharedState, mut entry: PendingDelivery) {
         shared.clock.offset_ms(),
         wall_clock_ms(),
     );
+    if settings.retry_timestamp == RetryTimestamp::Fresh {
+        // Re-signed now, so with the app's current secret token (it may have been rotated).
+        if let Some(token) = shared
+            .sim()
+            .app(&entry.client_id)
+            .map(|a| a.secret_token.clone())
+        {
+            out.secret_token = token;
+        }
+    }
     out.request_id_header = settings.webhook_request_id_header;
     if !settings.legacy_authorization_header {
         out.verification_token = None;

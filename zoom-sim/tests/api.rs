@@ -243,3 +243,59 @@ async fn rate_limit_mode_answers_like_zoom() {
         .expect("json");
     assert_eq!(stats["rate_limited"], 3, "{stats}");
 }
+
+#[tokio::test]
+async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
+    let srv = sim().await;
+    let base = srv.base_url();
+    let (status, rotated) = json_of(
+        http()
+            .post(format!("{base}/sim/apps/s2s/rotate-client-secret"))
+            .json(&json!({"grace_secs": 60}))
+            .send()
+            .await
+            .expect("rotate"),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["client_secret"].as_str().expect("new secret").to_owned();
+    assert_ne!(new, "sec");
+
+    let try_secret = |secret: String| {
+        let base = base.clone();
+        async move {
+            http()
+                .post(format!("{base}/oauth/token"))
+                .basic_auth("s2s", Some(secret))
+                .form(&[("grant_type", "account_credentials"), ("account_id", "ACC")])
+                .send()
+                .await
+                .expect("token")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(try_secret("sec".to_owned()).await, 200, "old secret in the grace period");
+    assert_eq!(try_secret(new.clone()).await, 200);
+    let apps: Value = http()
+        .get(format!("{base}/sim/apps"))
+        .send()
+        .await
+        .expect("apps")
+        .json()
+        .await
+        .expect("json");
+    assert!(apps["apps"]
+        .as_array()
+        .expect("apps")
+        .iter()
+        .any(|a| a["previous_client_secret_valid_until_ms"].is_i64()));
+    http()
+        .post(format!("{base}/sim/clock"))
+        .json(&json!({"advance_secs": 61}))
+        .send()
+        .await
+        .expect("clock");
+    assert_eq!(try_secret("sec".to_owned()).await, 401, "grace period over");
+    assert_eq!(try_secret(new).await, 200);
+}

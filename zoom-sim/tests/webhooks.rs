@@ -30,6 +30,9 @@ enum Answer {
     Status(u16),
     /// Answer 200, but only after this long.
     Slow(Duration),
+    /// Answer url_validation with this secret token (signature not checked, as by a
+    /// receiver that accepts both tokens while it rotates).
+    ValidateWith(&'static str),
 }
 
 /// One request as received.
@@ -141,6 +144,15 @@ async fn scripted(State(script): State<Script>, headers: HeaderMap, body: Bytes)
         Answer::Slow(delay) => {
             tokio::time::sleep(delay).await;
             (StatusCode::OK, "late").into_response()
+        }
+        Answer::ValidateWith(secret) => {
+            let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let plain = event["payload"]["plainToken"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let encrypted = independent_hmac(secret, plain.as_bytes());
+            axum::Json(json!({"plainToken": plain, "encryptedToken": encrypted})).into_response()
         }
     }
 }
@@ -494,4 +506,74 @@ async fn bad_delivery_settings_are_refused_with_zoom_shaped_400s() {
     assert_eq!((status, answer["code"].as_u64()), (400, Some(300)), "{answer}");
     let (status, _) = send(&base, json!({"duplicate": "twice"})).await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_token_signs_at_once_and_the_old_one_validates_for_a_while() {
+    let receiver = ScriptedReceiver::start(&[], Answer::Status(200)).await;
+    let srv = sim(&receiver.url()).await;
+    let base = srv.base_url();
+
+    let (status, rotated) = post_json(
+        &base,
+        "/sim/apps/hookid/rotate-secret-token",
+        json!({"secret_token": "newtoken", "grace_secs": 600}),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["secret_token"], "newtoken");
+    assert!(rotated["previous_valid_until_ms"].is_i64(), "{rotated}");
+
+    send(&base, json!({})).await;
+    let hit = &receiver.wait_for(1).await[0];
+    let mut message = format!("v0:{}:", hit.timestamp()).into_bytes();
+    message.extend_from_slice(&hit.body);
+    assert_eq!(
+        hit.header("x-zm-signature"),
+        Some(format!("v0={}", independent_hmac("newtoken", &message))),
+        "signed with the new token"
+    );
+    assert!(!hit.signature_valid(), "not with the old one");
+
+    // A receiver still answering with the old token passes url_validation during the
+    // grace period only.
+    let old = ScriptedReceiver::start(&[], Answer::ValidateWith(SECRET)).await;
+    let (_, verdict) = post_json(
+        &base,
+        "/sim/webhooks/validate",
+        json!({"client_id": "hookid", "url": old.url()}),
+    )
+    .await;
+    assert_eq!(
+        (&verdict["valid"], &verdict["secret_token"]),
+        (&json!(true), &json!("previous")),
+        "{verdict}"
+    );
+    let new = ScriptedReceiver::start(&[], Answer::ValidateWith("newtoken")).await;
+    let (_, verdict) = post_json(
+        &base,
+        "/sim/webhooks/validate",
+        json!({"client_id": "hookid", "url": new.url()}),
+    )
+    .await;
+    assert_eq!(verdict["secret_token"], "current", "{verdict}");
+    advance(&base, 601).await;
+    let (_, verdict) = post_json(
+        &base,
+        "/sim/webhooks/validate",
+        json!({"client_id": "hookid", "url": old.url()}),
+    )
+    .await;
+    assert_eq!(verdict["valid"], false, "{verdict}");
+
+    for (path, body, want) in [
+        ("/sim/apps/nope/rotate-secret-token", json!({}), 404),
+        ("/sim/apps/hookid/rotate-secret-token", json!({"grace_secs": 999_999_999}), 400),
+        ("/sim/apps/hookid/rotate-secret-token", json!({"secret_token": ""}), 400),
+        ("/sim/apps/hookid/rotate-secret-token", json!({"client_secret": "x"}), 400),
+        ("/sim/apps/hookid/rotate-secret-token", json!({"colour": "red"}), 400),
+    ] {
+        let (status, answer) = post_json(&base, path, body.clone()).await;
+        assert_eq!(status, want, "{path} {body}: {answer}");
+    }
 }

@@ -247,6 +247,51 @@ impl Sim {
         self.apps.values()
     }
 
+    /// Replaces the app's client secret (random if None); the old one keeps working
+    /// for `grace_ms`. Returns the new secret and the end of the grace period.
+    pub fn rotate_client_secret(
+        &mut self,
+        client_id: &str,
+        new: Option<String>,
+        grace_ms: Millis,
+        now: Millis,
+    ) -> Option<(String, Option<Millis>)> {
+        let app = self.apps.get_mut(client_id)?;
+        let new = new
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| tokens::random_b64(24));
+        let old = std::mem::replace(&mut app.client_secret, new.clone());
+        app.previous_client_secret = (grace_ms > 0).then(|| PreviousSecret {
+            value: old,
+            valid_until_ms: now.saturating_add(grace_ms),
+        });
+        let until = app.previous_client_secret.as_ref().map(|p| p.valid_until_ms);
+        Some((new, until))
+    }
+
+    /// Replaces the app's webhook secret token (random if None): webhooks are signed
+    /// with the new one at once; url_validation answers made with the old one are
+    /// accepted for `grace_ms`.
+    pub fn rotate_secret_token(
+        &mut self,
+        client_id: &str,
+        new: Option<String>,
+        grace_ms: Millis,
+        now: Millis,
+    ) -> Option<(String, Option<Millis>)> {
+        let app = self.apps.get_mut(client_id)?;
+        let new = new
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| tokens::random_b64(16));
+        let old = std::mem::replace(&mut app.secret_token, new.clone());
+        app.previous_secret_token = (grace_ms > 0).then(|| PreviousSecret {
+            value: old,
+            valid_until_ms: now.saturating_add(grace_ms),
+        });
+        let until = app.previous_secret_token.as_ref().map(|p| p.valid_until_ms);
+        Some((new, until))
+    }
+
     // ----- counters ---------------------------------------------------------
 
     /// Applies `f` to the totals and, when the client is a registered app, to its counters.
@@ -454,10 +499,10 @@ impl Sim {
         result
     }
 
-    fn authenticate(&self, auth: Option<&ClientAuth>) -> Result<App, OAuthError> {
+    fn authenticate(&self, auth: Option<&ClientAuth>, now: Millis) -> Result<App, OAuthError> {
         let auth = auth.ok_or_else(OAuthError::invalid_client)?;
         match self.apps.get(&auth.client_id) {
-            Some(app) if app.client_secret == auth.client_secret => Ok(app.clone()),
+            Some(app) if app.accepts_client_secret(&auth.client_secret, now) => Ok(app.clone()),
             _ => Err(OAuthError::invalid_client()),
         }
     }
@@ -468,7 +513,7 @@ impl Sim {
         params: &TokenParams,
         now: Millis,
     ) -> Result<IssuedTokens, OAuthError> {
-        let app = self.authenticate(auth)?;
+        let app = self.authenticate(auth, now)?;
         let grant_type = non_empty(&params.grant_type)
             .ok_or_else(|| OAuthError::invalid_request("Missing grant type."))?;
         match (grant_type, app.kind) {
@@ -667,8 +712,9 @@ impl Sim {
         &mut self,
         auth: Option<&ClientAuth>,
         token: Option<&str>,
+        now: Millis,
     ) -> Result<RevokeOutcome, OAuthError> {
-        let app = self.authenticate(auth)?;
+        let app = self.authenticate(auth, now)?;
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OAuthError::missing("token"))?;

@@ -98,6 +98,27 @@ pub struct App {
     /// The regional API base URL reported as `api_url` in token answers (e.g.
     /// `https://api-eu.zoom.us`); None: the URL the client reached us at.
     pub api_url: Option<String>,
+    /// After a rotation: the old client secret, still accepted until its grace period ends.
+    pub previous_client_secret: Option<PreviousSecret>,
+    /// After a rotation: the old webhook secret token, still accepted in url_validation answers.
+    pub previous_secret_token: Option<PreviousSecret>,
+}
+
+/// A rotated-out secret and the end of its grace period (simulated time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub value: String,
+    pub valid_until_ms: Millis,
+}
+
+impl PreviousSecret {
+    pub fn matches(&self, candidate: &str, now: Millis) -> bool {
+        now < self.valid_until_ms && self.value == candidate
+    }
+
+    pub fn live(&self, now: Millis) -> Option<&str> {
+        (now < self.valid_until_ms).then_some(self.value.as_str())
+    }
 }
 
 /// An app as listed by `GET /sim/apps`: everything but the secrets.
@@ -112,6 +133,10 @@ pub struct PublicApp {
     pub scopes: Vec<String>,
     pub event_url: Option<String>,
     pub api_url: Option<String>,
+    /// Set while a rotated-out client secret is still accepted.
+    pub previous_client_secret_valid_until_ms: Option<Millis>,
+    /// Set while a rotated-out secret token is still accepted.
+    pub previous_secret_token_valid_until_ms: Option<Millis>,
 }
 
 impl App {
@@ -126,7 +151,24 @@ impl App {
             scopes: self.scopes.clone(),
             event_url: self.event_url.clone(),
             api_url: self.api_url.clone(),
+            previous_client_secret_valid_until_ms: self
+                .previous_client_secret
+                .as_ref()
+                .map(|p| p.valid_until_ms),
+            previous_secret_token_valid_until_ms: self
+                .previous_secret_token
+                .as_ref()
+                .map(|p| p.valid_until_ms),
         }
+    }
+
+    /// The current client secret, or the previous one within its grace period.
+    pub fn accepts_client_secret(&self, candidate: &str, now: Millis) -> bool {
+        self.client_secret == candidate
+            || self
+                .previous_client_secret
+                .as_ref()
+                .is_some_and(|p| p.matches(candidate, now))
     }
 
     pub fn scope_string(&self) -> String {
