@@ -264,7 +264,9 @@ struct RotateRequest {
 fn grace_ms(req: &RotateRequest) -> Result<i64, ApiError> {
     let secs = req.grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
     if secs > MAX_GRACE_SECS {
-        return Err(bad_body(format!("grace_secs must be at most {MAX_GRACE_SECS}")));
+        return Err(bad_body(format!(
+            "grace_secs must be at most {MAX_GRACE_SECS}"
+        )));
     }
     Ok(i64::try_from(secs).unwrap_or(0).saturating_mul(1000))
 }
@@ -285,12 +287,14 @@ async fn rotate_client_secret(
     JsonBody(req): JsonBody<RotateRequest>,
 ) -> Response {
     if req.secret_token.is_some() {
-        return bad_body("this rotates the client_secret; use rotate-secret-token for the secret_token")
-            .into_response();
+        return bad_body(
+            "this rotates the client_secret; use rotate-secret-token for the secret_token",
+        )
+        .into_response();
     }
-    let grace = match grace_ms(&req).and_then(|g| {
-        check_secret(req.client_secret.as_ref(), "client_secret").map(|()| g)
-    }) {
+    let grace = match grace_ms(&req)
+        .and_then(|g| check_secret(req.client_secret.as_ref(), "client_secret").map(|()| g))
+    {
         Ok(g) => g,
         Err(e) => return e.into_response(),
     };
@@ -317,12 +321,14 @@ async fn rotate_secret_token(
     JsonBody(req): JsonBody<RotateRequest>,
 ) -> Response {
     if req.client_secret.is_some() {
-        return bad_body("this rotates the secret_token; use rotate-client-secret for the client_secret")
-            .into_response();
+        return bad_body(
+            "this rotates the secret_token; use rotate-client-secret for the client_secret",
+        )
+        .into_response();
     }
-    let grace = match grace_ms(&req).and_then(|g| {
-        check_secret(req.secret_token.as_ref(), "secret_token").map(|()| g)
-    }) {
+    let grace = match grace_ms(&req)
+        .and_then(|g| check_secret(req.secret_token.as_ref(), "secret_token").map(|()| g))
+    {
         Ok(g) => g,
         Err(e) => return e.into_response(),
     };

@@ -78,34 +78,53 @@ pub fn user_object(p: &Principal) -> Value {
 
 /// Zoom stopped accepting tokens in the query string in 2023 and says so.
 fn query_token_error(token: Option<&str>, query: Option<&str>) -> Option<ApiError> {
-    (token.is_none() && parse_form(query.unwrap_or_default().as_bytes()).contains_key("access_token"))
-        .then(|| {
-            ApiError::new(
-                401,
-                124,
-                "Invalid access token, this access token is not supported as query parameter string.",
-            )
-        })
+    (token.is_none()
+        && parse_form(query.unwrap_or_default().as_bytes()).contains_key("access_token"))
+    .then(|| {
+        ApiError::new(
+            401,
+            124,
+            "Invalid access token, this access token is not supported as query parameter string.",
+        )
+    })
+}
+
+/// Why a REST call is not served.
+enum Refused {
+    Api(ApiError),
+    RateLimited { verdict: Verdict, retry_after: bool },
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Api(err) => err.into_response(),
+            Refused::RateLimited {
+                verdict,
+                retry_after,
+            } => rate_limited(&verdict, retry_after),
+        }
+    }
 }
 
 /// Authenticates a REST call and applies the rate-limit mode: the principal and the
-/// verdict whose headers go on the answer, or the answer to send instead.
+/// verdict whose headers go on the answer, or why it is refused.
 fn admit(
     shared: &SharedState,
     headers: &HeaderMap,
     query: Option<&str>,
     category: Category,
     count: impl Fn(&mut Counters),
-) -> Result<(Principal, Option<Verdict>), Response> {
+) -> Result<(Principal, Option<Verdict>), Refused> {
     let token = bearer(headers);
     if let Some(err) = query_token_error(token, query) {
-        return Err(err.into_response());
+        return Err(Refused::Api(err));
     }
     let now = shared.clock.now_ms();
     let principal = shared
         .sim()
         .api_principal(token, now, count)
-        .map_err(IntoResponse::into_response)?;
+        .map_err(Refused::Api)?;
     let verdict = shared
         .rate_limiter()
         .check(&principal.account_id, category, now);
@@ -115,7 +134,10 @@ fn admit(
                 .sim()
                 .count(Some(&principal.app.client_id), |c| c.rate_limited += 1);
             let retry_after = shared.rate_limiter().settings().retry_after;
-            Err(rate_limited(&v, retry_after))
+            Err(Refused::RateLimited {
+                verdict: v,
+                retry_after,
+            })
         }
         other => Ok((principal, other)),
     }
@@ -132,7 +154,11 @@ fn with_rate_headers(mut response: Response, verdict: Option<&Verdict>) -> Respo
     if let Some(v) = verdict {
         set_header(&mut response, "x-ratelimit-category", v.category.header());
         set_header(&mut response, "x-ratelimit-limit", &v.limit.to_string());
-        set_header(&mut response, "x-ratelimit-remaining", &v.remaining.to_string());
+        set_header(
+            &mut response,
+            "x-ratelimit-remaining",
+            &v.remaining.to_string(),
+        );
     }
     response
 }
@@ -176,10 +202,11 @@ pub async fn users_me(
     match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
         c.users_me += 1
     }) {
-        Ok((principal, verdict)) => {
-            with_rate_headers(Json(user_object(&principal)).into_response(), verdict.as_ref())
-        }
-        Err(response) => response,
+        Ok((principal, verdict)) => with_rate_headers(
+            Json(user_object(&principal)).into_response(),
+            verdict.as_ref(),
+        ),
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -204,11 +231,12 @@ pub async fn get_user(
     match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
         c.api_requests += 1
     }) {
-        Ok((principal, verdict)) if is_self(&user_id, &principal) => {
-            with_rate_headers(Json(user_object(&principal)).into_response(), verdict.as_ref())
-        }
+        Ok((principal, verdict)) if is_self(&user_id, &principal) => with_rate_headers(
+            Json(user_object(&principal)).into_response(),
+            verdict.as_ref(),
+        ),
         Ok((_, verdict)) => with_rate_headers(no_such_user(&user_id), verdict.as_ref()),
-        Err(response) => response,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -219,16 +247,13 @@ pub async fn list_meetings(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (principal, verdict) = match admit(
-        &shared,
-        &headers,
-        query.as_deref(),
-        Category::Medium,
-        |c| c.api_requests += 1,
-    ) {
-        Ok(admitted) => admitted,
-        Err(response) => return response,
-    };
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Medium, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
     if !is_self(&user_id, &principal) {
         return with_rate_headers(no_such_user(&user_id), verdict.as_ref());
     }
@@ -249,7 +274,10 @@ pub async fn list_meetings(
         "next_page_token": "",
         "meetings": [],
     });
-    with_rate_headers((StatusCode::OK, Json(body)).into_response(), verdict.as_ref())
+    with_rate_headers(
+        (StatusCode::OK, Json(body)).into_response(),
+        verdict.as_ref(),
+    )
 }
 
 #[cfg(test)]

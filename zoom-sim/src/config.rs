@@ -135,8 +135,8 @@ impl AppSpec {
             ),
         };
         let event_url = http_url("event_url", present(self.event_url))?;
-        let api_url = http_url("api_url", present(self.api_url))?
-            .map(|u| u.trim_end_matches('/').to_owned());
+        let api_url =
+            http_url("api_url", present(self.api_url))?.map(|u| u.trim_end_matches('/').to_owned());
         let verification_token = present(self.verification_token)
             .unwrap_or_else(|| derive_id("verification", &client_id));
         let scopes: Vec<String> = match present(self.scopes) {

@@ -108,7 +108,9 @@ impl WebhookSettings {
             return Err("duplicate_rate must be between 0 and 1".to_owned());
         }
         if self.max_pending_webhooks == 0 || self.max_pending_webhooks > MAX_PENDING_LIMIT {
-            return Err(format!("max_pending_webhooks must be 1..={MAX_PENDING_LIMIT}"));
+            return Err(format!(
+                "max_pending_webhooks must be 1..={MAX_PENDING_LIMIT}"
+            ));
         }
         Ok(())
     }
@@ -226,11 +228,7 @@ pub struct RetryQueue {
 impl RetryQueue {
     /// Queues an entry (its id is assigned here). Returns the id and, if the queue
     /// was full, the oldest entry that was pushed out to make room.
-    pub fn push(
-        &mut self,
-        mut entry: PendingDelivery,
-        max: usize,
-    ) -> (u64, Vec<PendingDelivery>) {
+    pub fn push(&mut self, mut entry: PendingDelivery, max: usize) -> (u64, Vec<PendingDelivery>) {
         let mut evicted = Vec::new();
         while self.entries.len() >= max.max(1) {
             match self.entries.pop_front() {
@@ -354,9 +352,7 @@ async fn attempt(shared: &SharedState, client_id: &str, out: &Outgoing) -> Attem
         match &result {
             AttemptResult::Answered(d) if !d.is_success() => c.webhook_failures += 1,
             AttemptResult::Answered(_) => {}
-            AttemptResult::NoAnswer(e) if e.kind == FailureKind::Timeout => {
-                c.webhook_timeouts += 1
-            }
+            AttemptResult::NoAnswer(e) if e.kind == FailureKind::Timeout => c.webhook_timeouts += 1,
             AttemptResult::NoAnswer(_) => c.webhook_connection_errors += 1,
         }
     });
@@ -449,14 +445,14 @@ pub async fn send_event(
                 due_ms,
                 last_result: result.summary(),
             };
-            let (id, evicted) = shared
-                .retries()
-                .push(entry, settings.max_pending_webhooks);
+            let (id, evicted) = shared.retries().push(entry, settings.max_pending_webhooks);
             count_evicted(shared, &evicted);
             shared.retry_wake.notify_one();
             retry = Some((id, due_ms));
         } else {
-            shared.sim().count(Some(client_id), |c| c.webhooks_dropped += 1);
+            shared
+                .sim()
+                .count(Some(client_id), |c| c.webhooks_dropped += 1);
         }
     }
     EventReport {
@@ -550,7 +546,9 @@ pub async fn run_retries(shared: SharedState) {
         let wait = shared
             .retries()
             .next_due()
-            .map(|due| Duration::from_millis(u64::try_from(due - shared.clock.now_ms()).unwrap_or(0)))
+            .map(|due| {
+                Duration::from_millis(u64::try_from(due - shared.clock.now_ms()).unwrap_or(0))
+            })
             .map_or(MAX_IDLE, |d| d.min(MAX_IDLE));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}

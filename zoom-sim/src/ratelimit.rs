@@ -145,7 +145,9 @@ impl RateLimitSettings {
                 ));
             }
             if l.daily == Some(0) {
-                return Err(format!("rate_limit.{name}.daily must be at least 1 (or null)"));
+                return Err(format!(
+                    "rate_limit.{name}.daily must be at least 1 (or null)"
+                ));
             }
         }
         Ok(())
@@ -318,15 +320,23 @@ mod tests {
         });
         let v = rl.check("A", Category::Light, T0).expect("on");
         assert_eq!((v.refused, v.limit, v.remaining), (None, 2, 1));
-        assert_eq!(rl.check("A", Category::Light, T0).expect("on").refused, None);
+        assert_eq!(
+            rl.check("A", Category::Light, T0).expect("on").refused,
+            None
+        );
         let v = rl.check("A", Category::Light, T0).expect("on");
         assert_eq!(v.refused, Some(LimitType::Qps));
         assert_eq!(v.retry_after.as_deref(), Some("1"));
         // Another account has its own bucket.
-        assert_eq!(rl.check("B", Category::Light, T0).expect("on").refused, None);
+        assert_eq!(
+            rl.check("B", Category::Light, T0).expect("on").refused,
+            None
+        );
         // Half a second later one token is back.
         assert_eq!(
-            rl.check("A", Category::Light, T0 + 500).expect("on").refused,
+            rl.check("A", Category::Light, T0 + 500)
+                .expect("on")
+                .refused,
             None
         );
     }
@@ -346,7 +356,9 @@ mod tests {
         assert_eq!(v.retry_after.as_deref(), Some("2023-11-15T00:00:00Z"));
         let next_day = (T0 / DAY_MS + 1) * DAY_MS;
         assert_eq!(
-            rl.check("A", Category::Light, next_day).expect("on").refused,
+            rl.check("A", Category::Light, next_day)
+                .expect("on")
+                .refused,
             None
         );
     }

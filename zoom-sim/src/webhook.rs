@@ -240,10 +240,7 @@ pub async fn deliver(
         };
         DeliveryError { kind, message }
     };
-    let response = request
-        .send()
-        .await
-        .map_err(|e| failed(e, "deliver to"))?;
+    let response = request.send().await.map_err(|e| failed(e, "deliver to"))?;
     let status = response.status().as_u16();
     let body = response
         .text()

@@ -33,7 +33,10 @@ async fn token(base: &str, client_id: &str, account: &str) -> Value {
         http()
             .post(format!("{base}/oauth/token"))
             .basic_auth(client_id, Some("sec"))
-            .form(&[("grant_type", "account_credentials"), ("account_id", account)])
+            .form(&[
+                ("grant_type", "account_credentials"),
+                ("account_id", account),
+            ])
             .send()
             .await
             .expect("token"),
@@ -77,8 +80,14 @@ async fn config(base: &str, body: Value) -> Value {
 async fn regional_api_url_per_app() {
     let srv = sim().await;
     let base = srv.base_url();
-    assert_eq!(token(&base, "s2s", "ACC").await["api_url"], "https://api-eu.zoom.us");
-    assert_eq!(token(&base, "other", "ACC2").await["api_url"], base.as_str());
+    assert_eq!(
+        token(&base, "s2s", "ACC").await["api_url"],
+        "https://api-eu.zoom.us"
+    );
+    assert_eq!(
+        token(&base, "other", "ACC2").await["api_url"],
+        base.as_str()
+    );
     let apps: Value = http()
         .get(format!("{base}/sim/apps"))
         .send()
@@ -88,7 +97,12 @@ async fn regional_api_url_per_app() {
         .await
         .expect("json");
     let listed = apps["apps"].as_array().expect("apps");
-    assert!(listed.iter().any(|a| a["api_url"] == "https://api-eu.zoom.us"), "{apps}");
+    assert!(
+        listed
+            .iter()
+            .any(|a| a["api_url"] == "https://api-eu.zoom.us"),
+        "{apps}"
+    );
     assert!(
         listed.iter().all(|a| a.get("verification_token").is_none()),
         "no secrets in the listing: {apps}"
@@ -106,19 +120,27 @@ async fn users_by_id_and_meetings_list() {
 
     for id in ["OWNER", "owner@example.com"] {
         let (status, user) = json_of(get(&base, &format!("/v2/users/{id}"), &access).await).await;
-        assert_eq!((status, &user["id"]), (200, &json!("OWNER")), "{id}: {user}");
+        assert_eq!(
+            (status, &user["id"]),
+            (200, &json!("OWNER")),
+            "{id}: {user}"
+        );
     }
     let (status, err) = json_of(get(&base, "/v2/users/someone-else", &access).await).await;
     assert_eq!((status, &err["code"]), (404, &json!(1001)), "{err}");
 
-    for path in ["/v2/users/me/meetings", "/v2/users/OWNER/meetings?page_size=300"] {
+    for path in [
+        "/v2/users/me/meetings",
+        "/v2/users/OWNER/meetings?page_size=300",
+    ] {
         let (status, list) = json_of(get(&base, path, &access).await).await;
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["meetings"], json!([]));
         assert_eq!(list["total_records"], 0);
         assert!(list["next_page_token"].is_string());
     }
-    let (status, err) = json_of(get(&base, "/v2/users/me/meetings?page_size=0", &access).await).await;
+    let (status, err) =
+        json_of(get(&base, "/v2/users/me/meetings?page_size=0", &access).await).await;
     assert_eq!((status, &err["code"]), (400, &json!(300)));
     let (status, err) = json_of(get(&base, "/v2/users/x/meetings", &access).await).await;
     assert_eq!((status, &err["code"]), (404, &json!(1001)));
@@ -150,15 +172,25 @@ async fn rate_limit_mode_answers_like_zoom() {
     assert_eq!(resp.status(), 200);
     assert_eq!(header(&resp, "x-ratelimit-category"), None);
 
-    let cfg = config(&base, json!({"rate_limit": {"enabled": true, "light": {"rate": 2}}})).await;
+    let cfg = config(
+        &base,
+        json!({"rate_limit": {"enabled": true, "light": {"rate": 2}}}),
+    )
+    .await;
     assert_eq!(cfg["rate_limit"]["light"]["rate"], 2, "{cfg}");
-    assert_eq!(cfg["rate_limit"]["medium"]["rate"], 20, "defaults kept: {cfg}");
+    assert_eq!(
+        cfg["rate_limit"]["medium"]["rate"], 20,
+        "defaults kept: {cfg}"
+    );
 
     let mut remaining = Vec::new();
     for _ in 0..2 {
         let resp = get(&base, "/v2/users/me", &access).await;
         assert_eq!(resp.status(), 200);
-        assert_eq!(header(&resp, "x-ratelimit-category").as_deref(), Some("Light"));
+        assert_eq!(
+            header(&resp, "x-ratelimit-category").as_deref(),
+            Some("Light")
+        );
         assert_eq!(header(&resp, "x-ratelimit-limit").as_deref(), Some("2"));
         remaining.push(header(&resp, "x-ratelimit-remaining").expect("remaining"));
     }
@@ -166,7 +198,10 @@ async fn rate_limit_mode_answers_like_zoom() {
     let resp = get(&base, "/v2/users/me", &access).await;
     assert_eq!(resp.status(), 429);
     assert_eq!(header(&resp, "x-ratelimit-type").as_deref(), Some("QPS"));
-    assert_eq!(header(&resp, "x-ratelimit-category").as_deref(), Some("Light"));
+    assert_eq!(
+        header(&resp, "x-ratelimit-category").as_deref(),
+        Some("Light")
+    );
     assert_eq!(header(&resp, "x-ratelimit-remaining").as_deref(), Some("0"));
     let after: u64 = header(&resp, "retry-after")
         .and_then(|v| v.parse().ok())
@@ -174,10 +209,15 @@ async fn rate_limit_mode_answers_like_zoom() {
     assert!((1..=2).contains(&after), "{after}");
     let (_, body) = json_of(resp).await;
     assert_eq!(body["code"], 429);
-    assert!(body["message"].as_str().is_some_and(|m| m.contains("per-second")));
+    assert!(body["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("per-second")));
 
     // Another category has its own bucket.
-    assert_eq!(get(&base, "/v2/users/me/meetings", &access).await.status(), 200);
+    assert_eq!(
+        get(&base, "/v2/users/me/meetings", &access).await.status(),
+        200
+    );
     // Another account has its own bucket.
     let other = token(&base, "other", "ACC2").await["access_token"]
         .as_str()
@@ -196,12 +236,23 @@ async fn rate_limit_mode_answers_like_zoom() {
     assert_eq!(header(&resp, "x-ratelimit-limit").as_deref(), Some("1"));
     let resp = get(&base, "/v2/users/me", &access).await;
     assert_eq!(resp.status(), 429);
-    assert_eq!(header(&resp, "x-ratelimit-type").as_deref(), Some("Daily-limit"));
+    assert_eq!(
+        header(&resp, "x-ratelimit-type").as_deref(),
+        Some("Daily-limit")
+    );
     let date = header(&resp, "retry-after").expect("Retry-After date");
     assert!(date.ends_with("T00:00:00Z"), "{date}");
-    assert!(chrono::DateTime::parse_from_rfc3339(&date).is_ok(), "{date}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&date).is_ok(),
+        "{date}"
+    );
     let (_, body) = json_of(resp).await;
-    assert!(body["message"].as_str().is_some_and(|m| m.contains("daily rate limit (1)")), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("daily rate limit (1)")),
+        "{body}"
+    );
 
     // The variant without Retry-After.
     config(
@@ -258,7 +309,10 @@ async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
     )
     .await;
     assert_eq!(status, 200, "{rotated}");
-    let new = rotated["client_secret"].as_str().expect("new secret").to_owned();
+    let new = rotated["client_secret"]
+        .as_str()
+        .expect("new secret")
+        .to_owned();
     assert_ne!(new, "sec");
 
     let try_secret = |secret: String| {
@@ -275,7 +329,11 @@ async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
                 .as_u16()
         }
     };
-    assert_eq!(try_secret("sec".to_owned()).await, 200, "old secret in the grace period");
+    assert_eq!(
+        try_secret("sec".to_owned()).await,
+        200,
+        "old secret in the grace period"
+    );
     assert_eq!(try_secret(new.clone()).await, 200);
     let apps: Value = http()
         .get(format!("{base}/sim/apps"))

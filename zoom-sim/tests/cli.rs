@@ -491,7 +491,11 @@ async fn serve_rejects_bad_delivery_flags() {
         &["serve", "--webhook-timeout-ms", "0"],
         &["serve", "--max-pending-webhooks", "0"],
         &["serve", "--no-retry-after"],
-        &["serve", "--app", "client_id=a,client_secret=s,api_url=ftp://x"],
+        &[
+            "serve",
+            "--app",
+            "client_id=a,client_secret=s,api_url=ftp://x",
+        ],
     ] {
         let out = run(args).await;
         assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);

@@ -60,8 +60,7 @@ impl Hit {
     fn signature_valid(&self) -> bool {
         let mut message = format!("v0:{}:", self.timestamp()).into_bytes();
         message.extend_from_slice(&self.body);
-        self.header("x-zm-signature")
-            == Some(format!("v0={}", independent_hmac(SECRET, &message)))
+        self.header("x-zm-signature") == Some(format!("v0={}", independent_hmac(SECRET, &message)))
     }
 }
 
@@ -234,10 +233,19 @@ async fn failed_delivery_is_retried_on_zooms_schedule_by_the_simulated_clock() {
     let base = srv.base_url();
 
     let (status, answer) = send(&base, json!({})).await;
-    assert_eq!((status, answer["status"].as_u64()), (200, Some(500)), "{answer}");
+    assert_eq!(
+        (status, answer["status"].as_u64()),
+        (200, Some(500)),
+        "{answer}"
+    );
     assert_eq!(answer["error"], Value::Null);
-    let due = answer["retry"]["due_in_secs"].as_i64().expect("retry scheduled");
-    assert!((298..=300).contains(&due), "first retry after 5 minutes: {due}");
+    let due = answer["retry"]["due_in_secs"]
+        .as_i64()
+        .expect("retry scheduled");
+    assert!(
+        (298..=300).contains(&due),
+        "first retry after 5 minutes: {due}"
+    );
 
     let pending = get_json(&base, "/sim/webhooks/pending").await;
     assert_eq!(pending["count"], 1, "{pending}");
@@ -253,7 +261,11 @@ async fn failed_delivery_is_retried_on_zooms_schedule_by_the_simulated_clock() {
     assert_quiet(&receiver, 1, Duration::from_millis(700)).await;
     // Real time carries it the rest of the way (the due time is < 2 s away).
     let hits = receiver.wait_for(2).await;
-    assert_eq!(hits.len(), 2, "the first retry goes out when its time comes");
+    assert_eq!(
+        hits.len(),
+        2,
+        "the first retry goes out when its time comes"
+    );
 
     // The second retry is 20 minutes after the first retry.
     assert_eq!(get_json(&base, "/sim/webhooks/pending").await["count"], 1);
@@ -270,7 +282,10 @@ async fn failed_delivery_is_retried_on_zooms_schedule_by_the_simulated_clock() {
     // simulated time that passed, so a receiver sees the retry as old as it is.
     for hit in &hits {
         assert_eq!(hit.body, hits[0].body);
-        assert_eq!(hit.header("x-zm-trackingid"), hits[0].header("x-zm-trackingid"));
+        assert_eq!(
+            hit.header("x-zm-trackingid"),
+            hits[0].header("x-zm-trackingid")
+        );
         assert!(hit.signature_valid(), "retries stay verifiable");
     }
     let ts: Vec<i64> = hits.iter().map(Hit::timestamp).collect();
@@ -297,7 +312,11 @@ async fn after_the_third_retry_the_event_is_dropped_and_fresh_mode_re_signs() {
     let srv = sim(&receiver.url()).await;
     let base = srv.base_url();
     let (status, cfg) = post_json(&base, "/sim/config", json!({"retry_timestamp": "fresh"})).await;
-    assert_eq!((status, &cfg["retry_timestamp"]), (200, &json!("fresh")), "{cfg}");
+    assert_eq!(
+        (status, &cfg["retry_timestamp"]),
+        (200, &json!("fresh")),
+        "{cfg}"
+    );
 
     send(&base, json!({})).await;
     for (n, secs) in [(2, 300), (3, 20 * 60), (4, 60 * 60)] {
@@ -315,7 +334,11 @@ async fn after_the_third_retry_the_event_is_dropped_and_fresh_mode_re_signs() {
     }
     let s = stats(&base).await;
     assert_eq!(
-        (&s["webhook_deliveries"], &s["webhook_retries"], &s["webhooks_dropped"]),
+        (
+            &s["webhook_deliveries"],
+            &s["webhook_retries"],
+            &s["webhooks_dropped"]
+        ),
         (&json!(4), &json!(3), &json!(1)),
         "{s}"
     );
@@ -325,13 +348,15 @@ async fn after_the_third_retry_the_event_is_dropped_and_fresh_mode_re_signs() {
 #[tokio::test]
 async fn slow_receivers_time_out_and_timeouts_are_reported_apart() {
     let receiver =
-        ScriptedReceiver::start(&[Answer::Slow(Duration::from_secs(2))], Answer::Status(200))
-            .await;
+        ScriptedReceiver::start(&[Answer::Slow(Duration::from_secs(2))], Answer::Status(200)).await;
     let srv = sim(&receiver.url()).await;
     let base = srv.base_url();
 
     let cfg = get_json(&base, "/sim/config").await;
-    assert_eq!(cfg["webhook_timeout_ms"], 3000, "Zoom waits 3 seconds: {cfg}");
+    assert_eq!(
+        cfg["webhook_timeout_ms"], 3000,
+        "Zoom waits 3 seconds: {cfg}"
+    );
     assert_eq!(cfg["webhook_request_id_header"], false);
     assert_eq!(cfg["retry_timestamp"], "original");
     assert_eq!(cfg["rate_limit"]["enabled"], false);
@@ -339,19 +364,36 @@ async fn slow_receivers_time_out_and_timeouts_are_reported_apart() {
     post_json(&base, "/sim/config", json!({"webhook_timeout_ms": 300})).await;
     let started = Instant::now();
     let (status, answer) = send(&base, json!({})).await;
-    assert!(started.elapsed() < Duration::from_millis(1500), "gave up after the timeout");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "gave up after the timeout"
+    );
     assert_eq!(status, 502, "{answer}");
-    assert_eq!((&answer["status"], &answer["error"]), (&Value::Null, &json!("timeout")));
-    assert!(answer["retry"]["id"].is_u64(), "a timeout is retried: {answer}");
+    assert_eq!(
+        (&answer["status"], &answer["error"]),
+        (&Value::Null, &json!("timeout"))
+    );
+    assert!(
+        answer["retry"]["id"].is_u64(),
+        "a timeout is retried: {answer}"
+    );
 
     // Nothing listening at all: a connection error, also apart from statuses.
     let (status, answer) = send(&base, json!({"url": "http://127.0.0.1:1/"})).await;
-    assert_eq!((status, &answer["error"]), (502, &json!("connection")), "{answer}");
+    assert_eq!(
+        (status, &answer["error"]),
+        (502, &json!("connection")),
+        "{answer}"
+    );
     assert_eq!(answer["code"], 502);
 
     let s = stats(&base).await;
     assert_eq!(
-        (&s["webhook_timeouts"], &s["webhook_connection_errors"], &s["webhook_failures"]),
+        (
+            &s["webhook_timeouts"],
+            &s["webhook_connection_errors"],
+            &s["webhook_failures"]
+        ),
         (&json!(1), &json!(1), &json!(0)),
         "{s}"
     );
@@ -373,7 +415,12 @@ async fn duplicates_repeat_the_same_body_and_headers() {
     let hits = receiver.wait_for(2).await;
     assert_eq!(hits.len(), 2);
     assert_eq!(hits[0].body, hits[1].body);
-    for name in ["x-zm-request-timestamp", "x-zm-signature", "x-zm-trackingid", "clientid"] {
+    for name in [
+        "x-zm-request-timestamp",
+        "x-zm-signature",
+        "x-zm-trackingid",
+        "clientid",
+    ] {
         assert!(hits[0].header(name).is_some(), "{name}");
         assert_eq!(hits[0].header(name), hits[1].header(name), "{name}");
     }
@@ -414,10 +461,16 @@ async fn optional_headers_request_id_and_legacy_authorization() {
     assert!(plain.header("x-zm-trackingid").is_some());
     assert_eq!(plain.header("x-zm-request-id"), None, "off by default");
     assert_eq!(plain.header("authorization"), None, "off by default");
-    assert_eq!(plain.header("user-agent").as_deref(), Some("Zoom Marketplace/1.0a"));
+    assert_eq!(
+        plain.header("user-agent").as_deref(),
+        Some("Zoom Marketplace/1.0a")
+    );
 
     let with = &hits[1];
-    assert_eq!(with.header("x-zm-request-id"), with.header("x-zm-trackingid"));
+    assert_eq!(
+        with.header("x-zm-request-id"),
+        with.header("x-zm-trackingid")
+    );
     assert_eq!(with.header("authorization").as_deref(), Some("legacy-vt"));
     assert!(with.signature_valid());
 }
@@ -441,10 +494,18 @@ async fn the_pending_queue_is_bounded_and_drops_the_oldest() {
         .iter()
         .filter_map(|e| e["id"].as_u64())
         .collect();
-    assert_eq!(listed, ids[1..].to_vec(), "the oldest was dropped: {pending}");
+    assert_eq!(
+        listed,
+        ids[1..].to_vec(),
+        "the oldest was dropped: {pending}"
+    );
     let s = stats(&base).await;
     assert_eq!(
-        (&s["webhooks_evicted"], &s["webhooks_dropped"], &s["webhooks_pending"]),
+        (
+            &s["webhooks_evicted"],
+            &s["webhooks_dropped"],
+            &s["webhooks_pending"]
+        ),
         (&json!(1), &json!(1), &json!(2)),
         "{s}"
     );
@@ -470,7 +531,8 @@ async fn deauthorize_failures_are_retried_too() {
     let receiver = ScriptedReceiver::start(&[Answer::Status(500)], Answer::Status(200)).await;
     let srv = sim(&receiver.url()).await;
     let base = srv.base_url();
-    let (status, answer) = post_json(&base, "/sim/deauthorize", json!({"client_id": "hookid"})).await;
+    let (status, answer) =
+        post_json(&base, "/sim/deauthorize", json!({"client_id": "hookid"})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["webhook"]["status"], 500);
     assert!(answer["webhook"]["retry"]["id"].is_u64(), "{answer}");
@@ -497,13 +559,24 @@ async fn bad_delivery_settings_are_refused_with_zoom_shaped_400s() {
         json!({"retry_schedule": [1]}),
     ] {
         let (status, answer) = post_json(&base, "/sim/config", body.clone()).await;
-        assert_eq!((status, answer["code"].as_u64()), (400, Some(300)), "{body} -> {answer}");
+        assert_eq!(
+            (status, answer["code"].as_u64()),
+            (400, Some(300)),
+            "{body} -> {answer}"
+        );
     }
     // Nothing was applied by the refused requests.
     let cfg = get_json(&base, "/sim/config").await;
-    assert_eq!((&cfg["duplicate_rate"], &cfg["webhook_timeout_ms"]), (&json!(0.0), &json!(3000)));
+    assert_eq!(
+        (&cfg["duplicate_rate"], &cfg["webhook_timeout_ms"]),
+        (&json!(0.0), &json!(3000))
+    );
     let (status, answer) = send(&base, json!({"event": ""})).await;
-    assert_eq!((status, answer["code"].as_u64()), (400, Some(300)), "{answer}");
+    assert_eq!(
+        (status, answer["code"].as_u64()),
+        (400, Some(300)),
+        "{answer}"
+    );
     let (status, _) = send(&base, json!({"duplicate": "twice"})).await;
     assert_eq!(status, 400);
 }
@@ -568,10 +641,26 @@ async fn a_rotated_secret_token_signs_at_once_and_the_old_one_validates_for_a_wh
 
     for (path, body, want) in [
         ("/sim/apps/nope/rotate-secret-token", json!({}), 404),
-        ("/sim/apps/hookid/rotate-secret-token", json!({"grace_secs": 999_999_999}), 400),
-        ("/sim/apps/hookid/rotate-secret-token", json!({"secret_token": ""}), 400),
-        ("/sim/apps/hookid/rotate-secret-token", json!({"client_secret": "x"}), 400),
-        ("/sim/apps/hookid/rotate-secret-token", json!({"colour": "red"}), 400),
+        (
+            "/sim/apps/hookid/rotate-secret-token",
+            json!({"grace_secs": 999_999_999}),
+            400,
+        ),
+        (
+            "/sim/apps/hookid/rotate-secret-token",
+            json!({"secret_token": ""}),
+            400,
+        ),
+        (
+            "/sim/apps/hookid/rotate-secret-token",
+            json!({"client_secret": "x"}),
+            400,
+        ),
+        (
+            "/sim/apps/hookid/rotate-secret-token",
+            json!({"colour": "red"}),
+            400,
+        ),
     ] {
         let (status, answer) = post_json(&base, path, body.clone()).await;
         assert_eq!(status, want, "{path} {body}: {answer}");

@@ -265,7 +265,10 @@ impl Sim {
             value: old,
             valid_until_ms: now.saturating_add(grace_ms),
         });
-        let until = app.previous_client_secret.as_ref().map(|p| p.valid_until_ms);
+        let until = app
+            .previous_client_secret
+            .as_ref()
+            .map(|p| p.valid_until_ms);
         Some((new, until))
     }
 

@@ -535,7 +535,8 @@ fn a_rotated_client_secret_works_until_its_grace_period_ends() {
     );
     assert!(sim.token(Some(&fresh), &params, T0 + 60_000).is_ok());
     // No grace: the old secret dies at once.
-    sim.rotate_client_secret("s2s", None, 0, T0).expect("known app");
+    sim.rotate_client_secret("s2s", None, 0, T0)
+        .expect("known app");
     assert!(sim.token(Some(&fresh), &params, T0).is_err());
     assert!(sim.rotate_client_secret("nope", None, 0, T0).is_none());
 }
