@@ -223,42 +223,62 @@ impl PendingDelivery {
 pub struct RetryQueue {
     entries: VecDeque<PendingDelivery>,
     next_id: u64,
+    /// Sum of the queued bodies, kept under [`MAX_PENDING_BYTES`].
+    bytes: usize,
 }
 
+/// The queued bodies together stay under this (64 MiB), whatever the entry limit.
+pub const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+
 impl RetryQueue {
-    /// Queues an entry (its id is assigned here). Returns the id and, if the queue
-    /// was full, the oldest entry that was pushed out to make room.
-    pub fn push(&mut self, mut entry: PendingDelivery, max: usize) -> (u64, Vec<PendingDelivery>) {
+    /// Evicts the oldest entries until one more of `incoming` bytes fits.
+    fn make_room(&mut self, max: usize, incoming: usize) -> Vec<PendingDelivery> {
         let mut evicted = Vec::new();
-        while self.entries.len() >= max.max(1) {
+        while self.entries.len() >= max.max(1)
+            || (!self.entries.is_empty() && self.bytes + incoming > MAX_PENDING_BYTES)
+        {
             match self.entries.pop_front() {
-                Some(old) => evicted.push(old),
+                Some(old) => {
+                    self.bytes = self.bytes.saturating_sub(old.out.body.len());
+                    evicted.push(old);
+                }
                 None => break,
             }
         }
+        evicted
+    }
+
+    /// Queues an entry (its id is assigned here). Returns the id and, if the queue
+    /// was full, the oldest entries that were pushed out to make room.
+    pub fn push(&mut self, mut entry: PendingDelivery, max: usize) -> (u64, Vec<PendingDelivery>) {
+        let evicted = self.make_room(max, entry.out.body.len());
         self.next_id += 1;
         entry.id = self.next_id;
+        self.bytes += entry.out.body.len();
         self.entries.push_back(entry);
         (self.next_id, evicted)
     }
 
     /// Re-queues an entry that keeps its id (after a failed retry). Returns the evicted ones.
     pub fn requeue(&mut self, entry: PendingDelivery, max: usize) -> Vec<PendingDelivery> {
-        let mut evicted = Vec::new();
-        while self.entries.len() >= max.max(1) {
-            match self.entries.pop_front() {
-                Some(old) => evicted.push(old),
-                None => break,
-            }
-        }
+        let evicted = self.make_room(max, entry.out.body.len());
+        self.bytes += entry.out.body.len();
         self.entries.push_back(entry);
         evicted
     }
 
+    fn recount(&mut self) {
+        self.bytes = self.entries.iter().map(|e| e.out.body.len()).sum();
+    }
+
     /// Removes and returns every entry due at `now`.
     pub fn take_due(&mut self, now: Millis) -> Vec<PendingDelivery> {
+        if self.next_due().is_none_or(|due| due > now) {
+            return Vec::new();
+        }
         let (due, rest): (Vec<_>, Vec<_>) = self.entries.drain(..).partition(|e| e.due_ms <= now);
         self.entries = rest.into();
+        self.recount();
         due
     }
 
@@ -294,6 +314,7 @@ impl RetryQueue {
         let before = self.entries.len();
         self.entries
             .retain(|e| client_id.is_some_and(|c| e.client_id != c));
+        self.recount();
         before - self.entries.len()
     }
 
@@ -306,7 +327,13 @@ impl RetryQueue {
                 None => break,
             }
         }
+        self.recount();
         evicted
+    }
+
+    /// Bytes of body held, for tests.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -607,6 +634,23 @@ mod tests {
         assert_eq!(q.clear(Some("x")), 0);
         assert_eq!(q.clear(None), 1);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn queue_bytes_are_bounded_too() {
+        let mut q = RetryQueue::default();
+        let big = |due| {
+            let mut e = entry(due, "a");
+            e.out.body = vec![b' '; MAX_PENDING_BYTES / 2 + 1];
+            e
+        };
+        q.push(big(1), 10);
+        let (_, evicted) = q.push(big(2), 10);
+        assert_eq!(evicted.len(), 1, "two halves do not fit");
+        assert_eq!(q.len(), 1);
+        assert!(q.bytes() <= MAX_PENDING_BYTES);
+        q.take_due(5);
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]
