@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the simulated zoom.us OAuth endpoints, api.zoom.us/v2/users/me and the /sim admin API.
+    /// Serve the simulated zoom.us OAuth endpoints, api.zoom.us/v2/users/..., webhook delivery and the /sim admin API.
     Serve(ServeArgs),
     /// Send one signed webhook event (or the url_validation challenge) like Zoom does.
     SendEvent(SendEventArgs),
@@ -58,10 +58,13 @@ struct ServeArgs {
     #[arg(long, value_name = "MODE", value_parser = parse_consent)]
     consent: Option<ConsentMode>,
     /// Register an app: kind=oauth|s2s,client_id=ID,client_secret=S,secret_token=T,
-    /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]. Repeatable.
+    /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]
+    /// [,verification_token=V][,api_url=URL]. Repeatable.
     #[arg(long = "app", value_name = "SPEC", value_parser = parse_app_spec)]
     apps: Vec<AppSpec>,
-    /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent","apps":[..]}.
+    /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent",
+    /// "webhook_timeout_ms","webhook_retries","retry_timestamp","duplicate_rate","max_pending_webhooks",
+    /// "webhook_request_id_header","legacy_authorization_header","rate_limit":{..},"apps":[..]}.
     /// Command-line flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
