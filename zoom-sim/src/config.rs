@@ -137,8 +137,14 @@ impl AppSpec {
         let event_url = http_url("event_url", present(self.event_url))?;
         let api_url =
             http_url("api_url", present(self.api_url))?.map(|u| u.trim_end_matches('/').to_owned());
-        let verification_token = present(self.verification_token)
-            .unwrap_or_else(|| derive_id("verification", &client_id));
+        let verification_token = match present(self.verification_token) {
+            // Sent as a header value: visible ASCII only.
+            Some(v) if !v.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err("verification_token must be printable ASCII without spaces".to_owned())
+            }
+            Some(v) => v,
+            None => derive_id("verification", &client_id),
+        };
         let scopes: Vec<String> = match present(self.scopes) {
             Some(s) => s
                 .split([' ', '+'])
@@ -300,6 +306,11 @@ mod tests {
                 "event_url",
             ),
             ("client_id=a,client_secret=s,email=nope", "email"),
+            ("client_id=a,client_secret=s,api_url=ftp://x", "api_url"),
+            (
+                "client_id=a,client_secret=s,verification_token=a\u{1}b",
+                "verification_token",
+            ),
             ("client_id", "key=value"),
         ] {
             let err = AppSpec::parse_cli(spec)

@@ -1,8 +1,9 @@
 //! zoom-sim: a Zoom OAuth, REST API and webhook simulator.
 //!
 //! It stands in for `zoom.us` (OAuth: authorize, token, revoke) and `api.zoom.us`
-//! (`GET /v2/users/me`) on a single listener, and signs webhooks exactly like Zoom.
-//! Everything lives in memory; the `/sim/*` admin API steers it from tests.
+//! (`GET /v2/users/me`, `/v2/users/{id}`, `/v2/users/{id}/meetings`) on a single
+//! listener, signs webhooks exactly like Zoom and delivers them on Zoom's retry
+//! schedule. Everything lives in memory; the `/sim/*` admin API steers it from tests.
 //!
 //! Layout:
 //! - [`state`]: the pure model (apps, codes, grants, counters); no I/O, unit tested.
