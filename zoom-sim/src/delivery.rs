@@ -212,7 +212,7 @@ impl PendingDelivery {
             next_retry: self.retries_done + 1,
             first_attempt_ms: self.first_attempt_ms,
             due_ms: self.due_ms,
-            due_in_secs: (self.due_ms - now).max(0) / 1000,
+            due_in_secs: self.due_ms.saturating_sub(now).max(0) / 1000,
             last_result: self.last_result.clone(),
         }
     }
@@ -414,7 +414,7 @@ impl EventReport {
                 "retry".to_owned(),
                 match self.retry {
                     Some((id, due)) => {
-                        json!({"id": id, "due_ms": due, "due_in_secs": (due - now).max(0) / 1000})
+                        json!({"id": id, "due_ms": due, "due_in_secs": due.saturating_sub(now).max(0) / 1000})
                     }
                     None => Value::Null,
                 },
@@ -574,7 +574,9 @@ pub async fn run_retries(shared: SharedState) {
             .retries()
             .next_due()
             .map(|due| {
-                Duration::from_millis(u64::try_from(due - shared.clock.now_ms()).unwrap_or(0))
+                Duration::from_millis(
+                    u64::try_from(due.saturating_sub(shared.clock.now_ms())).unwrap_or(0),
+                )
             })
             .map_or(MAX_IDLE, |d| d.min(MAX_IDLE));
         tokio::select! {

@@ -238,7 +238,7 @@ impl RateLimiter {
                 day,
                 used_today: 0,
             });
-        let elapsed = (now - bucket.updated_ms).max(0);
+        let elapsed = now.saturating_sub(bucket.updated_ms).max(0);
         #[allow(clippy::cast_precision_loss)]
         let refill = elapsed as f64 * per_ms;
         bucket.tokens = (bucket.tokens + refill).min(capacity);
