@@ -1,7 +1,8 @@
 //! The `api.zoom.us/v2` endpoints: `GET /v2/users/me` (what integrations call to
-//! learn who authorized them and to check a token), `GET /v2/users/{userId}` and
-//! `GET /v2/users/{userId}/meetings` (always an empty list: zoom-sim has no meetings).
-//! With the rate-limit mode on, each call is counted against its Zoom category.
+//! learn who authorized them and to check a token), `GET /v2/users/{userId}`, and
+//! meetings created through the API (`POST`/`GET /v2/users/{userId}/meetings`,
+//! `GET`/`DELETE /v2/meetings/{meetingId}`). With the rate-limit mode on, each call
+//! is counted against its Zoom category.
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -10,7 +11,8 @@ use axum::Json;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::errors::{bad_body, parse_form};
+use crate::errors::{bad_body, parse_form, JsonBody};
+use crate::meetings::NewMeeting;
 use crate::ratelimit::{Category, LimitType, Verdict};
 use crate::server::SharedState;
 use crate::state::{ApiError, Counters, Principal};
@@ -240,7 +242,7 @@ pub async fn get_user(
     }
 }
 
-/// `GET /v2/users/{userId}/meetings`: Zoom's list shape, with no meetings.
+/// `GET /v2/users/{userId}/meetings`: Zoom's list shape, the meetings created here.
 pub async fn list_meetings(
     State(shared): State<SharedState>,
     Path(user_id): Path<String>,
@@ -258,7 +260,7 @@ pub async fn list_meetings(
         return with_rate_headers(no_such_user(&user_id), verdict.as_ref());
     }
     let q = parse_form(query.unwrap_or_default().as_bytes());
-    let page_size = match q.get("page_size").map(|s| s.parse::<u32>()) {
+    let page_size = match q.get("page_size").map(|s| s.parse::<usize>()) {
         None => 30,
         Some(Ok(n)) if (1..=300).contains(&n) => n,
         Some(_) => {
@@ -268,16 +270,101 @@ pub async fn list_meetings(
             )
         }
     };
-    let body = json!({
-        "page_size": page_size,
-        "total_records": 0,
-        "next_page_token": "",
-        "meetings": [],
-    });
-    with_rate_headers(
-        (StatusCode::OK, Json(body)).into_response(),
-        verdict.as_ref(),
-    )
+    let listed = shared.meetings().list(
+        &principal.user_id,
+        page_size,
+        q.get("next_page_token").map(String::as_str),
+    );
+    let response = match listed {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => bad_body(e).into_response(),
+    };
+    with_rate_headers(response, verdict.as_ref())
+}
+
+/// `POST /v2/users/{userId}/meetings`: `201` with Zoom's meeting object.
+pub async fn create_meeting(
+    State(shared): State<SharedState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(req): JsonBody<NewMeeting>,
+) -> Response {
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Medium, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+    if !is_self(&user_id, &principal) {
+        return with_rate_headers(no_such_user(&user_id), verdict.as_ref());
+    }
+    let now = shared.clock.now_ms();
+    let created = shared
+        .meetings()
+        .create(&principal.user_id, &principal.app.email, req, now);
+    let response = match created {
+        Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
+        Err(e) => bad_body(e).into_response(),
+    };
+    with_rate_headers(response, verdict.as_ref())
+}
+
+fn no_such_meeting(meeting_id: &str) -> Response {
+    let shown: String = meeting_id.chars().take(32).collect();
+    ApiError::new(404, 3001, format!("Meeting does not exist: {shown}.")).into_response()
+}
+
+/// `GET /v2/meetings/{meetingId}`: a meeting of the token's user.
+pub async fn get_meeting(
+    State(shared): State<SharedState>,
+    Path(meeting_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+    let found = meeting_id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| shared.meetings().get(&principal.user_id, id));
+    let response = match found {
+        Some(body) => Json(body).into_response(),
+        None => no_such_meeting(&meeting_id),
+    };
+    with_rate_headers(response, verdict.as_ref())
+}
+
+/// `DELETE /v2/meetings/{meetingId}`: `204` as on Zoom.
+pub async fn delete_meeting(
+    State(shared): State<SharedState>,
+    Path(meeting_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+    let deleted = meeting_id
+        .parse::<u64>()
+        .ok()
+        .is_some_and(|id| shared.meetings().delete(&principal.user_id, id));
+    let response = if deleted {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        no_such_meeting(&meeting_id)
+    };
+    with_rate_headers(response, verdict.as_ref())
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use crate::clock::SimClock;
 use crate::delivery::{self, RetryQueue, WebhookSettings};
 use crate::errors::api_error;
 use crate::faults::FaultQueue;
+use crate::meetings::Meetings;
 use crate::ratelimit::{RateLimitSettings, RateLimiter};
 use crate::state::{App, Settings, Sim};
 use crate::{admin, api, faults, oauth};
@@ -36,6 +37,7 @@ pub struct Shared {
     webhook_settings: Mutex<WebhookSettings>,
     retries: Mutex<RetryQueue>,
     rate_limiter: Mutex<RateLimiter>,
+    meetings: Mutex<Meetings>,
     /// Wakes the retry loop: the clock moved or a retry was queued.
     pub retry_wake: tokio::sync::Notify,
     pub clock: SimClock,
@@ -76,6 +78,10 @@ impl Shared {
 
     pub fn rate_limiter(&self) -> MutexGuard<'_, RateLimiter> {
         lock(&self.rate_limiter)
+    }
+
+    pub fn meetings(&self) -> MutexGuard<'_, Meetings> {
+        lock(&self.meetings)
     }
 
     /// The base URL clients should use for us (`api_url` in token answers):
@@ -184,6 +190,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
         webhook_settings: Mutex::new(opts.webhooks),
         retries: Mutex::new(RetryQueue::default()),
         rate_limiter: Mutex::new(RateLimiter::new(opts.rate_limit)),
+        meetings: Mutex::new(Meetings::default()),
         retry_wake: tokio::sync::Notify::new(),
         clock: SimClock::new(),
         http,
@@ -220,7 +227,14 @@ pub fn router(shared: SharedState) -> Router {
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/v2/users/me", get(api::users_me))
         .route("/v2/users/{user_id}", get(api::get_user))
-        .route("/v2/users/{user_id}/meetings", get(api::list_meetings))
+        .route(
+            "/v2/users/{user_id}/meetings",
+            get(api::list_meetings).post(api::create_meeting),
+        )
+        .route(
+            "/v2/meetings/{meeting_id}",
+            get(api::get_meeting).delete(api::delete_meeting),
+        )
         .route("/healthz", get(healthz))
         .merge(admin::router())
         .fallback(not_found)

@@ -357,3 +357,104 @@ async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
     assert_eq!(try_secret("sec".to_owned()).await, 401, "grace period over");
     assert_eq!(try_secret(new).await, 200);
 }
+
+#[tokio::test]
+async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
+    let srv = sim().await;
+    let base = srv.base_url();
+    let access = token(&base, "s2s", "ACC").await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let create = |body: Value, user: &'static str| {
+        let (base, access) = (base.clone(), access.clone());
+        async move {
+            json_of(
+                http()
+                    .post(format!("{base}/v2/users/{user}/meetings"))
+                    .bearer_auth(access)
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("create"),
+            )
+            .await
+        }
+    };
+    let (status, first) = create(
+        json!({"topic": "Standup", "type": 2, "start_time": "2030-01-02T15:00:00Z", "duration": 15, "settings": {"join_before_host": true}}),
+        "me",
+    )
+    .await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        (
+            &first["topic"],
+            &first["host_id"],
+            &first["duration"],
+            &first["status"]
+        ),
+        (
+            &json!("Standup"),
+            &json!("OWNER"),
+            &json!(15),
+            &json!("waiting")
+        )
+    );
+    let id = first["id"].as_u64().expect("numeric id");
+    assert_eq!(id.to_string().len(), 11, "Zoom-like meeting id");
+    assert_eq!(create(json!({}), "OWNER").await.0, 201);
+
+    let (status, page) =
+        json_of(get(&base, "/v2/users/me/meetings?page_size=1", &access).await).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        (&page["total_records"], &page["meetings"][0]["id"]),
+        (&json!(2), &json!(id))
+    );
+    let next = page["next_page_token"].as_str().expect("token").to_owned();
+    assert!(!next.is_empty());
+    let (_, rest) = json_of(
+        get(
+            &base,
+            &format!("/v2/users/me/meetings?page_size=1&next_page_token={next}"),
+            &access,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(rest["meetings"].as_array().map(Vec::len), Some(1));
+    assert_eq!(rest["next_page_token"], "");
+
+    let (status, got) = json_of(get(&base, &format!("/v2/meetings/{id}"), &access).await).await;
+    assert_eq!((status, &got["topic"]), (200, &json!("Standup")));
+    let deleted = http()
+        .delete(format!("{base}/v2/meetings/{id}"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(deleted.status(), 204);
+    let (status, err) = json_of(get(&base, &format!("/v2/meetings/{id}"), &access).await).await;
+    assert_eq!((status, &err["code"]), (404, &json!(3001)));
+    let (status, err) = json_of(get(&base, "/v2/meetings/not-a-number", &access).await).await;
+    assert_eq!((status, &err["code"]), (404, &json!(3001)));
+
+    // Another account's token sees none of them.
+    let other = token(&base, "other", "ACC2").await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let (_, none) = json_of(get(&base, "/v2/users/me/meetings", &other).await).await;
+    assert_eq!(none["total_records"], 0);
+
+    for (body, user, want) in [
+        (json!({"type": 4}), "me", 400),
+        (json!({"start_time": "soon"}), "me", 400),
+        (json!({"topic": 5}), "me", 400),
+        (json!({}), "someone-else", 404),
+    ] {
+        let (status, answer) = create(body.clone(), user).await;
+        assert_eq!(status, want, "{body}: {answer}");
+    }
+}
