@@ -5,7 +5,7 @@
 //! can reach it. All bodies and answers are JSON; errors use Zoom's REST shape
 //! `{"code": .., "message": ..}` (code 300 for an invalid body, as Zoom does).
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -16,8 +16,10 @@ use serde_json::{json, Value};
 
 use crate::clock::wall_clock_ms;
 use crate::config::AppSpec;
+use crate::delivery::{self, RetryTimestamp, SendOptions};
 use crate::errors::{api_error, bad_body, parse_form, JsonBody};
 use crate::faults::FaultSpec;
+use crate::ratelimit::RateLimitSettings;
 use crate::server::SharedState;
 use crate::state::{ApiError, App, ConsentMode, MAX_LIFETIME_SECS};
 use crate::tokens;
@@ -31,11 +33,23 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/sim/config", get(get_config).post(set_config))
         .route("/sim/apps", get(list_apps).post(add_app))
+        .route(
+            "/sim/apps/{client_id}/rotate-client-secret",
+            post(rotate_client_secret),
+        )
+        .route(
+            "/sim/apps/{client_id}/rotate-secret-token",
+            post(rotate_secret_token),
+        )
         .route("/sim/stats", get(stats))
         .route("/sim/clock", get(get_clock).post(advance_clock))
         .route("/sim/deauthorize", post(deauthorize))
         .route("/sim/webhooks/send", post(send_webhook))
         .route("/sim/webhooks/validate", post(validate_webhook))
+        .route(
+            "/sim/webhooks/pending",
+            get(list_pending).delete(clear_pending),
+        )
 }
 
 // ----- faults -----------------------------------------------------------------
@@ -75,6 +89,15 @@ struct ConfigPatch {
     consent: Option<ConsentMode>,
     token_lifetime_secs: Option<u64>,
     refresh_token_lifetime_secs: Option<u64>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_retries: Option<bool>,
+    retry_timestamp: Option<RetryTimestamp>,
+    duplicate_rate: Option<f64>,
+    webhook_request_id_header: Option<bool>,
+    legacy_authorization_header: Option<bool>,
+    max_pending_webhooks: Option<usize>,
+    /// Replaces the rate-limit settings; omitted fields take their defaults.
+    rate_limit: Option<RateLimitSettings>,
 }
 
 fn check_lifetime(name: &str, value: Option<u64>) -> Result<(), String> {
@@ -86,8 +109,20 @@ fn check_lifetime(name: &str, value: Option<u64>) -> Result<(), String> {
     }
 }
 
+/// Every setting in one object: OAuth, webhook delivery and `rate_limit`.
+fn config_view(shared: &SharedState) -> Value {
+    let mut view = json!(shared.sim().settings());
+    let webhooks = json!(shared.webhook_settings());
+    let rate_limit = json!(shared.rate_limiter().settings());
+    if let (Some(obj), Value::Object(more)) = (view.as_object_mut(), webhooks) {
+        obj.extend(more);
+        obj.insert("rate_limit".to_owned(), rate_limit);
+    }
+    view
+}
+
 async fn get_config(State(shared): State<SharedState>) -> Response {
-    Json(shared.sim().settings()).into_response()
+    Json(config_view(&shared)).into_response()
 }
 
 async fn set_config(
@@ -103,19 +138,59 @@ async fn set_config(
     if let Err(e) = checks {
         return bad_body(e).into_response();
     }
-    let mut sim = shared.sim();
-    let settings = sim.settings_mut();
-    if let Some(consent) = patch.consent {
-        settings.consent = consent;
+    let mut webhooks = shared.webhook_settings();
+    if let Some(ms) = patch.webhook_timeout_ms {
+        webhooks.webhook_timeout_ms = ms;
     }
-    if let Some(secs) = patch.token_lifetime_secs {
-        settings.token_lifetime_secs = secs;
+    if let Some(on) = patch.webhook_retries {
+        webhooks.webhook_retries = on;
     }
-    if let Some(secs) = patch.refresh_token_lifetime_secs {
-        settings.refresh_token_lifetime_secs = secs;
+    if let Some(mode) = patch.retry_timestamp {
+        webhooks.retry_timestamp = mode;
     }
-    tracing::info!(?settings, "settings changed");
-    Json(*settings).into_response()
+    if let Some(rate) = patch.duplicate_rate {
+        webhooks.duplicate_rate = rate;
+    }
+    if let Some(on) = patch.webhook_request_id_header {
+        webhooks.webhook_request_id_header = on;
+    }
+    if let Some(on) = patch.legacy_authorization_header {
+        webhooks.legacy_authorization_header = on;
+    }
+    if let Some(max) = patch.max_pending_webhooks {
+        webhooks.max_pending_webhooks = max;
+    }
+    if let Err(e) = webhooks.validate() {
+        return bad_body(e).into_response();
+    }
+    if let Some(limits) = &patch.rate_limit {
+        if let Err(e) = limits.validate() {
+            return bad_body(e).into_response();
+        }
+    }
+    // Everything is valid: apply it all.
+    {
+        let mut sim = shared.sim();
+        let settings = sim.settings_mut();
+        if let Some(consent) = patch.consent {
+            settings.consent = consent;
+        }
+        if let Some(secs) = patch.token_lifetime_secs {
+            settings.token_lifetime_secs = secs;
+        }
+        if let Some(secs) = patch.refresh_token_lifetime_secs {
+            settings.refresh_token_lifetime_secs = secs;
+        }
+    }
+    *shared.webhook_settings_mut() = webhooks;
+    let evicted = shared.retries().shrink_to(webhooks.max_pending_webhooks);
+    delivery::count_evicted(&shared, &evicted);
+    if let Some(limits) = patch.rate_limit {
+        shared.rate_limiter().set_settings(limits);
+    }
+    let view = config_view(&shared);
+    tracing::info!(settings = %view, "settings changed");
+    Json(view).into_response()
 }
 
 #[derive(Deserialize)]
@@ -139,6 +214,8 @@ async fn advance_clock(
         return bad_body("advance_secs must be within ten years").into_response();
     }
     let offset = shared.clock.advance(body.advance_secs);
+    // Retries now due go out at once.
+    shared.retry_wake.notify_one();
     Json(json!({"offset_secs": offset, "now_ms": shared.clock.now_ms()})).into_response()
 }
 
@@ -169,6 +246,107 @@ async fn add_app(State(shared): State<SharedState>, JsonBody(spec): JsonBody<App
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
+/// Longest grace period for a rotated-out secret (30 days).
+const MAX_GRACE_SECS: u64 = 30 * 24 * 3600;
+/// Default grace period: Zoom does not document one.
+const DEFAULT_GRACE_SECS: u64 = 3600;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    /// The new value [default: random].
+    client_secret: Option<String>,
+    secret_token: Option<String>,
+    /// How long the old value keeps working (simulated time); 0: not at all.
+    grace_secs: Option<u64>,
+}
+
+fn grace_ms(req: &RotateRequest) -> Result<i64, ApiError> {
+    let secs = req.grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
+    if secs > MAX_GRACE_SECS {
+        return Err(bad_body(format!(
+            "grace_secs must be at most {MAX_GRACE_SECS}"
+        )));
+    }
+    Ok(i64::try_from(secs).unwrap_or(0).saturating_mul(1000))
+}
+
+fn check_secret(value: Option<&String>, name: &str) -> Result<(), ApiError> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > 512 || v.chars().any(char::is_control) => Err(
+            bad_body(format!("{name} must be 1 to 512 printable characters")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A new client secret; the old one keeps working for the grace period.
+async fn rotate_client_secret(
+    State(shared): State<SharedState>,
+    Path(client_id): Path<String>,
+    JsonBody(req): JsonBody<RotateRequest>,
+) -> Response {
+    if req.secret_token.is_some() {
+        return bad_body(
+            "this rotates the client_secret; use rotate-secret-token for the secret_token",
+        )
+        .into_response();
+    }
+    let grace = match grace_ms(&req)
+        .and_then(|g| check_secret(req.client_secret.as_ref(), "client_secret").map(|()| g))
+    {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
+    let now = shared.clock.now_ms();
+    let rotated = shared
+        .sim()
+        .rotate_client_secret(&client_id, req.client_secret, grace, now);
+    match rotated {
+        Some((secret, until)) => Json(json!({
+            "client_id": client_id,
+            "client_secret": secret,
+            "previous_valid_until_ms": until,
+        }))
+        .into_response(),
+        None => api_error(404, "No app with that client_id.").into_response(),
+    }
+}
+
+/// A new webhook secret token: webhooks are signed with it at once; url_validation
+/// answers made with the old one are accepted for the grace period.
+async fn rotate_secret_token(
+    State(shared): State<SharedState>,
+    Path(client_id): Path<String>,
+    JsonBody(req): JsonBody<RotateRequest>,
+) -> Response {
+    if req.client_secret.is_some() {
+        return bad_body(
+            "this rotates the secret_token; use rotate-client-secret for the client_secret",
+        )
+        .into_response();
+    }
+    let grace = match grace_ms(&req)
+        .and_then(|g| check_secret(req.secret_token.as_ref(), "secret_token").map(|()| g))
+    {
+        Ok(g) => g,
+        Err(e) => return e.into_response(),
+    };
+    let now = shared.clock.now_ms();
+    let rotated = shared
+        .sim()
+        .rotate_secret_token(&client_id, req.secret_token, grace, now);
+    match rotated {
+        Some((token, until)) => Json(json!({
+            "client_id": client_id,
+            "secret_token": token,
+            "previous_valid_until_ms": until,
+        }))
+        .into_response(),
+        None => api_error(404, "No app with that client_id.").into_response(),
+    }
+}
+
 async fn stats(State(shared): State<SharedState>, RawQuery(query): RawQuery) -> Response {
     let q = parse_form(query.unwrap_or_default().as_bytes());
     let client_id = q
@@ -176,10 +354,22 @@ async fn stats(State(shared): State<SharedState>, RawQuery(query): RawQuery) -> 
         .map(String::as_str)
         .filter(|s| !s.is_empty());
     let now = shared.clock.now_ms();
-    match shared.sim().stats(client_id, now) {
-        Some(view) => Json(view).into_response(),
-        None => api_error(404, "No app with that client_id.").into_response(),
+    let view = shared.sim().stats(client_id, now);
+    let Some(view) = view else {
+        return api_error(404, "No app with that client_id.").into_response();
+    };
+    let pending = {
+        let retries = shared.retries();
+        match client_id {
+            Some(id) => retries.count_for(id),
+            None => retries.len(),
+        }
+    };
+    let mut body = json!(view);
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("webhooks_pending".to_owned(), json!(pending));
     }
+    Json(body).into_response()
 }
 
 // ----- webhooks ---------------------------------------------------------------------
@@ -229,18 +419,20 @@ async fn deauthorize(
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
-    let mut out = Outgoing::now(
+    let out = app_outgoing(
+        &app,
         &url,
-        &app.secret_token,
         webhook::event_body("app_deauthorized", now, payload),
     );
-    out.client_id = Some(app.client_id.clone());
-    let webhook = match webhook::deliver(&shared.http, &out).await {
-        Ok(d) => {
-            json!({"url": url, "status": d.status, "body": d.body, "request_id": d.request_id})
-        }
-        Err(e) => json!({"url": url, "error": e}),
-    };
+    let report = delivery::send_event(
+        &shared,
+        &app.client_id,
+        "app_deauthorized",
+        out,
+        SendOptions::default(),
+    )
+    .await;
+    let webhook = report.to_json(shared.clock.now_ms());
     Json(json!({"revoked_grants": revoked, "webhook": webhook})).into_response()
 }
 
@@ -254,6 +446,19 @@ struct SendWebhookRequest {
     account_id: Option<String>,
     #[serde(default)]
     bad_signature: bool,
+    /// Deliver twice (true) or once (false) whatever `duplicate_rate` says.
+    duplicate: Option<bool>,
+    /// false: no retries for this event even when retries are on.
+    retry: Option<bool>,
+}
+
+/// A request signed with the app's secret token, carrying its client id and
+/// verification token (the latter is sent only if that header is switched on).
+fn app_outgoing(app: &App, url: &str, body: Vec<u8>) -> Outgoing {
+    let mut out = Outgoing::now(url, &app.secret_token, body);
+    out.client_id = Some(app.client_id.clone());
+    out.verification_token = Some(app.verification_token.clone());
+    out
 }
 
 fn target_url(explicit: Option<String>, app: &App) -> Result<String, ApiError> {
@@ -299,20 +504,28 @@ async fn send_webhook(
         Ok(p) => p,
         Err(e) => return bad_body(e).into_response(),
     };
+    if req.event.is_empty() || req.event.len() > 256 {
+        return bad_body("event must be 1 to 256 characters").into_response();
+    }
     let now = wall_clock_ms();
-    let mut out = Outgoing::now(
-        &url,
-        &app.secret_token,
-        webhook::event_body(&req.event, now, payload),
-    );
-    out.client_id = Some(app.client_id.clone());
+    let mut out = app_outgoing(&app, &url, webhook::event_body(&req.event, now, payload));
     out.bad_signature = req.bad_signature;
-    match webhook::deliver(&shared.http, &out).await {
-        Ok(d) => Json(
-            json!({"url": url, "status": d.status, "body": d.body, "request_id": d.request_id}),
-        )
-        .into_response(),
-        Err(e) => api_error(502, e).into_response(),
+    let opts = SendOptions {
+        duplicate: req.duplicate,
+        no_retry: req.retry == Some(false),
+    };
+    let report = delivery::send_event(&shared, &app.client_id, &req.event, out, opts).await;
+    let mut body = report.to_json(shared.clock.now_ms());
+    match &report.result {
+        delivery::AttemptResult::Answered(_) => Json(body).into_response(),
+        // Undeliverable: 502 with Zoom's error shape, plus the delivery fields.
+        delivery::AttemptResult::NoAnswer(e) => {
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("code".to_owned(), json!(502));
+                obj.insert("message".to_owned(), json!(e.message));
+            }
+            (StatusCode::BAD_GATEWAY, Json(body)).into_response()
+        }
     }
 }
 
@@ -337,23 +550,68 @@ async fn validate_webhook(
         Err(e) => return e.into_response(),
     };
     let plain = tokens::random_b64(16);
-    let mut out = Outgoing::now(
+    let settings = shared.webhook_settings();
+    let mut out = app_outgoing(
+        &app,
         &url,
-        &app.secret_token,
         webhook::url_validation_body(&plain, wall_clock_ms()),
     );
-    out.client_id = Some(app.client_id.clone());
-    match webhook::deliver(&shared.http, &out).await {
+    out.request_id_header = settings.webhook_request_id_header;
+    if !settings.legacy_authorization_header {
+        out.verification_token = None;
+    }
+    // Zoom does not retry a validation challenge: one attempt, the delivery timeout.
+    match webhook::deliver(&shared.http, &out, settings.timeout()).await {
         Ok(d) => {
-            let verdict = webhook::check_validation_answer(&app.secret_token, &plain, &d);
+            let mut verdict = webhook::check_validation_answer(&app.secret_token, &plain, &d);
+            let mut signed_with = verdict.is_ok().then_some("current");
+            // Mid-rotation a receiver may still answer with the previous token.
+            let previous = app
+                .previous_secret_token
+                .as_ref()
+                .and_then(|p| p.live(shared.clock.now_ms()));
+            if let (Err(_), Some(old)) = (&verdict, previous) {
+                if webhook::check_validation_answer(old, &plain, &d).is_ok() {
+                    verdict = Ok(());
+                    signed_with = Some("previous");
+                }
+            }
             Json(json!({
                 "url": url,
                 "status": d.status,
                 "valid": verdict.is_ok(),
                 "problem": verdict.err(),
+                "secret_token": signed_with,
             }))
             .into_response()
         }
-        Err(e) => api_error(502, e).into_response(),
+        Err(e) => {
+            let body = json!({"code": 502, "message": e.message, "url": url, "status": null, "error": e.kind.as_str()});
+            (StatusCode::BAD_GATEWAY, Json(body)).into_response()
+        }
     }
+}
+
+// ----- pending retries ------------------------------------------------------------
+
+fn client_filter(query: Option<String>) -> Option<String> {
+    parse_form(query.unwrap_or_default().as_bytes())
+        .remove("client_id")
+        .filter(|s| !s.is_empty())
+}
+
+/// Deliveries waiting for a retry, oldest first.
+async fn list_pending(State(shared): State<SharedState>, RawQuery(query): RawQuery) -> Response {
+    let client_id = client_filter(query);
+    let now = shared.clock.now_ms();
+    let max = shared.webhook_settings().max_pending_webhooks;
+    let pending = shared.retries().views(client_id.as_deref(), now);
+    Json(json!({"count": pending.len(), "max": max, "pending": pending})).into_response()
+}
+
+/// Forgets pending retries (all, or one app's); they are not counted as dropped.
+async fn clear_pending(State(shared): State<SharedState>, RawQuery(query): RawQuery) -> Response {
+    let client_id = client_filter(query);
+    let cleared = shared.retries().clear(client_id.as_deref());
+    Json(json!({"cleared": cleared})).into_response()
 }

@@ -1,16 +1,21 @@
-//! The `api.zoom.us/v2` endpoints. Only `GET /v2/users/me` is simulated: it is
-//! what integrations call to learn who authorized them and to check a token.
+//! The `api.zoom.us/v2` endpoints: `GET /v2/users/me` (what integrations call to
+//! learn who authorized them and to check a token), `GET /v2/users/{userId}`, and
+//! meetings created through the API (`POST`/`GET /v2/users/{userId}/meetings`,
+//! `GET`/`DELETE /v2/meetings/{meetingId}`). With the rate-limit mode on, each call
+//! is counted against its Zoom category.
 
-use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::errors::parse_form;
+use crate::errors::{bad_body, parse_form, JsonBody};
+use crate::meetings::NewMeeting;
+use crate::ratelimit::{Category, LimitType, Verdict};
 use crate::server::SharedState;
-use crate::state::{ApiError, Principal};
+use crate::state::{ApiError, Counters, Principal};
 
 /// The bearer token from `Authorization: Bearer <token>` (scheme case-insensitive).
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -73,30 +78,293 @@ pub fn user_object(p: &Principal) -> Value {
     })
 }
 
+/// Zoom stopped accepting tokens in the query string in 2023 and says so.
+fn query_token_error(token: Option<&str>, query: Option<&str>) -> Option<ApiError> {
+    (token.is_none()
+        && parse_form(query.unwrap_or_default().as_bytes()).contains_key("access_token"))
+    .then(|| {
+        ApiError::new(
+            401,
+            124,
+            "Invalid access token, this access token is not supported as query parameter string.",
+        )
+    })
+}
+
+/// Why a REST call is not served.
+enum Refused {
+    Api(ApiError),
+    RateLimited { verdict: Verdict, retry_after: bool },
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        match self {
+            Refused::Api(err) => err.into_response(),
+            Refused::RateLimited {
+                verdict,
+                retry_after,
+            } => rate_limited(&verdict, retry_after),
+        }
+    }
+}
+
+/// Authenticates a REST call and applies the rate-limit mode: the principal and the
+/// verdict whose headers go on the answer, or why it is refused.
+fn admit(
+    shared: &SharedState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    category: Category,
+    count: impl Fn(&mut Counters),
+) -> Result<(Principal, Option<Verdict>), Refused> {
+    let token = bearer(headers);
+    if let Some(err) = query_token_error(token, query) {
+        return Err(Refused::Api(err));
+    }
+    let now = shared.clock.now_ms();
+    let principal = shared
+        .sim()
+        .api_principal(token, now, count)
+        .map_err(Refused::Api)?;
+    let verdict = shared
+        .rate_limiter()
+        .check(&principal.account_id, category, now);
+    match verdict {
+        Some(v) if v.refused.is_some() => {
+            shared
+                .sim()
+                .count(Some(&principal.app.client_id), |c| c.rate_limited += 1);
+            let retry_after = shared.rate_limiter().settings().retry_after;
+            Err(Refused::RateLimited {
+                verdict: v,
+                retry_after,
+            })
+        }
+        other => Ok((principal, other)),
+    }
+}
+
+fn set_header(response: &mut Response, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+/// `X-RateLimit-*` on a successful answer (as Zoom: category, limit, remaining).
+fn with_rate_headers(mut response: Response, verdict: Option<&Verdict>) -> Response {
+    if let Some(v) = verdict {
+        set_header(&mut response, "x-ratelimit-category", v.category.header());
+        set_header(&mut response, "x-ratelimit-limit", &v.limit.to_string());
+        set_header(
+            &mut response,
+            "x-ratelimit-remaining",
+            &v.remaining.to_string(),
+        );
+    }
+    response
+}
+
+/// Zoom's 429: its messages, `X-RateLimit-*`, and `Retry-After` unless switched off.
+fn rate_limited(v: &Verdict, send_retry_after: bool) -> Response {
+    let (limit_type, message) = match v.refused {
+        Some(LimitType::Daily) => (
+            LimitType::Daily,
+            format!(
+                "You have exceeded the daily rate limit ({}) of {} API requests permitted for this account. You may resume these requests at GMT 00:00:00.",
+                v.daily_limit.unwrap_or(v.limit),
+                v.category.header()
+            ),
+        ),
+        _ => (
+            LimitType::Qps,
+            "You have reached the maximum per-second rate limit for this API. Try again later."
+                .to_owned(),
+        ),
+    };
+    let mut response = ApiError::new(429, 429, message).into_response();
+    set_header(&mut response, "x-ratelimit-category", v.category.header());
+    set_header(&mut response, "x-ratelimit-type", limit_type.header());
+    set_header(&mut response, "x-ratelimit-limit", &v.limit.to_string());
+    set_header(&mut response, "x-ratelimit-remaining", "0");
+    if send_retry_after {
+        if let Some(after) = &v.retry_after {
+            set_header(&mut response, "retry-after", after);
+        }
+    }
+    response
+}
+
 /// `GET /v2/users/me`
 pub async fn users_me(
     State(shared): State<SharedState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let token = bearer(&headers);
-    // Zoom stopped accepting tokens in the query string in 2023 and says so.
-    if token.is_none()
-        && parse_form(query.unwrap_or_default().as_bytes()).contains_key("access_token")
-    {
-        return ApiError::new(
-            401,
-            124,
-            "Invalid access token, this access token is not supported as query parameter string.",
-        )
-        .into_response();
+    match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
+        c.users_me += 1
+    }) {
+        Ok((principal, verdict)) => with_rate_headers(
+            Json(user_object(&principal)).into_response(),
+            verdict.as_ref(),
+        ),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// Whether `{userId}` names the token's user: `me`, the user id or the email.
+fn is_self(user_id: &str, p: &Principal) -> bool {
+    user_id == "me" || user_id == p.user_id || user_id.eq_ignore_ascii_case(&p.app.email)
+}
+
+fn no_such_user(user_id: &str) -> Response {
+    // Zoom's code 1001, "User does not exist: {userId}."
+    let shown: String = user_id.chars().take(128).collect();
+    ApiError::new(404, 1001, format!("User does not exist: {shown}.")).into_response()
+}
+
+/// `GET /v2/users/{userId}`: the token's own user (zoom-sim knows no others).
+pub async fn get_user(
+    State(shared): State<SharedState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
+        c.api_requests += 1
+    }) {
+        Ok((principal, verdict)) if is_self(&user_id, &principal) => with_rate_headers(
+            Json(user_object(&principal)).into_response(),
+            verdict.as_ref(),
+        ),
+        Ok((_, verdict)) => with_rate_headers(no_such_user(&user_id), verdict.as_ref()),
+        Err(refused) => refused.into_response(),
+    }
+}
+
+/// `GET /v2/users/{userId}/meetings`: Zoom's list shape, the meetings created here.
+pub async fn list_meetings(
+    State(shared): State<SharedState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Medium, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+    if !is_self(&user_id, &principal) {
+        return with_rate_headers(no_such_user(&user_id), verdict.as_ref());
+    }
+    let q = parse_form(query.unwrap_or_default().as_bytes());
+    let page_size = match q.get("page_size").map(|s| s.parse::<usize>()) {
+        None => 30,
+        Some(Ok(n)) if (1..=300).contains(&n) => n,
+        Some(_) => {
+            return with_rate_headers(
+                bad_body("page_size must be a number from 1 to 300").into_response(),
+                verdict.as_ref(),
+            )
+        }
+    };
+    let listed = shared.meetings().list(
+        &principal.user_id,
+        page_size,
+        q.get("next_page_token").map(String::as_str),
+    );
+    let response = match listed {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(e) => bad_body(e).into_response(),
+    };
+    with_rate_headers(response, verdict.as_ref())
+}
+
+/// `POST /v2/users/{userId}/meetings`: `201` with Zoom's meeting object.
+pub async fn create_meeting(
+    State(shared): State<SharedState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    JsonBody(req): JsonBody<NewMeeting>,
+) -> Response {
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Medium, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+    if !is_self(&user_id, &principal) {
+        return with_rate_headers(no_such_user(&user_id), verdict.as_ref());
     }
     let now = shared.clock.now_ms();
-    let result = shared.sim().users_me(token, now);
-    match result {
-        Ok(principal) => Json(user_object(&principal)).into_response(),
-        Err(err) => err.into_response(),
-    }
+    let created = shared
+        .meetings()
+        .create(&principal.user_id, &principal.app.email, req, now);
+    let response = match created {
+        Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
+        Err(e) => bad_body(e).into_response(),
+    };
+    with_rate_headers(response, verdict.as_ref())
+}
+
+fn no_such_meeting(meeting_id: &str) -> Response {
+    let shown: String = meeting_id.chars().take(32).collect();
+    ApiError::new(404, 3001, format!("Meeting does not exist: {shown}.")).into_response()
+}
+
+/// `GET /v2/meetings/{meetingId}`: a meeting of the token's user.
+pub async fn get_meeting(
+    State(shared): State<SharedState>,
+    Path(meeting_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+    let found = meeting_id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| shared.meetings().get(&principal.user_id, id));
+    let response = match found {
+        Some(body) => Json(body).into_response(),
+        None => no_such_meeting(&meeting_id),
+    };
+    with_rate_headers(response, verdict.as_ref())
+}
+
+/// `DELETE /v2/meetings/{meetingId}`: `204` as on Zoom.
+pub async fn delete_meeting(
+    State(shared): State<SharedState>,
+    Path(meeting_id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (principal, verdict) =
+        match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
+            c.api_requests += 1
+        }) {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused.into_response(),
+        };
+    let deleted = meeting_id
+        .parse::<u64>()
+        .ok()
+        .is_some_and(|id| shared.meetings().delete(&principal.user_id, id));
+    let response = if deleted {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        no_such_meeting(&meeting_id)
+    };
+    with_rate_headers(response, verdict.as_ref())
 }
 
 #[cfg(test)]

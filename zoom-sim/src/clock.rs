@@ -2,9 +2,10 @@
 //!
 //! Token and code expiry are computed against this clock rather than the system
 //! clock directly so that tests (and `POST /sim/clock`) can move time forward and
-//! watch tokens expire without sleeping for an hour. Webhook timestamps do NOT use
-//! it: receivers check `x-zm-request-timestamp` against their own wall clock, so
-//! skewing it would make every delivery look stale.
+//! watch tokens expire without sleeping for an hour. Webhook retries are due by this
+//! clock too. Webhook timestamps do NOT use it: receivers check
+//! `x-zm-request-timestamp` against their own wall clock, so skewing it would make
+//! every delivery look stale.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -32,6 +33,11 @@ impl SimClock {
         let delta = secs.saturating_mul(1000);
         let previous = self.offset_ms.fetch_add(delta, Ordering::Relaxed);
         previous.saturating_add(delta) / 1000
+    }
+
+    /// The total offset from the wall clock, in milliseconds.
+    pub fn offset_ms(&self) -> Millis {
+        self.offset_ms.load(Ordering::Relaxed)
     }
 
     /// The total offset from the wall clock, in seconds.

@@ -10,6 +10,8 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::delivery::RetryTimestamp;
+use crate::ratelimit::RateLimitSettings;
 use crate::state::{App, AppKind, ConsentMode};
 use crate::tokens;
 
@@ -30,6 +32,10 @@ pub struct AppSpec {
     /// Space- (or `+`-) separated, as in Zoom's token answers.
     pub scopes: Option<String>,
     pub event_url: Option<String>,
+    /// The legacy webhook verification token [default: derived from the client_id].
+    pub verification_token: Option<String>,
+    /// Regional API base URL for token answers, e.g. `https://api-eu.zoom.us`.
+    pub api_url: Option<String>,
 }
 
 /// The `k=v` keys accepted by `--app`, in the order the help text lists them.
@@ -46,6 +52,8 @@ pub const APP_SPEC_KEYS: &[&str] = &[
     "scopes",
     "first_name",
     "last_name",
+    "verification_token",
+    "api_url",
 ];
 
 /// The result of turning a spec into an app; says whether a secret was made up.
@@ -78,6 +86,8 @@ impl AppSpec {
                 "last_name" => &mut out.last_name,
                 "scopes" => &mut out.scopes,
                 "event_url" => &mut out.event_url,
+                "verification_token" => &mut out.verification_token,
+                "api_url" => &mut out.api_url,
                 other => {
                     return Err(format!(
                         "unknown app spec key {other:?} (known: {})",
@@ -124,16 +134,16 @@ impl AppSpec {
                 &hex::encode(Sha256::digest(format!("email:{client_id}")))[..10]
             ),
         };
-        let event_url = match present(self.event_url) {
-            None => None,
-            Some(raw) => {
-                let url = url::Url::parse(&raw)
-                    .map_err(|e| format!("event_url {raw:?} is not an absolute URL: {e}"))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(format!("event_url {raw:?} must be http or https"));
-                }
-                Some(raw)
+        let event_url = http_url("event_url", present(self.event_url))?;
+        let api_url =
+            http_url("api_url", present(self.api_url))?.map(|u| u.trim_end_matches('/').to_owned());
+        let verification_token = match present(self.verification_token) {
+            // Sent as a header value: visible ASCII only.
+            Some(v) if !v.bytes().all(|b| b.is_ascii_graphic()) => {
+                return Err("verification_token must be printable ASCII without spaces".to_owned())
             }
+            Some(v) => v,
+            None => derive_id("verification", &client_id),
         };
         let scopes: Vec<String> = match present(self.scopes) {
             Some(s) => s
@@ -159,10 +169,25 @@ impl AppSpec {
                 last_name: present(self.last_name).unwrap_or_else(|| "User".to_owned()),
                 scopes,
                 event_url,
+                verification_token,
+                api_url,
+                previous_client_secret: None,
+                previous_secret_token: None,
             },
             generated_secret_token,
         })
     }
+}
+
+/// An optional absolute http(s) URL.
+fn http_url(name: &str, raw: Option<String>) -> Result<Option<String>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let url =
+        url::Url::parse(&raw).map_err(|e| format!("{name} {raw:?} is not an absolute URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{name} {raw:?} must be http or https"));
+    }
+    Ok(Some(raw))
 }
 
 fn present(value: Option<String>) -> Option<String> {
@@ -199,6 +224,14 @@ pub struct FileConfig {
     pub consent: Option<ConsentMode>,
     #[serde(default)]
     pub apps: Vec<AppSpec>,
+    pub webhook_timeout_ms: Option<u64>,
+    pub webhook_retries: Option<bool>,
+    pub retry_timestamp: Option<RetryTimestamp>,
+    pub duplicate_rate: Option<f64>,
+    pub webhook_request_id_header: Option<bool>,
+    pub legacy_authorization_header: Option<bool>,
+    pub max_pending_webhooks: Option<usize>,
+    pub rate_limit: Option<RateLimitSettings>,
 }
 
 impl FileConfig {
@@ -273,6 +306,11 @@ mod tests {
                 "event_url",
             ),
             ("client_id=a,client_secret=s,email=nope", "email"),
+            ("client_id=a,client_secret=s,api_url=ftp://x", "api_url"),
+            (
+                "client_id=a,client_secret=s,verification_token=a\u{1}b",
+                "verification_token",
+            ),
             ("client_id", "key=value"),
         ] {
             let err = AppSpec::parse_cli(spec)

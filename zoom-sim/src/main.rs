@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use zoom_sim::config::{AppSpec, FileConfig};
+use zoom_sim::delivery::{RetryTimestamp, WebhookSettings};
 use zoom_sim::server::{self, ServeOptions};
 use zoom_sim::state::{
     ConsentMode, Settings, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_TOKEN_LIFETIME_SECS,
@@ -36,7 +37,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the simulated zoom.us OAuth endpoints, api.zoom.us/v2/users/me and the /sim admin API.
+    /// Serve the simulated zoom.us OAuth endpoints, api.zoom.us/v2/users/..., webhook delivery and the /sim admin API.
     Serve(ServeArgs),
     /// Send one signed webhook event (or the url_validation challenge) like Zoom does.
     SendEvent(SendEventArgs),
@@ -57,16 +58,46 @@ struct ServeArgs {
     #[arg(long, value_name = "MODE", value_parser = parse_consent)]
     consent: Option<ConsentMode>,
     /// Register an app: kind=oauth|s2s,client_id=ID,client_secret=S,secret_token=T,
-    /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]. Repeatable.
+    /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]
+    /// [,verification_token=V][,api_url=URL]. Repeatable.
     #[arg(long = "app", value_name = "SPEC", value_parser = parse_app_spec)]
     apps: Vec<AppSpec>,
-    /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent","apps":[..]}.
+    /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent",
+    /// "webhook_timeout_ms","webhook_retries","retry_timestamp","duplicate_rate","max_pending_webhooks",
+    /// "webhook_request_id_header","legacy_authorization_header","rate_limit":{..},"apps":[..]}.
     /// Command-line flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Base URL reported as api_url in token answers [default: the Host the client used].
     #[arg(long, value_name = "URL", value_parser = parse_http_url)]
     public_url: Option<String>,
+    /// How long a webhook receiver may take to answer [default: 3000, as Zoom].
+    #[arg(long, value_name = "MS")]
+    webhook_timeout_ms: Option<u64>,
+    /// Do not retry failed webhook deliveries (Zoom retries after 5, 20 and 60 minutes).
+    #[arg(long)]
+    no_webhook_retries: bool,
+    /// x-zm-request-timestamp of a retry: original (the first attempt's) or fresh [default: original].
+    #[arg(long, value_name = "MODE", value_parser = parse_retry_timestamp)]
+    retry_timestamp: Option<RetryTimestamp>,
+    /// Probability (0..=1) that an event is delivered twice, same body and headers [default: 0].
+    #[arg(long, value_name = "RATE")]
+    duplicate_rate: Option<f64>,
+    /// Also send x-zm-request-id on webhooks (Zoom documents only x-zm-trackingid).
+    #[arg(long)]
+    webhook_request_id: bool,
+    /// Send the app's verification token as the legacy authorization header on webhooks.
+    #[arg(long)]
+    legacy_authorization: bool,
+    /// Most deliveries waiting for a retry; the oldest is dropped beyond it [default: 10000].
+    #[arg(long, value_name = "N")]
+    max_pending_webhooks: Option<usize>,
+    /// Rate-limit the REST API per account and category, like Zoom's Pro plan.
+    #[arg(long)]
+    rate_limit: bool,
+    /// With --rate-limit: answer 429 without Retry-After (Zoom sometimes does).
+    #[arg(long, requires = "rate_limit")]
+    no_retry_after: bool,
 }
 
 #[derive(Args)]
@@ -104,9 +135,12 @@ struct SendEventArgs {
     /// Sets the clientid header Zoom sends.
     #[arg(long)]
     client_id: Option<String>,
-    /// Give up on the receiver after this many seconds.
+    /// Give up on the receiver after this many seconds (Zoom waits 3).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     timeout: u64,
+    /// Send this legacy verification token as the authorization header.
+    #[arg(long, value_name = "TOKEN")]
+    verification_token: Option<String>,
 }
 
 fn parse_lifetime(s: &str) -> Result<u64, String> {
@@ -120,6 +154,10 @@ fn parse_lifetime(s: &str) -> Result<u64, String> {
 }
 
 fn parse_consent(s: &str) -> Result<ConsentMode, String> {
+    s.parse()
+}
+
+fn parse_retry_timestamp(s: &str) -> Result<RetryTimestamp, String> {
     s.parse()
 }
 
@@ -214,6 +252,44 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
         token_lifetime_secs,
         refresh_token_lifetime_secs,
     };
+    let defaults = WebhookSettings::default();
+    let webhooks = WebhookSettings {
+        webhook_timeout_ms: args
+            .webhook_timeout_ms
+            .or(file.webhook_timeout_ms)
+            .unwrap_or(defaults.webhook_timeout_ms),
+        webhook_retries: !args.no_webhook_retries
+            && file.webhook_retries.unwrap_or(defaults.webhook_retries),
+        retry_timestamp: args
+            .retry_timestamp
+            .or(file.retry_timestamp)
+            .unwrap_or(defaults.retry_timestamp),
+        duplicate_rate: args
+            .duplicate_rate
+            .or(file.duplicate_rate)
+            .unwrap_or(defaults.duplicate_rate),
+        webhook_request_id_header: args.webhook_request_id
+            || file
+                .webhook_request_id_header
+                .unwrap_or(defaults.webhook_request_id_header),
+        legacy_authorization_header: args.legacy_authorization
+            || file
+                .legacy_authorization_header
+                .unwrap_or(defaults.legacy_authorization_header),
+        max_pending_webhooks: args
+            .max_pending_webhooks
+            .or(file.max_pending_webhooks)
+            .unwrap_or(defaults.max_pending_webhooks),
+    };
+    webhooks.validate()?;
+    let mut rate_limit = file.rate_limit.unwrap_or_default();
+    if args.rate_limit {
+        rate_limit.enabled = true;
+    }
+    if args.no_retry_after {
+        rate_limit.retry_after = false;
+    }
+    rate_limit.validate()?;
     let mut apps = Vec::new();
     for spec in file.apps.into_iter().chain(args.apps) {
         let built = spec.into_app()?;
@@ -231,6 +307,8 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
         settings,
         apps,
         public_url,
+        webhooks,
+        rate_limit,
     })
 }
 
@@ -337,7 +415,6 @@ async fn send_event(args: SendEventArgs) -> ExitCode {
         }
     };
     let http = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(args.timeout.max(1)))
         .redirect(reqwest::redirect::Policy::none())
         .build()
     {
@@ -355,6 +432,8 @@ async fn send_event(args: SendEventArgs) -> ExitCode {
         timestamp_secs: args.timestamp,
         bad_signature: args.bad_signature,
         client_id: args.client_id,
+        verification_token: args.verification_token,
+        timeout: Duration::from_secs(args.timeout.max(1)),
     };
     match webhook::send_event(&http, opts).await {
         Ok(report) => {

@@ -18,20 +18,28 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::clock::SimClock;
+use crate::delivery::{self, RetryQueue, WebhookSettings};
 use crate::errors::api_error;
 use crate::faults::FaultQueue;
+use crate::meetings::Meetings;
+use crate::ratelimit::{RateLimitSettings, RateLimiter};
 use crate::state::{App, Settings, Sim};
 use crate::{admin, api, faults, oauth};
 
-/// How long outgoing webhook deliveries may take. Zoom itself gives receivers
-/// 3 seconds; we are more lenient so a slow test machine is not mistaken for a
-/// broken receiver, and report the status we got.
-pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A hard ceiling on any webhook request; the real limit is per request
+/// (`webhook_timeout_ms`, 3 s by default as on Zoom).
+const WEBHOOK_CLIENT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// State shared by all handlers.
 pub struct Shared {
     sim: Mutex<Sim>,
     faults: Mutex<FaultQueue>,
+    webhook_settings: Mutex<WebhookSettings>,
+    retries: Mutex<RetryQueue>,
+    rate_limiter: Mutex<RateLimiter>,
+    meetings: Mutex<Meetings>,
+    /// Wakes the retry loop: the clock moved or a retry was queued.
+    pub retry_wake: tokio::sync::Notify,
     pub clock: SimClock,
     pub http: reqwest::Client,
     bound: SocketAddr,
@@ -53,6 +61,27 @@ impl Shared {
 
     pub fn faults(&self) -> MutexGuard<'_, FaultQueue> {
         lock(&self.faults)
+    }
+
+    /// A copy of the current delivery settings.
+    pub fn webhook_settings(&self) -> WebhookSettings {
+        *lock(&self.webhook_settings)
+    }
+
+    pub fn webhook_settings_mut(&self) -> MutexGuard<'_, WebhookSettings> {
+        lock(&self.webhook_settings)
+    }
+
+    pub fn retries(&self) -> MutexGuard<'_, RetryQueue> {
+        lock(&self.retries)
+    }
+
+    pub fn rate_limiter(&self) -> MutexGuard<'_, RateLimiter> {
+        lock(&self.rate_limiter)
+    }
+
+    pub fn meetings(&self) -> MutexGuard<'_, Meetings> {
+        lock(&self.meetings)
     }
 
     /// The base URL clients should use for us (`api_url` in token answers):
@@ -80,6 +109,8 @@ pub struct ServeOptions {
     pub apps: Vec<App>,
     /// Overrides the base URL reported as `api_url` (e.g. behind a proxy).
     pub public_url: Option<String>,
+    pub webhooks: WebhookSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 impl Default for ServeOptions {
@@ -89,6 +120,8 @@ impl Default for ServeOptions {
             settings: Settings::default(),
             apps: Vec::new(),
             public_url: None,
+            webhooks: WebhookSettings::default(),
+            rate_limit: RateLimitSettings::default(),
         }
     }
 }
@@ -99,6 +132,7 @@ pub struct RunningServer {
     shared: SharedState,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    retry_task: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -121,6 +155,8 @@ impl RunningServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // Pending retries die with the process, as everything else here does.
+        self.retry_task.abort();
         (&mut self.task)
             .await
             .context("server task failed")?
@@ -141,14 +177,21 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
     for app in opts.apps {
         sim.register_app(app).map_err(anyhow::Error::msg)?;
     }
+    opts.webhooks.validate().map_err(anyhow::Error::msg)?;
+    opts.rate_limit.validate().map_err(anyhow::Error::msg)?;
     let http = reqwest::Client::builder()
-        .timeout(WEBHOOK_TIMEOUT)
+        .timeout(WEBHOOK_CLIENT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("cannot build the webhook HTTP client")?;
     let shared = Arc::new(Shared {
         sim: Mutex::new(sim),
         faults: Mutex::new(FaultQueue::default()),
+        webhook_settings: Mutex::new(opts.webhooks),
+        retries: Mutex::new(RetryQueue::default()),
+        rate_limiter: Mutex::new(RateLimiter::new(opts.rate_limit)),
+        meetings: Mutex::new(Meetings::default()),
+        retry_wake: tokio::sync::Notify::new(),
         clock: SimClock::new(),
         http,
         bound: addr,
@@ -164,11 +207,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningServer> {
             })
             .await
     });
+    let retry_task = tokio::spawn(delivery::run_retries(shared.clone()));
     Ok(RunningServer {
         addr,
         shared,
         shutdown: Some(tx),
         task,
+        retry_task,
     })
 }
 
@@ -181,6 +226,15 @@ pub fn router(shared: SharedState) -> Router {
         .route("/oauth/token", post(oauth::token))
         .route("/oauth/revoke", post(oauth::revoke))
         .route("/v2/users/me", get(api::users_me))
+        .route("/v2/users/{user_id}", get(api::get_user))
+        .route(
+            "/v2/users/{user_id}/meetings",
+            get(api::list_meetings).post(api::create_meeting),
+        )
+        .route(
+            "/v2/meetings/{meeting_id}",
+            get(api::get_meeting).delete(api::delete_meeting),
+        )
         .route("/healthz", get(healthz))
         .merge(admin::router())
         .fallback(not_found)

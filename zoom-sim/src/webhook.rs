@@ -9,7 +9,11 @@
 //!
 //! Headers otherwise copy what Zoom sends (per Zoom's webhook sample app): the
 //! `Zoom Marketplace/1.0a` user agent, `application/json; charset=utf-8`,
-//! `x-zm-trackingid` and, when the app is known, `clientid`.
+//! `x-zm-trackingid` and, when the app is known, `clientid`. Two more are optional:
+//! `x-zm-request-id` (not in Zoom's documentation; some receivers read it) and the
+//! legacy `authorization: <verification token>` of the pre-2023 verification scheme.
+
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Map, Value};
@@ -97,8 +101,13 @@ pub struct Outgoing {
     pub body: Vec<u8>,
     /// Unix seconds for `x-zm-request-timestamp` (and the signature).
     pub timestamp_secs: i64,
+    /// Sent as `x-zm-trackingid` (always) and `x-zm-request-id` (if `request_id_header`).
     pub request_id: String,
+    /// Also send `x-zm-request-id`, which Zoom's documentation does not name.
+    pub request_id_header: bool,
     pub client_id: Option<String>,
+    /// Sent verbatim as `authorization` (the legacy verification token), when set.
+    pub verification_token: Option<String>,
     /// Sign correctly, then corrupt the signature: for testing receivers' rejection path.
     pub bad_signature: bool,
 }
@@ -112,7 +121,9 @@ impl Outgoing {
             body,
             timestamp_secs: wall_clock_ms() / 1000,
             request_id: tokens::uuid_like(),
+            request_id_header: false,
             client_id: None,
+            verification_token: None,
             bad_signature: false,
         }
     }
@@ -143,6 +154,37 @@ fn corrupt(signature: &str) -> String {
     s
 }
 
+/// Why a delivery got no HTTP answer at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No complete answer within the delivery timeout (Zoom waits 3 seconds).
+    Timeout,
+    /// Connection refused, reset, DNS, TLS: nothing usable came back.
+    Connection,
+}
+
+impl FailureKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Connection => "connection",
+        }
+    }
+}
+
+/// A delivery that got no HTTP answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// What the receiver answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -157,30 +199,53 @@ impl Delivery {
     }
 }
 
-/// POSTs the event with Zoom's headers. Transport failures are errors; any HTTP
-/// status (including 4xx/5xx) is a delivery with that status.
-pub async fn deliver(http: &reqwest::Client, out: &Outgoing) -> Result<Delivery, String> {
+/// POSTs the event with Zoom's headers. No answer within `timeout` (or no answer at
+/// all) is an error; any HTTP status (including 4xx/5xx) is a delivery with that status.
+pub async fn deliver(
+    http: &reqwest::Client,
+    out: &Outgoing,
+    timeout: Duration,
+) -> Result<Delivery, DeliveryError> {
     let mut request = http
         .post(&out.url)
+        .timeout(timeout)
         .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
         .header(reqwest::header::USER_AGENT, USER_AGENT)
         .header("x-zm-request-timestamp", out.timestamp_secs.to_string())
         .header("x-zm-signature", out.signature())
-        .header("x-zm-request-id", &out.request_id)
         .header("x-zm-trackingid", &out.request_id)
         .body(out.body.clone());
+    if out.request_id_header {
+        request = request.header("x-zm-request-id", &out.request_id);
+    }
     if let Some(client_id) = &out.client_id {
         request = request.header("clientid", client_id);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| format!("cannot deliver to {}: {e}", out.url))?;
+    if let Some(token) = &out.verification_token {
+        request = request.header(reqwest::header::AUTHORIZATION, token);
+    }
+    let failed = |e: reqwest::Error, what: &str| {
+        let kind = if e.is_timeout() {
+            FailureKind::Timeout
+        } else {
+            FailureKind::Connection
+        };
+        let message = match kind {
+            FailureKind::Timeout => format!(
+                "{} did not answer within {} ms",
+                out.url,
+                timeout.as_millis()
+            ),
+            FailureKind::Connection => format!("cannot {what} {}: {e}", out.url),
+        };
+        DeliveryError { kind, message }
+    };
+    let response = request.send().await.map_err(|e| failed(e, "deliver to"))?;
     let status = response.status().as_u16();
     let body = response
         .text()
         .await
-        .map_err(|e| format!("cannot read the answer from {}: {e}", out.url))?;
+        .map_err(|e| failed(e, "read the answer from"))?;
     Ok(Delivery {
         status,
         body,
@@ -248,6 +313,9 @@ pub struct SendEvent {
     pub timestamp_secs: Option<i64>,
     pub bad_signature: bool,
     pub client_id: Option<String>,
+    /// Sent as the legacy `authorization` header.
+    pub verification_token: Option<String>,
+    pub timeout: Duration,
 }
 
 /// The outcome of `send-event`.
@@ -293,11 +361,17 @@ pub async fn send_event(http: &reqwest::Client, opts: SendEvent) -> Result<SendR
         secret_token: opts.secret_token,
         body,
         timestamp_secs,
+        // An explicit request id is also sent as x-zm-request-id (as before that header
+        // became optional); a random one only as x-zm-trackingid.
+        request_id_header: opts.request_id.is_some(),
         request_id: opts.request_id.unwrap_or_else(tokens::uuid_like),
         client_id: opts.client_id,
+        verification_token: opts.verification_token,
         bad_signature: opts.bad_signature,
     };
-    let delivery = deliver(http, &out).await?;
+    let delivery = deliver(http, &out, opts.timeout)
+        .await
+        .map_err(|e| format!("{}: {e}", e.kind.as_str()))?;
     let validation =
         plain_token.map(|plain| check_validation_answer(&out.secret_token, &plain, &delivery));
     Ok(SendReport {

@@ -335,3 +335,196 @@ async fn send_event_usage_errors() {
     .await;
     assert_eq!(out.code, Some(1));
 }
+
+/// Starts `zoom-sim serve ARGS` and returns the child and its base URL.
+async fn serve(args: &[&str]) -> (tokio::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .env_remove("ZOOM_SIM_LISTEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn zoom-sim serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let line = tokio::time::timeout(
+        Duration::from_secs(30),
+        BufReader::new(stdout).lines().next_line(),
+    )
+    .await
+    .expect("listening line in time")
+    .expect("read stdout")
+    .expect("a line");
+    let base = line
+        .strip_prefix("zoom-sim listening on ")
+        .unwrap_or_else(|| panic!("unexpected line: {line:?}"))
+        .to_owned();
+    (child, base)
+}
+
+async fn sim_config(base: &str) -> serde_json::Value {
+    let (status, cfg) = json_of(
+        http()
+            .get(format!("{base}/sim/config"))
+            .send()
+            .await
+            .expect("config"),
+    )
+    .await;
+    assert_eq!(status, 200, "{cfg}");
+    cfg
+}
+
+#[tokio::test]
+async fn serve_takes_delivery_and_rate_limit_flags() {
+    let (mut child, base) = serve(&[
+        "--webhook-timeout-ms",
+        "500",
+        "--retry-timestamp",
+        "fresh",
+        "--webhook-request-id",
+        "--legacy-authorization",
+        "--duplicate-rate",
+        "0.25",
+        "--max-pending-webhooks",
+        "7",
+        "--no-webhook-retries",
+        "--rate-limit",
+        "--no-retry-after",
+        "--app",
+        "client_id=eu,client_secret=s,api_url=https://api-eu.zoom.us",
+    ])
+    .await;
+    let cfg = sim_config(&base).await;
+    assert_eq!(
+        (
+            &cfg["webhook_timeout_ms"],
+            &cfg["retry_timestamp"],
+            &cfg["webhook_request_id_header"],
+            &cfg["legacy_authorization_header"],
+            &cfg["duplicate_rate"],
+            &cfg["max_pending_webhooks"],
+            &cfg["webhook_retries"],
+            &cfg["rate_limit"]["enabled"],
+            &cfg["rate_limit"]["retry_after"],
+        ),
+        (
+            &json!(500),
+            &json!("fresh"),
+            &json!(true),
+            &json!(true),
+            &json!(0.25),
+            &json!(7),
+            &json!(false),
+            &json!(true),
+            &json!(false),
+        ),
+        "{cfg}"
+    );
+    child.start_kill().expect("stop zoom-sim");
+}
+
+#[tokio::test]
+async fn serve_reads_delivery_settings_from_the_config_file_and_defaults_are_zooms() {
+    let (mut child, base) = serve(&[]).await;
+    let cfg = sim_config(&base).await;
+    assert_eq!(
+        (
+            &cfg["webhook_timeout_ms"],
+            &cfg["retry_timestamp"],
+            &cfg["webhook_request_id_header"],
+            &cfg["webhook_retries"],
+            &cfg["max_pending_webhooks"],
+            &cfg["rate_limit"]["enabled"],
+        ),
+        (
+            &json!(3000),
+            &json!("original"),
+            &json!(false),
+            &json!(true),
+            &json!(10_000),
+            &json!(false)
+        ),
+        "{cfg}"
+    );
+    child.start_kill().expect("stop zoom-sim");
+
+    let dir = std::env::temp_dir().join(format!("zoom-sim-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("config.json");
+    std::fs::write(
+        &file,
+        json!({
+            "webhook_timeout_ms": 1500,
+            "retry_timestamp": "fresh",
+            "duplicate_rate": 1,
+            "rate_limit": {"enabled": true, "medium": {"rate": 5}},
+        })
+        .to_string(),
+    )
+    .expect("write config");
+    let path = file.to_str().expect("utf-8 path");
+    // A flag wins over the file.
+    let (mut child, base) = serve(&["--config", path, "--webhook-timeout-ms", "900"]).await;
+    let cfg = sim_config(&base).await;
+    assert_eq!(cfg["webhook_timeout_ms"], 900);
+    assert_eq!(cfg["retry_timestamp"], "fresh");
+    assert_eq!(cfg["duplicate_rate"], 1.0);
+    assert_eq!(cfg["rate_limit"]["medium"]["rate"], 5);
+    assert_eq!(cfg["rate_limit"]["light"]["rate"], 30, "Zoom Pro defaults");
+    child.start_kill().expect("stop zoom-sim");
+
+    std::fs::write(&file, r#"{"duplicate_rate": 2}"#).expect("write config");
+    let out = run(&["serve", "--config", path]).await;
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("duplicate_rate"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn serve_rejects_bad_delivery_flags() {
+    for args in [
+        &["serve", "--retry-timestamp", "later"][..],
+        &["serve", "--duplicate-rate", "3"],
+        &["serve", "--webhook-timeout-ms", "0"],
+        &["serve", "--max-pending-webhooks", "0"],
+        &["serve", "--no-retry-after"],
+        &[
+            "serve",
+            "--app",
+            "client_id=a,client_secret=s,api_url=ftp://x",
+        ],
+    ] {
+        let out = run(args).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn send_event_sends_the_legacy_authorization_header_on_request() {
+    let receiver = Receiver::start("sekret", Validation::Correct).await;
+    let out = run(&[
+        "send-event",
+        "--url",
+        &receiver.url(),
+        "--secret-token",
+        "sekret",
+        "--event",
+        "meeting.ended",
+        "--verification-token",
+        "old-vt",
+    ])
+    .await;
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    let got = receiver.received();
+    assert_eq!(got[0].header("authorization").as_deref(), Some("old-vt"));
+    assert!(got[0].header("x-zm-trackingid").is_some());
+    assert_eq!(
+        got[0].header("x-zm-request-id"),
+        None,
+        "only with an explicit --request-id"
+    );
+}

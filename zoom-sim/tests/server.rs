@@ -848,7 +848,10 @@ async fn deauthorize_revokes_and_sends_a_signed_app_deauthorized_event() {
         .header("content-type")
         .expect("content-type")
         .starts_with("application/json"));
-    assert!(event.header("x-zm-request-id").is_some());
+    // Zoom documents x-zm-trackingid; x-zm-request-id is off unless switched on.
+    assert!(event.header("x-zm-trackingid").is_some());
+    assert_eq!(event.header("x-zm-request-id"), None);
+    assert_eq!(event.header("authorization"), None);
     let body = event.json();
     assert_eq!(body["event"], "app_deauthorized");
     assert!(

@@ -247,6 +247,54 @@ impl Sim {
         self.apps.values()
     }
 
+    /// Replaces the app's client secret (random if None); the old one keeps working
+    /// for `grace_ms`. Returns the new secret and the end of the grace period.
+    pub fn rotate_client_secret(
+        &mut self,
+        client_id: &str,
+        new: Option<String>,
+        grace_ms: Millis,
+        now: Millis,
+    ) -> Option<(String, Option<Millis>)> {
+        let app = self.apps.get_mut(client_id)?;
+        let new = new
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| tokens::random_b64(24));
+        let old = std::mem::replace(&mut app.client_secret, new.clone());
+        app.previous_client_secret = (grace_ms > 0).then(|| PreviousSecret {
+            value: old,
+            valid_until_ms: now.saturating_add(grace_ms),
+        });
+        let until = app
+            .previous_client_secret
+            .as_ref()
+            .map(|p| p.valid_until_ms);
+        Some((new, until))
+    }
+
+    /// Replaces the app's webhook secret token (random if None): webhooks are signed
+    /// with the new one at once; url_validation answers made with the old one are
+    /// accepted for `grace_ms`.
+    pub fn rotate_secret_token(
+        &mut self,
+        client_id: &str,
+        new: Option<String>,
+        grace_ms: Millis,
+        now: Millis,
+    ) -> Option<(String, Option<Millis>)> {
+        let app = self.apps.get_mut(client_id)?;
+        let new = new
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| tokens::random_b64(16));
+        let old = std::mem::replace(&mut app.secret_token, new.clone());
+        app.previous_secret_token = (grace_ms > 0).then(|| PreviousSecret {
+            value: old,
+            valid_until_ms: now.saturating_add(grace_ms),
+        });
+        let until = app.previous_secret_token.as_ref().map(|p| p.valid_until_ms);
+        Some((new, until))
+    }
+
     // ----- counters ---------------------------------------------------------
 
     /// Applies `f` to the totals and, when the client is a registered app, to its counters.
@@ -255,6 +303,11 @@ impl Sim {
         if let Some(id) = client_id.filter(|id| self.apps.contains_key(*id)) {
             f(self.per_client.entry(id.to_owned()).or_default());
         }
+    }
+
+    /// Counts something the HTTP layer observed (webhook deliveries, rate limiting).
+    pub fn count(&mut self, client_id: Option<&str>, f: impl Fn(&mut Counters)) {
+        self.bump(client_id, f);
     }
 
     /// Totals, or one app's counters (None if the app is unknown).
@@ -449,10 +502,10 @@ impl Sim {
         result
     }
 
-    fn authenticate(&self, auth: Option<&ClientAuth>) -> Result<App, OAuthError> {
+    fn authenticate(&self, auth: Option<&ClientAuth>, now: Millis) -> Result<App, OAuthError> {
         let auth = auth.ok_or_else(OAuthError::invalid_client)?;
         match self.apps.get(&auth.client_id) {
-            Some(app) if app.client_secret == auth.client_secret => Ok(app.clone()),
+            Some(app) if app.accepts_client_secret(&auth.client_secret, now) => Ok(app.clone()),
             _ => Err(OAuthError::invalid_client()),
         }
     }
@@ -463,7 +516,7 @@ impl Sim {
         params: &TokenParams,
         now: Millis,
     ) -> Result<IssuedTokens, OAuthError> {
-        let app = self.authenticate(auth)?;
+        let app = self.authenticate(auth, now)?;
         let grant_type = non_empty(&params.grant_type)
             .ok_or_else(|| OAuthError::invalid_request("Missing grant type."))?;
         match (grant_type, app.kind) {
@@ -662,8 +715,9 @@ impl Sim {
         &mut self,
         auth: Option<&ClientAuth>,
         token: Option<&str>,
+        now: Millis,
     ) -> Result<RevokeOutcome, OAuthError> {
-        let app = self.authenticate(auth)?;
+        let app = self.authenticate(auth, now)?;
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or_else(|| OAuthError::missing("token"))?;
@@ -711,13 +765,21 @@ impl Sim {
 
     /// Resolves a bearer token for `GET /v2/users/me`.
     pub fn users_me(&mut self, bearer: Option<&str>, now: Millis) -> Result<Principal, ApiError> {
+        self.api_principal(bearer, now, |c| c.users_me += 1)
+    }
+
+    /// Resolves a bearer token for a REST call, counting it with `count`.
+    pub fn api_principal(
+        &mut self,
+        bearer: Option<&str>,
+        now: Millis,
+        count: impl Fn(&mut Counters),
+    ) -> Result<Principal, ApiError> {
         let grant = bearer
             .and_then(|t| self.access_index.get(t))
             .and_then(|id| self.grants.get(id))
             .cloned();
-        self.bump(grant.as_ref().map(|g| g.client_id.as_str()), |c| {
-            c.users_me += 1
-        });
+        self.bump(grant.as_ref().map(|g| g.client_id.as_str()), count);
         let grant = grant.ok_or_else(ApiError::invalid_access_token)?;
         if grant.access_expires_at <= now {
             return Err(ApiError::expired_access_token());

@@ -21,6 +21,10 @@ fn app(kind: AppKind, client_id: &str) -> App {
             "user:read:user".to_owned(),
         ],
         event_url: None,
+        verification_token: "vt".to_owned(),
+        api_url: None,
+        previous_client_secret: None,
+        previous_secret_token: None,
     }
 }
 
@@ -392,11 +396,11 @@ fn revoke_kills_access_and_refresh() {
         .expect("exchange");
     let refresh = issued.refresh_token.clone().expect("refresh");
     assert_eq!(
-        sim.revoke(Some(&auth("other")), Some(&issued.access_token)),
+        sim.revoke(Some(&auth("other")), Some(&issued.access_token), T0),
         Err(OAuthError::invalid_request("Invalid Token"))
     );
     assert_eq!(
-        sim.revoke(Some(&auth("web")), Some(&issued.access_token)),
+        sim.revoke(Some(&auth("web")), Some(&issued.access_token), T0),
         Ok(RevokeOutcome::Revoked)
     );
     assert_eq!(
@@ -408,7 +412,7 @@ fn revoke_kills_access_and_refresh() {
         Err(OAuthError::invalid_refresh_token())
     );
     assert_eq!(
-        sim.revoke(Some(&auth("web")), Some("unknown")),
+        sim.revoke(Some(&auth("web")), Some("unknown"), T0),
         Ok(RevokeOutcome::UnknownToken)
     );
     let stats = sim.stats(Some("web"), T0).expect("stats");
@@ -504,4 +508,35 @@ fn deauthorize_revokes_all_grants_of_the_app() {
         1
     );
     assert!(sim.deauthorize("nobody", None).is_none());
+}
+
+#[test]
+fn a_rotated_client_secret_works_until_its_grace_period_ends() {
+    let mut sim = sim(ConsentMode::Approve);
+    let params = TokenParams {
+        grant_type: Some("account_credentials".to_owned()),
+        account_id: Some("s2s-acct".to_owned()),
+        ..TokenParams::default()
+    };
+    let (new, until) = sim
+        .rotate_client_secret("s2s", Some("fresh".to_owned()), 60_000, T0)
+        .expect("known app");
+    assert_eq!((new.as_str(), until), ("fresh", Some(T0 + 60_000)));
+    let old = auth("s2s");
+    let fresh = ClientAuth {
+        client_id: "s2s".to_owned(),
+        client_secret: "fresh".to_owned(),
+    };
+    assert!(sim.token(Some(&old), &params, T0 + 59_999).is_ok());
+    assert!(sim.token(Some(&fresh), &params, T0 + 59_999).is_ok());
+    assert_eq!(
+        sim.token(Some(&old), &params, T0 + 60_000),
+        Err(OAuthError::invalid_client())
+    );
+    assert!(sim.token(Some(&fresh), &params, T0 + 60_000).is_ok());
+    // No grace: the old secret dies at once.
+    sim.rotate_client_secret("s2s", None, 0, T0)
+        .expect("known app");
+    assert!(sim.token(Some(&fresh), &params, T0).is_err());
+    assert!(sim.rotate_client_secret("nope", None, 0, T0).is_none());
 }

@@ -93,6 +93,32 @@ pub struct App {
     pub scopes: Vec<String>,
     /// Where `app_deauthorized` (and `/sim/webhooks/send` by default) is delivered.
     pub event_url: Option<String>,
+    /// The legacy webhook verification token, sent as `authorization` when that header is on.
+    pub verification_token: String,
+    /// The regional API base URL reported as `api_url` in token answers (e.g.
+    /// `https://api-eu.zoom.us`); None: the URL the client reached us at.
+    pub api_url: Option<String>,
+    /// After a rotation: the old client secret, still accepted until its grace period ends.
+    pub previous_client_secret: Option<PreviousSecret>,
+    /// After a rotation: the old webhook secret token, still accepted in url_validation answers.
+    pub previous_secret_token: Option<PreviousSecret>,
+}
+
+/// A rotated-out secret and the end of its grace period (simulated time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub value: String,
+    pub valid_until_ms: Millis,
+}
+
+impl PreviousSecret {
+    pub fn matches(&self, candidate: &str, now: Millis) -> bool {
+        now < self.valid_until_ms && self.value == candidate
+    }
+
+    pub fn live(&self, now: Millis) -> Option<&str> {
+        (now < self.valid_until_ms).then_some(self.value.as_str())
+    }
 }
 
 /// An app as listed by `GET /sim/apps`: everything but the secrets.
@@ -106,6 +132,11 @@ pub struct PublicApp {
     pub email: String,
     pub scopes: Vec<String>,
     pub event_url: Option<String>,
+    pub api_url: Option<String>,
+    /// Set while a rotated-out client secret is still accepted.
+    pub previous_client_secret_valid_until_ms: Option<Millis>,
+    /// Set while a rotated-out secret token is still accepted.
+    pub previous_secret_token_valid_until_ms: Option<Millis>,
 }
 
 impl App {
@@ -119,7 +150,25 @@ impl App {
             email: self.email.clone(),
             scopes: self.scopes.clone(),
             event_url: self.event_url.clone(),
+            api_url: self.api_url.clone(),
+            previous_client_secret_valid_until_ms: self
+                .previous_client_secret
+                .as_ref()
+                .map(|p| p.valid_until_ms),
+            previous_secret_token_valid_until_ms: self
+                .previous_secret_token
+                .as_ref()
+                .map(|p| p.valid_until_ms),
         }
+    }
+
+    /// The current client secret, or the previous one within its grace period.
+    pub fn accepts_client_secret(&self, candidate: &str, now: Millis) -> bool {
+        self.client_secret == candidate
+            || self
+                .previous_client_secret
+                .as_ref()
+                .is_some_and(|p| p.matches(candidate, now))
     }
 
     pub fn scope_string(&self) -> String {
@@ -235,6 +284,26 @@ pub struct Counters {
     pub failed_token_requests: u64,
     pub users_me: u64,
     pub deauthorizations: u64,
+    /// Other REST API calls (`/v2/users/{id}`, `/v2/users/{id}/meetings`).
+    pub api_requests: u64,
+    /// REST requests answered 429 by the rate-limit mode.
+    pub rate_limited: u64,
+    /// Every webhook POST: first attempts, retries and duplicates.
+    pub webhook_deliveries: u64,
+    /// POSTs that were retries of a failed delivery.
+    pub webhook_retries: u64,
+    /// POSTs that got no answer within the delivery timeout.
+    pub webhook_timeouts: u64,
+    /// POSTs answered with a non-2xx status.
+    pub webhook_failures: u64,
+    /// POSTs that got no HTTP answer at all (refused, reset, DNS).
+    pub webhook_connection_errors: u64,
+    /// Extra copies sent on purpose (at-least-once delivery).
+    pub webhook_duplicates: u64,
+    /// Events given up: retries exhausted, or pushed out of the full pending queue.
+    pub webhooks_dropped: u64,
+    /// Of those, the ones pushed out of the full pending queue.
+    pub webhooks_evicted: u64,
 }
 
 /// `GET /sim/stats`: the counters plus the number of live grants.
