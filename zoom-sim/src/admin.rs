@@ -5,7 +5,7 @@
 //! can reach it. All bodies and answers are JSON; errors use Zoom's REST shape
 //! `{"code": .., "message": ..}` (code 300 for an invalid body, as Zoom does).
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,9 @@ use crate::config::AppSpec;
 use crate::errors::{api_error, bad_body, parse_form, JsonBody};
 use crate::faults::FaultSpec;
 use crate::server::SharedState;
-use crate::state::{ApiError, App, ConsentMode, MAX_LIFETIME_SECS};
+use crate::state::{
+    ApiError, App, CodeRejection, ConsentMode, RefreshRejection, MAX_LIFETIME_SECS,
+};
 use crate::tokens;
 use crate::webhook::{self, Outgoing};
 
@@ -31,6 +33,9 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/sim/config", get(get_config).post(set_config))
         .route("/sim/apps", get(list_apps).post(add_app))
+        .route("/sim/apps/{client_id}/disable", post(disable_app))
+        .route("/sim/apps/{client_id}/enable", post(enable_app))
+        .route("/sim/tokens/expire-refresh", post(expire_refresh))
         .route("/sim/stats", get(stats))
         .route("/sim/clock", get(get_clock).post(advance_clock))
         .route("/sim/deauthorize", post(deauthorize))
@@ -75,6 +80,8 @@ struct ConfigPatch {
     consent: Option<ConsentMode>,
     token_lifetime_secs: Option<u64>,
     refresh_token_lifetime_secs: Option<u64>,
+    refresh_rejection: Option<RefreshRejection>,
+    code_rejection: Option<CodeRejection>,
 }
 
 fn check_lifetime(name: &str, value: Option<u64>) -> Result<(), String> {
@@ -113,6 +120,12 @@ async fn set_config(
     }
     if let Some(secs) = patch.refresh_token_lifetime_secs {
         settings.refresh_token_lifetime_secs = secs;
+    }
+    if let Some(dialect) = patch.refresh_rejection {
+        settings.refresh_rejection = dialect;
+    }
+    if let Some(dialect) = patch.code_rejection {
+        settings.code_rejection = dialect;
     }
     tracing::info!(?settings, "settings changed");
     Json(*settings).into_response()
@@ -167,6 +180,46 @@ async fn add_app(State(shared): State<SharedState>, JsonBody(spec): JsonBody<App
         obj.insert("secret_token".to_owned(), Value::String(secret));
     }
     (StatusCode::CREATED, Json(body)).into_response()
+}
+
+async fn disable_app(State(shared): State<SharedState>, Path(client_id): Path<String>) -> Response {
+    set_disabled(&shared, &client_id, true)
+}
+
+async fn enable_app(State(shared): State<SharedState>, Path(client_id): Path<String>) -> Response {
+    set_disabled(&shared, &client_id, false)
+}
+
+fn set_disabled(shared: &SharedState, client_id: &str, disabled: bool) -> Response {
+    if shared.sim().set_disabled(client_id, disabled) {
+        tracing::info!(client_id, disabled, "app status changed");
+        Json(json!({"client_id": client_id, "disabled": disabled})).into_response()
+    } else {
+        api_error(404, "No app with that client_id.").into_response()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpireRefreshRequest {
+    client_id: String,
+    user_id: Option<String>,
+}
+
+/// "This refresh token expired just now": the app's grants keep their access tokens, but
+/// presenting their refresh tokens gets the configured refresh rejection.
+async fn expire_refresh(
+    State(shared): State<SharedState>,
+    JsonBody(req): JsonBody<ExpireRefreshRequest>,
+) -> Response {
+    let now = shared.clock.now_ms();
+    let expired = shared
+        .sim()
+        .expire_refresh(&req.client_id, req.user_id.as_deref(), now);
+    match expired {
+        Some(n) => Json(json!({"expired": n})).into_response(),
+        None => api_error(404, "No app with that client_id.").into_response(),
+    }
 }
 
 async fn stats(State(shared): State<SharedState>, RawQuery(query): RawQuery) -> Response {

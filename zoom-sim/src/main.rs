@@ -15,8 +15,8 @@ use tracing_subscriber::EnvFilter;
 use zoom_sim::config::{AppSpec, FileConfig};
 use zoom_sim::server::{self, ServeOptions};
 use zoom_sim::state::{
-    ConsentMode, Settings, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_TOKEN_LIFETIME_SECS,
-    MAX_LIFETIME_SECS,
+    CodeRejection, ConsentMode, RefreshRejection, Settings, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
+    DEFAULT_TOKEN_LIFETIME_SECS, MAX_LIFETIME_SECS,
 };
 use zoom_sim::webhook::{self, EventSpec, SendEvent};
 
@@ -56,11 +56,21 @@ struct ServeArgs {
     /// What /oauth/authorize does: approve, deny or page [default: page].
     #[arg(long, value_name = "MODE", value_parser = parse_consent)]
     consent: Option<ConsentMode>,
+    /// How a dead refresh token is answered: invalid_grant_400 (Zoom today), invalid_grant_401,
+    /// invalid_request_400, no_reason_400 or no_reason_401 [default: invalid_grant_400].
+    #[arg(long, value_name = "DIALECT", value_parser = parse_refresh_rejection)]
+    refresh_rejection: Option<RefreshRejection>,
+    /// How a bad authorization code is answered: redacted (first 4 characters, invalid_grant)
+    /// or echoed (Zoom's: the whole code, invalid_request) [default: redacted].
+    #[arg(long, value_name = "DIALECT", value_parser = parse_code_rejection)]
+    code_rejection: Option<CodeRejection>,
     /// Register an app: kind=oauth|s2s,client_id=ID,client_secret=S,secret_token=T,
-    /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]. Repeatable.
+    /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]
+    /// [,redirect_urls=a+b]. Repeatable.
     #[arg(long = "app", value_name = "SPEC", value_parser = parse_app_spec)]
     apps: Vec<AppSpec>,
-    /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent","apps":[..]}.
+    /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent",
+    /// "refresh_rejection","code_rejection","apps":[..]}.
     /// Command-line flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -120,6 +130,14 @@ fn parse_lifetime(s: &str) -> Result<u64, String> {
 }
 
 fn parse_consent(s: &str) -> Result<ConsentMode, String> {
+    s.parse()
+}
+
+fn parse_refresh_rejection(s: &str) -> Result<RefreshRejection, String> {
+    s.parse()
+}
+
+fn parse_code_rejection(s: &str) -> Result<CodeRejection, String> {
     s.parse()
 }
 
@@ -213,6 +231,14 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
         consent: args.consent.or(file.consent).unwrap_or(ConsentMode::Page),
         token_lifetime_secs,
         refresh_token_lifetime_secs,
+        refresh_rejection: args
+            .refresh_rejection
+            .or(file.refresh_rejection)
+            .unwrap_or_default(),
+        code_rejection: args
+            .code_rejection
+            .or(file.code_rejection)
+            .unwrap_or_default(),
     };
     let mut apps = Vec::new();
     for spec in file.apps.into_iter().chain(args.apps) {
