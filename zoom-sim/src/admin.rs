@@ -5,6 +5,7 @@
 //! can reach it. All bodies and answers are JSON; errors use Zoom's REST shape
 //! `{"code": .., "message": ..}` (code 300 for an invalid body, as Zoom does).
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -182,15 +183,23 @@ async fn add_app(State(shared): State<SharedState>, JsonBody(spec): JsonBody<App
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-async fn disable_app(State(shared): State<SharedState>, Path(client_id): Path<String>) -> Response {
-    set_disabled(&shared, &client_id, true)
+/// The path's client_id; a path axum cannot decode gets Zoom's JSON shape, not plain text.
+type ClientIdPath = Result<Path<String>, PathRejection>;
+
+async fn disable_app(State(shared): State<SharedState>, client_id: ClientIdPath) -> Response {
+    set_disabled(&shared, client_id, true)
 }
 
-async fn enable_app(State(shared): State<SharedState>, Path(client_id): Path<String>) -> Response {
-    set_disabled(&shared, &client_id, false)
+async fn enable_app(State(shared): State<SharedState>, client_id: ClientIdPath) -> Response {
+    set_disabled(&shared, client_id, false)
 }
 
-fn set_disabled(shared: &SharedState, client_id: &str, disabled: bool) -> Response {
+fn set_disabled(shared: &SharedState, client_id: ClientIdPath, disabled: bool) -> Response {
+    let client_id = match client_id {
+        Ok(Path(id)) => id,
+        Err(e) => return bad_body(format!("Invalid client_id in the path: {e}")).into_response(),
+    };
+    let client_id = client_id.as_str();
     if shared.sim().set_disabled(client_id, disabled) {
         tracing::info!(client_id, disabled, "app status changed");
         Json(json!({"client_id": client_id, "disabled": disabled})).into_response()

@@ -1344,3 +1344,18 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
     let (status, _) = admin_post(&base, "/sim/apps/nope/disable", json!({})).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn an_undecodable_client_id_path_gets_a_json_error() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let (status, body) = json_of(
+        http()
+            .post(format!("{base}/sim/apps/%FF%FE/disable"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
+}
