@@ -21,9 +21,10 @@ use crate::credentials::AppCredentials;
 use crate::token_secret::{TokenGrant, TokenRecord};
 use crate::tokens::{self, FenceCheck, PendingFit, PendingGrant};
 use crate::zoom::client::ZoomError;
+use crate::zoom::rejection::{Rejection, RequestProblem};
 
 use super::schedule::{
-    ACCOUNT_CREDENTIALS_REJECTED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS,
+    ACCOUNT_CREDENTIALS_REJECTED, APP_DISABLED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS,
     REFRESH_TOKEN_REJECTED, REFRESH_TOKEN_SPENT,
 };
 use super::store::{Change, StoreError};
@@ -404,25 +405,38 @@ fn name(zc: &ZoomConnection) -> String {
 
 fn error_label(err: &ZoomError) -> &'static str {
     match err {
-        _ if err.is_invalid_grant() => "invalid_grant",
-        _ if err.is_invalid_client() => "invalid_client",
-        ZoomError::Rejected { .. } => "rejected",
+        ZoomError::Rejected { rejection, .. } => rejection.label(),
         ZoomError::Unavailable { .. } => "unavailable",
         ZoomError::Protocol(_) => "protocol_error",
     }
 }
 
-/// A grant problem a person must fix: (reason, message). Pure.
+/// A grant problem a person must fix: (reason, message). Pure: decided by what Zoom's refusal
+/// means (zoom::rejection), never by its exact words, which Zoom has changed over the years.
 pub fn classify_failure(err: &ZoomError, auth_type: AuthType) -> Option<(&'static str, String)> {
-    if err.is_invalid_client() {
-        Some((INVALID_CLIENT_CREDENTIALS, err.to_string()))
-    } else if auth_type == AuthType::ServerToServer && matches!(err, ZoomError::Rejected { .. }) {
-        Some((ACCOUNT_CREDENTIALS_REJECTED, err.to_string()))
-    } else if err.is_invalid_grant() {
-        Some((REFRESH_TOKEN_REJECTED, err.to_string()))
-    } else {
-        None
-    }
+    let rejection = err.rejection()?;
+    let s2s = auth_type == AuthType::ServerToServer;
+    let reason = match rejection {
+        Rejection::ClientRejected => INVALID_CLIENT_CREDENTIALS,
+        Rejection::AppDisabled => {
+            return Some((
+                INVALID_CLIENT_CREDENTIALS,
+                format!("{APP_DISABLED} ({err})"),
+            ))
+        }
+        // A Server-to-Server grant is only its account: any other refusal is about that.
+        _ if s2s => ACCOUNT_CREDENTIALS_REJECTED,
+        Rejection::GrantRejected => REFRESH_TOKEN_REJECTED,
+        Rejection::AccessTokenRejected
+        | Rejection::ScopeMissing
+        | Rejection::Request(
+            RequestProblem::UnsupportedGrantType
+            | RequestProblem::RedirectUriMismatch
+            | RequestProblem::MissingParameter
+            | RequestProblem::Other,
+        ) => return None,
+    };
+    Some((reason, err.to_string()))
 }
 
 async fn handle_failure(
@@ -515,10 +529,24 @@ mod tests {
     use super::*;
 
     fn rejected(status: u16, error: &str) -> ZoomError {
+        refused(
+            status,
+            &format!(r#"{{"reason":"Invalid Token!","error":"{error}"}}"#),
+        )
+    }
+
+    /// What the client makes of a refresh answer, body and all.
+    fn refused(status: u16, body: &str) -> ZoomError {
+        let parsed = crate::zoom::rejection::ErrorBody::parse(body.as_bytes());
         ZoomError::Rejected {
             status,
-            error: error.into(),
-            reason: "Invalid Token!".into(),
+            error: "as Zoom said".into(),
+            reason: "as Zoom said".into(),
+            rejection: crate::zoom::rejection::classify_token_error(
+                crate::zoom::rejection::GrantType::RefreshToken,
+                status,
+                parsed.as_ref(),
+            ),
         }
     }
 
@@ -528,30 +556,96 @@ mod tests {
             detail: "HTTP 503".into(),
             retry_after: None,
         };
+        let oauth = AuthType::PrivateOAuth;
+        let s2s = AuthType::ServerToServer;
         let table: Vec<(&str, ZoomError, AuthType, Option<&str>)> = vec![
             (
                 "dead refresh token",
                 rejected(400, "invalid_grant"),
-                AuthType::PrivateOAuth,
+                oauth,
+                Some(REFRESH_TOKEN_REJECTED),
+            ),
+            (
+                "dead refresh token, 401",
+                rejected(401, "invalid_grant"),
+                oauth,
+                Some(REFRESH_TOKEN_REJECTED),
+            ),
+            (
+                "dead refresh token, invalid_request",
+                rejected(400, "invalid_request"),
+                oauth,
+                Some(REFRESH_TOKEN_REJECTED),
+            ),
+            (
+                "dead refresh token, no reason",
+                refused(401, r#"{"error":"invalid_request"}"#),
+                oauth,
+                Some(REFRESH_TOKEN_REJECTED),
+            ),
+            (
+                "dead refresh token, no reason, 400",
+                refused(400, r#"{"error":"invalid_grant"}"#),
+                oauth,
                 Some(REFRESH_TOKEN_REJECTED),
             ),
             (
                 "bad client",
-                rejected(401, "invalid_client"),
-                AuthType::PrivateOAuth,
+                refused(
+                    401,
+                    r#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#,
+                ),
+                oauth,
+                Some(INVALID_CLIENT_CREDENTIALS),
+            ),
+            (
+                "bad client, said in words",
+                refused(401, r#"{"reason":"Invalid client_id or client_secret"}"#),
+                oauth,
+                Some(INVALID_CLIENT_CREDENTIALS),
+            ),
+            (
+                "app disabled",
+                refused(400, r#"{"reason":"The app has been disabled","code":4717}"#),
+                oauth,
                 Some(INVALID_CLIENT_CREDENTIALS),
             ),
             (
                 "s2s refused",
                 rejected(400, "invalid_request"),
-                AuthType::ServerToServer,
+                s2s,
                 Some(ACCOUNT_CREDENTIALS_REJECTED),
             ),
-            ("zoom down", unavailable, AuthType::PrivateOAuth, None),
+            (
+                "s2s bad client",
+                refused(401, r#"{"error":"invalid_client"}"#),
+                s2s,
+                Some(INVALID_CLIENT_CREDENTIALS),
+            ),
+            (
+                "s2s wrong grant type",
+                refused(400, r#"{"error":"unsupported_grant_type"}"#),
+                s2s,
+                Some(ACCOUNT_CREDENTIALS_REJECTED),
+            ),
+            ("a proxy's page", refused(400, "<html>"), oauth, None),
+            (
+                "a missing parameter is our bug",
+                refused(
+                    400,
+                    r#"{"reason":"Missing parameter: refresh_token","error":"invalid_request"}"#,
+                ),
+                oauth,
+                None,
+            ),
+            ("zoom down", unavailable, oauth, None),
         ];
         for (what, err, auth, want) in table {
             assert_eq!(classify_failure(&err, auth).map(|(r, _)| r), want, "{what}");
         }
+        let (_, message) =
+            classify_failure(&refused(400, r#"{"code":4717}"#), oauth).expect("classified");
+        assert!(message.contains("disabled"), "{message}");
     }
 
     #[test]

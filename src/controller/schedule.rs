@@ -16,6 +16,9 @@ pub const REFRESH_TOKEN_SPENT: &str = "RefreshTokenSpent";
 pub const DEAUTHORIZED: &str = "Deauthorized";
 pub const ACCOUNT_CREDENTIALS_REJECTED: &str = "AccountCredentialsRejected";
 pub const INVALID_CLIENT_CREDENTIALS: &str = "InvalidClientCredentials";
+/// How an `InvalidClientCredentials` problem's message starts when the credentials are right
+/// but Zoom has disabled the app (4717): the status then says so instead of "copy them again".
+pub const APP_DISABLED: &str = "Zoom says the app is disabled";
 /// The last browser authorization failed (denied, bad code); the grant itself may be intact.
 pub const AUTHORIZATION_FAILED: &str = "AuthorizationFailed";
 

@@ -10,8 +10,8 @@ use crate::token_secret::{rfc3339, Ownership, TokenRecord};
 use crate::urls::{PublicUrls, UrlProblem};
 
 use super::schedule::{
-    ACCOUNT_CREDENTIALS_REJECTED, AUTHORIZATION_FAILED, DEAUTHORIZED, INVALID_CLIENT_CREDENTIALS,
-    REFRESH_TOKEN_REJECTED, REFRESH_TOKEN_SPENT,
+    ACCOUNT_CREDENTIALS_REJECTED, APP_DISABLED, AUTHORIZATION_FAILED, DEAUTHORIZED,
+    INVALID_CLIENT_CREDENTIALS, REFRESH_TOKEN_REJECTED, REFRESH_TOKEN_SPENT,
 };
 
 /// Whether the connection can receive events, decided by the events module.
@@ -45,19 +45,36 @@ fn time(ts: Timestamp) -> Time {
 
 pub fn credentials_verdict(o: &Observation<'_>) -> Verdict {
     match o.credentials {
-        Err(problem) => Verdict::failed(cond::CREDENTIALS_READY, problem.reason(), problem.message()),
-        Ok(_) if problem_is(o.record, INVALID_CLIENT_CREDENTIALS) => Verdict::failed(
-            cond::CREDENTIALS_READY,
-            "InvalidClientCredentials",
-            format!(
-                "Zoom rejected the client ID or client secret in Secret {}; copy them again from the Zoom Marketplace app",
-                o.credentials_secret
-            ),
-        ),
+        Err(problem) => {
+            Verdict::failed(cond::CREDENTIALS_READY, problem.reason(), problem.message())
+        }
+        Ok(_) if problem_is(o.record, INVALID_CLIENT_CREDENTIALS) => {
+            let detail = o
+                .record
+                .grant_problem
+                .as_ref()
+                .map(|(_, m)| m.as_str())
+                .unwrap_or_default();
+            let message = if detail.starts_with(APP_DISABLED) {
+                format!(
+                    "Zoom says the app whose credentials are in Secret {} is disabled; enable it in the Zoom App Marketplace or ask Zoom support ({detail})",
+                    o.credentials_secret
+                )
+            } else {
+                format!(
+                    "Zoom rejected the client ID or client secret in Secret {}; copy them again from the Zoom Marketplace app",
+                    o.credentials_secret
+                )
+            };
+            Verdict::failed(cond::CREDENTIALS_READY, "InvalidClientCredentials", message)
+        }
         Ok(_) => Verdict::ok(
             cond::CREDENTIALS_READY,
             "Valid",
-            format!("Client credentials read from Secret {}", o.credentials_secret),
+            format!(
+                "Client credentials read from Secret {}",
+                o.credentials_secret
+            ),
         ),
     }
 }

@@ -14,13 +14,14 @@ use serde::Deserialize;
 
 use crate::api::ZoomConnection;
 use crate::controller::renew::store_grant;
-use crate::controller::schedule::{AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS};
+use crate::controller::schedule::{APP_DISABLED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS};
 use crate::controller::store::Change;
 use crate::controller::Context;
 use crate::metrics::HttpLabels;
 use crate::signing::{pkce_challenge, Claims, SignatureError};
 use crate::token_secret::remember_state;
 use crate::zoom::client::ZoomError;
+use crate::zoom::rejection::{Rejection, RequestProblem};
 
 #[derive(Deserialize)]
 pub struct StartQuery {
@@ -342,24 +343,12 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
         Err(err) => {
             ctx.metrics.token_request(&label, "exchange_failed");
             tracing::warn!(connection = %who, error = %err, "authorization code exchange failed");
-            let (reason, status) = match &err {
-                e if e.is_invalid_client() => (INVALID_CLIENT_CREDENTIALS, StatusCode::BAD_REQUEST),
-                ZoomError::Unavailable { .. } | ZoomError::Protocol(_) => {
-                    (AUTHORIZATION_FAILED, StatusCode::BAD_GATEWAY)
-                }
-                _ => (AUTHORIZATION_FAILED, StatusCode::BAD_REQUEST),
-            };
-            record_failure(
-                ctx,
-                &zc,
-                reason,
-                format!("exchanging the authorization code failed: {err}"),
-            )
-            .await;
+            let (reason, status, why) = exchange_failure(&err);
+            record_failure(ctx, &zc, reason, format!("{why}: {err}")).await;
             return page(
                 status,
                 "Zoom did not accept the authorization",
-                &format!("{err}. {restart}"),
+                &format!("{why}: {err}. {restart}"),
             );
         }
     };
@@ -401,6 +390,44 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
     }
 }
 
+/// What a failed code exchange means: (grant problem reason, page status, what happened).
+/// Pure. A used or expired code is the user's to retry; only Zoom's word on the client (or a
+/// disabled app) is a credentials problem.
+fn exchange_failure(err: &ZoomError) -> (&'static str, StatusCode, &'static str) {
+    match err.rejection() {
+        Some(Rejection::ClientRejected) => (
+            INVALID_CLIENT_CREDENTIALS,
+            StatusCode::BAD_REQUEST,
+            "Zoom does not accept the app's client ID and secret",
+        ),
+        Some(Rejection::AppDisabled) => (
+            INVALID_CLIENT_CREDENTIALS,
+            StatusCode::BAD_REQUEST,
+            APP_DISABLED,
+        ),
+        Some(Rejection::GrantRejected) => (
+            AUTHORIZATION_FAILED,
+            StatusCode::BAD_REQUEST,
+            "the authorization code was refused (it was already used or has expired)",
+        ),
+        Some(Rejection::Request(RequestProblem::RedirectUriMismatch)) => (
+            AUTHORIZATION_FAILED,
+            StatusCode::BAD_REQUEST,
+            "Zoom does not accept the redirect URL; add status.redirectURL to the app's redirect URLs in the Zoom Marketplace",
+        ),
+        Some(_) => (
+            AUTHORIZATION_FAILED,
+            StatusCode::BAD_REQUEST,
+            "exchanging the authorization code failed",
+        ),
+        None => (
+            AUTHORIZATION_FAILED,
+            StatusCode::BAD_GATEWAY,
+            "exchanging the authorization code failed",
+        ),
+    }
+}
+
 async fn record_failure(ctx: &Context, zc: &ZoomConnection, reason: &str, message: String) {
     let result = ctx
         .token_store(zc)
@@ -427,6 +454,66 @@ async fn record_failure(ctx: &Context, zc: &ZoomConnection, reason: &str, messag
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn exchange_refused(status: u16, body: &str) -> ZoomError {
+        let parsed = crate::zoom::rejection::ErrorBody::parse(body.as_bytes());
+        ZoomError::Rejected {
+            status,
+            error: String::new(),
+            reason: String::new(),
+            rejection: crate::zoom::rejection::classify_token_error(
+                crate::zoom::rejection::GrantType::AuthorizationCode,
+                status,
+                parsed.as_ref(),
+            ),
+        }
+    }
+
+    #[test]
+    fn a_used_code_is_not_a_client_problem() {
+        let table = [
+            // devforum.zoom.us/t/12302: Zoom echoes the whole code.
+            (
+                400,
+                r#"{"reason":"Invalid authorization code mk1Cq8Pap6_PatCmZLwQxKCZOUJsBwojQ","error":"invalid_request"}"#,
+                AUTHORIZATION_FAILED,
+            ),
+            (
+                400,
+                r#"{"reason":"Invalid authorization code abcd…","error":"invalid_grant"}"#,
+                AUTHORIZATION_FAILED,
+            ),
+            (
+                401,
+                r#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#,
+                INVALID_CLIENT_CREDENTIALS,
+            ),
+            (
+                400,
+                r#"{"reason":"The app has been disabled","code":4717}"#,
+                INVALID_CLIENT_CREDENTIALS,
+            ),
+            (
+                400,
+                r#"{"reason":"Redirect URI mismatch.","error":"invalid_request","code":4709}"#,
+                AUTHORIZATION_FAILED,
+            ),
+        ];
+        for (status, body, want) in table {
+            let (reason, page, _) = exchange_failure(&exchange_refused(status, body));
+            assert_eq!((reason, page), (want, StatusCode::BAD_REQUEST), "{body}");
+        }
+        let (_, _, why) = exchange_failure(&exchange_refused(
+            400,
+            r#"{"reason":"Redirect URI mismatch.","code":4709}"#,
+        ));
+        assert!(why.contains("redirect URL"), "{why}");
+        let down = ZoomError::Unavailable {
+            detail: "HTTP 503".into(),
+            retry_after: None,
+        };
+        assert_eq!(exchange_failure(&down).1, StatusCode::BAD_GATEWAY);
+    }
 
     proptest! {
         /// Whatever a browser (or an attacker) puts in the callback's query, parsing it and

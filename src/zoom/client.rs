@@ -13,16 +13,21 @@ use url::Url;
 use crate::credentials::AppCredentials;
 use crate::token_secret::TokenGrant;
 
+use super::rejection::{self, ErrorBody, GrantType, Rejection};
+
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ZoomError {
-    /// Zoom said no (HTTP 400/401 with an OAuth error): retrying the same request will not help.
-    #[error("Zoom rejected the request: {error} ({reason})")]
+    /// Zoom said no (HTTP 4xx): retrying the same request will not help. `rejection` says what
+    /// it means; `error` and `reason` are Zoom's words (scrubbed of anything credential-like),
+    /// with Zoom's numeric code in `error` when it sent one.
+    #[error("Zoom answered HTTP {status} {error}: {reason}")]
     Rejected {
         status: u16,
         error: String,
         reason: String,
+        rejection: Rejection,
     },
     /// 429, 5xx, a timeout or a connection error: worth retrying later.
     #[error("Zoom is unavailable: {detail}")]
@@ -36,22 +41,21 @@ pub enum ZoomError {
 }
 
 impl ZoomError {
-    pub fn is_invalid_grant(&self) -> bool {
-        matches!(self, ZoomError::Rejected { error, .. } if error == "invalid_grant")
+    /// What Zoom's refusal means, if Zoom refused.
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self {
+            ZoomError::Rejected { rejection, .. } => Some(*rejection),
+            _ => None,
+        }
+    }
+    /// Zoom's REST API refused the token for a missing scope (code 4711).
+    pub fn is_missing_scope(&self) -> bool {
+        self.rejection() == Some(Rejection::ScopeMissing)
     }
     /// No answer arrived although the request may have reached Zoom (a timeout, a connection
     /// cut mid-request): Zoom may have acted on it, for a refresh, rotated the grant.
     pub fn answer_lost(&self) -> bool {
         matches!(self, ZoomError::Unavailable { detail, .. } if detail == TIMED_OUT || detail == REQUEST_FAILED)
-    }
-    /// Zoom's REST API refused the token for a missing scope (code 4711, "does not contain
-    /// scopes"): asking again with the same grant will not help.
-    pub fn is_missing_scope(&self) -> bool {
-        matches!(self, ZoomError::Rejected { error, reason, .. }
-            if error == MISSING_SCOPE || reason.contains("does not contain scopes"))
-    }
-    pub fn is_invalid_client(&self) -> bool {
-        matches!(self, ZoomError::Rejected { error, status, .. } if error == "invalid_client" || *status == 401)
     }
 }
 
@@ -78,23 +82,6 @@ struct TokenResponse {
     #[serde(default)]
     api_url: Option<String>,
 }
-
-/// Zoom's error bodies: `{"error", "reason"}` from the OAuth endpoints, `{"code",
-/// "message"}` from the REST API.
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    code: Option<i64>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-/// The `error` of a REST answer with Zoom's code 4711: the token lacks a scope.
-pub const MISSING_SCOPE: &str = "zoom_4711";
 
 /// Talks to one Zoom (or zoom-sim): OAuth host and API host.
 #[derive(Clone, Debug)]
@@ -188,6 +175,7 @@ impl ZoomClient {
     ) -> Result<TokenGrant, ZoomError> {
         self.token(
             app,
+            GrantType::AuthorizationCode,
             &[
                 ("grant_type", "authorization_code"),
                 ("code", code),
@@ -205,6 +193,7 @@ impl ZoomClient {
     ) -> Result<TokenGrant, ZoomError> {
         self.token(
             app,
+            GrantType::RefreshToken,
             &[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", refresh_token),
@@ -220,6 +209,7 @@ impl ZoomClient {
     ) -> Result<TokenGrant, ZoomError> {
         self.token(
             app,
+            GrantType::AccountCredentials,
             &[
                 ("grant_type", "account_credentials"),
                 ("account_id", account_id),
@@ -231,6 +221,7 @@ impl ZoomClient {
     async fn token(
         &self,
         app: &AppCredentials,
+        grant: GrantType,
         form: &[(&str, &str)],
     ) -> Result<TokenGrant, ZoomError> {
         let sent_at = Timestamp::now();
@@ -241,7 +232,9 @@ impl ZoomClient {
             .form(form);
         let (status, headers, body) = self.send("token", request).await?;
         if !status.is_success() {
-            return Err(error_from(status, &headers, &body));
+            return Err(error_from(status, &headers, &body, |status, parsed| {
+                rejection::classify_token_error(grant, status, parsed)
+            }));
         }
         let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
             ZoomError::Protocol(format!("token response is not the expected JSON: {e}"))
@@ -274,7 +267,10 @@ impl ZoomClient {
         if status.is_success() {
             Ok(())
         } else {
-            Err(error_from(status, &headers, &body))
+            // Revoke answers in the OAuth shape; what matters is only whether it is final.
+            Err(error_from(status, &headers, &body, |status, parsed| {
+                rejection::classify_token_error(GrantType::RefreshToken, status, parsed)
+            }))
         }
     }
 
@@ -285,15 +281,12 @@ impl ZoomClient {
             .bearer_auth(access_token);
         let (status, headers, body) = self.send("users_me", request).await?;
         if !status.is_success() {
-            let error = error_from(status, &headers, &body);
-            if status == StatusCode::UNAUTHORIZED && !error.is_missing_scope() {
-                return Err(ZoomError::Rejected {
-                    status: 401,
-                    error: "invalid_token".to_owned(),
-                    reason: "the access token was not accepted by /v2/users/me".to_owned(),
-                });
-            }
-            return Err(error);
+            return Err(error_from(
+                status,
+                &headers,
+                &body,
+                rejection::classify_api_error,
+            ));
         }
         serde_json::from_slice(&body)
             .map_err(|e| ZoomError::Protocol(format!("users/me answer: {e}")))
@@ -321,7 +314,12 @@ fn transport_error(e: reqwest::Error) -> ZoomError {
     }
 }
 
-fn error_from(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError {
+fn error_from(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    classify: impl Fn(u16, Option<&ErrorBody>) -> Rejection,
+) -> ZoomError {
     if status == StatusCode::TOO_MANY_REQUESTS
         || status.is_server_error()
         || status == StatusCode::REQUEST_TIMEOUT
@@ -335,16 +333,23 @@ fn error_from(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError
             retry_after,
         };
     }
-    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-    let error = parsed
-        .error
-        .or_else(|| parsed.code.map(|code| format!("zoom_{code}")))
-        .unwrap_or_else(|| format!("http_{}", status.as_u16()));
-    let reason = parsed.reason.or(parsed.message);
+    let parsed = ErrorBody::parse(body);
+    let rejection = classify(status.as_u16(), parsed.as_ref());
+    let parsed = parsed.unwrap_or_default();
+    let error = match (
+        parsed.error.as_deref().filter(|e| !e.is_empty()),
+        parsed.code,
+    ) {
+        (Some(error), Some(code)) => format!("{} (code {code})", scrub(error)),
+        (Some(error), None) => scrub(error),
+        (None, Some(code)) => format!("code {code}"),
+        (None, None) => format!("http_{}", status.as_u16()),
+    };
     ZoomError::Rejected {
         status: status.as_u16(),
         error,
-        reason: scrub(reason.as_deref().unwrap_or("no reason given")),
+        reason: scrub(parsed.text().unwrap_or("no reason given")),
+        rejection,
     }
 }
 
@@ -446,45 +451,93 @@ mod tests {
         assert_eq!(parse_retry_after("", now), None);
     }
 
+    fn refresh_error(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> ZoomError {
+        error_from(status, headers, body, |status, parsed| {
+            rejection::classify_token_error(GrantType::RefreshToken, status, parsed)
+        })
+    }
+
     #[test]
     fn errors_are_classified() {
         let h = HeaderMap::new();
-        let e = error_from(
+        let e = refresh_error(
             StatusCode::BAD_REQUEST,
             &h,
             br#"{"reason":"Invalid Token!","error":"invalid_grant"}"#,
         );
-        assert!(e.is_invalid_grant());
-        let e = error_from(
+        assert_eq!(e.rejection(), Some(Rejection::GrantRejected));
+        assert_eq!(
+            e.to_string(),
+            "Zoom answered HTTP 400 invalid_grant: Invalid Token!"
+        );
+        // A 401 is not the client's fault unless Zoom says so.
+        let e = refresh_error(
+            StatusCode::UNAUTHORIZED,
+            &h,
+            br#"{"error":"invalid_grant"}"#,
+        );
+        assert_eq!(e.rejection(), Some(Rejection::GrantRejected));
+        let e = refresh_error(
             StatusCode::UNAUTHORIZED,
             &h,
             br#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#,
         );
-        assert!(e.is_invalid_client());
+        assert_eq!(e.rejection(), Some(Rejection::ClientRejected));
+        let e = refresh_error(
+            StatusCode::BAD_REQUEST,
+            &h,
+            br#"{"reason":"The app has been disabled","error":"invalid_request","code":4717}"#,
+        );
+        assert_eq!(e.rejection(), Some(Rejection::AppDisabled));
+        assert_eq!(
+            e.to_string(),
+            "Zoom answered HTTP 400 invalid_request (code 4717): The app has been disabled"
+        );
         let mut h429 = HeaderMap::new();
         h429.insert(RETRY_AFTER, "7".parse().expect("header"));
         assert_eq!(
-            error_from(StatusCode::TOO_MANY_REQUESTS, &h429, b""),
+            refresh_error(StatusCode::TOO_MANY_REQUESTS, &h429, b""),
             ZoomError::Unavailable {
                 detail: "HTTP 429".into(),
                 retry_after: Some(Duration::from_secs(7))
             }
         );
         assert!(matches!(
-            error_from(StatusCode::BAD_GATEWAY, &h, b"<html>"),
+            refresh_error(StatusCode::BAD_GATEWAY, &h, b"<html>"),
             ZoomError::Unavailable { .. }
         ));
-        let e = error_from(StatusCode::BAD_REQUEST, &h, b"not json");
+        let e = refresh_error(StatusCode::BAD_REQUEST, &h, b"not json");
         assert!(matches!(e, ZoomError::Rejected { ref error, .. } if error == "http_400"));
-        // GET /v2/users/me with a grant that lacks user:read:user (Zoom's REST error shape).
+        assert_eq!(
+            e.rejection(),
+            Some(Rejection::Request(rejection::RequestProblem::Other))
+        );
         let e = error_from(
             StatusCode::BAD_REQUEST,
             &h,
-            br#"{"code":4711,"message":"Invalid access token, does not contain scopes:[user:read:user]."}"#,
+            br#"{"code":4711,"message":"Invalid access token, does not contain scopes:[user:read:user, user:read:user:admin]."}"#,
+            rejection::classify_api_error,
         );
-        assert!(e.is_missing_scope(), "{e:?}");
-        assert!(!e.is_invalid_grant() && !e.is_invalid_client());
-        assert!(e.to_string().contains("does not contain scopes"), "{e}");
+        assert_eq!(e.rejection(), Some(Rejection::ScopeMissing));
+        assert!(e.to_string().contains("user:read:user"), "{e}");
+    }
+
+    #[test]
+    fn an_echoed_authorization_code_never_reaches_a_message() {
+        // Zoom echoes the whole code (devforum.zoom.us/t/12302).
+        let code = "mk1Cq8Pap6_PatCmZLwQxKCZOUJsBwojQ";
+        let body = format!(
+            r#"{{"reason":"Invalid authorization code {code}","error":"invalid_request"}}"#
+        );
+        let e = error_from(
+            StatusCode::BAD_REQUEST,
+            &HeaderMap::new(),
+            body.as_bytes(),
+            |s, p| rejection::classify_token_error(GrantType::AuthorizationCode, s, p),
+        );
+        assert_eq!(e.rejection(), Some(Rejection::GrantRejected));
+        assert!(!e.to_string().contains(code), "{e}");
+        assert!(!format!("{e:?}").contains(code), "{e:?}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! can reach it. All bodies and answers are JSON; errors use Zoom's REST shape
 //! `{"code": .., "message": ..}` (code 300 for an invalid body, as Zoom does).
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,7 +22,9 @@ use crate::errors::{api_error, bad_body, parse_form, JsonBody};
 use crate::faults::FaultSpec;
 use crate::ratelimit::RateLimitSettings;
 use crate::server::SharedState;
-use crate::state::{ApiError, App, ConsentMode, MAX_LIFETIME_SECS};
+use crate::state::{
+    ApiError, App, CodeRejection, ConsentMode, RefreshRejection, MAX_LIFETIME_SECS,
+};
 use crate::tokens;
 use crate::webhook::{self, Outgoing};
 
@@ -41,6 +44,9 @@ pub fn router() -> Router<SharedState> {
             "/sim/apps/{client_id}/rotate-secret-token",
             post(rotate_secret_token),
         )
+        .route("/sim/apps/{client_id}/disable", post(disable_app))
+        .route("/sim/apps/{client_id}/enable", post(enable_app))
+        .route("/sim/tokens/expire-refresh", post(expire_refresh))
         .route("/sim/stats", get(stats))
         .route("/sim/clock", get(get_clock).post(advance_clock))
         .route("/sim/deauthorize", post(deauthorize))
@@ -98,6 +104,8 @@ struct ConfigPatch {
     max_pending_webhooks: Option<usize>,
     /// Replaces the rate-limit settings; omitted fields take their defaults.
     rate_limit: Option<RateLimitSettings>,
+    refresh_rejection: Option<RefreshRejection>,
+    code_rejection: Option<CodeRejection>,
 }
 
 fn check_lifetime(name: &str, value: Option<u64>) -> Result<(), String> {
@@ -180,6 +188,12 @@ async fn set_config(
         }
         if let Some(secs) = patch.refresh_token_lifetime_secs {
             settings.refresh_token_lifetime_secs = secs;
+        }
+        if let Some(dialect) = patch.refresh_rejection {
+            settings.refresh_rejection = dialect;
+        }
+        if let Some(dialect) = patch.code_rejection {
+            settings.code_rejection = dialect;
         }
     }
     *shared.webhook_settings_mut() = webhooks;
@@ -343,6 +357,54 @@ async fn rotate_secret_token(
             "previous_valid_until_ms": until,
         }))
         .into_response(),
+        None => api_error(404, "No app with that client_id.").into_response(),
+    }
+}
+
+/// The path's client_id; a path axum cannot decode gets Zoom's JSON shape, not plain text.
+type ClientIdPath = Result<Path<String>, PathRejection>;
+
+async fn disable_app(State(shared): State<SharedState>, client_id: ClientIdPath) -> Response {
+    set_disabled(&shared, client_id, true)
+}
+
+async fn enable_app(State(shared): State<SharedState>, client_id: ClientIdPath) -> Response {
+    set_disabled(&shared, client_id, false)
+}
+
+fn set_disabled(shared: &SharedState, client_id: ClientIdPath, disabled: bool) -> Response {
+    let client_id = match client_id {
+        Ok(Path(id)) => id,
+        Err(e) => return bad_body(format!("Invalid client_id in the path: {e}")).into_response(),
+    };
+    let client_id = client_id.as_str();
+    if shared.sim().set_disabled(client_id, disabled) {
+        tracing::info!(client_id, disabled, "app status changed");
+        Json(json!({"client_id": client_id, "disabled": disabled})).into_response()
+    } else {
+        api_error(404, "No app with that client_id.").into_response()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpireRefreshRequest {
+    client_id: String,
+    user_id: Option<String>,
+}
+
+/// "This refresh token expired just now": the app's grants keep their access tokens, but
+/// presenting their refresh tokens gets the configured refresh rejection.
+async fn expire_refresh(
+    State(shared): State<SharedState>,
+    JsonBody(req): JsonBody<ExpireRefreshRequest>,
+) -> Response {
+    let now = shared.clock.now_ms();
+    let expired = shared
+        .sim()
+        .expire_refresh(&req.client_id, req.user_id.as_deref(), now);
+    match expired {
+        Some(n) => Json(json!({"expired": n})).into_response(),
         None => api_error(404, "No app with that client_id.").into_response(),
     }
 }

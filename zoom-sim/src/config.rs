@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::delivery::RetryTimestamp;
 use crate::ratelimit::RateLimitSettings;
-use crate::state::{App, AppKind, ConsentMode};
+use crate::state::{App, AppKind, CodeRejection, ConsentMode, RefreshRejection};
 use crate::tokens;
 
 /// An app as described by a user; every field optional until [`AppSpec::into_app`].
@@ -36,6 +36,8 @@ pub struct AppSpec {
     pub verification_token: Option<String>,
     /// Regional API base URL for token answers, e.g. `https://api-eu.zoom.us`.
     pub api_url: Option<String>,
+    /// Registered redirect URLs, space- (or `+`-) separated; unset means any URL is accepted.
+    pub redirect_urls: Option<String>,
 }
 
 /// The `k=v` keys accepted by `--app`, in the order the help text lists them.
@@ -54,6 +56,7 @@ pub const APP_SPEC_KEYS: &[&str] = &[
     "last_name",
     "verification_token",
     "api_url",
+    "redirect_urls",
 ];
 
 /// The result of turning a spec into an app; says whether a secret was made up.
@@ -88,6 +91,7 @@ impl AppSpec {
                 "event_url" => &mut out.event_url,
                 "verification_token" => &mut out.verification_token,
                 "api_url" => &mut out.api_url,
+                "redirect_urls" => &mut out.redirect_urls,
                 other => {
                     return Err(format!(
                         "unknown app spec key {other:?} (known: {})",
@@ -145,6 +149,18 @@ impl AppSpec {
             Some(v) => v,
             None => derive_id("verification", &client_id),
         };
+        let redirect_urls: Vec<String> = present(self.redirect_urls)
+            .map(|s| {
+                s.split([' ', '+'])
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for url in &redirect_urls {
+            crate::state::validate_redirect_uri(url)
+                .map_err(|e| format!("redirect_urls: {url:?}: {e}"))?;
+        }
         let scopes: Vec<String> = match present(self.scopes) {
             Some(s) => s
                 .split([' ', '+'])
@@ -173,6 +189,8 @@ impl AppSpec {
                 api_url,
                 previous_client_secret: None,
                 previous_secret_token: None,
+                redirect_urls,
+                disabled: false,
             },
             generated_secret_token,
         })
@@ -222,6 +240,8 @@ pub struct FileConfig {
     pub token_lifetime_secs: Option<u64>,
     pub refresh_token_lifetime_secs: Option<u64>,
     pub consent: Option<ConsentMode>,
+    pub refresh_rejection: Option<RefreshRejection>,
+    pub code_rejection: Option<CodeRejection>,
     #[serde(default)]
     pub apps: Vec<AppSpec>,
     pub webhook_timeout_ms: Option<u64>,
@@ -327,6 +347,42 @@ mod tests {
         )
         .expect_err("unknown");
         assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn redirect_urls_are_registered_and_checked() {
+        let app = AppSpec::parse_cli(
+            "client_id=a,client_secret=s,redirect_urls=https://x.example/cb+http://127.0.0.1:8080/cb",
+        )
+        .and_then(AppSpec::into_app)
+        .expect("valid")
+        .app;
+        assert_eq!(
+            app.redirect_urls,
+            vec!["https://x.example/cb", "http://127.0.0.1:8080/cb"]
+        );
+        assert!(app.accepts_redirect("https://x.example/cb"));
+        assert!(!app.accepts_redirect("https://x.example/cb/"));
+        let any = AppSpec::parse_cli("client_id=a,client_secret=s")
+            .and_then(AppSpec::into_app)
+            .expect("valid")
+            .app;
+        assert!(any.redirect_urls.is_empty() && any.accepts_redirect("https://anything.example/"));
+        let err = AppSpec::parse_cli("client_id=a,client_secret=s,redirect_urls=/relative")
+            .and_then(AppSpec::into_app)
+            .expect_err("relative");
+        assert!(err.contains("redirect_urls"), "{err}");
+    }
+
+    #[test]
+    fn config_file_names_the_dialects() {
+        let file: FileConfig = serde_json::from_str(
+            r#"{"refresh_rejection":"no_reason_401","code_rejection":"echoed"}"#,
+        )
+        .expect("valid");
+        assert_eq!(file.refresh_rejection, Some(RefreshRejection::NoReason401));
+        assert_eq!(file.code_rejection, Some(CodeRejection::Echoed));
+        assert!(serde_json::from_str::<FileConfig>(r#"{"refresh_rejection":"teapot"}"#).is_err());
     }
 
     #[test]

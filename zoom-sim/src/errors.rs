@@ -22,8 +22,11 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Serialize)]
 struct OAuthErrorBody<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
     reason: &'a str,
     error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +44,7 @@ impl IntoResponse for OAuthError {
         let body = OAuthErrorBody {
             reason: &self.reason,
             error: self.error,
+            code: self.code,
         };
         (
             status(self.status),

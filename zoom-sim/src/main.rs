@@ -16,8 +16,8 @@ use zoom_sim::config::{AppSpec, FileConfig};
 use zoom_sim::delivery::{RetryTimestamp, WebhookSettings};
 use zoom_sim::server::{self, ServeOptions};
 use zoom_sim::state::{
-    ConsentMode, Settings, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_TOKEN_LIFETIME_SECS,
-    MAX_LIFETIME_SECS,
+    CodeRejection, ConsentMode, RefreshRejection, Settings, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
+    DEFAULT_TOKEN_LIFETIME_SECS, MAX_LIFETIME_SECS,
 };
 use zoom_sim::webhook::{self, EventSpec, SendEvent};
 
@@ -57,14 +57,23 @@ struct ServeArgs {
     /// What /oauth/authorize does: approve, deny or page [default: page].
     #[arg(long, value_name = "MODE", value_parser = parse_consent)]
     consent: Option<ConsentMode>,
+    /// How a dead refresh token is answered: invalid_grant_400 (Zoom today), invalid_grant_401,
+    /// invalid_request_400, no_reason_400 or no_reason_401 [default: invalid_grant_400].
+    #[arg(long, value_name = "DIALECT", value_parser = parse_refresh_rejection)]
+    refresh_rejection: Option<RefreshRejection>,
+    /// How a bad authorization code is answered: redacted (first 4 characters, invalid_grant)
+    /// or echoed (Zoom's: the whole code, invalid_request) [default: redacted].
+    #[arg(long, value_name = "DIALECT", value_parser = parse_code_rejection)]
+    code_rejection: Option<CodeRejection>,
     /// Register an app: kind=oauth|s2s,client_id=ID,client_secret=S,secret_token=T,
     /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]
-    /// [,verification_token=V][,api_url=URL]. Repeatable.
+    /// [,verification_token=V][,api_url=URL][,redirect_urls=a+b]. Repeatable.
     #[arg(long = "app", value_name = "SPEC", value_parser = parse_app_spec)]
     apps: Vec<AppSpec>,
     /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent",
     /// "webhook_timeout_ms","webhook_retries","retry_timestamp","duplicate_rate","max_pending_webhooks",
-    /// "webhook_request_id_header","legacy_authorization_header","rate_limit":{..},"apps":[..]}.
+    /// "webhook_request_id_header","legacy_authorization_header","rate_limit":{..},
+    /// "refresh_rejection","code_rejection","apps":[..]}.
     /// Command-line flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -161,6 +170,14 @@ fn parse_retry_timestamp(s: &str) -> Result<RetryTimestamp, String> {
     s.parse()
 }
 
+fn parse_refresh_rejection(s: &str) -> Result<RefreshRejection, String> {
+    s.parse()
+}
+
+fn parse_code_rejection(s: &str) -> Result<CodeRejection, String> {
+    s.parse()
+}
+
 fn parse_app_spec(s: &str) -> Result<AppSpec, String> {
     let spec = AppSpec::parse_cli(s)?;
     // Validate now so that mistakes are reported as flag errors; built again in `serve`.
@@ -251,6 +268,14 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
         consent: args.consent.or(file.consent).unwrap_or(ConsentMode::Page),
         token_lifetime_secs,
         refresh_token_lifetime_secs,
+        refresh_rejection: args
+            .refresh_rejection
+            .or(file.refresh_rejection)
+            .unwrap_or_default(),
+        code_rejection: args
+            .code_rejection
+            .or(file.code_rejection)
+            .unwrap_or_default(),
     };
     let defaults = WebhookSettings::default();
     let webhooks = WebhookSettings {

@@ -122,6 +122,20 @@ async fn serve_rejects_incomplete_app_specs() {
 }
 
 #[tokio::test]
+async fn serve_rejects_unknown_dialects() {
+    let out = run(&["serve", "--refresh-rejection", "teapot"]).await;
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr.contains("no_reason_401"),
+        "names the choices: {}",
+        out.stderr
+    );
+    let out = run(&["serve", "--code-rejection", "loud"]).await;
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("echoed"), "{}", out.stderr);
+}
+
+#[tokio::test]
 async fn send_event_signs_like_zoom() {
     let receiver = Receiver::start("sekret", Validation::Correct).await;
     let out = run(&[

@@ -1060,3 +1060,305 @@ fn independent_hmac_matches_known_vector() {
         "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
     );
 }
+
+// ----- dialects: Zoom's answers as Zoom has given them ------------------------------------
+
+/// Authorizes webid (approve mode, PKCE) and returns (access token, refresh token).
+async fn grant(base: &str) -> (String, String) {
+    let code = authorize(base, Some(&s256(VERIFIER))).await;
+    let (status, body) = exchange(base, &code, REDIRECT, VERIFIER).await;
+    assert_eq!(status, 200, "{body}");
+    let get = |k: &str| body[k].as_str().expect("token").to_owned();
+    (get("access_token"), get("refresh_token"))
+}
+
+async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
+    token(
+        base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let (_, settings) = admin_post(&base, "/sim/config", json!({})).await;
+    assert_eq!(
+        settings["refresh_rejection"], "invalid_grant_400",
+        "the default"
+    );
+    let dialects = [
+        (
+            "invalid_grant_400",
+            400,
+            json!({"reason": "Invalid Token!", "error": "invalid_grant"}),
+        ),
+        (
+            "invalid_grant_401",
+            401,
+            json!({"reason": "Invalid Token!", "error": "invalid_grant"}),
+        ),
+        (
+            "invalid_request_400",
+            400,
+            json!({"reason": "Invalid Token!", "error": "invalid_request"}),
+        ),
+        ("no_reason_400", 400, json!({"error": "invalid_grant"})),
+        ("no_reason_401", 401, json!({"error": "invalid_request"})),
+    ];
+    for (dialect, want_status, want_body) in dialects {
+        let (status, settings) =
+            admin_post(&base, "/sim/config", json!({"refresh_rejection": dialect})).await;
+        assert_eq!(
+            (status, &settings["refresh_rejection"]),
+            (200, &json!(dialect))
+        );
+        let (_, first) = grant(&base).await;
+        let (status, rotated) = refresh(&base, &first).await;
+        assert_eq!(status, 200, "{rotated}");
+        // Reused (rotated out), unknown, and expired on purpose: all answered alike.
+        assert_eq!(
+            refresh(&base, &first).await,
+            (want_status, want_body.clone()),
+            "{dialect}: reused"
+        );
+        assert_eq!(
+            refresh(&base, "never-issued").await,
+            (want_status, want_body.clone()),
+            "{dialect}: unknown"
+        );
+        let (status, expired) = admin_post(
+            &base,
+            "/sim/tokens/expire-refresh",
+            json!({"client_id": "webid"}),
+        )
+        .await;
+        assert_eq!(status, 200, "{expired}");
+        assert!(
+            expired["expired"].as_u64().is_some_and(|n| n >= 1),
+            "{expired}"
+        );
+        let current = rotated["refresh_token"].as_str().expect("rt");
+        assert_eq!(
+            refresh(&base, current).await,
+            (want_status, want_body),
+            "{dialect}: expired"
+        );
+        // The access token still works: only the refresh token was expired.
+        let access = rotated["access_token"].as_str().expect("at");
+        assert_eq!(users_me(&base, access).await.0, 200);
+    }
+    let (status, body) =
+        admin_post(&base, "/sim/config", json!({"refresh_rejection": "teapot"})).await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
+    let (status, _) = admin_post(
+        &base,
+        "/sim/tokens/expire-refresh",
+        json!({"client_id": "nope"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_bad_code_can_be_echoed_whole_as_zoom_does() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let code = authorize(&base, Some(&s256(VERIFIER))).await;
+    assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
+    let (status, body) = exchange(&base, &code, REDIRECT, VERIFIER).await;
+    let short: String = code.chars().take(4).collect();
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"reason": format!("Invalid authorization code {short}…"), "error": "invalid_grant"})
+        ),
+        "the default keeps the code out of logs"
+    );
+
+    let (_, settings) = admin_post(&base, "/sim/config", json!({"code_rejection": "echoed"})).await;
+    assert_eq!(settings["code_rejection"], "echoed");
+    let code = authorize(&base, Some(&s256(VERIFIER))).await;
+    assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
+    let (status, body) = exchange(&base, &code, REDIRECT, VERIFIER).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"reason": format!("Invalid authorization code {code}"), "error": "invalid_request"})
+        ),
+        "Zoom's own form (devforum.zoom.us/t/12302)"
+    );
+}
+
+#[tokio::test]
+async fn redirect_urls_are_enforced_when_registered() {
+    let registered = app(&format!(
+        "kind=oauth,client_id=webid,client_secret=websecret,secret_token=t,redirect_urls={REDIRECT}+https://client.example/other"
+    ));
+    let srv = server(ConsentMode::Approve, 3599, vec![registered]).await;
+    let base = srv.base_url();
+    // A registered URL works as before.
+    let code = authorize(&base, Some(&s256(VERIFIER))).await;
+    // The exchange names an unregistered URL: 4709, and the code is not burned by it.
+    let (status, body) = exchange(&base, &code, "https://evil.example/cb", VERIFIER).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"reason": "Redirect URI mismatch.", "error": "invalid_request", "code": 4709})
+        )
+    );
+    assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
+    // The authorize step refuses with a page, never redirecting to an unregistered URL.
+    let resp = http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "webid"),
+            ("redirect_uri", "https://evil.example/cb"),
+            ("state", "s"),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.headers().get("location").is_none());
+    let page = resp.text().await.expect("page");
+    assert!(page.contains("4709"), "{page}");
+
+    // The apps API takes the same field and lists it.
+    let (status, created) = admin_post(
+        &base,
+        "/sim/apps",
+        json!({"client_id": "api-app", "client_secret": "s", "redirect_urls": "https://a.example/cb https://b.example/cb"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["redirect_urls"],
+        json!(["https://a.example/cb", "https://b.example/cb"])
+    );
+}
+
+#[tokio::test]
+async fn users_me_needs_a_user_read_scope() {
+    let narrow = app("kind=oauth,client_id=webid,client_secret=websecret,secret_token=t,scopes=meeting:read:meeting");
+    let srv = server(ConsentMode::Approve, 3599, vec![narrow]).await;
+    let base = srv.base_url();
+    let (access, _) = grant(&base).await;
+    assert_eq!(
+        users_me(&base, &access).await,
+        (
+            400,
+            json!({"code": 4711, "message": "Invalid access token, does not contain scopes:[user:read:user, user:read:user:admin]."})
+        )
+    );
+    // Classic and admin scopes do as well as the granular user one.
+    for scopes in ["user:read", "user:read:user:admin"] {
+        let srv = server(
+            ConsentMode::Approve,
+            3599,
+            vec![app(&format!(
+                "kind=oauth,client_id=webid,client_secret=websecret,secret_token=t,scopes={scopes}"
+            ))],
+        )
+        .await;
+        let base = srv.base_url();
+        let (access, _) = grant(&base).await;
+        assert_eq!(users_me(&base, &access).await.0, 200, "{scopes}");
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let (access, refresh_token) = grant(&base).await;
+    let (status, body) = admin_post(&base, "/sim/apps/webid/disable", json!({})).await;
+    assert_eq!((status, &body["disabled"]), (200, &json!(true)), "{body}");
+
+    let disabled =
+        json!({"reason": "The app has been disabled", "error": "invalid_client", "code": 4717});
+    assert_eq!(
+        refresh(&base, &refresh_token).await,
+        (401, disabled.clone())
+    );
+    assert_eq!(
+        users_me(&base, &access).await,
+        (
+            401,
+            json!({"code": 4717, "message": "The app has been disabled"})
+        )
+    );
+    let resp = http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&[
+            ("response_type", "code"),
+            ("client_id", "webid"),
+            ("redirect_uri", REDIRECT),
+        ])
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.expect("page").contains("4717"));
+    // A wrong secret is still a wrong secret.
+    let (status, body) = token(
+        &base,
+        "webid",
+        "wrong",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh_token),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert_eq!(body.get("code"), None, "{body}");
+    let (_, apps) = json_of(
+        http()
+            .get(format!("{base}/sim/apps"))
+            .send()
+            .await
+            .expect("apps"),
+    )
+    .await;
+    assert_eq!(apps["apps"][0]["disabled"], true);
+
+    let (status, _) = admin_post(&base, "/sim/apps/webid/enable", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        refresh(&base, &refresh_token).await.0,
+        200,
+        "the grant survived"
+    );
+    let (status, _) = admin_post(&base, "/sim/apps/nope/disable", json!({})).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn an_undecodable_client_id_path_gets_a_json_error() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let (status, body) = json_of(
+        http()
+            .post(format!("{base}/sim/apps/%FF%FE/disable"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
+}

@@ -10,7 +10,7 @@
 //! Zoom behaviours modelled (from Zoom's OAuth documentation):
 //! - authorization codes expire after 5 minutes and can be exchanged once;
 //! - each refresh returns a NEW refresh token and the previous one stops working
-//!   (`{"reason":"Invalid Token!","error":"invalid_grant"}` thereafter);
+//!   (thereafter answered in one of the forms Zoom has used, see [`RefreshRejection`]);
 //! - `account_credentials` (Server-to-Server apps) returns no refresh token and
 //!   several access tokens may be live at once;
 //! - access tokens last one hour by default (Zoom answers `expires_in: 3599`).
@@ -352,6 +352,11 @@ impl Sim {
             .get(client_id)
             .ok_or_else(|| AuthorizePageError(format!("Invalid client_id: {client_id}")))?
             .clone();
+        if app.disabled {
+            return Err(AuthorizePageError(
+                "The app has been disabled (4717).".to_owned(),
+            ));
+        }
         if app.kind != AppKind::Oauth {
             return Err(AuthorizePageError(
                 "This is a Server-to-Server OAuth app; it cannot be authorized by a user."
@@ -361,6 +366,12 @@ impl Sim {
         let redirect_uri = non_empty(&req.redirect_uri)
             .ok_or_else(|| AuthorizePageError("Missing redirect_uri.".to_owned()))?;
         validate_redirect_uri(redirect_uri).map_err(AuthorizePageError)?;
+        if !app.accepts_redirect(redirect_uri) {
+            // Zoom shows an error page rather than redirect to a URL the app never registered.
+            return Err(AuthorizePageError(
+                "Redirect URI mismatch. (4709)".to_owned(),
+            ));
+        }
         let state = non_empty(&req.state);
         let error_redirect = |error: &str, description: &str| {
             let mut params = vec![("error", error), ("error_description", description)];
@@ -505,6 +516,9 @@ impl Sim {
     fn authenticate(&self, auth: Option<&ClientAuth>, now: Millis) -> Result<App, OAuthError> {
         let auth = auth.ok_or_else(OAuthError::invalid_client)?;
         match self.apps.get(&auth.client_id) {
+            Some(app) if app.accepts_client_secret(&auth.client_secret, now) && app.disabled => {
+                Err(OAuthError::app_disabled())
+            }
             Some(app) if app.accepts_client_secret(&auth.client_secret, now) => Ok(app.clone()),
             _ => Err(OAuthError::invalid_client()),
         }
@@ -536,6 +550,11 @@ impl Sim {
         let code = non_empty(&params.code).ok_or_else(|| OAuthError::missing("code"))?;
         let redirect_uri =
             non_empty(&params.redirect_uri).ok_or_else(|| OAuthError::missing("redirect_uri"))?;
+        if !app.accepts_redirect(redirect_uri) {
+            // Checked before the code is looked at: a mistyped URL does not burn the code.
+            return Err(OAuthError::redirect_uri_mismatch());
+        }
+        let dialect = self.settings.code_rejection;
         // Another client's code is "invalid" to this one, and must not be burned by it.
         match self.codes.get(code) {
             Some(entry) if entry.client_id == app.client_id => {
@@ -543,21 +562,26 @@ impl Sim {
                     return Err(OAuthError::missing("code_verifier"));
                 }
             }
-            _ => return Err(OAuthError::invalid_code(code, None)),
+            _ => return Err(OAuthError::invalid_code(code, None, dialect)),
         }
         // Single use: from here on the code is gone, whether this attempt succeeds or not,
         // so a verifier cannot be brute-forced against one code.
         let entry = self
             .codes
             .remove(code)
-            .ok_or_else(|| OAuthError::invalid_code(code, None))?;
+            .ok_or_else(|| OAuthError::invalid_code(code, None, dialect))?;
         if entry.expires_at <= now {
-            return Err(OAuthError::invalid_code(code, Some("the code has expired")));
+            return Err(OAuthError::invalid_code(
+                code,
+                Some("the code has expired"),
+                dialect,
+            ));
         }
         if entry.redirect_uri != redirect_uri {
             return Err(OAuthError::invalid_code(
                 code,
                 Some("redirect_uri does not match the authorization request"),
+                dialect,
             ));
         }
         if let Some(pkce) = &entry.pkce {
@@ -566,6 +590,7 @@ impl Sim {
                 return Err(OAuthError::invalid_code(
                     code,
                     Some("code_verifier does not match code_challenge"),
+                    dialect,
                 ));
             }
         }
@@ -582,27 +607,24 @@ impl Sim {
     ) -> Result<IssuedTokens, OAuthError> {
         let presented =
             non_empty(&params.refresh_token).ok_or_else(|| OAuthError::missing("refresh_token"))?;
+        let dialect = self.settings.refresh_rejection;
+        let dead = move || OAuthError::invalid_refresh_token(dialect);
         if let Some(owner) = self.retired_refresh.get(presented) {
             if owner == &app.client_id {
                 self.bump(Some(&app.client_id), |c| c.reused_refresh_tokens += 1);
             }
-            return Err(OAuthError::invalid_refresh_token());
+            return Err(dead());
         }
-        let grant_id = *self
-            .refresh_index
-            .get(presented)
-            .ok_or_else(OAuthError::invalid_refresh_token)?;
+        let grant_id = *self.refresh_index.get(presented).ok_or_else(dead)?;
         let lifetime = self.settings.token_lifetime_secs;
         let refresh_lifetime = self.settings.refresh_token_lifetime_secs;
-        let grant = self
-            .grants
-            .get_mut(&grant_id)
-            .ok_or_else(OAuthError::invalid_refresh_token)?;
+        let dead = dead();
+        let grant = self.grants.get_mut(&grant_id).ok_or_else(|| dead.clone())?;
         if grant.client_id != app.client_id {
-            return Err(OAuthError::invalid_refresh_token());
+            return Err(dead);
         }
         if grant.refresh.as_ref().is_none_or(|(_, exp)| *exp <= now) {
-            return Err(OAuthError::invalid_refresh_token());
+            return Err(dead);
         }
 
         // Rotate both tokens: the previous pair stops working at once.
@@ -761,6 +783,42 @@ impl Sim {
         Some((app, doomed.len()))
     }
 
+    /// Makes the refresh tokens of an app's grants (of one user, if given) dead now, as if
+    /// they had expired; access tokens keep working until their own expiry. Returns the app's
+    /// existence and the number of refresh tokens expired.
+    pub fn expire_refresh(
+        &mut self,
+        client_id: &str,
+        user_id: Option<&str>,
+        now: Millis,
+    ) -> Option<usize> {
+        self.apps.get(client_id)?;
+        let mut expired = 0;
+        for grant in self
+            .grants
+            .values_mut()
+            .filter(|g| g.client_id == client_id && user_id.is_none_or(|u| g.user_id == u))
+        {
+            if let Some((_, exp)) = grant.refresh.as_mut().filter(|(_, exp)| *exp > now) {
+                *exp = now;
+                expired += 1;
+            }
+        }
+        Some(expired)
+    }
+
+    /// Disables (or enables again) an app at "Zoom": while disabled, its token, revoke,
+    /// authorize and API requests answer 4717. Returns false for an unknown app.
+    pub fn set_disabled(&mut self, client_id: &str, disabled: bool) -> bool {
+        match self.apps.get_mut(client_id) {
+            Some(app) => {
+                app.disabled = disabled;
+                true
+            }
+            None => false,
+        }
+    }
+
     // ----- API --------------------------------------------------------------------
 
     /// Resolves a bearer token for `GET /v2/users/me`.
@@ -789,6 +847,12 @@ impl Sim {
             .get(&grant.client_id)
             .cloned()
             .ok_or_else(ApiError::invalid_access_token)?;
+        if app.disabled {
+            return Err(ApiError::app_disabled());
+        }
+        if !app.can_read_own_user() {
+            return Err(ApiError::missing_scopes(&USERS_ME_SCOPES[..2]));
+        }
         Ok(Principal {
             app,
             user_id: grant.user_id,

@@ -25,6 +25,8 @@ fn app(kind: AppKind, client_id: &str) -> App {
         api_url: None,
         previous_client_secret: None,
         previous_secret_token: None,
+        redirect_urls: Vec::new(),
+        disabled: false,
     }
 }
 
@@ -246,7 +248,10 @@ fn refresh_rotates_and_detects_reuse() {
     let reuse = sim
         .token(Some(&auth("web")), &refresh_params(&r1), T0 + 2000)
         .expect_err("reuse");
-    assert_eq!(reuse, OAuthError::invalid_refresh_token());
+    assert_eq!(
+        reuse,
+        OAuthError::invalid_refresh_token(RefreshRejection::InvalidGrant400)
+    );
     let stats = sim.stats(Some("web"), T0 + 2000).expect("stats");
     assert_eq!(stats.counters.refreshes, 1);
     assert_eq!(stats.counters.reused_refresh_tokens, 1);
@@ -300,7 +305,10 @@ fn refresh_token_expiry() {
     let err = sim
         .token(Some(&auth("web")), &refresh_params(&refresh), T0 + 60_000)
         .expect_err("expired refresh");
-    assert_eq!(err, OAuthError::invalid_refresh_token());
+    assert_eq!(
+        err,
+        OAuthError::invalid_refresh_token(RefreshRejection::InvalidGrant400)
+    );
 }
 
 #[test]
@@ -409,7 +417,9 @@ fn revoke_kills_access_and_refresh() {
     );
     assert_eq!(
         sim.token(Some(&auth("web")), &refresh_params(&refresh), T0),
-        Err(OAuthError::invalid_refresh_token())
+        Err(OAuthError::invalid_refresh_token(
+            RefreshRejection::InvalidGrant400
+        ))
     );
     assert_eq!(
         sim.revoke(Some(&auth("web")), Some("unknown"), T0),

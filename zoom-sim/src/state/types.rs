@@ -93,6 +93,10 @@ pub struct App {
     pub scopes: Vec<String>,
     /// Where `app_deauthorized` (and `/sim/webhooks/send` by default) is delivered.
     pub event_url: Option<String>,
+    /// The app's registered redirect URLs; empty means any absolute http(s) URL is accepted.
+    pub redirect_urls: Vec<String>,
+    /// Disabled at Zoom (`POST /sim/apps/{client_id}/disable`): everything answers 4717.
+    pub disabled: bool,
     /// The legacy webhook verification token, sent as `authorization` when that header is on.
     pub verification_token: String,
     /// The regional API base URL reported as `api_url` in token answers (e.g.
@@ -137,6 +141,8 @@ pub struct PublicApp {
     pub previous_client_secret_valid_until_ms: Option<Millis>,
     /// Set while a rotated-out secret token is still accepted.
     pub previous_secret_token_valid_until_ms: Option<Millis>,
+    pub redirect_urls: Vec<String>,
+    pub disabled: bool,
 }
 
 impl App {
@@ -150,6 +156,8 @@ impl App {
             email: self.email.clone(),
             scopes: self.scopes.clone(),
             event_url: self.event_url.clone(),
+            redirect_urls: self.redirect_urls.clone(),
+            disabled: self.disabled,
             api_url: self.api_url.clone(),
             previous_client_secret_valid_until_ms: self
                 .previous_client_secret
@@ -160,6 +168,18 @@ impl App {
                 .as_ref()
                 .map(|p| p.valid_until_ms),
         }
+    }
+
+    /// Whether `redirect_uri` is one the app registered (any, when none are registered).
+    pub fn accepts_redirect(&self, redirect_uri: &str) -> bool {
+        self.redirect_urls.is_empty() || self.redirect_urls.iter().any(|u| u == redirect_uri)
+    }
+
+    /// Whether the app's scopes let a token read `/v2/users/me`.
+    pub fn can_read_own_user(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| USERS_ME_SCOPES.contains(&s.as_str()))
     }
 
     /// The current client secret, or the previous one within its grace period.
@@ -176,12 +196,113 @@ impl App {
     }
 }
 
+/// Scopes any one of which lets a token read `GET /v2/users/me`: granular (user-level and
+/// admin) and classic.
+pub const USERS_ME_SCOPES: &[&str] = &[
+    "user:read:user",
+    "user:read:user:admin",
+    "user:read",
+    "user:read:admin",
+];
+
+/// How a dead refresh token (unknown, rotated out, revoked, expired) is answered. Zoom has used
+/// each of these forms over the years; `invalid_grant_400` is today's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefreshRejection {
+    /// `400 {"reason":"Invalid Token!","error":"invalid_grant"}` (Zoom since 2022).
+    #[default]
+    #[serde(rename = "invalid_grant_400")]
+    InvalidGrant400,
+    /// `401 {"reason":"Invalid Token!","error":"invalid_grant"}` (Zoom before 2022).
+    #[serde(rename = "invalid_grant_401")]
+    InvalidGrant401,
+    /// `400 {"reason":"Invalid Token!","error":"invalid_request"}` (seen in 2021).
+    #[serde(rename = "invalid_request_400")]
+    InvalidRequest400,
+    /// `400 {"error":"invalid_grant"}`: no reason (seen in 2024).
+    #[serde(rename = "no_reason_400")]
+    NoReason400,
+    /// `401 {"error":"invalid_request"}`: no reason, and a 401 that is not about the client.
+    #[serde(rename = "no_reason_401")]
+    NoReason401,
+}
+
+impl RefreshRejection {
+    pub const ALL: [RefreshRejection; 5] = [
+        RefreshRejection::InvalidGrant400,
+        RefreshRejection::InvalidGrant401,
+        RefreshRejection::InvalidRequest400,
+        RefreshRejection::NoReason400,
+        RefreshRejection::NoReason401,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RefreshRejection::InvalidGrant400 => "invalid_grant_400",
+            RefreshRejection::InvalidGrant401 => "invalid_grant_401",
+            RefreshRejection::InvalidRequest400 => "invalid_request_400",
+            RefreshRejection::NoReason400 => "no_reason_400",
+            RefreshRejection::NoReason401 => "no_reason_401",
+        }
+    }
+}
+
+impl FromStr for RefreshRejection {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|r| r.name()).collect();
+                format!(
+                    "refresh rejection must be one of {}, not {s:?}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl fmt::Display for RefreshRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a bad authorization code (used, expired, unknown, mismatched) is answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodeRejection {
+    /// `400 {"reason":"Invalid authorization code abcd…","error":"invalid_grant"}`: only the
+    /// code's first 4 characters, so logs of failing tests never hold a usable code.
+    #[default]
+    Redacted,
+    /// Zoom's own answer: `400 {"reason":"Invalid authorization code <the whole code>",
+    /// "error":"invalid_request"}`, for testing that clients keep it out of their logs.
+    Echoed,
+}
+
+impl FromStr for CodeRejection {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "redacted" => Ok(CodeRejection::Redacted),
+            "echoed" => Ok(CodeRejection::Echoed),
+            other => Err(format!(
+                "code rejection must be redacted or echoed, not {other:?}"
+            )),
+        }
+    }
+}
+
 /// Runtime-adjustable behaviour (flags at startup, `POST /sim/config` later).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Settings {
     pub consent: ConsentMode,
     pub token_lifetime_secs: u64,
     pub refresh_token_lifetime_secs: u64,
+    pub refresh_rejection: RefreshRejection,
+    pub code_rejection: CodeRejection,
 }
 
 impl Default for Settings {
@@ -190,16 +311,21 @@ impl Default for Settings {
             consent: ConsentMode::Page,
             token_lifetime_secs: DEFAULT_TOKEN_LIFETIME_SECS,
             refresh_token_lifetime_secs: DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
+            refresh_rejection: RefreshRejection::default(),
+            code_rejection: CodeRejection::default(),
         }
     }
 }
 
-/// An OAuth endpoint error, rendered as Zoom does: `{"reason": .., "error": ..}`.
+/// An OAuth endpoint error, rendered as Zoom does: `{"reason": .., "error": ..}`, plus Zoom's
+/// numeric `code` where its documentation gives one. An empty `reason` is left out, as Zoom
+/// has done.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OAuthError {
     pub status: u16,
     pub error: &'static str,
     pub reason: String,
+    pub code: Option<u32>,
 }
 
 impl OAuthError {
@@ -208,11 +334,27 @@ impl OAuthError {
             status,
             error,
             reason: reason.into(),
+            code: None,
         }
+    }
+
+    fn with_code(mut self, code: u32) -> Self {
+        self.code = Some(code);
+        self
     }
 
     pub fn invalid_client() -> Self {
         Self::new(401, "invalid_client", "Invalid client_id or client_secret")
+    }
+
+    /// Zoom's 4717 (its "OAuth error messages" table); the status and `error` are our choice.
+    pub fn app_disabled() -> Self {
+        Self::new(401, "invalid_client", "The app has been disabled").with_code(4717)
+    }
+
+    /// Zoom's 4709 (its "OAuth error messages" table): the redirect_uri is not registered.
+    pub fn redirect_uri_mismatch() -> Self {
+        Self::invalid_request("Redirect URI mismatch.").with_code(4709)
     }
 
     pub fn invalid_request(reason: impl Into<String>) -> Self {
@@ -223,20 +365,35 @@ impl OAuthError {
         Self::invalid_request(format!("Missing parameter: {param}"))
     }
 
-    /// Zoom's literal answer for an unknown, rotated-out or revoked refresh token.
-    pub fn invalid_refresh_token() -> Self {
-        Self::new(400, "invalid_grant", "Invalid Token!")
+    /// Zoom's answer for an unknown, rotated-out, revoked or expired refresh token, in the
+    /// chosen dialect.
+    pub fn invalid_refresh_token(dialect: RefreshRejection) -> Self {
+        match dialect {
+            RefreshRejection::InvalidGrant400 => Self::new(400, "invalid_grant", "Invalid Token!"),
+            RefreshRejection::InvalidGrant401 => Self::new(401, "invalid_grant", "Invalid Token!"),
+            RefreshRejection::InvalidRequest400 => {
+                Self::new(400, "invalid_request", "Invalid Token!")
+            }
+            RefreshRejection::NoReason400 => Self::new(400, "invalid_grant", ""),
+            RefreshRejection::NoReason401 => Self::new(401, "invalid_request", ""),
+        }
     }
 
-    /// Zoom names the code in this message; we show only a prefix so that logs of
-    /// failing tests never carry a usable credential.
-    pub(super) fn invalid_code(code: &str, why: Option<&str>) -> Self {
-        let shown: String = code.chars().take(4).collect();
-        let reason = match why {
-            None => format!("Invalid authorization code {shown}…"),
-            Some(why) => format!("Invalid authorization code {shown}…: {why}"),
+    /// Zoom names the whole code in this message (`echoed`); by default we show only a prefix
+    /// so that logs of failing tests never carry a usable credential.
+    pub(super) fn invalid_code(code: &str, why: Option<&str>, dialect: CodeRejection) -> Self {
+        let (error, shown) = match dialect {
+            CodeRejection::Redacted => (
+                "invalid_grant",
+                format!("{}…", code.chars().take(4).collect::<String>()),
+            ),
+            CodeRejection::Echoed => ("invalid_request", code.to_owned()),
         };
-        Self::new(400, "invalid_grant", reason)
+        let reason = match why {
+            None => format!("Invalid authorization code {shown}"),
+            Some(why) => format!("Invalid authorization code {shown}: {why}"),
+        };
+        Self::new(400, error, reason)
     }
 
     /// Zoom's literal answer for a grant type the app cannot use.
@@ -268,6 +425,24 @@ impl ApiError {
 
     pub fn expired_access_token() -> Self {
         Self::new(401, 124, "Access token is expired.")
+    }
+
+    /// Zoom's 4711, worded as Zoom words it (devforum.zoom.us/t/108207): the scopes that
+    /// would do, user-level and admin. The 400 is our choice.
+    pub fn missing_scopes(scopes: &[&str]) -> Self {
+        Self::new(
+            400,
+            4711,
+            format!(
+                "Invalid access token, does not contain scopes:[{}].",
+                scopes.join(", ")
+            ),
+        )
+    }
+
+    /// Zoom's 4717 on the REST API; the 401 is our choice.
+    pub fn app_disabled() -> Self {
+        Self::new(401, 4717, "The app has been disabled")
     }
 }
 
