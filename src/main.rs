@@ -88,7 +88,7 @@ struct RunArgs {
     /// Extra hosts event sinks may use besides in-cluster Services (repeatable).
     #[arg(long, env = "ZOOM_OPERATOR_ALLOW_SINK_HOST", value_delimiter = ',')]
     allow_sink_host: Vec<String>,
-    /// Undelivered events stored for redelivery in all (as Secrets in the lease namespace);
+    /// Undelivered events stored for redelivery in all (as ConfigMaps in the lease namespace);
     /// 0 stores none, and an event no sink accepted is answered 503 so that Zoom retries.
     #[arg(long, env = "ZOOM_OPERATOR_MAX_PENDING_EVENTS", default_value_t = 1000)]
     max_pending_events: usize,

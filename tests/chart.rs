@@ -50,19 +50,20 @@ const CONNECTION_RULES: &[&str] = &[
     "events.k8s.io/events patch",
 ];
 
-/// What the release namespace needs: the leader Lease, the signing-key Secret and the stored
-/// events awaiting redelivery.
+/// What the release namespace needs: the leader Lease, the signing-key Secret and the events
+/// stored for redelivery (ConfigMaps).
 const OWN_NAMESPACE_RULES: &[&str] = &[
     "coordination.k8s.io/leases create",
     "coordination.k8s.io/leases/zoom-operator-leader get",
     "coordination.k8s.io/leases/zoom-operator-leader update",
     "core/secrets create",
     "core/secrets/zoom-operator-signing-key get",
-    "core/secrets get",
-    "core/secrets list",
-    "core/secrets watch",
-    "core/secrets patch",
-    "core/secrets delete",
+    "core/configmaps get",
+    "core/configmaps list",
+    "core/configmaps watch",
+    "core/configmaps create",
+    "core/configmaps patch",
+    "core/configmaps delete",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -275,13 +276,15 @@ fn set_of(rules: &[&str]) -> BTreeSet<String> {
     rules.iter().map(|r| (*r).to_owned()).collect()
 }
 
-/// Invariants of every rendering: no wildcards, no way to delete or patch Secrets, nothing
+/// Invariants of every rendering: no wildcards, no way to delete or patch Secrets (delete only
+/// of the release namespace's stored-event ConfigMaps), nothing
 /// outside the operator's own resources, and every binding names the chart's ServiceAccount.
 fn assert_least_privilege(r: &Rendered, service_account: &str) {
     const ALLOWED: &[&str] = &[
         "zoom-operator.io/zoomconnections",
         "zoom-operator.io/zoomconnections/status",
         "core/secrets",
+        "core/configmaps",
         "core/services",
         "events.k8s.io/events",
         "coordination.k8s.io/leases",
@@ -318,15 +321,11 @@ fn assert_least_privilege(r: &Rendered, service_account: &str) {
                     || BY_NAME.iter().any(|prefix| target.starts_with(prefix)),
                 "{who}: {entry} is not something the operator uses"
             );
+            // Deleting is for delivered events only, in the release namespace.
+            let stored_events = target == "core/configmaps" && str_of(&role["kind"]) == "Role";
+            assert!(verb != "delete" || stored_events, "{who}: {entry}");
             assert!(
-                ![
-                    "delete",
-                    "deletecollection",
-                    "escalate",
-                    "bind",
-                    "impersonate"
-                ]
-                .contains(&verb),
+                !["deletecollection", "escalate", "bind", "impersonate"].contains(&verb),
                 "{who}: {entry}"
             );
             if target.starts_with("core/secrets") {
@@ -464,6 +463,8 @@ fn default_values_render_a_highly_available_least_privilege_operator() {
         "--lease-namespace=$(POD_NAMESPACE)",
         "--zoom-oauth-url=https://zoom.us",
         "--zoom-api-url=https://api.zoom.us",
+        "--max-pending-events=1000",
+        "--max-pending-events-per-connection=100",
     ] {
         assert!(args.iter().any(|a| a == want), "missing {want} in {args:?}");
     }
@@ -603,11 +604,12 @@ fn one_replica_has_no_disruption_budget_and_may_run_without_leader_election() {
         set_of(&[
             "core/secrets create",
             "core/secrets/zoom-operator-signing-key get",
-            "core/secrets get",
-            "core/secrets list",
-            "core/secrets watch",
-            "core/secrets patch",
-            "core/secrets delete",
+            "core/configmaps get",
+            "core/configmaps list",
+            "core/configmaps watch",
+            "core/configmaps create",
+            "core/configmaps patch",
+            "core/configmaps delete",
         ])
     );
     // Two replicas without leader election would rotate the same refresh tokens twice.

@@ -1,7 +1,7 @@
 //! Events owned until delivered (api.md section 5, "Delivery"), against the real local control
 //! plane: a sink down for two minutes while 200 events arrive, the replica that took events
 //! SIGKILLed right after answering, dead-letter sinks and dropped events, and the bound on
-//! what is stored.
+//! what is stored (ConfigMaps in the operator's namespace).
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use common::sink::RecordingSink;
 use common::*;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -126,7 +126,7 @@ fn accepted_since(sink: &RecordingSink, from: usize) -> BTreeSet<String> {
 }
 
 async fn stored_events(client: &kube::Client, ns: &str) -> usize {
-    Api::<Secret>::namespaced(client.clone(), ns)
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels("zoom-operator.io/pending-event=true"))
         .await
         .map(|l| l.items.len())

@@ -147,7 +147,7 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
     let url_changes =
         tokio_stream::wrappers::WatchStream::from_changes(ctx.urls.clone()).map(|_| ());
     // Stored events (in the operator's namespace) change a connection's pendingEvents.
-    let stored_events = secret_changes(
+    let stored_events = metadata_changes::<k8s_openapi::api::core::v1::ConfigMap>(
         Api::namespaced(client.clone(), &ctx.config.operator_namespace),
         watcher::Config::default().labels(&format!(
             "{}=true",
@@ -193,10 +193,19 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
         .await;
 }
 
-type SecretChanges = BoxStream<'static, Result<PartialObjectMeta<Secret>, watcher::Error>>;
+type SecretChanges = MetadataChanges<Secret>;
+type MetadataChanges<K> = BoxStream<'static, Result<PartialObjectMeta<K>, watcher::Error>>;
 
 /// Secret metadata that changed (a relist repeats nothing already seen).
 fn secret_changes(api: Api<PartialObjectMeta<Secret>>, cfg: watcher::Config) -> SecretChanges {
+    metadata_changes(api, cfg)
+}
+
+/// Metadata of `K` that changed (a relist repeats nothing already seen).
+fn metadata_changes<K>(api: Api<PartialObjectMeta<K>>, cfg: watcher::Config) -> MetadataChanges<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
     watcher(api, cfg)
         .default_backoff()
         .touched_objects()

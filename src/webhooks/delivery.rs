@@ -2,9 +2,9 @@
 //!
 //! Zoom waits 3 seconds for an answer and retries a failed delivery only minutes later, maybe
 //! with the original (by then stale) signature. So the operator owns the retries: an event
-//! the sink did not accept within `delivery.timeout` is stored in the API server, as a Secret
-//! in the operator's namespace (Zoom payloads carry personal data, and tenants cannot write
-//! there), and Zoom is answered 200. Every replica takes webhooks and can store; only the
+//! the sink did not accept within `delivery.timeout` is stored in the API server, as a ConfigMap
+//! in the operator's namespace (which tenants can neither read nor write; a ConfigMap, so that
+//! the operator needs no list, patch or delete on Secrets anywhere), and Zoom is answered 200. Every replica takes webhooks and can store; only the
 //! leader redelivers, following the connection's `delivery` policy, and after the last retry
 //! sends the event to `deadLetterSink` or drops it with a Warning Event,
 //! `EventsReady=False/EventsDropped` and a metric.
@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use futures::StreamExt;
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
@@ -173,14 +173,14 @@ pub struct Undelivered<'a> {
     pub body: &'a Bytes,
 }
 
-/// The stored events: the metadata of their Secrets, cached on every replica (bodies are read
+/// The stored events: the metadata of their ConfigMaps, cached on every replica (bodies are read
 /// only to redeliver), and the writes.
 pub struct EventStore {
-    api: Api<Secret>,
-    meta: Api<PartialObjectMeta<Secret>>,
+    api: Api<ConfigMap>,
+    meta: Api<PartialObjectMeta<ConfigMap>>,
     limits: Limits,
-    cache: Store<PartialObjectMeta<Secret>>,
-    writer: Mutex<Option<reflector::store::Writer<PartialObjectMeta<Secret>>>>,
+    cache: Store<PartialObjectMeta<ConfigMap>>,
+    writer: Mutex<Option<reflector::store::Writer<PartialObjectMeta<ConfigMap>>>>,
     /// Stored by this replica and not yet seen in the cache, by name → connection UID: counted
     /// against the limits so that a burst cannot overshoot them.
     recent: Mutex<HashMap<String, String>>,
@@ -303,7 +303,7 @@ impl EventStore {
         if let Some(ts) = event.event_ts_ms {
             annotations.insert(EVENT_TS.to_owned(), ts.to_string());
         }
-        let secret = Secret {
+        let stored = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 labels: Some(BTreeMap::from([
@@ -313,17 +313,16 @@ impl EventStore {
                 annotations: Some(annotations),
                 ..ObjectMeta::default()
             },
-            type_: Some("zoom-operator.io/pending-event".to_owned()),
-            data: Some(BTreeMap::from([
+            binary_data: Some(BTreeMap::from([
                 (BODY_KEY.to_owned(), ByteString(event.body.to_vec())),
                 (
                     CONTENT_TYPE_KEY.to_owned(),
                     ByteString(event.content_type.as_bytes().to_vec()),
                 ),
             ])),
-            ..Secret::default()
+            ..ConfigMap::default()
         };
-        match self.api.create(&PostParams::default(), &secret).await {
+        match self.api.create(&PostParams::default(), &stored).await {
             Ok(_) => {
                 if let Ok(mut recent) = self.recent.lock() {
                     recent.insert(name, event.uid.to_owned());
@@ -355,17 +354,17 @@ impl EventStore {
 
 /// The connection a stored event is for, to reconcile it when its events come and go.
 pub fn connection_of(
-    m: &PartialObjectMeta<Secret>,
+    m: &PartialObjectMeta<ConfigMap>,
 ) -> Option<kube::runtime::reflector::ObjectRef<ZoomConnection>> {
     let (ns, name) = annotation(m, CONNECTION)?.split_once('/')?;
     Some(kube::runtime::reflector::ObjectRef::new(name).within(ns))
 }
 
-fn label<'a>(m: &'a PartialObjectMeta<Secret>, key: &str) -> Option<&'a str> {
+fn label<'a>(m: &'a PartialObjectMeta<ConfigMap>, key: &str) -> Option<&'a str> {
     m.metadata.labels.as_ref()?.get(key).map(String::as_str)
 }
 
-fn annotation<'a>(m: &'a PartialObjectMeta<Secret>, key: &str) -> Option<&'a str> {
+fn annotation<'a>(m: &'a PartialObjectMeta<ConfigMap>, key: &str) -> Option<&'a str> {
     m.metadata
         .annotations
         .as_ref()?
@@ -444,10 +443,10 @@ struct Stored {
 }
 
 impl Stored {
-    fn read(secret: Secret) -> Option<Stored> {
-        let ann = secret.metadata.annotations.unwrap_or_default();
-        let labels = secret.metadata.labels.unwrap_or_default();
-        let data = secret.data.unwrap_or_default();
+    fn read(map: ConfigMap) -> Option<Stored> {
+        let ann = map.metadata.annotations.unwrap_or_default();
+        let labels = map.metadata.labels.unwrap_or_default();
+        let data = map.binary_data.unwrap_or_default();
         let (namespace, connection) = ann.get(CONNECTION)?.split_once('/')?;
         Some(Stored {
             uid: labels
@@ -471,12 +470,12 @@ impl Stored {
 }
 
 async fn attempt(ctx: &Arc<Context>, store: &EventStore, forwarder: &Forwarder, name: String) {
-    let secret = match store.api.get_opt(&name).await {
-        Ok(Some(secret)) => secret,
+    let map = match store.api.get_opt(&name).await {
+        Ok(Some(map)) => map,
         // Delivered meanwhile, or the API server is unwell: the next round looks again.
         _ => return,
     };
-    let Some(stored) = Stored::read(secret) else {
+    let Some(stored) = Stored::read(map) else {
         return discard(ctx, store, &name, "it names no connection").await;
     };
     let api: Api<ZoomConnection> = Api::namespaced(ctx.client.clone(), &stored.namespace);
