@@ -126,6 +126,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         forced_refreshes: Mutex::new(Default::default()),
         account_reads: Mutex::new(Default::default()),
         events: stored_events.clone(),
+        nudges: tokio::sync::broadcast::channel(256).0,
         connections: connections.clone(),
         leadership,
         pending: Mutex::new(Default::default()),

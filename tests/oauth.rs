@@ -916,3 +916,114 @@ async fn a_dead_grant_with_an_expired_token_does_not_spin_the_reconciler() {
         "{during} reconciles in 6 idle seconds: the loop spins"
     );
 }
+
+#[tokio::test]
+async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both() {
+    let env = setup("shared", &["--consent=approve", &sim_app("")], &[]).await;
+    for name in ["first", "second"] {
+        apply_zc(&env.client, &env.ns, &oauth_zc(name, "")).await;
+    }
+    // The same Zoom user (zoom-sim's user-1) authorizes both, "first" first.
+    for name in ["first", "second"] {
+        assert_eq!(full_flow(&env, name).await.0, StatusCode::OK);
+        wait_condition(&env.client, &env.ns, name, "Ready", "True", "Ready").await;
+    }
+    let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
+    for (name, other) in [("first", "second"), ("second", "first")] {
+        let other = format!("{}/{other}", env.ns);
+        eventually(
+            "the shared grant in Authorized",
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let other = other.clone();
+                async move {
+                    let zc = api.get(name).await.map_err(|e| e.to_string())?;
+                    let message = zc
+                        .condition("Authorized")
+                        .map(|c| c.message.clone())
+                        .unwrap_or_default();
+                    if message.contains(&other) && message.contains("one grant per user and app") {
+                        Ok(())
+                    } else {
+                        Err(message)
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    // Zoom dropped the first grant: its next refresh is refused, and the message names the
+    // newer authorization as the likely cause.
+    annotate_refresh(&env, "first", "1").await;
+    let zc = wait_condition(
+        &env.client,
+        &env.ns,
+        "first",
+        "Authorized",
+        "False",
+        "RefreshTokenRejected",
+    )
+    .await;
+    let message = &zc.condition("Authorized").expect("Authorized").message;
+    assert!(
+        message.contains("likely cause") && message.contains(&format!("{}/second", env.ns)),
+        "{message}"
+    );
+    wait_condition(&env.client, &env.ns, "second", "Ready", "True", "Ready").await;
+
+    // revokeOnDelete uninstalls the app for that Zoom user: a Warning names who else loses.
+    apply_zc(
+        &env.client,
+        &env.ns,
+        &oauth_zc("second", "  revokeOnDelete: true\n"),
+    )
+    .await;
+    eventually("the revoke finalizer", Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let zc = api.get("second").await.map_err(|e| e.to_string())?;
+            let has = zc
+                .metadata
+                .finalizers
+                .unwrap_or_default()
+                .iter()
+                .any(|f| f == "zoom-operator.io/revoke");
+            if has {
+                Ok(())
+            } else {
+                Err("no finalizer yet".to_owned())
+            }
+        }
+    })
+    .await;
+    api.delete("second", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(env.client.clone(), &env.ns);
+    let first = format!("{}/first", env.ns);
+    eventually(
+        "a SharedGrantRevoked warning",
+        Duration::from_secs(30),
+        || {
+            let events = events.clone();
+            let first = first.clone();
+            async move {
+                let list = events
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                list.items
+                    .iter()
+                    .find(|e| e.reason.as_deref() == Some("SharedGrantRevoked"))
+                    .and_then(|e| e.note.clone())
+                    .filter(|note| note.contains(&first))
+                    .map(|_| ())
+                    .ok_or_else(|| "no warning yet".to_owned())
+            }
+        },
+    )
+    .await;
+}

@@ -63,6 +63,24 @@ pub async fn cleanup(
             .or_else(|| Some(g.access_token.clone()))
     });
     let reference = zc.object_ref(&());
+    let user = record.account.as_ref().and_then(|a| a.user_id.as_deref());
+    let shared = super::shared_grant::sharing_in_cache(ctx, zc, user);
+    if token.is_some() && !shared.is_empty() {
+        // Revoking uninstalls the app for this Zoom user: every grant of that user ends.
+        let warning = KubeEvent {
+            type_: EventType::Warning,
+            reason: "SharedGrantRevoked".to_owned(),
+            note: Some(format!(
+                "revokeOnDelete uninstalls the app for this connection's Zoom user, which also ends the authorization of {}",
+                shared.join(", ")
+            )),
+            action: "Revoke".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&warning, &reference).await {
+            tracing::warn!(error = %e, "could not publish event");
+        }
+    }
     let mut failure = None;
     if let (Ok(app), Some(token)) = (&creds, token) {
         let mut delay = Duration::from_millis(500);

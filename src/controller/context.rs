@@ -61,6 +61,9 @@ pub struct Context {
     pub account_reads: Mutex<HashMap<String, super::account::AccountRead>>,
     /// Events stored for redelivery (every replica stores; the leader redelivers).
     pub events: Arc<crate::webhooks::delivery::EventStore>,
+    /// Connections to reconcile because of another one (a shared grant found); each
+    /// controller subscribes.
+    pub nudges: tokio::sync::broadcast::Sender<kube::runtime::reflector::ObjectRef<ZoomConnection>>,
 }
 
 impl Context {

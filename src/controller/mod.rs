@@ -9,6 +9,7 @@ mod cleanup;
 mod context;
 pub mod renew;
 pub mod schedule;
+mod shared_grant;
 pub mod status;
 pub mod store;
 mod watches;
@@ -207,6 +208,12 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
         }
         None => None,
     };
+    let shared = shared_grant::sharing_in_cache(
+        ctx,
+        zc,
+        record.account.as_ref().and_then(|a| a.user_id.as_deref()),
+    );
+    shared_grant::nudge_if_new(ctx, zc, &shared);
     let pending_events = ctx.events.pending_for(&uid);
     if pending_events > 0 {
         // The count comes from another watch than the one that woke this pass: look again
@@ -247,6 +254,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
         not_stored: ctx.pending_grant(&uid).map(|p| {
             crate::tokens::not_stored_message(&p, &format!("{ns}/{}", zc.token_secret_name()))
         }),
+        shared_grant: shared.clone(),
         pending_events: zc
             .spec
             .events

@@ -36,6 +36,9 @@ pub struct Observation<'a> {
     pub not_stored: Option<String>,
     /// Events stored for redelivery; None when the connection has no sink.
     pub pending_events: Option<u32>,
+    /// Other connections (`namespace/name`) of the same app authorized by the same Zoom user:
+    /// Zoom keeps one grant per user and app.
+    pub shared_grant: Vec<String>,
 }
 
 fn time(ts: Timestamp) -> Time {
@@ -97,11 +100,21 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
         "open status.authorizeURL (or run `zoom-operator authorize`) to authorize again";
     match problem.map(|(r, _)| r.as_str()) {
         Some(REFRESH_TOKEN_REJECTED) => {
+            let cause = match o.shared_grant.as_slice() {
+                [] => String::new(),
+                others => format!(
+                    ". The likely cause: the same Zoom user also authorized this app for {}, and Zoom keeps only the newest grant per user and app",
+                    others.join(", ")
+                ),
+            };
             return Verdict::failed(
                 cond::AUTHORIZED,
                 "RefreshTokenRejected",
-                with_detail(format!("Zoom rejected the refresh token; {reauthorize}")),
-            )
+                format!(
+                    "{}{cause}",
+                    with_detail(format!("Zoom rejected the refresh token; {reauthorize}"))
+                ),
+            );
         }
         Some(REFRESH_TOKEN_SPENT) => {
             // Not Zoom's fault, and not a mystery: say what happened.
@@ -144,14 +157,18 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
             .account
             .as_ref()
             .and_then(|a| a.email.clone().or_else(|| a.account_id.clone()));
-        return Verdict::ok(
-            cond::AUTHORIZED,
-            "Authorized",
-            match who {
-                Some(who) => format!("Authorized by {who}"),
-                None => "Authorized".to_owned(),
-            },
-        );
+        let base = match who {
+            Some(who) => format!("Authorized by {who}"),
+            None => "Authorized".to_owned(),
+        };
+        let message = match o.shared_grant.as_slice() {
+            [] => base,
+            others => format!(
+                "{base}. The same Zoom user also authorized this app for {}: Zoom keeps one grant per user and app, so only the connection authorized last keeps working; authorize each connection with its own Zoom user",
+                others.join(", ")
+            ),
+        };
+        return Verdict::ok(cond::AUTHORIZED, "Authorized", message);
     }
     let message = match o.zc.spec.auth_type {
         AuthType::ServerToServer => {
@@ -359,6 +376,7 @@ mod tests {
             events: None,
             not_stored: None,
             pending_events: None,
+            shared_grant: Vec::new(),
         }
     }
 

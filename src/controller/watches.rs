@@ -155,6 +155,18 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
         )),
     );
     let stored_scope = scope.clone();
+    // Reconciles asked for by other connections' passes (a shared grant); a lagging
+    // subscriber only misses nudges, which the periodic requeue makes up for.
+    let nudge_scope = scope.clone();
+    let nudges =
+        tokio_stream::wrappers::BroadcastStream::new(ctx.nudges.subscribe()).filter_map(move |r| {
+            let r = r.ok().filter(|r: &ObjectRef<ZoomConnection>| {
+                r.namespace
+                    .as_deref()
+                    .is_some_and(|ns| nudge_scope.covers(ns))
+            });
+            async move { r }
+        });
 
     let mapper_store = store.clone();
     controller
@@ -175,6 +187,7 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
             })
         })
         .reconcile_all_on(url_changes)
+        .reconcile_on(nudges)
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
