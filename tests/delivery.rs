@@ -456,3 +456,88 @@ async fn storage_is_bounded_and_beyond_it_zoom_is_answered_503() {
     );
     assert_eq!(stored_events(&client, &ns).await, 5);
 }
+
+async fn sim_post(sim: &ZoomSim, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let response = http()
+        .post(format!("{}{path}", sim.url))
+        .json(&body)
+        .send()
+        .await
+        .expect("zoom-sim admin");
+    response.json().await.unwrap_or_default()
+}
+
+async fn sim_counter(sim: &ZoomSim, name: &str) -> u64 {
+    let stats: serde_json::Value = http()
+        .get(format!("{}/sim/stats", sim.url))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .unwrap_or_default();
+    stats[name].as_u64().unwrap_or(0)
+}
+
+/// What Zoom alone achieves: no storage, no redelivery (`--max-pending-events=0`,
+/// `delivery.retry: 0`), a sink down for the first attempt. zoom-sim retries 5 minutes later on
+/// its simulated clock: a retry with the original timestamp is refused as stale by the
+/// operator's 5-minute window, a re-signed one reaches the sink.
+#[tokio::test]
+async fn zoom_retries_alone_reach_the_sink_only_when_re_signed() {
+    let client = client().await;
+    let ns = namespace(&client, "dl-zoom").await;
+    let sim = s2s_app(&client, &ns).await;
+    let sink = RecordingSink::start("127.0.0.1").await;
+    apply_zc(&client, &ns, &connection("bot", &sink.url, "{retry: 0}")).await;
+    let flags = operator_flags(&sim, &["--max-pending-events=0"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let op = start_operator(&ns, &flags);
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_routable(&op).await;
+    let url = format!("{}/zoom/event", op.public_url);
+
+    for (mode, reaches) in [("original", false), ("fresh", true)] {
+        sim_post(&sim, "/sim/config", json!({"retry_timestamp": mode})).await;
+        let object = format!("zoom-retry-{mode}");
+        let sent_to_sink = |sink: &RecordingSink| {
+            sink.received()
+                .iter()
+                .filter(|r| String::from_utf8_lossy(&r.body).contains(&object))
+                .count()
+        };
+        // The first attempt: the sink is down, nothing is stored, Zoom gets 503.
+        sink.answer(503, Duration::ZERO);
+        let first = sim_post(
+            &sim,
+            "/sim/webhooks/send",
+            json!({"client_id": "cid-q", "event": "meeting.started", "url": url,
+                   "account_id": "acc-q", "payload": {"object": {"id": object}}}),
+        )
+        .await;
+        assert_eq!(first["status"], 503, "{mode}: {first}");
+        assert_eq!(stored_events(&client, &ns).await, 0);
+        let tried = sent_to_sink(&sink);
+
+        // The sink recovers; Zoom's first retry comes 5 minutes later.
+        sink.answer(0, Duration::ZERO);
+        let retries = sim_counter(&sim, "webhook_retries").await;
+        sim_post(&sim, "/sim/clock", json!({"advance_secs": 301})).await;
+        eventually("zoom-sim's retry", Duration::from_secs(30), || async {
+            let now = sim_counter(&sim, "webhook_retries").await;
+            if now > retries {
+                Ok(())
+            } else {
+                Err(format!("{now} retries"))
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = sent_to_sink(&sink);
+        if reaches {
+            assert_eq!(after, tried + 1, "{mode}: the re-signed retry reached the sink");
+        } else {
+            assert_eq!(after, tried, "{mode}: a stale retry never reaches the sink");
+        }
+    }
+}
