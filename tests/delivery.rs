@@ -535,7 +535,11 @@ async fn zoom_retries_alone_reach_the_sink_only_when_re_signed() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = sent_to_sink(&sink);
         if reaches {
-            assert_eq!(after, tried + 1, "{mode}: the re-signed retry reached the sink");
+            assert_eq!(
+                after,
+                tried + 1,
+                "{mode}: the re-signed retry reached the sink"
+            );
         } else {
             assert_eq!(after, tried, "{mode}: a stale retry never reaches the sink");
         }

@@ -919,7 +919,13 @@ async fn a_dead_grant_with_an_expired_token_does_not_spin_the_reconciler() {
 
 #[tokio::test]
 async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both() {
-    let env = setup("shared", &["--consent=approve", &sim_app("")], &[]).await;
+    // Zoom's rule, one live grant per user and app (zoom-sim's default keeps them all).
+    let env = setup(
+        "shared",
+        &["--consent=approve", "--grant-tolerance=1", &sim_app("")],
+        &[],
+    )
+    .await;
     for name in ["first", "second"] {
         apply_zc(&env.client, &env.ns, &oauth_zc(name, "")).await;
     }

@@ -105,6 +105,7 @@ struct ConfigPatch {
     /// Replaces the rate-limit settings; omitted fields take their defaults.
     rate_limit: Option<RateLimitSettings>,
     refresh_rejection: Option<RefreshRejection>,
+    grant_tolerance: Option<u32>,
     code_rejection: Option<CodeRejection>,
 }
 
@@ -191,6 +192,9 @@ async fn set_config(
         }
         if let Some(dialect) = patch.refresh_rejection {
             settings.refresh_rejection = dialect;
+        }
+        if let Some(n) = patch.grant_tolerance {
+            settings.grant_tolerance = n;
         }
         if let Some(dialect) = patch.code_rejection {
             settings.code_rejection = dialect;

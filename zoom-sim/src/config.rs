@@ -242,6 +242,7 @@ pub struct FileConfig {
     pub consent: Option<ConsentMode>,
     pub refresh_rejection: Option<RefreshRejection>,
     pub code_rejection: Option<CodeRejection>,
+    pub grant_tolerance: Option<u32>,
     #[serde(default)]
     pub apps: Vec<AppSpec>,
     pub webhook_timeout_ms: Option<u64>,

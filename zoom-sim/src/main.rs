@@ -61,6 +61,10 @@ struct ServeArgs {
     /// invalid_request_400, no_reason_400 or no_reason_401 [default: invalid_grant_400].
     #[arg(long, value_name = "DIALECT", value_parser = parse_refresh_rejection)]
     refresh_rejection: Option<RefreshRejection>,
+    /// Live grants one user may hold for one app: 1 is Zoom (authorizing again invalidates
+    /// the earlier grant); 0 is no limit [default: 0].
+    #[arg(long, value_name = "N")]
+    grant_tolerance: Option<u32>,
     /// How a bad authorization code is answered: redacted (first 4 characters, invalid_grant)
     /// or echoed (Zoom's: the whole code, invalid_request) [default: redacted].
     #[arg(long, value_name = "DIALECT", value_parser = parse_code_rejection)]
@@ -275,6 +279,10 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
         code_rejection: args
             .code_rejection
             .or(file.code_rejection)
+            .unwrap_or_default(),
+        grant_tolerance: args
+            .grant_tolerance
+            .or(file.grant_tolerance)
             .unwrap_or_default(),
     };
     let defaults = WebhookSettings::default();

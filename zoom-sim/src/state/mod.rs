@@ -594,6 +594,7 @@ impl Sim {
                 ));
             }
         }
+        self.supersede_grants(app);
         let issued = self.new_grant(app, true, now);
         self.bump(Some(&app.client_id), |c| c.authorization_code_grants += 1);
         Ok(issued)
@@ -667,6 +668,35 @@ impl Sim {
         let issued = self.new_grant(app, false, now);
         self.bump(Some(&app.client_id), |c| c.account_credentials_grants += 1);
         Ok(issued)
+    }
+
+    /// One grant per Zoom user and app (with `grant_tolerance` 1, as Zoom): before a new user
+    /// grant is issued, the user's oldest grants of the app beyond the tolerance are dropped,
+    /// so their access and refresh tokens stop working.
+    fn supersede_grants(&mut self, app: &App) {
+        let tolerance = self.settings.grant_tolerance as usize;
+        if tolerance == 0 {
+            return;
+        }
+        let mut held: Vec<GrantId> = self
+            .grants
+            .iter()
+            .filter(|(_, g)| {
+                g.client_id == app.client_id && g.user_id == app.user_id && g.refresh.is_some()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        held.sort_unstable();
+        let excess = (held.len() + 1).saturating_sub(tolerance);
+        for id in held.into_iter().take(excess) {
+            if let Some(grant) = self.grants.remove(&id) {
+                self.access_index.remove(&grant.access_token);
+                if let Some((token, _)) = &grant.refresh {
+                    self.refresh_index.remove(token);
+                }
+                self.bump(Some(&app.client_id), |c| c.superseded_grants += 1);
+            }
+        }
     }
 
     fn new_grant(&mut self, app: &App, with_refresh: bool, now: Millis) -> IssuedTokens {

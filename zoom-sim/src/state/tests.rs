@@ -550,3 +550,34 @@ fn a_rotated_client_secret_works_until_its_grace_period_ends() {
     assert!(sim.token(Some(&fresh), &params, T0).is_err());
     assert!(sim.rotate_client_secret("nope", None, 0, T0).is_none());
 }
+
+#[test]
+fn authorizing_again_supersedes_the_earlier_grant_within_the_tolerance() {
+    for (tolerance, first_survives) in [(1, false), (2, true), (0, true)] {
+        let mut sim = sim(ConsentMode::Approve);
+        sim.settings_mut().grant_tolerance = tolerance;
+        let mut grants = Vec::new();
+        for t in [T0, T0 + 1000] {
+            let code = code_for(&mut sim, "web", None, t);
+            grants.push(
+                sim.token(Some(&auth("web")), &code_params(&code, None), t)
+                    .expect("exchange"),
+            );
+        }
+        let first = grants[0].refresh_token.clone().expect("refresh token");
+        let refreshed = sim.token(Some(&auth("web")), &refresh_params(&first), T0 + 2000);
+        assert_eq!(refreshed.is_ok(), first_survives, "tolerance {tolerance}");
+        assert!(
+            sim.users_me(Some(&grants[1].access_token), T0 + 2000)
+                .is_ok(),
+            "the newest grant always works"
+        );
+        let stats = sim.stats(Some("web"), T0 + 2000).expect("stats");
+        assert_eq!(
+            stats.counters.superseded_grants,
+            u64::from(!first_survives),
+            "tolerance {tolerance}"
+        );
+        assert_eq!(stats.counters.reused_refresh_tokens, 0, "not a reuse");
+    }
+}

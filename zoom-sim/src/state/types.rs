@@ -303,6 +303,10 @@ pub struct Settings {
     pub refresh_token_lifetime_secs: u64,
     pub refresh_rejection: RefreshRejection,
     pub code_rejection: CodeRejection,
+    /// How many live grants one Zoom user may hold for one app: 1 is Zoom (authorizing again
+    /// invalidates the earlier grant); 0 means no limit (zoom-sim's default, see the README).
+    #[serde(default)]
+    pub grant_tolerance: u32,
 }
 
 impl Default for Settings {
@@ -313,6 +317,7 @@ impl Default for Settings {
             refresh_token_lifetime_secs: DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
             refresh_rejection: RefreshRejection::default(),
             code_rejection: CodeRejection::default(),
+            grant_tolerance: 0,
         }
     }
 }
@@ -449,6 +454,8 @@ impl ApiError {
 /// Counters, kept in total and per app. Field names are the `/sim/stats` keys.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
+    /// Grants invalidated because the same user authorized the same app again.
+    pub superseded_grants: u64,
     pub authorize_requests: u64,
     pub authorization_code_grants: u64,
     pub refreshes: u64,
