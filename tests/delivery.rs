@@ -125,6 +125,22 @@ fn accepted_since(sink: &RecordingSink, from: usize) -> BTreeSet<String> {
         .collect()
 }
 
+/// Brings the sink back and waits until it has accepted every event of `sent`.
+async fn recover_and_wait_for_all(sink: &RecordingSink, sent: &BTreeSet<String>, within: Duration) {
+    let up_from = sink.received().len();
+    sink.answer(0, Duration::ZERO);
+    eventually("every event at the sink", within, || async {
+        let got = accepted_since(sink, up_from);
+        let missing = sent.difference(&got).count();
+        if missing == 0 {
+            Ok(())
+        } else {
+            Err(format!("{missing} of {} not delivered yet", sent.len()))
+        }
+    })
+    .await;
+}
+
 async fn stored_events(client: &kube::Client, ns: &str) -> usize {
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .list(&ListParams::default().labels("zoom-operator.io/pending-event=true"))
@@ -219,22 +235,7 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
 
     // Two minutes after it went down, the sink is back: every event reaches it.
     tokio::time::sleep(Duration::from_secs(120).saturating_sub(down_at.elapsed())).await;
-    let up_from = sink.received().len();
-    sink.answer(0, Duration::ZERO);
-    eventually(
-        "every event at the sink",
-        Duration::from_secs(180),
-        || async {
-            let got = accepted_since(&sink, up_from);
-            let missing = sent.difference(&got).count();
-            if missing == 0 {
-                Ok(())
-            } else {
-                Err(format!("{missing} of 200 not delivered yet"))
-            }
-        },
-    )
-    .await;
+    recover_and_wait_for_all(&sink, &sent, Duration::from_secs(180)).await;
     eventually("nothing left stored", Duration::from_secs(60), || async {
         let stored = stored_events(&client, &ns).await;
         let in_status = pending_in_status(&client, &ns, "bot").await;
@@ -293,22 +294,7 @@ async fn events_taken_by_a_replica_killed_right_after_answering_are_not_lost() {
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // The other replica takes over the lease and delivers them all once the sink is back.
-    let up_from = sink.received().len();
-    sink.answer(0, Duration::ZERO);
-    eventually(
-        "every event at the sink",
-        Duration::from_secs(120),
-        || async {
-            let got = accepted_since(&sink, up_from);
-            let missing = sent.difference(&got).count();
-            if missing == 0 {
-                Ok(())
-            } else {
-                Err(format!("{missing} of 50 not delivered yet"))
-            }
-        },
-    )
-    .await;
+    recover_and_wait_for_all(&sink, &sent, Duration::from_secs(120)).await;
     drop(b);
 }
 
