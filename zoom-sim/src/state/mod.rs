@@ -145,6 +145,24 @@ impl Grant {
     }
 }
 
+/// Puts `new` in place of `current`;
+/// the old value stays valid as `previous` for `grace_ms`. Returns the new value and the end
+/// of the grace period.
+fn rotate(
+    current: &mut String,
+    previous: &mut Option<PreviousSecret>,
+    new: String,
+    grace_ms: Millis,
+    now: Millis,
+) -> (String, Option<Millis>) {
+    let old = std::mem::replace(current, new.clone());
+    *previous = (grace_ms > 0).then(|| PreviousSecret {
+        value: old,
+        valid_until_ms: now.saturating_add(grace_ms),
+    });
+    (new, previous.as_ref().map(|p| p.valid_until_ms))
+}
+
 /// S2S grants have no refresh token; once expired for this long they are dropped
 /// (until then an expired S2S token still gets "Access token is expired.").
 const EXPIRED_S2S_RETENTION_MS: Millis = 24 * 3600 * 1000;
@@ -260,16 +278,13 @@ impl Sim {
         let new = new
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| tokens::random_b64(24));
-        let old = std::mem::replace(&mut app.client_secret, new.clone());
-        app.previous_client_secret = (grace_ms > 0).then(|| PreviousSecret {
-            value: old,
-            valid_until_ms: now.saturating_add(grace_ms),
-        });
-        let until = app
-            .previous_client_secret
-            .as_ref()
-            .map(|p| p.valid_until_ms);
-        Some((new, until))
+        Some(rotate(
+            &mut app.client_secret,
+            &mut app.previous_client_secret,
+            new,
+            grace_ms,
+            now,
+        ))
     }
 
     /// Replaces the app's webhook secret token (random if None): webhooks are signed
@@ -286,13 +301,13 @@ impl Sim {
         let new = new
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| tokens::random_b64(16));
-        let old = std::mem::replace(&mut app.secret_token, new.clone());
-        app.previous_secret_token = (grace_ms > 0).then(|| PreviousSecret {
-            value: old,
-            valid_until_ms: now.saturating_add(grace_ms),
-        });
-        let until = app.previous_secret_token.as_ref().map(|p| p.valid_until_ms);
-        Some((new, until))
+        Some(rotate(
+            &mut app.secret_token,
+            &mut app.previous_secret_token,
+            new,
+            grace_ms,
+            now,
+        ))
     }
 
     // ----- counters ---------------------------------------------------------
