@@ -61,7 +61,7 @@ pub fn progress(zc: &ZoomConnection, started_at: jiff::Timestamp) -> Progress {
 pub async fn authorize(namespace: &str, name: &str, timeout: Duration) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let api: Api<ZoomConnection> = Api::namespaced(client, namespace);
-    let started = jiff::Timestamp::now();
+    let started = crate::clock::now();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut printed = None::<String>;
     loop {

@@ -181,7 +181,7 @@ impl LeaderElector {
                     name: Some(LEASE_NAME.to_owned()),
                     ..Default::default()
                 },
-                spec: Some(self.spec(None, Timestamp::now())),
+                spec: Some(self.spec(None, crate::clock::now())),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(created) => {
@@ -196,7 +196,7 @@ impl LeaderElector {
         if !can_acquire(&self.observed, &self.identity, now) {
             return Ok(false);
         }
-        lease.spec = Some(self.spec(lease.spec.as_ref(), Timestamp::now()));
+        lease.spec = Some(self.spec(lease.spec.as_ref(), crate::clock::now()));
         match self
             .api
             .replace(LEASE_NAME, &PostParams::default(), &lease)

@@ -2,12 +2,14 @@
 //!
 //! `api` is the CRD; `controller` reconciles it; `server` serves OAuth, webhooks and metrics;
 //! `zoom` speaks to Zoom. Pure decisions (`urls`, `conditions`, `credentials`, `signing`,
-//! `token_secret`, `sink`, `controller::schedule`) take values and return values. `tokens`
+//! `token_secret`, `sink`, `controller::schedule`) take values and return values; `clock`
+//! is the one wall clock. `tokens`
 //! holds the rotation-safety rules (refresh fence, grants not stored yet) and `leader` the
 //! Lease-based election whose outcome other modules watch.
 
 pub mod api;
 pub mod authorize;
+pub mod clock;
 pub mod conditions;
 pub mod config;
 pub mod controller;

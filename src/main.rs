@@ -106,6 +106,10 @@ struct RunArgs {
         default_value = "text"
     )]
     log_format: LogFormat,
+    /// Test only: run as if the wall clock were this many seconds ahead (negative: behind),
+    /// to show that replicas whose clocks disagree still refresh each grant once.
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    clock_offset_secs: i64,
 }
 
 #[derive(clap::Args)]
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
         Command::Run(args) => {
             let args = *args;
             init_logging(args.log_format);
+            zoom_operator::clock::set_offset_secs(args.clock_offset_secs);
             let url_source = match (args.public_url, args.ingress) {
                 (Some(url), _) => UrlSource::Fixed(url),
                 (None, Some((namespace, name))) => UrlSource::Ingress { namespace, name },

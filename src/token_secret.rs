@@ -13,6 +13,7 @@ use k8s_openapi::ByteString;
 use kube::Resource;
 
 use crate::api::{ZoomAccount, ZoomConnection, CONNECTION_LABEL, MANAGED_BY_LABEL};
+use crate::tokens::{GrantProblem, GrantReason};
 
 pub const ACCESS_TOKEN: &str = "access_token";
 pub const REFRESH_TOKEN: &str = "refresh_token";
@@ -106,7 +107,7 @@ pub struct TokenRecord {
     pub last_refresh_time: Option<Timestamp>,
     pub client_id: Option<String>,
     pub account: Option<ZoomAccount>,
-    pub grant_problem: Option<(String, String)>,
+    pub grant_problem: Option<GrantProblem>,
     pub failed_refresh_attempts: u32,
     pub last_failure: Option<String>,
     pub refresh_handled: Option<String>,
@@ -260,14 +261,14 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
         last_refresh_time: parsed(secret, annotations::LAST_REFRESH_TIME),
         client_id: annotation(secret, annotations::CLIENT_ID).map(str::to_owned),
         account,
-        grant_problem: annotation(secret, annotations::GRANT_PROBLEM).map(|reason| {
-            (
-                reason.to_owned(),
-                annotation(secret, annotations::GRANT_PROBLEM_MESSAGE)
-                    .unwrap_or_default()
-                    .to_owned(),
-            )
-        }),
+        grant_problem: annotation(secret, annotations::GRANT_PROBLEM)
+            .and_then(GrantReason::parse)
+            .map(|reason| {
+                GrantProblem::new(
+                    reason,
+                    annotation(secret, annotations::GRANT_PROBLEM_MESSAGE).unwrap_or_default(),
+                )
+            }),
         failed_refresh_attempts: parsed(secret, annotations::FAILED_REFRESH_ATTEMPTS).unwrap_or(0),
         last_failure: annotation(secret, annotations::LAST_FAILURE).map(str::to_owned),
         refresh_handled: annotation(secret, annotations::REFRESH_HANDLED).map(str::to_owned),
@@ -339,9 +340,12 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
         put(annotations::USER_ID, account.user_id.clone());
         put(annotations::EMAIL, account.email.clone());
     }
-    if let Some((reason, message)) = &record.grant_problem {
-        put(annotations::GRANT_PROBLEM, Some(reason.clone()));
-        put(annotations::GRANT_PROBLEM_MESSAGE, Some(message.clone()));
+    if let Some(problem) = &record.grant_problem {
+        put(annotations::GRANT_PROBLEM, Some(problem.reason.to_string()));
+        put(
+            annotations::GRANT_PROBLEM_MESSAGE,
+            Some(problem.message.clone()),
+        );
     }
     if record.failed_refresh_attempts > 0 {
         put(
@@ -617,7 +621,9 @@ mod tests {
             annotations::CONSUMED_STATES.into(),
             flood.join(",") + ",@,x@y,,",
         );
+        ann.insert(annotations::GRANT_PROBLEM.into(), "Ready".into());
         let back = read_record(&secret);
+        assert_eq!(back.grant_problem, None, "an unknown reason is no reason");
         assert_eq!(back.last_refresh_time, None);
         assert_eq!(back.failed_refresh_attempts, 0);
         assert_eq!(back.consumed_states.len(), MAX_CONSUMED_STATES * 4);

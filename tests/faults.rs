@@ -396,23 +396,36 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
     assert_eq!(s["refreshes"], 1, "{s}");
 }
 
-/// A TCP proxy in front of the API server that the test can stall (connections stay open,
-/// nothing is forwarded, as with a half-open connection or a hung API server) or take down
-/// (connections are cut and refused, as with a stopped API server).
+/// A TCP proxy in front of the API server or zoom-sim that the test can stall (connections
+/// stay open, nothing is forwarded, as with a half-open connection or a hung API server), take
+/// down (connections are cut and dropped, as with a stopped API server) or close (connections
+/// are cut and the port refuses new ones, as with a host that is up but not listening).
 struct StallProxy {
     port: u16,
+    upstream: String,
     stalled: Arc<AtomicBool>,
     down: Arc<AtomicBool>,
+    acceptor: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl StallProxy {
     async fn start(upstream: String) -> StallProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let stalled = Arc::new(AtomicBool::new(false));
-        let down = Arc::new(AtomicBool::new(false));
-        let flags = (stalled.clone(), down.clone());
-        tokio::spawn(async move {
+        let proxy = StallProxy {
+            port: listener.local_addr().expect("addr").port(),
+            upstream,
+            stalled: Arc::new(AtomicBool::new(false)),
+            down: Arc::new(AtomicBool::new(false)),
+            acceptor: std::sync::Mutex::new(None),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let flags = (self.stalled.clone(), self.down.clone());
+        let upstream = self.upstream.clone();
+        let acceptor = tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
                 if flags.1.load(Ordering::Relaxed) {
                     continue;
@@ -429,11 +442,31 @@ impl StallProxy {
                 });
             }
         });
-        StallProxy {
-            port,
-            stalled,
-            down,
+        *self.acceptor.lock().expect("acceptor") = Some(acceptor);
+    }
+
+    /// Cuts every connection and closes the port: connecting is refused until `reopen`.
+    async fn close(&self) {
+        self.down.store(true, Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.lock().expect("acceptor").take() {
+            acceptor.abort();
         }
+        // Let the pumps see `down` and the aborted task drop its listener.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    /// Listens on the same port again.
+    async fn reopen(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("bind the proxy's port again");
+        self.down.store(false, Ordering::Relaxed);
+        self.serve(listener);
+    }
+
+    /// `http://` URL of this proxy.
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// A kubeconfig like the control plane's, pointing at this proxy.
@@ -852,4 +885,139 @@ async fn a_controller_that_dies_while_leading_releases_the_lease_and_fails_the_p
         None,
         "released on shutdown"
     );
+}
+
+/// Waits for `n` rotations of the refresh token in the token Secret, one after the other.
+async fn wait_rotations(client: &kube::Client, ns: &str, n: usize) {
+    for _ in 0..n {
+        let before = refresh_token(&token_secret(client, ns).await);
+        wait_rotated(client, ns, &before, Duration::from_secs(40)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_whose_clock_is_ten_seconds_ahead_does_not_refresh_beside_the_leader() {
+    let client = client().await;
+    let ns = namespace(&client, "skew").await;
+    let sim = oauth_app(&client, &ns, "skew-id").await;
+    let zoom = zoom_flags(&sim);
+    let mut a = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    eventually("replica A to lead", Duration::from_secs(30), || {
+        let a = &a;
+        async move {
+            let v = metric(a, "zoom_operator_leader").await;
+            if v == 1.0 {
+                Ok(())
+            } else {
+                Err(format!("leader gauge {v}"))
+            }
+        }
+    })
+    .await;
+    // B's clock runs 10 s ahead: the holder's renewTime looks 10 s older to it, and the
+    // refresh fence 10 s closer to expiry, than they are.
+    let public = format!("--public-url={}", a.public_url);
+    let b = start_operator(
+        &ns,
+        &[&zoom[0], &zoom[1], &public, "--clock-offset-secs=10"],
+    );
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    wait_rotations(&client, &ns, 3).await;
+    assert_no_reuse(&sim).await;
+    assert_eq!(metric(&b, "zoom_operator_leader").await, 0.0);
+    assert_eq!(
+        metric(&b, "zoom_operator_token_requests_total").await,
+        0.0,
+        "the replica that is ahead refreshed beside the leader"
+    );
+
+    // The leader dies; the replica that is ahead takes over and refreshes alone.
+    a.process.child.kill().expect("SIGKILL the leader");
+    let _ = a.process.child.wait();
+    wait_rotations(&client, &ns, 2).await;
+    assert_eq!(metric(&b, "zoom_operator_leader").await, 1.0);
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let s = assert_no_reuse(&sim).await;
+    assert_eq!(s["superseded_grants"], 0, "{s}");
+}
+
+#[tokio::test]
+async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
+    let client = client().await;
+    let ns = namespace(&client, "refused").await;
+    let sim = oauth_app(&client, &ns, "ref-id").await;
+    let zoom = StallProxy::start(sim.url.trim_start_matches("http://").to_owned()).await;
+    let oauth = format!("--zoom-oauth-url={}", zoom.url());
+    let api = format!("--zoom-api-url={}", zoom.url());
+    let _op = start_operator(&ns, &[&oauth, &api]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    // Zoom's port is closed while the refresh falls due: no request reaches Zoom, so the
+    // grant is intact and the refresh is retried.
+    zoom.close().await;
+    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let failing = &zc.condition("TokenReady").expect("TokenReady").message;
+    assert!(failing.contains("could not connect"), "{failing}");
+    assert_eq!(
+        zc.condition("Authorized")
+            .map(|c| c.status.clone())
+            .as_deref(),
+        Some("True"),
+        "a refused connection is not a lost grant"
+    );
+    let before = refresh_token(&token_secret(&client, &ns).await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    zoom.reopen().await;
+    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
+    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    assert_no_reuse(&sim).await;
+}
+
+#[tokio::test]
+async fn a_refresh_answer_lost_in_the_network_is_reported_and_never_repeated() {
+    let client = client().await;
+    let ns = namespace(&client, "lost").await;
+    let sim = oauth_app_with_lifetime(&client, &ns, "lost-id", 600).await;
+    let zoom = zoom_flags(&sim);
+    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
+    apply_bot(&client, &ns).await;
+    authorize(&client, &ns).await;
+
+    // Zoom rotates the grant, then hangs past the operator's 10-second timeout: the only
+    // valid refresh token is in an answer that never arrives.
+    fault(
+        &sim,
+        json!({"path": "/oauth/token", "delay_after_ms": 15000, "count": 1}),
+    )
+    .await;
+    request_refresh(&client, &ns, "1").await;
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let message = eventually(
+        "the lost answer to be reported",
+        Duration::from_secs(90),
+        || {
+            let api = api.clone();
+            async move {
+                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
+                let c = zc.condition("Authorized").ok_or("no Authorized")?;
+                if c.status == "False" && c.reason == "RefreshTokenSpent" {
+                    Ok(c.message.clone())
+                } else {
+                    Err(format!("{}/{}: {}", c.status, c.reason, c.message))
+                }
+            }
+        },
+    )
+    .await;
+    assert!(message.contains("answer was lost"), "{message}");
+    let s = assert_no_reuse(&sim).await;
+    assert_eq!(s["refreshes"], 1, "the refresh token was sent once: {s}");
+
+    // Only the Zoom user can repair it: authorizing again makes the connection Ready.
+    browser_flow(&client, api.get("bot").await.expect("bot")).await;
+    assert_no_reuse(&sim).await;
 }

@@ -14,9 +14,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::api::{ZoomAccount, ZoomConnection};
 use crate::token_secret::TokenRecord;
+use crate::tokens::transition;
 use crate::zoom::client::ZoomError;
 
-use super::store::Change;
 use super::Context;
 
 /// How often an unknown account is read again while the grant's scopes stay the same.
@@ -142,20 +142,12 @@ async fn store(
     let written = ctx
         .token_store(zc)
         .update(zc, |current| {
-            let same = current
-                .grant
-                .as_ref()
-                .is_some_and(|g| g.access_token == access_token);
-            if !same {
-                return Ok::<_, ()>(Change::Keep);
-            }
-            current.account = Some(account.clone());
-            Ok(Change::Write)
+            Ok::<_, ()>(transition::account_read(current, access_token, &account))
         })
         .await;
     match written {
-        Ok(Ok(record)) => Ok(record),
-        Ok(Err(())) => Err("the grant changed while its account was read".to_owned()),
+        Ok(Ok(record)) if record.account.as_ref() == Some(&account) => Ok(record),
+        Ok(_) => Err("the grant changed while its account was read".to_owned()),
         Err(e) => Err(format!(
             "the account was read but could not be stored in the token Secret ({e})"
         )),

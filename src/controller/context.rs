@@ -18,11 +18,9 @@ use crate::credentials::{self, AppCredentials, CredentialsProblem};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::signing::SigningKey;
-use crate::tokens::PendingGrant;
+use crate::tokens::{PendingGrant, TokenStore};
 use crate::urls::{PublicUrls, UrlProblem};
 use crate::zoom::client::ZoomClient;
-
-use super::store::TokenStore;
 
 /// The public URLs as last derived; `None` until the first derivation.
 pub type UrlState = Option<Result<PublicUrls, UrlProblem>>;

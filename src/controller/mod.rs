@@ -11,7 +11,6 @@ pub mod renew;
 pub mod schedule;
 mod shared_grant;
 pub mod status;
-pub mod store;
 mod watches;
 
 pub use context::{Context, RetryState, UrlState};
@@ -42,7 +41,7 @@ pub enum Error {
     #[error("kubernetes API error: {0}")]
     KubeError(#[from] kube::Error),
     #[error("token Secret: {0}")]
-    TokenSecretError(#[from] store::StoreError),
+    TokenSecretError(#[from] crate::tokens::StoreError),
     #[error("object has no {0}")]
     MissingObjectKey(&'static str),
 }
@@ -102,7 +101,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
     // sent for this connection until it is written.
     let not_stored = store_pending_grant(zc, ctx, &uid).await;
     let (mut ownership, mut record) = store.read(zc).await?;
-    let now = Timestamp::now();
+    let now = crate::clock::now();
 
     // Renew the token when it is due.
     let mut retry_at = ctx.retry_state(&uid).map(|r| r.not_before);
@@ -154,7 +153,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
                             jitter_seed,
                         );
                         let until = schedule::retry_not_before(
-                            Timestamp::now(),
+                            crate::clock::now(),
                             delay,
                             record.grant.as_ref().map(|g| g.expires_at),
                         );
@@ -289,7 +288,7 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
 
     // Look again when a renewal or the ticket is due, and at least every 10 minutes so that
     // expiry shows in status even when nothing else happens.
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     let wait = [
         next_check,
         ticket_renewal_at(zc),

@@ -19,15 +19,13 @@ use jiff::Timestamp;
 use crate::api::{AuthType, ZoomConnection, REFRESH_REQUESTED_ANNOTATION};
 use crate::credentials::AppCredentials;
 use crate::token_secret::{TokenGrant, TokenRecord};
-use crate::tokens::{self, FenceCheck, PendingFit, PendingGrant};
+use crate::tokens::transition::{self, NoClaim, RefreshFailure};
+use crate::tokens::{
+    self, GrantProblem, GrantReason, PendingFit, PendingGrant, StoreError, APP_DISABLED,
+};
 use crate::zoom::client::ZoomError;
 use crate::zoom::rejection::{Rejection, RequestProblem};
 
-use super::schedule::{
-    ACCOUNT_CREDENTIALS_REJECTED, APP_DISABLED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS,
-    REFRESH_TOKEN_REJECTED, REFRESH_TOKEN_SPENT,
-};
-use super::store::{Change, StoreError};
 use super::Context;
 
 /// What a renewal attempt came to.
@@ -59,20 +57,6 @@ fn requested(zc: &ZoomConnection) -> Option<String> {
         .cloned()
 }
 
-/// The outcome of trying to put our fence on the grant.
-enum Claim {
-    Claimed,
-    Held {
-        until: Timestamp,
-    },
-    /// A stale fence for the stored token: it was sent and its answer never stored.
-    Spent {
-        holder: String,
-        since: Timestamp,
-    },
-    Rotated,
-}
-
 pub async fn renew(
     ctx: &Arc<Context>,
     zc: &ZoomConnection,
@@ -86,12 +70,12 @@ pub async fn renew(
         // decide() never asks to refresh an OAuth grant without a refresh token.
         (true, None) => return Ok(Renewal::Superseded),
         (true, Some(token)) => match claim_fence(ctx, zc, token).await? {
-            Claim::Claimed => {}
-            Claim::Held { until } => return Ok(Renewal::Fenced { until }),
-            Claim::Spent { holder, since } => {
+            Ok(_) => {}
+            Err(NoClaim::Held { until }) => return Ok(Renewal::Fenced { until }),
+            Err(NoClaim::Spent { holder, since }) => {
                 return record_spent(ctx, zc, token, &tokens::spent_message(&holder, since)).await
             }
-            Claim::Rotated => return Ok(Renewal::Superseded),
+            Err(NoClaim::Rotated) => return Ok(Renewal::Superseded),
         },
     }
     if !ctx.leadership.is_leader() {
@@ -119,34 +103,13 @@ async fn claim_fence(
     ctx: &Context,
     zc: &ZoomConnection,
     refresh_token: &str,
-) -> Result<Claim, StoreError> {
-    let identity = ctx.config.identity.clone();
-    let outcome = ctx
-        .token_store(zc)
+) -> Result<Result<TokenRecord, NoClaim>, StoreError> {
+    let identity = ctx.config.identity.as_str();
+    ctx.token_store(zc)
         .update(zc, |current| {
-            let stored = current
-                .grant
-                .as_ref()
-                .and_then(|g| g.refresh_token.as_deref());
-            if stored != Some(refresh_token) {
-                return Err(Claim::Rotated);
-            }
-            let now = Timestamp::now();
-            match tokens::check_fence(current.fence.as_ref(), Some(refresh_token), now) {
-                FenceCheck::Held { until, .. } => return Err(Claim::Held { until }),
-                FenceCheck::MaybeSpent { holder, since } => {
-                    return Err(Claim::Spent { holder, since })
-                }
-                FenceCheck::Free => {}
-            }
-            current.fence = Some(tokens::Fence::new(&identity, now, refresh_token));
-            Ok(Change::Write)
+            transition::claim_fence(current, refresh_token, identity, crate::clock::now())
         })
-        .await?;
-    Ok(match outcome {
-        Ok(_) => Claim::Claimed,
-        Err(claim) => claim,
-    })
+        .await
 }
 
 /// The stored refresh token was sent by a refresher that never stored the answer. Sending it
@@ -159,21 +122,15 @@ async fn record_spent(
     message: &str,
 ) -> Result<Renewal, StoreError> {
     tracing::error!(connection = %name(zc), why = %message, "the grant is lost");
-    let outcome = ctx
+    let recorded = ctx
         .token_store(zc)
         .update(zc, |current| {
-            if current_refresh_token(current).as_deref() != Some(refresh_token) {
-                return Ok::<_, ()>(Change::Keep);
-            }
-            current.grant_problem = Some((REFRESH_TOKEN_SPENT.to_owned(), message.to_owned()));
-            current.failed_refresh_attempts = 0;
-            current.last_failure = None;
-            Ok(Change::Write)
+            transition::refresh_token_spent(current, refresh_token, message)
         })
         .await?;
-    Ok(match outcome {
+    Ok(match recorded {
         Ok(_) => Renewal::Refused,
-        Err(()) => Renewal::Superseded,
+        Err(transition::Rotated) => Renewal::Superseded,
     })
 }
 
@@ -184,12 +141,7 @@ async fn release_fence(ctx: &Context, zc: &ZoomConnection) {
     let result = ctx
         .token_store(zc)
         .update(zc, |current| {
-            if current.fence.as_ref().is_some_and(|f| f.holder == identity) {
-                current.fence = None;
-                Ok::<_, ()>(Change::Write)
-            } else {
-                Ok(Change::Keep)
-            }
+            Ok::<_, ()>(transition::release_fence(current, identity))
         })
         .await;
     if let Err(e) = result {
@@ -230,7 +182,7 @@ impl Attempt {
                     client_id: self.app.client_id.clone(),
                     account,
                     requested: self.requested.clone(),
-                    issued_at: Timestamp::now(),
+                    issued_at: crate::clock::now(),
                     last_error: None,
                 };
                 Ok(keep_until_stored(ctx, &self.zc, pending).await)
@@ -286,9 +238,9 @@ pub async fn keep_until_stored(
             Renewal::Superseded
         }
         Err(e) => {
-            let why = pending.scrub(&write_error(&e));
+            pending.write_failed(&write_error(&e));
+            let why = pending.last_error.as_deref().unwrap_or_default();
             tracing::error!(connection = %name(zc), error = %why, "could not store the rotated token; keeping it in memory and retrying");
-            pending.last_error = Some(why);
             let first = ctx.pending_grant(&uid).is_none();
             ctx.set_pending_grant(&uid, Some(pending));
             if first {
@@ -320,7 +272,7 @@ async fn write_until_stored(ctx: Arc<Context>, zc: ZoomConnection, uid: String) 
                 return;
             }
             Err(e) => {
-                pending.last_error = Some(pending.scrub(&write_error(&e)));
+                pending.write_failed(&write_error(&e));
                 // Only if it is still there: a pass may have stored it meanwhile.
                 if ctx.pending_grant(&uid).is_some() {
                     ctx.set_pending_grant(&uid, Some(pending));
@@ -353,46 +305,13 @@ async fn store_pending(
     let written = ctx
         .token_store(zc)
         .update(zc, |current| {
-            match tokens::pending_fit(current, pending, oauth) {
-                PendingFit::Superseded => Err(PendingFit::Superseded),
-                PendingFit::Store => {
-                    store_grant(
-                        current,
-                        pending.grant.clone(),
-                        &pending.client_id,
-                        pending.issued_at,
-                    );
-                    if pending.account.is_some() {
-                        current.account = pending.account.clone();
-                    }
-                    if pending.requested.is_some() {
-                        current.refresh_handled = pending.requested.clone();
-                    }
-                    Ok(Change::Write)
-                }
-            }
+            transition::refresh_issued(current, pending, oauth)
         })
         .await?;
     Ok(match written {
         Ok(_) => PendingFit::Store,
         Err(fit) => fit,
     })
-}
-
-/// Records a fresh grant and clears failure bookkeeping; shared by refresh, mint and callback.
-pub fn store_grant(record: &mut TokenRecord, grant: TokenGrant, client_id: &str, now: Timestamp) {
-    record.grant = Some(grant);
-    record.last_refresh_time = Some(now);
-    record.client_id = Some(client_id.to_owned());
-    record.grant_problem = None;
-    record.failed_refresh_attempts = 0;
-    record.last_failure = None;
-    // The grant is stored: whoever was refreshing is done.
-    record.fence = None;
-}
-
-fn current_refresh_token(record: &TokenRecord) -> Option<String> {
-    record.grant.as_ref().and_then(|g| g.refresh_token.clone())
 }
 
 fn name(zc: &ZoomConnection) -> String {
@@ -411,22 +330,22 @@ fn error_label(err: &ZoomError) -> &'static str {
     }
 }
 
-/// A grant problem a person must fix: (reason, message). Pure: decided by what Zoom's refusal
-/// means (zoom::rejection), never by its exact words, which Zoom has changed over the years.
-pub fn classify_failure(err: &ZoomError, auth_type: AuthType) -> Option<(&'static str, String)> {
+/// A grant problem a person must fix. Pure: decided by what Zoom's refusal means
+/// (zoom::rejection), never by its exact words, which Zoom has changed over the years.
+pub fn classify_failure(err: &ZoomError, auth_type: AuthType) -> Option<GrantProblem> {
     let rejection = err.rejection()?;
     let s2s = auth_type == AuthType::ServerToServer;
     let reason = match rejection {
-        Rejection::ClientRejected => INVALID_CLIENT_CREDENTIALS,
+        Rejection::ClientRejected => GrantReason::InvalidClientCredentials,
         Rejection::AppDisabled => {
-            return Some((
-                INVALID_CLIENT_CREDENTIALS,
+            return Some(GrantProblem::new(
+                GrantReason::InvalidClientCredentials,
                 format!("{APP_DISABLED} ({err})"),
             ))
         }
         // A Server-to-Server grant is only its account: any other refusal is about that.
-        _ if s2s => ACCOUNT_CREDENTIALS_REJECTED,
-        Rejection::GrantRejected => REFRESH_TOKEN_REJECTED,
+        _ if s2s => GrantReason::AccountCredentialsRejected,
+        Rejection::GrantRejected => GrantReason::RefreshTokenRejected,
         Rejection::AccessTokenRejected
         | Rejection::ScopeMissing
         | Rejection::Request(
@@ -436,7 +355,7 @@ pub fn classify_failure(err: &ZoomError, auth_type: AuthType) -> Option<(&'stati
             | RequestProblem::Other,
         ) => return None,
     };
-    Some((reason, err.to_string()))
+    Some(GrantProblem::new(reason, err.to_string()))
 }
 
 async fn handle_failure(
@@ -446,82 +365,28 @@ async fn handle_failure(
     used_refresh_token: &Option<String>,
     requested: &Option<String>,
 ) -> Result<Renewal, StoreError> {
-    let store = ctx.token_store(zc);
     let auth_type = zc.spec.auth_type;
-    let identity = ctx.config.identity.as_str();
     tracing::warn!(connection = %name(zc), auth_type = %auth_type, error = %err, "token renewal failed");
-
-    // A permanent refusal is recorded as a grant problem; anything else counts as a failed
-    // attempt and is retried with backoff.
-    let permanent = classify_failure(&err, auth_type);
-    // Zoom answered: our fence has done its job. Without an answer Zoom may have rotated the
-    // grant, so the fence stays until it expires and the next attempt knows the token may be
-    // spent.
-    let lift_fence = !err.answer_lost();
-
-    let outcome = store
-        .update(zc, |current| {
-            if auth_type.is_oauth() && current_refresh_token(current) != *used_refresh_token {
-                // Re-read from the API server: another writer rotated the token while we were
-                // asking Zoom, so Zoom's "invalid_grant" was about a token we no longer hold.
-                return Ok::<_, ()>(Change::Keep);
-            }
-            if lift_fence && current.fence.as_ref().is_some_and(|f| f.holder == identity) {
-                current.fence = None;
-            }
-            record_failure(current, &permanent, &err);
-            if requested.is_some() {
-                // A requested refresh that failed is not retried in a loop; the backoff does that.
-                current.refresh_handled = requested.clone();
-            }
-            Ok(Change::Write)
-        })
+    let failure = RefreshFailure {
+        used_refresh_token: used_refresh_token.clone(),
+        problem: classify_failure(&err, auth_type),
+        error: err.to_string(),
+        answer_lost: err.answer_lost(),
+        holder: ctx.config.identity.clone(),
+        requested: requested.clone(),
+        oauth: auth_type.is_oauth(),
+    };
+    let outcome = ctx
+        .token_store(zc)
+        .update(zc, |current| transition::refresh_failed(current, &failure))
         .await?;
-
-    Ok(match outcome {
-        Err(()) => Renewal::Superseded,
-        Ok(_) => match (&permanent, err) {
-            (Some((REFRESH_TOKEN_REJECTED | REFRESH_TOKEN_SPENT, _)), _) => Renewal::Refused,
-            (_, ZoomError::Unavailable { retry_after, .. }) => Renewal::Failed { retry_after },
-            _ => Renewal::Failed { retry_after: None },
-        },
+    Ok(match (&failure.problem, err) {
+        // Another writer rotated the token while we were asking: nothing of ours was lost.
+        _ if outcome.is_err() => Renewal::Superseded,
+        (Some(p), _) if p.reason.refresh_token_dead() => Renewal::Refused,
+        (_, ZoomError::Unavailable { retry_after, .. }) => Renewal::Failed { retry_after },
+        _ => Renewal::Failed { retry_after: None },
     })
-}
-
-/// The bookkeeping of a failed attempt. Pure.
-fn record_failure(
-    current: &mut TokenRecord,
-    permanent: &Option<(&'static str, String)>,
-    err: &ZoomError,
-) {
-    match permanent {
-        Some((reason @ (REFRESH_TOKEN_REJECTED | REFRESH_TOKEN_SPENT), message)) => {
-            // The refresh token is dead; the access token may still work until it
-            // expires, so it stays.
-            if let Some(g) = current.grant.as_mut() {
-                g.refresh_token = None;
-            }
-            current.grant_problem = Some(((*reason).to_owned(), message.clone()));
-            current.failed_refresh_attempts = 0;
-            current.last_failure = None;
-        }
-        Some((reason, message)) => {
-            current.grant_problem = Some(((*reason).to_owned(), message.clone()));
-            current.failed_refresh_attempts = current.failed_refresh_attempts.saturating_add(1);
-            current.last_failure = Some(message.clone());
-        }
-        None => {
-            if current
-                .grant_problem
-                .as_ref()
-                .is_some_and(|(r, _)| r == AUTHORIZATION_FAILED)
-            {
-                current.grant_problem = None;
-            }
-            current.failed_refresh_attempts = current.failed_refresh_attempts.saturating_add(1);
-            current.last_failure = Some(err.to_string());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -558,36 +423,36 @@ mod tests {
         };
         let oauth = AuthType::PrivateOAuth;
         let s2s = AuthType::ServerToServer;
-        let table: Vec<(&str, ZoomError, AuthType, Option<&str>)> = vec![
+        let table: Vec<(&str, ZoomError, AuthType, Option<GrantReason>)> = vec![
             (
                 "dead refresh token",
                 rejected(400, "invalid_grant"),
                 oauth,
-                Some(REFRESH_TOKEN_REJECTED),
+                Some(GrantReason::RefreshTokenRejected),
             ),
             (
                 "dead refresh token, 401",
                 rejected(401, "invalid_grant"),
                 oauth,
-                Some(REFRESH_TOKEN_REJECTED),
+                Some(GrantReason::RefreshTokenRejected),
             ),
             (
                 "dead refresh token, invalid_request",
                 rejected(400, "invalid_request"),
                 oauth,
-                Some(REFRESH_TOKEN_REJECTED),
+                Some(GrantReason::RefreshTokenRejected),
             ),
             (
                 "dead refresh token, no reason",
                 refused(401, r#"{"error":"invalid_request"}"#),
                 oauth,
-                Some(REFRESH_TOKEN_REJECTED),
+                Some(GrantReason::RefreshTokenRejected),
             ),
             (
                 "dead refresh token, no reason, 400",
                 refused(400, r#"{"error":"invalid_grant"}"#),
                 oauth,
-                Some(REFRESH_TOKEN_REJECTED),
+                Some(GrantReason::RefreshTokenRejected),
             ),
             (
                 "bad client",
@@ -596,37 +461,37 @@ mod tests {
                     r#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#,
                 ),
                 oauth,
-                Some(INVALID_CLIENT_CREDENTIALS),
+                Some(GrantReason::InvalidClientCredentials),
             ),
             (
                 "bad client, said in words",
                 refused(401, r#"{"reason":"Invalid client_id or client_secret"}"#),
                 oauth,
-                Some(INVALID_CLIENT_CREDENTIALS),
+                Some(GrantReason::InvalidClientCredentials),
             ),
             (
                 "app disabled",
                 refused(400, r#"{"reason":"The app has been disabled","code":4717}"#),
                 oauth,
-                Some(INVALID_CLIENT_CREDENTIALS),
+                Some(GrantReason::InvalidClientCredentials),
             ),
             (
                 "s2s refused",
                 rejected(400, "invalid_request"),
                 s2s,
-                Some(ACCOUNT_CREDENTIALS_REJECTED),
+                Some(GrantReason::AccountCredentialsRejected),
             ),
             (
                 "s2s bad client",
                 refused(401, r#"{"error":"invalid_client"}"#),
                 s2s,
-                Some(INVALID_CLIENT_CREDENTIALS),
+                Some(GrantReason::InvalidClientCredentials),
             ),
             (
                 "s2s wrong grant type",
                 refused(400, r#"{"error":"unsupported_grant_type"}"#),
                 s2s,
-                Some(ACCOUNT_CREDENTIALS_REJECTED),
+                Some(GrantReason::AccountCredentialsRejected),
             ),
             ("a proxy's page", refused(400, "<html>"), oauth, None),
             (
@@ -641,39 +506,15 @@ mod tests {
             ("zoom down", unavailable, oauth, None),
         ];
         for (what, err, auth, want) in table {
-            assert_eq!(classify_failure(&err, auth).map(|(r, _)| r), want, "{what}");
+            assert_eq!(
+                classify_failure(&err, auth).map(|p| p.reason),
+                want,
+                "{what}"
+            );
         }
-        let (_, message) =
+        let disabled =
             classify_failure(&refused(400, r#"{"code":4717}"#), oauth).expect("classified");
-        assert!(message.contains("disabled"), "{message}");
-    }
-
-    #[test]
-    fn a_rejected_refresh_token_is_stripped_and_counted_as_permanent() {
-        let mut record = TokenRecord {
-            grant: Some(TokenGrant {
-                access_token: "a".into(),
-                refresh_token: Some("r".into()),
-                token_type: "bearer".into(),
-                expires_at: Timestamp::UNIX_EPOCH,
-                scope: String::new(),
-                api_url: String::new(),
-            }),
-            failed_refresh_attempts: 2,
-            ..Default::default()
-        };
-        let err = rejected(400, "invalid_grant");
-        record_failure(
-            &mut record,
-            &classify_failure(&err, AuthType::PrivateOAuth),
-            &err,
-        );
-        assert_eq!(
-            record.grant_problem.map(|(r, _)| r).as_deref(),
-            Some(REFRESH_TOKEN_REJECTED)
-        );
-        assert_eq!(record.grant.and_then(|g| g.refresh_token), None);
-        assert_eq!(record.failed_refresh_attempts, 0);
+        assert!(disabled.app_disabled(), "{disabled:?}");
     }
 
     #[test]

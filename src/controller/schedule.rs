@@ -7,20 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::api::AuthType;
 use crate::token_secret::TokenRecord;
-
-/// Grant problems that only a person can fix (by authorizing again).
-pub const REFRESH_TOKEN_REJECTED: &str = "RefreshTokenRejected";
-/// Zoom rejected a refresh token that an earlier refresher had already sent without storing
-/// the answer (found by its stale fence): shown as `RefreshTokenRejected` with that truth.
-pub const REFRESH_TOKEN_SPENT: &str = "RefreshTokenSpent";
-pub const DEAUTHORIZED: &str = "Deauthorized";
-pub const ACCOUNT_CREDENTIALS_REJECTED: &str = "AccountCredentialsRejected";
-pub const INVALID_CLIENT_CREDENTIALS: &str = "InvalidClientCredentials";
-/// How an `InvalidClientCredentials` problem's message starts when the credentials are right
-/// but Zoom has disabled the app (4717): the status then says so instead of "copy them again".
-pub const APP_DISABLED: &str = "Zoom says the app is disabled";
-/// The last browser authorization failed (denied, bad code); the grant itself may be intact.
-pub const AUTHORIZATION_FAILED: &str = "AuthorizationFailed";
+use crate::tokens::GrantReason;
 
 const MIN_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -154,10 +141,7 @@ pub fn retry_not_before(
 
 pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
     let record = input.record;
-    let problem = record
-        .grant_problem
-        .as_ref()
-        .map(|(reason, _)| reason.as_str());
+    let problem = record.grant_problem.as_ref().map(|p| p.reason);
     let has_refresh_token = record
         .grant
         .as_ref()
@@ -168,13 +152,17 @@ pub fn decide(input: &TokenInputs<'_>) -> TokenDecision {
         if !has_refresh_token
             || matches!(
                 problem,
-                Some(REFRESH_TOKEN_REJECTED | REFRESH_TOKEN_SPENT | DEAUTHORIZED)
+                Some(
+                    GrantReason::RefreshTokenRejected
+                        | GrantReason::RefreshTokenSpent
+                        | GrantReason::Deauthorized
+                )
             )
         {
             return TokenDecision::Idle { next_check: None };
         }
     }
-    if problem == Some(INVALID_CLIENT_CREDENTIALS) && input.credentials_changed {
+    if problem == Some(GrantReason::InvalidClientCredentials) && input.credentials_changed {
         return TokenDecision::Renew(RenewReason::CredentialsChanged);
     }
     if let Some(until) = input.retry_not_before.filter(|t| *t > input.now) {
@@ -229,6 +217,7 @@ pub fn seed(value: &str) -> u64 {
 mod tests {
     use super::*;
     use crate::token_secret::TokenGrant;
+    use crate::tokens::GrantProblem;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().expect("ts")
@@ -365,7 +354,7 @@ mod tests {
             TokenDecision::Idle { next_check: None }
         );
         let mut rejected = record("2026-11-29T10:00:00Z", "2026-11-29T09:00:00Z", true);
-        rejected.grant_problem = Some((REFRESH_TOKEN_REJECTED.into(), String::new()));
+        rejected.grant_problem = Some(GrantProblem::new(GrantReason::RefreshTokenRejected, ""));
         assert_eq!(
             decide(&inputs(
                 AuthType::DefaultOAuth,
@@ -481,7 +470,7 @@ mod tests {
     #[test]
     fn changed_credentials_skip_the_backoff() {
         let mut r = record("2026-11-29T10:00:00Z", "2026-11-29T09:00:00Z", true);
-        r.grant_problem = Some((INVALID_CLIENT_CREDENTIALS.into(), String::new()));
+        r.grant_problem = Some(GrantProblem::new(GrantReason::InvalidClientCredentials, ""));
         let mut i = inputs(AuthType::PrivateOAuth, &r, "2026-11-29T09:55:00Z");
         i.retry_not_before = Some(ts("2026-11-29T10:30:00Z"));
         i.credentials_changed = true;

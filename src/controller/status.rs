@@ -9,10 +9,7 @@ use crate::credentials::{AppCredentials, CredentialsProblem};
 use crate::token_secret::{rfc3339, Ownership, TokenRecord};
 use crate::urls::{PublicUrls, UrlProblem};
 
-use super::schedule::{
-    ACCOUNT_CREDENTIALS_REJECTED, APP_DISABLED, AUTHORIZATION_FAILED, DEAUTHORIZED,
-    INVALID_CLIENT_CREDENTIALS, REFRESH_TOKEN_REJECTED, REFRESH_TOKEN_SPENT,
-};
+use crate::tokens::GrantReason;
 
 /// Whether the connection can receive events, decided by the events module.
 pub type EventsVerdict = Option<Verdict>;
@@ -51,14 +48,10 @@ pub fn credentials_verdict(o: &Observation<'_>) -> Verdict {
         Err(problem) => {
             Verdict::failed(cond::CREDENTIALS_READY, problem.reason(), problem.message())
         }
-        Ok(_) if problem_is(o.record, INVALID_CLIENT_CREDENTIALS) => {
-            let detail = o
-                .record
-                .grant_problem
-                .as_ref()
-                .map(|(_, m)| m.as_str())
-                .unwrap_or_default();
-            let message = if detail.starts_with(APP_DISABLED) {
+        Ok(_) if problem_is(o.record, GrantReason::InvalidClientCredentials) => {
+            let problem = o.record.grant_problem.as_ref();
+            let detail = problem.map(|p| p.message.as_str()).unwrap_or_default();
+            let message = if problem.is_some_and(|p| p.app_disabled()) {
                 format!(
                     "Zoom says the app whose credentials are in Secret {} is disabled; enable it in the Zoom App Marketplace or ask Zoom support ({detail})",
                     o.credentials_secret
@@ -82,24 +75,26 @@ pub fn credentials_verdict(o: &Observation<'_>) -> Verdict {
     }
 }
 
-fn problem_is(record: &TokenRecord, reason: &str) -> bool {
+fn problem_is(record: &TokenRecord, reason: GrantReason) -> bool {
     record
         .grant_problem
         .as_ref()
-        .is_some_and(|(r, _)| r == reason)
+        .is_some_and(|p| p.reason == reason)
 }
 
 pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
     let problem = o.record.grant_problem.as_ref();
-    let detail = problem.map(|(_, m)| m.as_str()).filter(|m| !m.is_empty());
+    let detail = problem
+        .map(|p| p.message.as_str())
+        .filter(|m| !m.is_empty());
     let with_detail = |base: String| match detail {
         Some(d) => format!("{base} ({d})"),
         None => base,
     };
     let reauthorize =
         "open status.authorizeURL (or run `zoom-operator authorize`) to authorize again";
-    match problem.map(|(r, _)| r.as_str()) {
-        Some(REFRESH_TOKEN_REJECTED) => {
+    match problem.map(|p| p.reason) {
+        Some(GrantReason::RefreshTokenRejected) => {
             let cause = match o.shared_grant.as_slice() {
                 [] => String::new(),
                 others => format!(
@@ -116,7 +111,7 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
                 ),
             );
         }
-        Some(REFRESH_TOKEN_SPENT) => {
+        Some(GrantReason::RefreshTokenSpent) => {
             // Not Zoom's fault, and not a mystery: say what happened.
             let what = detail.unwrap_or("the refresh token was already spent");
             return Verdict::failed(
@@ -125,14 +120,14 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
                 format!("The grant is lost: {what}; {reauthorize}"),
             );
         }
-        Some(DEAUTHORIZED) => {
+        Some(GrantReason::Deauthorized) => {
             return Verdict::failed(
                 cond::AUTHORIZED,
                 "Deauthorized",
                 format!("The app was removed from the Zoom account and its tokens were deleted; {reauthorize}"),
             )
         }
-        Some(ACCOUNT_CREDENTIALS_REJECTED) => {
+        Some(GrantReason::AccountCredentialsRejected) => {
             return Verdict::failed(
                 cond::AUTHORIZED,
                 "AccountCredentialsRejected",
@@ -176,7 +171,7 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
         }
         _ => {
             let mut m = "Nobody has authorized this connection yet; open status.authorizeURL or run `zoom-operator authorize`".to_owned();
-            if problem_is(o.record, AUTHORIZATION_FAILED) {
+            if problem_is(o.record, GrantReason::AuthorizationFailed) {
                 if let Some(d) = detail {
                     m = format!("The last authorization attempt failed: {d}; open status.authorizeURL to try again");
                 }
@@ -441,7 +436,10 @@ mod tests {
 
         let creds = creds();
         let mut rejected = fresh_record();
-        rejected.grant_problem = Some((REFRESH_TOKEN_REJECTED.into(), "Invalid Token!".into()));
+        rejected.grant_problem = Some(crate::tokens::GrantProblem::new(
+            GrantReason::RefreshTokenRejected,
+            "Invalid Token!",
+        ));
         let status = build(&observe(&zc_oauth, &creds, &rejected, &urls));
         assert_eq!(
             reason(&status, "Ready"),
@@ -449,8 +447,8 @@ mod tests {
         );
 
         let mut spent = fresh_record();
-        spent.grant_problem = Some((
-            REFRESH_TOKEN_SPENT.into(),
+        spent.grant_problem = Some(crate::tokens::GrantProblem::new(
+            GrantReason::RefreshTokenSpent,
             crate::tokens::spent_message("pod-a-1", "2026-11-29T08:59:00Z".parse().expect("ts")),
         ));
         let status = build(&observe(&zc_oauth, &creds, &spent, &urls));

@@ -20,7 +20,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
-use jiff::Timestamp;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -250,7 +249,7 @@ impl EventReceiver {
         let signature = check_headers(
             header(headers, "x-zm-signature"),
             header(headers, "x-zm-request-timestamp"),
-            Timestamp::now().as_second(),
+            crate::clock::now().as_second(),
         )
         .map_err(unauthorized)?;
         let body = match tokio::time::timeout_at(deadline, read_limited(body, BODY_LIMIT)).await {

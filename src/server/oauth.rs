@@ -8,18 +8,15 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use jiff::Timestamp;
 use kube::api::Api;
 use serde::Deserialize;
 
 use crate::api::ZoomConnection;
-use crate::controller::renew::store_grant;
-use crate::controller::schedule::{APP_DISABLED, AUTHORIZATION_FAILED, INVALID_CLIENT_CREDENTIALS};
-use crate::controller::store::Change;
 use crate::controller::Context;
 use crate::metrics::HttpLabels;
 use crate::signing::{pkce_challenge, Claims, SignatureError};
-use crate::token_secret::remember_state;
+use crate::tokens::transition::{self, Replayed};
+use crate::tokens::{GrantProblem, GrantReason, StoreError, APP_DISABLED};
 use crate::zoom::client::ZoomError;
 use crate::zoom::rejection::{Rejection, RequestProblem};
 
@@ -91,7 +88,7 @@ pub async fn start(
 }
 
 async fn start_inner(ctx: &Context, namespace: &str, name: &str, ticket: Option<&str>) -> Response {
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     let forbidden = |why: &str| {
         page(
             StatusCode::FORBIDDEN,
@@ -193,12 +190,8 @@ pub async fn redirect(
     count(&ctx, "redirect", response)
 }
 
-enum Consume {
-    Replayed,
-}
-
 async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     let restart = "Start again from the connection's status.authorizeURL.";
     let claims = match query
         .state
@@ -247,8 +240,10 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
         record_failure(
             ctx,
             &zc,
-            AUTHORIZATION_FAILED,
-            format!("Zoom returned {error}{detail}"),
+            GrantProblem::new(
+                GrantReason::AuthorizationFailed,
+                format!("Zoom returned {error}{detail}"),
+            ),
         )
         .await;
         let (status, title) = if error == "access_denied" {
@@ -308,19 +303,15 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
     // costs no memory, and what is remembered is bounded (token_secret::remember_state).
     let consumed = store
         .update(&zc, |record| {
-            if record.consumed_states.iter().any(|(n, _)| *n == nonce) {
-                return Err(Consume::Replayed);
-            }
-            remember_state(record, &nonce, claims.expires_at(), now);
-            Ok(Change::Write)
+            transition::state_consumed(record, &nonce, claims.expires_at(), now)
         })
         .await;
     match consumed {
         Ok(Ok(_)) => {}
-        Ok(Err(Consume::Replayed)) => {
+        Ok(Err(Replayed)) => {
             return page(StatusCode::BAD_REQUEST, "This authorization was already used", &format!("Each authorization link works once. {restart}"))
         }
-        Err(crate::controller::store::StoreError::NotOwned(secret)) => {
+        Err(StoreError::NotOwned(secret)) => {
             return page(
                 StatusCode::CONFLICT,
                 "The token Secret belongs to someone else",
@@ -344,7 +335,7 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
             ctx.metrics.token_request(&label, "exchange_failed");
             tracing::warn!(connection = %who, error = %err, "authorization code exchange failed");
             let (reason, status, why) = exchange_failure(&err);
-            record_failure(ctx, &zc, reason, format!("{why}: {err}")).await;
+            record_failure(ctx, &zc, GrantProblem::new(reason, format!("{why}: {err}"))).await;
             return page(
                 status,
                 "Zoom did not accept the authorization",
@@ -367,9 +358,13 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
     let email = account.as_ref().and_then(|a| a.email.clone());
     let stored = store
         .update(&zc, |record| {
-            store_grant(record, grant.clone(), &app.client_id, Timestamp::now());
-            record.account = account.clone();
-            Ok::<_, ()>(Change::Write)
+            Ok::<_, ()>(transition::callback_stored(
+                record,
+                &grant,
+                &app.client_id,
+                account.as_ref(),
+                crate::clock::now(),
+            ))
         })
         .await;
     match stored {
@@ -393,56 +388,46 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
 /// What a failed code exchange means: (grant problem reason, page status, what happened).
 /// Pure. A used or expired code is the user's to retry; only Zoom's word on the client (or a
 /// disabled app) is a credentials problem.
-fn exchange_failure(err: &ZoomError) -> (&'static str, StatusCode, &'static str) {
+fn exchange_failure(err: &ZoomError) -> (GrantReason, StatusCode, &'static str) {
     match err.rejection() {
         Some(Rejection::ClientRejected) => (
-            INVALID_CLIENT_CREDENTIALS,
+            GrantReason::InvalidClientCredentials,
             StatusCode::BAD_REQUEST,
             "Zoom does not accept the app's client ID and secret",
         ),
         Some(Rejection::AppDisabled) => (
-            INVALID_CLIENT_CREDENTIALS,
+            GrantReason::InvalidClientCredentials,
             StatusCode::BAD_REQUEST,
             APP_DISABLED,
         ),
         Some(Rejection::GrantRejected) => (
-            AUTHORIZATION_FAILED,
+            GrantReason::AuthorizationFailed,
             StatusCode::BAD_REQUEST,
             "the authorization code was refused (it was already used or has expired)",
         ),
         Some(Rejection::Request(RequestProblem::RedirectUriMismatch)) => (
-            AUTHORIZATION_FAILED,
+            GrantReason::AuthorizationFailed,
             StatusCode::BAD_REQUEST,
             "Zoom does not accept the redirect URL; add status.redirectURL to the app's redirect URLs in the Zoom Marketplace",
         ),
         Some(_) => (
-            AUTHORIZATION_FAILED,
+            GrantReason::AuthorizationFailed,
             StatusCode::BAD_REQUEST,
             "exchanging the authorization code failed",
         ),
         None => (
-            AUTHORIZATION_FAILED,
+            GrantReason::AuthorizationFailed,
             StatusCode::BAD_GATEWAY,
             "exchanging the authorization code failed",
         ),
     }
 }
 
-async fn record_failure(ctx: &Context, zc: &ZoomConnection, reason: &str, message: String) {
+async fn record_failure(ctx: &Context, zc: &ZoomConnection, problem: GrantProblem) {
     let result = ctx
         .token_store(zc)
         .update(zc, |record| {
-            // A failed re-authorization must not clobber a working grant's state.
-            let has_working_grant = record
-                .grant
-                .as_ref()
-                .is_some_and(|g| g.refresh_token.is_some())
-                && record.grant_problem.is_none();
-            if has_working_grant && reason == AUTHORIZATION_FAILED {
-                return Ok::<_, ()>(Change::Keep);
-            }
-            record.grant_problem = Some((reason.to_owned(), message.clone()));
-            Ok(Change::Write)
+            Ok::<_, ()>(transition::authorization_failed(record, &problem))
         })
         .await;
     if let Err(e) = result {
@@ -476,27 +461,27 @@ mod tests {
             (
                 400,
                 r#"{"reason":"Invalid authorization code mk1Cq8Pap6_PatCmZLwQxKCZOUJsBwojQ","error":"invalid_request"}"#,
-                AUTHORIZATION_FAILED,
+                GrantReason::AuthorizationFailed,
             ),
             (
                 400,
                 r#"{"reason":"Invalid authorization code abcd…","error":"invalid_grant"}"#,
-                AUTHORIZATION_FAILED,
+                GrantReason::AuthorizationFailed,
             ),
             (
                 401,
                 r#"{"reason":"Invalid client_id or client_secret","error":"invalid_client"}"#,
-                INVALID_CLIENT_CREDENTIALS,
+                GrantReason::InvalidClientCredentials,
             ),
             (
                 400,
                 r#"{"reason":"The app has been disabled","code":4717}"#,
-                INVALID_CLIENT_CREDENTIALS,
+                GrantReason::InvalidClientCredentials,
             ),
             (
                 400,
                 r#"{"reason":"Redirect URI mismatch.","error":"invalid_request","code":4709}"#,
-                AUTHORIZATION_FAILED,
+                GrantReason::AuthorizationFailed,
             ),
         ];
         for (status, body, want) in table {
@@ -527,7 +512,7 @@ mod tests {
             };
             if let Ok(Query(q)) = Query::<RedirectQuery>::try_from_uri(&uri) {
                 if let Some(state) = q.state.as_deref() {
-                    prop_assert!(key.verify_state(state, Timestamp::now()).is_err());
+                    prop_assert!(key.verify_state(state, jiff::Timestamp::now()).is_err());
                 }
                 let _ = q.error.as_deref().map(crate::zoom::client::scrub);
                 let _ = q.error_description.as_deref().map(crate::zoom::client::scrub);

@@ -285,7 +285,7 @@ impl EventStore {
             return Err(NotStored::ConnectionFull(mine));
         }
         let name = stored_name(event.uid, event.body);
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let mut annotations = BTreeMap::from([
             (
                 CONNECTION.to_owned(),
@@ -399,7 +399,7 @@ pub async fn redeliver(ctx: Arc<Context>, store: Arc<EventStore>, shutdown: Canc
     };
     tracing::info!("redelivering stored events");
     loop {
-        let due = store.due(Timestamp::now());
+        let due = store.due(crate::clock::now());
         let work = futures::stream::iter(due)
             .map(|name| attempt(&ctx, &store, &forwarder, name))
             .buffer_unordered(REDELIVERY_CONCURRENCY)
@@ -510,7 +510,9 @@ async fn attempt(ctx: &Arc<Context>, store: &EventStore, forwarder: &Forwarder, 
                         .unwrap_or_default();
                     Next::Retry {
                         attempts: stored.attempts.saturating_add(1),
-                        at: Timestamp::now().checked_add(wait).unwrap_or(Timestamp::MAX),
+                        at: crate::clock::now()
+                            .checked_add(wait)
+                            .unwrap_or(Timestamp::MAX),
                         failure,
                     }
                 }
@@ -662,17 +664,11 @@ async fn dropped(ctx: &Context, zc: &ZoomConnection, stored: &Stored) {
             &zc.object_ref(&()),
         )
         .await;
-    let now = Timestamp::now();
+    let now = crate::clock::now();
     let written = ctx
         .token_store(zc)
         .update(zc, |record| {
-            let count = record.events_dropped.as_ref().map_or(0, |d| d.count);
-            record.events_dropped = Some(crate::token_secret::EventsDropped {
-                count: count.saturating_add(1),
-                last: now,
-                why: why.clone(),
-            });
-            Ok::<_, ()>(crate::controller::store::Change::Write)
+            Ok::<_, ()>(crate::tokens::transition::event_dropped(record, why, now))
         })
         .await;
     if let Err(e) = written {

@@ -16,10 +16,10 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::api::{AuthType, ZoomConnection};
-use crate::controller::schedule::DEAUTHORIZED;
-use crate::controller::store::Change;
 use crate::controller::Context;
 use crate::token_secret::rfc3339;
+use crate::tokens::transition::{self, Change};
+use crate::tokens::GrantReason;
 
 use super::coalesce::{Coalescer, Decision, MIN_INTERVAL};
 use super::delivery::{NotStored, Policy, Undelivered};
@@ -94,7 +94,7 @@ impl Dispatcher {
         event: &VerifiedEvent,
         deadline: Instant,
     ) -> Outcome {
-        let received = Timestamp::now();
+        let received = crate::clock::now();
         for route in routes {
             self.note_event(route, received);
         }
@@ -280,13 +280,7 @@ impl Dispatcher {
             let written = ctx
                 .token_store(zc)
                 .update(zc, |record| {
-                    // Only a change of state is written: healthy -> failing, failing ->
-                    // healthy (or failing for another sink); not every new error text.
-                    if record.sink_problem.as_ref().map(|(s, _)| s) == want_sink.as_ref() {
-                        return Ok::<_, ()>(Change::Keep);
-                    }
-                    record.sink_problem = want.clone();
-                    Ok(Change::Write)
+                    Ok::<_, ()>(transition::sink_health(record, want.as_ref()))
                 })
                 .await;
             match written {
@@ -358,27 +352,9 @@ async fn deauthorize(ctx: Arc<Context>, route: Arc<Route>, at: Option<Timestamp>
     let result = ctx
         .token_store(zc)
         .update(zc, |record| {
-            wrote = false;
-            // A grant stored after the deauthorization (re-authorized, and Zoom retried a
-            // late event) is a new grant: it stays.
-            if let (Some(at), Some(stored), Some(_)) = (at, record.last_refresh_time, &record.grant)
-            {
-                if stored > at {
-                    return Ok::<_, ()>(Change::Keep);
-                }
-            }
-            let already = record.grant.is_none()
-                && record
-                    .grant_problem
-                    .as_ref()
-                    .is_some_and(|(r, _)| r == DEAUTHORIZED);
-            if already {
-                return Ok(Change::Keep);
-            }
-            record.grant = None;
-            record.grant_problem = Some((DEAUTHORIZED.to_owned(), message.clone()));
-            wrote = true;
-            Ok(Change::Write)
+            let change = transition::deauthorized(record, at, &message);
+            wrote = change == Change::Write;
+            Ok::<_, ()>(change)
         })
         .await;
     match result {
@@ -392,7 +368,7 @@ async fn deauthorize(ctx: Arc<Context>, route: Arc<Route>, at: Option<Timestamp>
             };
             let event = KubeEvent {
                 type_: EventType::Warning,
-                reason: DEAUTHORIZED.to_owned(),
+                reason: GrantReason::Deauthorized.to_string(),
                 note: Some(format!(
                     "The app was removed from the Zoom account (app_deauthorized); the tokens in Secret {secret} were deleted; {next}"
                 )),

@@ -224,7 +224,7 @@ impl ZoomClient {
         grant: GrantType,
         form: &[(&str, &str)],
     ) -> Result<TokenGrant, ZoomError> {
-        let sent_at = Timestamp::now();
+        let sent_at = crate::clock::now();
         let request = self
             .http
             .post(Self::endpoint(&self.oauth_url, "/oauth/token"))
@@ -327,7 +327,7 @@ fn error_from(
         let retry_after = headers
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, Timestamp::now()));
+            .and_then(|v| parse_retry_after(v, crate::clock::now()));
         return ZoomError::Unavailable {
             detail: format!("HTTP {}", status.as_u16()),
             retry_after,

@@ -472,6 +472,14 @@ pub async fn browser_authorize(client: &Client, ns: &str, name: &str) {
         "AwaitingAuthorization",
     )
     .await;
+    browser_flow(client, zc).await;
+}
+
+/// The Zoom user's browser: start the OAuth flow at `zc`'s "Start OAuth Flow" link, consent
+/// at zoom-sim, follow the redirect back to the callback, and wait until `zc` is Ready.
+pub async fn browser_flow(client: &Client, zc: ZoomConnection) {
+    let ns = zc.metadata.namespace.clone().expect("namespace");
+    let name = zc.metadata.name.clone().expect("name");
     let start = zc
         .status
         .and_then(|s| s.authorize_url)
@@ -489,7 +497,7 @@ pub async fn browser_authorize(client: &Client, ns: &str, name: &str) {
         .to_owned();
     let done = http().get(&callback).send().await.expect("callback");
     assert_eq!(done.status(), reqwest::StatusCode::OK);
-    wait_condition(client, ns, name, "Ready", "True", "Ready").await;
+    wait_condition(client, &ns, &name, "Ready", "True", "Ready").await;
 }
 
 /// zoom-sim's `/sim/stats` counters.

@@ -1,16 +1,18 @@
-//! Writes to the token Secret. Every write is a compare-and-swap on `resourceVersion`,
+//! The one writer of token Secrets. Every write applies a transition (`super::transition`)
+//! to the record read from the API server and is a compare-and-swap on `resourceVersion`,
 //! retried on conflict, so replicas (the controller, an OAuth callback, a webhook) never
 //! overwrite each other's rotation of the refresh token.
 
 use std::time::Duration;
 
-use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::Client;
 
 use crate::api::ZoomConnection;
 use crate::token_secret::{build_secret, ownership, read_record, Ownership, TokenRecord};
+
+use super::Change;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -22,13 +24,6 @@ pub enum StoreError {
     Contended(String),
     #[error("the refresh task failed: {0}")]
     Task(String),
-}
-
-/// What a mutation wants done with the record it was shown.
-pub enum Change {
-    Write,
-    /// Leave the Secret as it is (the mutation saw something newer than it expected).
-    Keep,
 }
 
 pub struct TokenStore {
@@ -89,7 +84,7 @@ impl TokenStore {
                 Ok(Change::Keep) => return Ok(Ok(record)),
                 Ok(Change::Write) => {}
             }
-            let mut desired = build_secret(zc, &record, Timestamp::now());
+            let mut desired = build_secret(zc, &record, crate::clock::now());
             let result = match current {
                 None => self.api.create(&PostParams::default(), &desired).await,
                 Some(current) => {

@@ -1,0 +1,20 @@
+//! The token lifecycle (api.md section 4), shared by the controller's refreshes, the OAuth
+//! callback and deauthorization:
+//!
+//! - `problem`: typed grant problems, as recorded in the token Secret;
+//! - `fence`: the claim a refresher records before it sends a refresh token;
+//! - `pending`: a grant Zoom issued that is not stored yet;
+//! - `transition`: every change to a token Secret, as a pure function of its record;
+//! - `store`: the one writer, which applies a transition by compare-and-swap.
+
+mod fence;
+mod pending;
+mod problem;
+mod store;
+pub mod transition;
+
+pub use fence::{check_fence, spent_message, token_hash, Fence, FenceCheck, FENCE_TTL};
+pub use pending::{not_stored_message, pending_fit, PendingFit, PendingGrant};
+pub use problem::{GrantProblem, GrantReason, APP_DISABLED};
+pub use store::{is_transient, StoreError, TokenStore};
+pub use transition::Change;
