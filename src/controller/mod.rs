@@ -92,217 +92,342 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
     }
     cleanup::ensure_finalizer(zc, &api).await?;
 
+    let mut pass = dereference(zc, ctx, uid).await?;
+    renew_if_due(zc, ctx, &mut pass).await?;
+    let seen = observe(zc, ctx, &mut pass).await;
+    let new_status = status::build(&seen.observation(zc, &pass));
+    apply_status(zc, ctx, &api, &new_status).await?;
+
+    // Look again when a renewal or the ticket is due, and at least every 10 minutes so that
+    // expiry shows in status even when nothing else happens.
+    let wake = [
+        pass.next_check,
+        ticket_renewal_at(zc),
+        pass.record.grant.as_ref().map(|g| g.expires_at),
+    ];
+    Ok(Action::requeue(requeue_after(crate::clock::now(), wake)))
+}
+
+/// What one pass read (validate, dereference), and what renewal then made of it.
+struct Pass {
+    uid: String,
+    now: Timestamp,
+    validated: Result<Duration, String>,
+    credentials: Result<AppCredentials, CredentialsProblem>,
+    credentials_secret: String,
+    credentials_version: Option<String>,
+    urls: Result<PublicUrls, UrlProblem>,
+    jitter_seed: u64,
+    /// Why a grant Zoom issued is still not stored, if one is pending.
+    not_stored: Option<String>,
+    ownership: Ownership,
+    record: crate::token_secret::TokenRecord,
+    /// When a failed renewal may be tried again.
+    retry_at: Option<Timestamp>,
+    /// When this pass wants to look again (before the requeue rule's other moments).
+    next_check: Option<Timestamp>,
+}
+
+/// Validates the spec and reads what the pass decides from: the app's credentials, the
+/// public URLs and the token Secret. A grant Zoom issued that is not stored yet is written
+/// first: no refresh is sent for this connection until it is.
+async fn dereference(zc: &ZoomConnection, ctx: &Arc<Context>, uid: String) -> Result<Pass, Error> {
     let validated = validate(zc);
     let (credentials, credentials_secret, credentials_version) = ctx.app_credentials(zc).await?;
-    let store = ctx.token_store(zc);
-    let urls = ctx.current_urls();
-    let jitter_seed = schedule::seed(&uid);
-    // A grant Zoom issued that is not stored yet comes before anything else: no refresh is
-    // sent for this connection until it is written.
     let not_stored = store_pending_grant(zc, ctx, &uid).await;
-    let (mut ownership, mut record) = store.read(zc).await?;
+    let (ownership, record) = ctx.token_store(zc).read(zc).await?;
     let now = crate::clock::now();
+    Ok(Pass {
+        retry_at: ctx.retry_state(&uid).map(|r| r.not_before),
+        next_check: not_stored
+            .as_ref()
+            .and_then(|_| now.checked_add(PENDING_RETRY).ok()),
+        jitter_seed: schedule::seed(&uid),
+        uid,
+        now,
+        validated,
+        credentials,
+        credentials_secret,
+        credentials_version,
+        urls: ctx.current_urls(),
+        not_stored,
+        ownership,
+        record,
+    })
+}
 
-    // Renew the token when it is due.
-    let mut retry_at = ctx.retry_state(&uid).map(|r| r.not_before);
-    let mut next_check = not_stored
-        .as_ref()
-        .and_then(|_| now.checked_add(PENDING_RETRY).ok());
-    if let (None, Ok(refresh_before), Ok(app), Ownership::Ours | Ownership::Absent) =
-        (&not_stored, &validated, &credentials, &ownership)
-    {
-        let retry = ctx.retry_state(&uid);
-        let requested = zc
+/// Decides whether the token is due (pure, `schedule::decide`) and renews it if so.
+async fn renew_if_due(
+    zc: &ZoomConnection,
+    ctx: &Arc<Context>,
+    pass: &mut Pass,
+) -> Result<(), Error> {
+    let (None, Ok(refresh_before), Ok(app), Ownership::Ours | Ownership::Absent) = (
+        &pass.not_stored,
+        &pass.validated,
+        &pass.credentials,
+        &pass.ownership,
+    ) else {
+        return Ok(());
+    };
+    let refresh_before = *refresh_before;
+    let retry = ctx.retry_state(&pass.uid);
+    let inputs = TokenInputs {
+        auth_type: zc.spec.auth_type,
+        record: &pass.record,
+        refresh_before,
+        now: pass.now,
+        requested: zc
             .annotations()
             .get(crate::api::REFRESH_REQUESTED_ANNOTATION)
-            .map(String::as_str);
-        let inputs = TokenInputs {
-            auth_type: zc.spec.auth_type,
-            record: &record,
-            refresh_before: *refresh_before,
-            now,
-            requested,
-            retry_not_before: retry.as_ref().map(|r| r.not_before),
-            credentials_changed: retry
+            .map(String::as_str),
+        retry_not_before: retry.as_ref().map(|r| r.not_before),
+        credentials_changed: retry
+            .as_ref()
+            .is_none_or(|r| r.credentials_version != pass.credentials_version),
+        jitter_seed: pass.jitter_seed,
+        last_forced_refresh: ctx.last_forced_refresh(&pass.uid),
+    };
+    let decision = schedule::decide(&inputs);
+    if let (TokenDecision::Idle { .. }, Some(until)) =
+        (decision, schedule::forced_refresh_deferred_until(&inputs))
+    {
+        publish_refresh_deferred(ctx, zc, until).await;
+    }
+    let reason = match decision {
+        TokenDecision::Idle { next_check } => {
+            pass.next_check = next_check;
+            return Ok(());
+        }
+        TokenDecision::BackOff { until } => {
+            pass.next_check = Some(until);
+            return Ok(());
+        }
+        TokenDecision::Renew(reason) => reason,
+    };
+    tracing::info!(connection = %connection_name(zc), reason = reason.as_str(), "renewing token");
+    if reason == schedule::RenewReason::Requested {
+        ctx.note_forced_refresh(&pass.uid, pass.now);
+    }
+    let app = app.clone();
+    let outcome = renew::renew(ctx, zc, &app, &pass.record).await?;
+    (pass.ownership, pass.record) = ctx.token_store(zc).read(zc).await?;
+    after_renewal(zc, ctx, pass, outcome, refresh_before);
+    Ok(())
+}
+
+/// When to look again after a renewal, and the backoff after a failed one.
+fn after_renewal(
+    zc: &ZoomConnection,
+    ctx: &Context,
+    pass: &mut Pass,
+    outcome: renew::Renewal,
+    refresh_before: Duration,
+) {
+    match outcome {
+        renew::Renewal::Failed { retry_after } => {
+            let delay = schedule::backoff(
+                pass.record.failed_refresh_attempts.max(1),
+                retry_after,
+                pass.jitter_seed,
+            );
+            let until = schedule::retry_not_before(
+                crate::clock::now(),
+                delay,
+                pass.record.grant.as_ref().map(|g| g.expires_at),
+            );
+            ctx.set_retry_state(
+                &pass.uid,
+                Some(RetryState {
+                    not_before: until,
+                    credentials_version: pass.credentials_version.clone(),
+                }),
+            );
+            pass.retry_at = Some(until);
+            pass.next_check = Some(until);
+        }
+        renew::Renewal::Fenced { until } => {
+            tracing::info!(connection = %connection_name(zc), until = %until, "another refresher holds the grant's fence; waiting");
+            pass.next_check = Some(until);
+        }
+        renew::Renewal::NotStored => {
+            pass.next_check = pass.now.checked_add(PENDING_RETRY).ok();
+        }
+        renew::Renewal::Renewed | renew::Renewal::Superseded | renew::Renewal::Refused => {
+            ctx.set_retry_state(&pass.uid, None);
+            pass.retry_at = None;
+            pass.next_check = schedule::renew_at(&pass.record, refresh_before, pass.jitter_seed);
+        }
+    }
+}
+
+/// What the rest of the status needs besides the pass: the account, the sink, other
+/// connections sharing the grant, and events waiting for redelivery.
+struct Seen {
+    authorize_url: Option<String>,
+    /// The `TokenNotStored` message while this process holds a grant it could not write.
+    not_stored: Option<String>,
+    next_refresh: Option<Timestamp>,
+    events: status::EventsVerdict,
+    shared_grant: Vec<String>,
+    pending_events: usize,
+}
+
+impl Seen {
+    fn observation<'a>(&self, zc: &'a ZoomConnection, pass: &'a Pass) -> status::Observation<'a> {
+        status::Observation {
+            zc,
+            now: pass.now,
+            spec_problem: pass.validated.as_ref().err().cloned(),
+            credentials: &pass.credentials,
+            credentials_secret: pass.credentials_secret.clone(),
+            token_secret: pass.ownership.clone(),
+            record: &pass.record,
+            urls: &pass.urls,
+            authorize_url: self.authorize_url.clone(),
+            next_refresh: self.next_refresh,
+            retry_at: pass.retry_at,
+            events: self.events.clone(),
+            not_stored: self.not_stored.clone(),
+            shared_grant: self.shared_grant.clone(),
+            pending_events: zc
+                .spec
+                .events
                 .as_ref()
-                .is_none_or(|r| r.credentials_version != credentials_version),
-            jitter_seed,
-            last_forced_refresh: ctx.last_forced_refresh(&uid),
-        };
-        let decision = schedule::decide(&inputs);
-        if let (TokenDecision::Idle { .. }, Some(until)) =
-            (decision, schedule::forced_refresh_deferred_until(&inputs))
-        {
-            publish_refresh_deferred(ctx, zc, until).await;
-        }
-        match decision {
-            TokenDecision::Idle { next_check: at } => next_check = at,
-            TokenDecision::BackOff { until } => next_check = Some(until),
-            TokenDecision::Renew(reason) => {
-                tracing::info!(connection = %format!("{ns}/{}", zc.name_any()), reason = reason.as_str(), "renewing token");
-                if reason == schedule::RenewReason::Requested {
-                    ctx.note_forced_refresh(&uid, now);
-                }
-                let outcome = renew::renew(ctx, zc, app, &record).await?;
-                (ownership, record) = store.read(zc).await?;
-                match outcome {
-                    renew::Renewal::Failed { retry_after } => {
-                        let delay = schedule::backoff(
-                            record.failed_refresh_attempts.max(1),
-                            retry_after,
-                            jitter_seed,
-                        );
-                        let until = schedule::retry_not_before(
-                            crate::clock::now(),
-                            delay,
-                            record.grant.as_ref().map(|g| g.expires_at),
-                        );
-                        ctx.set_retry_state(
-                            &uid,
-                            Some(RetryState {
-                                not_before: until,
-                                credentials_version: credentials_version.clone(),
-                            }),
-                        );
-                        retry_at = Some(until);
-                        next_check = Some(until);
-                    }
-                    renew::Renewal::Fenced { until } => {
-                        tracing::info!(connection = %format!("{ns}/{}", zc.name_any()), until = %until, "another refresher holds the grant's fence; waiting");
-                        next_check = Some(until);
-                    }
-                    renew::Renewal::NotStored => {
-                        next_check = now.checked_add(PENDING_RETRY).ok();
-                    }
-                    _ => {
-                        ctx.set_retry_state(&uid, None);
-                        retry_at = None;
-                        next_check = schedule::renew_at(&record, *refresh_before, jitter_seed);
-                    }
-                }
-            }
+                .map(|_| u32::try_from(self.pending_events).unwrap_or(u32::MAX)),
         }
     }
-    let next_refresh = match (&validated, zc.spec.auth_type) {
-        (Ok(rb), _) if record.grant.is_some() && record.grant_problem.is_none() => {
-            schedule::renew_at(&record, *rb, jitter_seed).map(|t| t.max(retry_at.unwrap_or(t)))
+}
+
+async fn observe(zc: &ZoomConnection, ctx: &Arc<Context>, pass: &mut Pass) -> Seen {
+    let now = pass.now;
+    let next_refresh = match &pass.validated {
+        Ok(rb) if pass.record.grant.is_some() && pass.record.grant_problem.is_none() => {
+            schedule::renew_at(&pass.record, *rb, pass.jitter_seed)
+                .map(|t| t.max(pass.retry_at.unwrap_or(t)))
         }
         _ => None,
     };
-
     // Events are routed by account: an OAuth connection whose account is unknown reads it.
-    let account_unknown = match ownership {
-        Ownership::Ours => account::ensure(ctx, zc, &uid, &mut record, now).await,
+    let account_unknown = match pass.ownership {
+        Ownership::Ours => account::ensure(ctx, zc, &pass.uid, &mut pass.record, now).await,
         _ => None,
     };
-    if let Some(at) = account_unknown.as_ref().and_then(|a| a.retry_at) {
-        next_check = Some(next_check.map_or(at, |n| n.min(at)));
-    }
-
-    let authorize_url = authorize_url(zc, ctx, &urls, now);
     let sink_service = match zc.spec.events.as_ref() {
         Some(e) => {
-            crate::sink::check_sink_service(&ctx.client, &e.sink, &ns, &ctx.config.allow_sink_hosts)
+            let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
+            crate::sink::check_sink_service(&ctx.client, &e.sink, ns, &ctx.config.allow_sink_hosts)
                 .await
         }
         None => None,
     };
-    let shared = shared_grant::sharing_in_cache(
+    let shared_grant = shared_grant::sharing_in_cache(
         ctx,
         zc,
-        record.account.as_ref().and_then(|a| a.user_id.as_deref()),
+        pass.record
+            .account
+            .as_ref()
+            .and_then(|a| a.user_id.as_deref()),
     );
-    shared_grant::nudge_if_new(ctx, zc, &shared);
-    let pending_events = ctx.events.pending_for(&uid);
-    if pending_events > 0 {
-        // The count comes from another watch than the one that woke this pass: look again
-        // soon, so that status follows redelivery.
-        let soon = now.checked_add(PENDING_EVENTS_RECHECK).ok();
-        next_check = next_check.min(soon).or(soon);
-    }
-    let dropped_until = record
+    shared_grant::nudge_if_new(ctx, zc, &shared_grant);
+    let pending_events = ctx.events.pending_for(&pass.uid);
+    let dropped_until = pass
+        .record
         .events_dropped
         .as_ref()
         .and_then(|d| d.last.checked_add(EVENTS_DROPPED_SHOWN).ok())
         .filter(|until| *until > now);
-    if let Some(until) = dropped_until {
-        next_check = next_check.min(Some(until)).or(Some(until));
-    }
-    let events = events_verdict(
-        zc,
-        ctx,
-        &credentials,
-        &record,
-        sink_service,
-        account_unknown.as_ref(),
-        dropped_until.is_some(),
-    );
-    let observation = status::Observation {
-        zc,
-        now,
-        spec_problem: validated.as_ref().err().cloned(),
-        credentials: &credentials,
-        credentials_secret,
-        token_secret: ownership,
-        record: &record,
-        urls: &urls,
-        authorize_url,
+    // The pending count comes from another watch than the one that woke this pass: look
+    // again soon, so that status follows redelivery.
+    let events_soon = (pending_events > 0)
+        .then(|| now.checked_add(PENDING_EVENTS_RECHECK).ok())
+        .flatten();
+    let account_retry = account_unknown.as_ref().and_then(|a| a.retry_at);
+    pass.next_check = [pass.next_check, account_retry, events_soon, dropped_until]
+        .into_iter()
+        .flatten()
+        .min();
+    let not_stored = ctx.pending_grant(&pass.uid).map(|p| {
+        let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
+        crate::tokens::not_stored_message(&p, &format!("{ns}/{}", zc.token_secret_name()))
+    });
+    Seen {
+        authorize_url: authorize_url(zc, ctx, &pass.urls, now),
+        not_stored,
         next_refresh,
-        retry_at,
-        events,
-        not_stored: ctx.pending_grant(&uid).map(|p| {
-            crate::tokens::not_stored_message(&p, &format!("{ns}/{}", zc.token_secret_name()))
-        }),
-        shared_grant: shared.clone(),
-        pending_events: zc
-            .spec
-            .events
-            .as_ref()
-            .map(|_| u32::try_from(pending_events).unwrap_or(u32::MAX)),
-    };
-    let new_status = status::build(&observation);
+        events: events_verdict(
+            zc,
+            ctx,
+            &pass.credentials,
+            &pass.record,
+            sink_service,
+            account_unknown.as_ref(),
+            dropped_until.is_some(),
+        ),
+        shared_grant,
+        pending_events,
+    }
+}
+
+/// Applies the status when it changed (server-side apply) and publishes an Event for each
+/// condition that changed.
+async fn apply_status(
+    zc: &ZoomConnection,
+    ctx: &Context,
+    api: &Api<ZoomConnection>,
+    new_status: &crate::api::ZoomConnectionStatus,
+) -> Result<(), Error> {
+    let changed = zc.status.as_ref().is_none_or(|old| {
+        let mut comparable = old.clone();
+        comparable.last_event_time = None;
+        comparable != *new_status
+    });
+    if !changed {
+        return Ok(());
+    }
+    let patch = json!({
+        "apiVersion": "zoom-operator.io/v1alpha1",
+        "kind": "ZoomConnection",
+        "status": new_status,
+    });
+    api.patch_status(
+        &zc.name_any(),
+        &PatchParams::apply(crate::api::MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     let old_conditions = zc
         .status
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
-    let changed = zc.status.as_ref().is_none_or(|old| {
-        let mut comparable = old.clone();
-        comparable.last_event_time = None;
-        comparable != new_status
-    });
-    if changed {
-        let patch = json!({
-            "apiVersion": "zoom-operator.io/v1alpha1",
-            "kind": "ZoomConnection",
-            "status": new_status,
-        });
-        api.patch_status(
-            &zc.name_any(),
-            &PatchParams::apply(crate::api::MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-        publish_transitions(ctx, zc, &old_conditions, &new_status.conditions).await;
-    }
+    publish_transitions(ctx, zc, &old_conditions, &new_status.conditions).await;
+    Ok(())
+}
 
-    // Look again when a renewal or the ticket is due, and at least every 10 minutes so that
-    // expiry shows in status even when nothing else happens.
-    let now = crate::clock::now();
-    let wait = [
-        next_check,
-        ticket_renewal_at(zc),
-        record.grant.as_ref().map(|g| g.expires_at),
-    ]
-    .into_iter()
-    .flatten()
-    // Moments already past need no wake-up (an expired token of a dead grant would otherwise
-    // spin the loop); the status of this pass already reflects them.
-    .filter_map(|at| Duration::try_from(at.duration_since(now)).ok())
-    .filter(|d| !d.is_zero())
-    .fold(Duration::from_secs(600), Duration::min)
-    .max(Duration::from_millis(500));
-    Ok(Action::requeue(wait))
+/// How long to wait before the next pass: until the earliest of `moments` still ahead, at
+/// most 10 minutes, at least half a second. Pure. Moments already past need no wake-up (an
+/// expired token of a dead grant would otherwise spin the loop); the status of this pass
+/// already reflects them.
+pub fn requeue_after(now: Timestamp, moments: [Option<Timestamp>; 3]) -> Duration {
+    moments
+        .into_iter()
+        .flatten()
+        .filter_map(|at| Duration::try_from(at.duration_since(now)).ok())
+        .filter(|d| !d.is_zero())
+        .fold(MAX_REQUEUE, Duration::min)
+        .max(MIN_REQUEUE)
+}
+
+const MAX_REQUEUE: Duration = Duration::from_secs(600);
+const MIN_REQUEUE: Duration = Duration::from_millis(500);
+
+fn connection_name(zc: &ZoomConnection) -> String {
+    format!(
+        "{}/{}",
+        zc.metadata.namespace.as_deref().unwrap_or_default(),
+        zc.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 /// How soon status looks again while events wait for redelivery.
@@ -529,7 +654,41 @@ fn error_policy(zc: Arc<ZoomConnection>, error: &Error, _ctx: Arc<Context>) -> A
 
 #[cfg(test)]
 mod tests {
-    use super::event_note;
+    use super::{event_note, requeue_after, Duration, Timestamp};
+
+    #[test]
+    fn the_next_pass_comes_at_the_earliest_moment_ahead_within_bounds() {
+        let now: Timestamp = "2026-11-29T09:00:00Z".parse().expect("ts");
+        let at = |secs: i64| now.checked_add(jiff::SignedDuration::from_secs(secs)).ok();
+        let table = [
+            ("nothing to wait for", [None, None, None], 600_000),
+            ("the earliest moment", [at(30), at(5), at(3000)], 5_000),
+            (
+                "past moments need no wake-up",
+                [at(-60), None, at(120)],
+                120_000,
+            ),
+            (
+                "never later than ten minutes",
+                [at(7200), None, None],
+                600_000,
+            ),
+            ("a moment now is no spin", [at(0), None, None], 600_000),
+        ];
+        for (what, moments, millis) in table {
+            assert_eq!(
+                requeue_after(now, moments),
+                Duration::from_millis(millis),
+                "{what}"
+            );
+        }
+        let soon = now.checked_add(jiff::SignedDuration::from_millis(100)).ok();
+        assert_eq!(
+            requeue_after(now, [soon, None, None]),
+            Duration::from_millis(500),
+            "at least half a second"
+        );
+    }
 
     #[test]
     fn event_notes_fit_the_api_server_limit() {
