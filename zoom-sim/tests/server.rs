@@ -1365,16 +1365,7 @@ async fn an_undecodable_client_id_path_gets_a_json_error() {
 
 /// `/oauth/authorize` for webid with this redirect URI (approve mode): the status and the code.
 async fn authorize_to(base: &str, redirect: &str) -> (u16, Option<String>) {
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "webid"),
-            ("redirect_uri", redirect),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(base, "webid", redirect, &[]).await;
     (resp.status().as_u16(), location_param(&resp, "code"))
 }
 
@@ -1407,17 +1398,8 @@ async fn the_allow_list_admits_base_urls_and_paths_below_an_entry() {
         }
         assert_eq!(status, 302, "{redirect}");
         let code = code.expect("a code");
-        let (status, body) = token(
-            &base,
-            "webid",
-            "websecret",
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", redirect),
-            ],
-        )
-        .await;
+        let (status, body) =
+            common::exchange_code(&base, ("webid", "websecret"), &code, redirect).await;
         assert_eq!(status, 200, "{redirect}: {body}");
     }
 

@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
-use common::{http, json_of, location_param, Receiver, Validation};
+use common::{authorize, exchange_code, http, json_of, location_param, Receiver, Validation};
 use zoom_sim::config::AppSpec;
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 use zoom_sim::state::{ConsentMode, Settings};
@@ -59,34 +57,11 @@ async fn get(base: &str, path: &str, bearer: Option<&str>) -> (u16, Value) {
 
 /// Authorizes `multi` (approve mode), with a login_hint if given, and returns the access token.
 async fn access_token(base: &str, login_hint: Option<&str>) -> String {
-    let mut query = vec![
-        ("response_type", "code"),
-        ("client_id", "multi"),
-        ("redirect_uri", REDIRECT),
-    ];
-    if let Some(hint) = login_hint {
-        query.push(("login_hint", hint));
-    }
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize");
+    let hint: Vec<(&str, &str)> = login_hint.map(|h| ("login_hint", h)).into_iter().collect();
+    let resp = authorize(base, "multi", REDIRECT, &hint).await;
     assert_eq!(resp.status(), 302, "login_hint {login_hint:?}");
     let code = location_param(&resp, "code").expect("code");
-    let resp = http()
-        .post(format!("{base}/oauth/token"))
-        .basic_auth("multi", Some("msecret"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-        ])
-        .send()
-        .await
-        .expect("token");
-    let (status, body) = json_of(resp).await;
+    let (status, body) = exchange_code(base, ("multi", "msecret"), &code, REDIRECT).await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().expect("token").to_owned()
 }
@@ -296,18 +271,7 @@ async fn the_consent_page_names_the_user_and_an_unknown_login_hint_is_refused() 
     let page = |hint: &'static str| {
         let base = base.clone();
         async move {
-            let resp = http()
-                .get(format!("{base}/oauth/authorize"))
-                .query(&[
-                    ("response_type", "code"),
-                    ("client_id", "multi"),
-                    ("redirect_uri", REDIRECT),
-                    ("login_hint", hint),
-                ])
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .expect("authorize");
+            let resp = authorize(&base, "multi", REDIRECT, &[("login_hint", hint)]).await;
             (resp.status().as_u16(), resp.text().await.expect("page"))
         }
     };

@@ -675,29 +675,10 @@ async fn a_rotated_secret_token_signs_at_once_and_the_old_one_validates_for_a_wh
 async fn user_grant(base: &str) -> String {
     post_json(base, "/sim/config", json!({"consent": "approve"})).await;
     let redirect = "https://client.example/cb";
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "hookid"),
-            ("redirect_uri", redirect),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(base, "hookid", redirect, &[]).await;
     let code = common::location_param(&resp, "code").expect("code");
-    let resp = http()
-        .post(format!("{base}/oauth/token"))
-        .basic_auth("hookid", Some("hooksecret"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-        ])
-        .send()
-        .await
-        .expect("token");
-    let (status, body) = json_of(resp).await;
+    let (status, body) =
+        common::exchange_code(base, ("hookid", "hooksecret"), &code, redirect).await;
     assert_eq!(status, 200, "{body}");
     body["refresh_token"]
         .as_str()
