@@ -864,7 +864,8 @@ async fn a_failed_account_read_is_reported_and_retried() {
     let sim = start_zoom_sim(&[
         "--consent=approve",
         "--token-lifetime=600",
-        "--app=kind=oauth,client_id=cid-a,client_secret=cid-a-secret,secret_token=tok-a,account_id=acc-a",
+        // Registered without user:read:user: zoom-sim refuses users/me with Zoom's 4711.
+        "--app=kind=oauth,client_id=cid-a,client_secret=cid-a-secret,secret_token=tok-a,account_id=acc-a,scopes=meeting:read:meeting",
     ]);
     put_secret(
         &client,
@@ -892,17 +893,7 @@ async fn a_failed_account_read_is_reported_and_retried() {
     );
 
     // The app lacks user:read:user: Zoom refuses users/me for the callback's read and for
-    // the reconciler's first retry.
-    let refused = http()
-        .post(format!("{}/sim/faults", sim.url))
-        .json(&json!({
-            "path": "/v2/users/me", "status": 400, "count": 2,
-            "body": {"code": 4711, "message": "Invalid access token, does not contain scopes:[user:read:user]."}
-        }))
-        .send()
-        .await
-        .expect("fault");
-    assert!(refused.status().is_success());
+    // every retry until the scope is added.
     browser_authorize(&client, &ns, "bot").await;
 
     // Not silent: EventsReady names the missing scope, and the event is unroutable.
@@ -922,6 +913,13 @@ async fn a_failed_account_read_is_reported_and_retried() {
     assert!(body.contains("unroutable"), "{body}");
 
     // A new access token (the scope was added and the grant refreshed) is read with at once.
+    let added = http()
+        .post(format!("{}/sim/apps/cid-a/scopes", sim.url))
+        .json(&json!({"scopes": "meeting:read:meeting user:read:user"}))
+        .send()
+        .await
+        .expect("add the scope");
+    assert!(added.status().is_success());
     Api::<ZoomConnection>::namespaced(client.clone(), &ns)
         .patch(
             "bot",

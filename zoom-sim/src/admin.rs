@@ -11,19 +11,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::SecondsFormat;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::clock::wall_clock_ms;
-use crate::config::AppSpec;
+use crate::config::{parse_scopes, AppSpec, UserSpec};
+use crate::deauthorization;
 use crate::delivery::{self, RetryTimestamp, SendOptions};
 use crate::errors::{api_error, bad_body, parse_form, JsonBody};
 use crate::faults::FaultSpec;
 use crate::ratelimit::RateLimitSettings;
 use crate::server::SharedState;
 use crate::state::{
-    ApiError, App, CodeRejection, ConsentMode, RefreshRejection, MAX_LIFETIME_SECS,
+    ApiError, App, CodeRejection, ConsentMode, RefreshRejection, RefreshTokenExpiry, UserError,
+    MAX_LIFETIME_SECS,
 };
 use crate::tokens;
 use crate::webhook::{self, Outgoing};
@@ -46,6 +47,15 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/sim/apps/{client_id}/disable", post(disable_app))
         .route("/sim/apps/{client_id}/enable", post(enable_app))
+        .route(
+            "/sim/apps/{client_id}/users",
+            get(list_users).post(add_user),
+        )
+        .route(
+            "/sim/apps/{client_id}/consenting-user",
+            post(set_consenting_user),
+        )
+        .route("/sim/apps/{client_id}/scopes", post(set_scopes))
         .route("/sim/tokens/expire-refresh", post(expire_refresh))
         .route("/sim/stats", get(stats))
         .route("/sim/clock", get(get_clock).post(advance_clock))
@@ -107,6 +117,8 @@ struct ConfigPatch {
     refresh_rejection: Option<RefreshRejection>,
     grant_tolerance: Option<u32>,
     code_rejection: Option<CodeRejection>,
+    refresh_token_expiry: Option<RefreshTokenExpiry>,
+    revoke_sends_deauthorization: Option<bool>,
 }
 
 fn check_lifetime(name: &str, value: Option<u64>) -> Result<(), String> {
@@ -198,6 +210,12 @@ async fn set_config(
         }
         if let Some(dialect) = patch.code_rejection {
             settings.code_rejection = dialect;
+        }
+        if let Some(model) = patch.refresh_token_expiry {
+            settings.refresh_token_expiry = model;
+        }
+        if let Some(on) = patch.revoke_sends_deauthorization {
+            settings.revoke_sends_deauthorization = on;
         }
     }
     *shared.webhook_settings_mut() = webhooks;
@@ -377,9 +395,9 @@ async fn enable_app(State(shared): State<SharedState>, client_id: ClientIdPath) 
 }
 
 fn set_disabled(shared: &SharedState, client_id: ClientIdPath, disabled: bool) -> Response {
-    let client_id = match client_id {
-        Ok(Path(id)) => id,
-        Err(e) => return bad_body(format!("Invalid client_id in the path: {e}")).into_response(),
+    let client_id = match client_id_of(client_id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
     };
     let client_id = client_id.as_str();
     if shared.sim().set_disabled(client_id, disabled) {
@@ -387,6 +405,119 @@ fn set_disabled(shared: &SharedState, client_id: ClientIdPath, disabled: bool) -
         Json(json!({"client_id": client_id, "disabled": disabled})).into_response()
     } else {
         api_error(404, "No app with that client_id.").into_response()
+    }
+}
+
+// ----- users & scopes ---------------------------------------------------------------
+
+fn client_id_of(client_id: ClientIdPath) -> Result<String, ApiError> {
+    client_id
+        .map(|Path(id)| id)
+        .map_err(|e| bad_body(format!("Invalid client_id in the path: {e}")))
+}
+
+fn user_error(e: &UserError) -> ApiError {
+    let status = match e {
+        UserError::UnknownApp | UserError::UnknownUser(_) => 404,
+        UserError::Duplicate(_) => 409,
+        UserError::NotAnOauthApp | UserError::Full => 400,
+    };
+    match status {
+        400 => bad_body(e.to_string()),
+        _ => api_error(status, e.to_string()),
+    }
+}
+
+/// The app's users, its own first: `{"users": [..]}`.
+async fn list_users(State(shared): State<SharedState>, client_id: ClientIdPath) -> Response {
+    let client_id = match client_id_of(client_id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    match shared.sim().users(&client_id) {
+        Some(users) => Json(json!({"users": users})).into_response(),
+        None => user_error(&UserError::UnknownApp).into_response(),
+    }
+}
+
+/// Registers one more user who can authorize the app → 201 with the user.
+async fn add_user(
+    State(shared): State<SharedState>,
+    client_id: ClientIdPath,
+    JsonBody(spec): JsonBody<UserSpec>,
+) -> Response {
+    let client_id = match client_id_of(client_id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let added = {
+        let mut sim = shared.sim();
+        let Some(app) = sim.app(&client_id).cloned() else {
+            return user_error(&UserError::UnknownApp).into_response();
+        };
+        let n = sim.registered_user_count(&client_id) + 1;
+        match spec.into_user(&app, n) {
+            Ok(user) => sim.add_user(&client_id, user).map_err(|e| user_error(&e)),
+            Err(e) => Err(bad_body(e)),
+        }
+    };
+    match added {
+        Ok(user) => (StatusCode::CREATED, Json(json!(user))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentingUserRequest {
+    /// A user id or email; null or absent: the app's own user.
+    user: Option<String>,
+}
+
+/// Chooses who consents to the app's next authorizations that carry no `login_hint`.
+async fn set_consenting_user(
+    State(shared): State<SharedState>,
+    client_id: ClientIdPath,
+    JsonBody(req): JsonBody<ConsentingUserRequest>,
+) -> Response {
+    let client_id = match client_id_of(client_id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let chosen = shared
+        .sim()
+        .set_consenting_user(&client_id, req.user.as_deref().filter(|u| !u.is_empty()));
+    match chosen {
+        Ok(user) => Json(json!({"client_id": client_id, "user": user})).into_response(),
+        Err(e) => user_error(&e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopesRequest {
+    /// Space- (or `+`-) separated, as in `--app scopes=...`.
+    scopes: String,
+}
+
+/// Replaces the app's scopes; every token of the app has the new ones at once.
+async fn set_scopes(
+    State(shared): State<SharedState>,
+    client_id: ClientIdPath,
+    JsonBody(req): JsonBody<ScopesRequest>,
+) -> Response {
+    let client_id = match client_id_of(client_id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let scopes = match parse_scopes(&req.scopes) {
+        Ok(scopes) => scopes,
+        Err(e) => return bad_body(e).into_response(),
+    };
+    if shared.sim().set_scopes(&client_id, scopes.clone()) {
+        Json(json!({"client_id": client_id, "scopes": scopes})).into_response()
+    } else {
+        user_error(&UserError::UnknownApp).into_response()
     }
 }
 
@@ -447,8 +578,9 @@ struct DeauthorizeRequest {
     user_id: Option<String>,
 }
 
-/// The user uninstalls the app: its grants are revoked and, if the app has an
-/// event_url, Zoom's `app_deauthorized` event is delivered there.
+/// The user uninstalls the app: its grants are revoked and, if the app has a
+/// deauthorization_url or event_url, Zoom's `app_deauthorized` event is delivered there,
+/// one per user who deauthorized.
 async fn deauthorize(
     State(shared): State<SharedState>,
     JsonBody(req): JsonBody<DeauthorizeRequest>,
@@ -456,50 +588,17 @@ async fn deauthorize(
     let found = shared
         .sim()
         .deauthorize(&req.client_id, req.user_id.as_deref());
-    let Some((app, revoked)) = found else {
+    let Some((app, revoked, users)) = found else {
         return api_error(404, "No app with that client_id.").into_response();
     };
-    let Some(url) = app.event_url.clone() else {
-        return Json(json!({"revoked_grants": revoked, "webhook": null})).into_response();
-    };
-    let user_id = req.user_id.unwrap_or_else(|| app.user_id.clone());
-    let now = wall_clock_ms();
-    let deauthorization_time = chrono::DateTime::from_timestamp_millis(now)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_default();
-    // Zoom does not document how `signature` is derived; receivers treat it as
-    // opaque (it is echoed to the Data Compliance API). Ours is a stable HMAC.
-    let signature = webhook::hmac_hex(
-        &app.secret_token,
-        format!("{}:{}:{}", app.client_id, user_id, deauthorization_time).as_bytes(),
-    );
-    let payload = json!({
-        "account_id": app.account_id,
-        "user_id": user_id,
-        "signature": signature,
-        "deauthorization_time": deauthorization_time,
-        "client_id": app.client_id,
-        "user_data_retention": "false",
-    });
-    let payload = match payload {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
-    let out = app_outgoing(
-        &app,
-        &url,
-        webhook::event_body("app_deauthorized", now, payload),
-    );
-    let report = delivery::send_event(
-        &shared,
-        &app.client_id,
-        "app_deauthorized",
-        out,
-        SendOptions::default(),
-    )
-    .await;
-    let webhook = report.to_json(shared.clock.now_ms());
-    Json(json!({"revoked_grants": revoked, "webhook": webhook})).into_response()
+    let mut webhooks = Vec::new();
+    for user in &users {
+        if let Some(report) = deauthorization::notify(&shared, &app, user).await {
+            webhooks.push(report.to_json(shared.clock.now_ms()));
+        }
+    }
+    let first = webhooks.first().cloned().unwrap_or(Value::Null);
+    Json(json!({"revoked_grants": revoked, "webhook": first, "webhooks": webhooks})).into_response()
 }
 
 #[derive(Deserialize)]
@@ -516,15 +615,6 @@ struct SendWebhookRequest {
     duplicate: Option<bool>,
     /// false: no retries for this event even when retries are on.
     retry: Option<bool>,
-}
-
-/// A request signed with the app's secret token, carrying its client id and
-/// verification token (the latter is sent only if that header is switched on).
-fn app_outgoing(app: &App, url: &str, body: Vec<u8>) -> Outgoing {
-    let mut out = Outgoing::now(url, &app.secret_token, body);
-    out.client_id = Some(app.client_id.clone());
-    out.verification_token = Some(app.verification_token.clone());
-    out
 }
 
 fn target_url(explicit: Option<String>, app: &App) -> Result<String, ApiError> {
@@ -574,7 +664,7 @@ async fn send_webhook(
         return bad_body("event must be 1 to 256 characters").into_response();
     }
     let now = wall_clock_ms();
-    let mut out = app_outgoing(&app, &url, webhook::event_body(&req.event, now, payload));
+    let mut out = Outgoing::for_app(&app, &url, webhook::event_body(&req.event, now, payload));
     out.bad_signature = req.bad_signature;
     let opts = SendOptions {
         duplicate: req.duplicate,
@@ -617,7 +707,7 @@ async fn validate_webhook(
     };
     let plain = tokens::random_b64(16);
     let settings = shared.webhook_settings();
-    let mut out = app_outgoing(
+    let mut out = Outgoing::for_app(
         &app,
         &url,
         webhook::url_validation_body(&plain, wall_clock_ms()),

@@ -41,14 +41,14 @@ fn stable_number(seed: &str, digits: u32) -> u64 {
 /// The user object, with the fields of Zoom's "Get a user" answer that
 /// integrations commonly read. For S2S tokens this is the account owner.
 pub fn user_object(p: &Principal) -> Value {
-    let app = &p.app;
-    let pmi = stable_number(&format!("pmi:{}", p.user_id), 10);
+    let user = &p.user;
+    let pmi = stable_number(&format!("pmi:{}", user.user_id), 10);
     json!({
-        "id": p.user_id,
-        "first_name": app.first_name,
-        "last_name": app.last_name,
-        "display_name": format!("{} {}", app.first_name, app.last_name),
-        "email": app.email,
+        "id": user.user_id,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "display_name": format!("{} {}", user.first_name, user.last_name),
+        "email": user.email,
         "type": 1,
         "role_name": "Owner",
         "role_id": "0",
@@ -71,9 +71,9 @@ pub fn user_object(p: &Principal) -> Value {
         "login_types": [100],
         "group_ids": [],
         "im_group_ids": [],
-        "jid": format!("{}@xmpp.zoom.us", p.user_id.to_ascii_lowercase()),
-        "account_id": p.account_id,
-        "account_number": stable_number(&format!("account:{}", p.account_id), 10),
+        "jid": format!("{}@xmpp.zoom.us", user.user_id.to_ascii_lowercase()),
+        "account_id": user.account_id,
+        "account_number": stable_number(&format!("account:{}", user.account_id), 10),
         "cluster": "us06",
     })
 }
@@ -129,7 +129,7 @@ fn admit(
         .map_err(Refused::Api)?;
     let verdict = shared
         .rate_limiter()
-        .check(&principal.account_id, category, now);
+        .check(principal.account_id(), category, now);
     match verdict {
         Some(v) if v.refused.is_some() => {
             shared
@@ -214,7 +214,7 @@ pub async fn users_me(
 
 /// Whether `{userId}` names the token's user: `me`, the user id or the email.
 fn is_self(user_id: &str, p: &Principal) -> bool {
-    user_id == "me" || user_id == p.user_id || user_id.eq_ignore_ascii_case(&p.app.email)
+    user_id == "me" || p.user.is_named_by(user_id)
 }
 
 fn no_such_user(user_id: &str) -> Response {
@@ -223,7 +223,8 @@ fn no_such_user(user_id: &str) -> Response {
     ApiError::new(404, 1001, format!("User does not exist: {shown}.")).into_response()
 }
 
-/// `GET /v2/users/{userId}`: the token's own user (zoom-sim knows no others).
+/// `GET /v2/users/{userId}`: the token's own user (other users, even of the same app and
+/// account, are not readable: zoom-sim does not model admin reads of other users).
 pub async fn get_user(
     State(shared): State<SharedState>,
     Path(user_id): Path<String>,
@@ -271,7 +272,7 @@ pub async fn list_meetings(
         }
     };
     let listed = shared.meetings().list(
-        &principal.user_id,
+        principal.user_id(),
         page_size,
         q.get("next_page_token").map(String::as_str),
     );
@@ -303,7 +304,7 @@ pub async fn create_meeting(
     let now = shared.clock.now_ms();
     let created = shared
         .meetings()
-        .create(&principal.user_id, &principal.app.email, req, now);
+        .create(principal.user_id(), &principal.user.email, req, now);
     let response = match created {
         Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
         Err(e) => bad_body(e).into_response(),
@@ -333,7 +334,7 @@ pub async fn get_meeting(
     let found = meeting_id
         .parse::<u64>()
         .ok()
-        .and_then(|id| shared.meetings().get(&principal.user_id, id));
+        .and_then(|id| shared.meetings().get(principal.user_id(), id));
     let response = match found {
         Some(body) => Json(body).into_response(),
         None => no_such_meeting(&meeting_id),
@@ -358,7 +359,7 @@ pub async fn delete_meeting(
     let deleted = meeting_id
         .parse::<u64>()
         .ok()
-        .is_some_and(|id| shared.meetings().delete(&principal.user_id, id));
+        .is_some_and(|id| shared.meetings().delete(principal.user_id(), id));
     let response = if deleted {
         StatusCode::NO_CONTENT.into_response()
     } else {

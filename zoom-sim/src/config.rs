@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::delivery::RetryTimestamp;
 use crate::ratelimit::RateLimitSettings;
-use crate::state::{App, AppKind, CodeRejection, ConsentMode, RefreshRejection};
+use crate::state::{
+    App, AppKind, CodeRejection, ConsentMode, RefreshRejection, RefreshTokenExpiry, User,
+};
 use crate::tokens;
 
 /// An app as described by a user; every field optional until [`AppSpec::into_app`].
@@ -38,6 +40,10 @@ pub struct AppSpec {
     pub api_url: Option<String>,
     /// Registered redirect URLs, space- (or `+`-) separated; unset means any URL is accepted.
     pub redirect_urls: Option<String>,
+    /// The OAuth allow list: base URLs or URLs, space- (or `+`-) separated.
+    pub allow_list: Option<String>,
+    /// Where `app_deauthorized` goes [default: event_url].
+    pub deauthorization_url: Option<String>,
 }
 
 /// The `k=v` keys accepted by `--app`, in the order the help text lists them.
@@ -57,6 +63,8 @@ pub const APP_SPEC_KEYS: &[&str] = &[
     "verification_token",
     "api_url",
     "redirect_urls",
+    "allow_list",
+    "deauthorization_url",
 ];
 
 /// The result of turning a spec into an app; says whether a secret was made up.
@@ -92,6 +100,8 @@ impl AppSpec {
                 "verification_token" => &mut out.verification_token,
                 "api_url" => &mut out.api_url,
                 "redirect_urls" => &mut out.redirect_urls,
+                "allow_list" => &mut out.allow_list,
+                "deauthorization_url" => &mut out.deauthorization_url,
                 other => {
                     return Err(format!(
                         "unknown app spec key {other:?} (known: {})",
@@ -149,24 +159,12 @@ impl AppSpec {
             Some(v) => v,
             None => derive_id("verification", &client_id),
         };
-        let redirect_urls: Vec<String> = present(self.redirect_urls)
-            .map(|s| {
-                s.split([' ', '+'])
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for url in &redirect_urls {
-            crate::state::validate_redirect_uri(url)
-                .map_err(|e| format!("redirect_urls: {url:?}: {e}"))?;
-        }
+        let redirect_urls = url_list("redirect_urls", self.redirect_urls)?;
+        let allow_list = url_list("allow_list", self.allow_list)?;
+        let deauthorization_url =
+            http_url("deauthorization_url", present(self.deauthorization_url))?;
         let scopes: Vec<String> = match present(self.scopes) {
-            Some(s) => s
-                .split([' ', '+'])
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            Some(s) => parse_scopes(&s)?,
             None => default_scopes(kind),
         };
         let generated_secret_token = self.secret_token.as_deref().is_none_or(str::is_empty);
@@ -190,9 +188,92 @@ impl AppSpec {
                 previous_client_secret: None,
                 previous_secret_token: None,
                 redirect_urls,
+                allow_list,
+                deauthorization_url,
                 disabled: false,
             },
             generated_secret_token,
+        })
+    }
+}
+
+/// Splits a space- (or `+`-) separated list.
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split([' ', '+']).filter(|item| !item.is_empty())
+}
+
+/// A list of redirect-URI-shaped URLs (absolute http(s), a host, no fragment).
+fn url_list(name: &str, raw: Option<String>) -> Result<Vec<String>, String> {
+    let urls: Vec<String> = present(raw)
+        .map(|s| split_list(&s).map(str::to_owned).collect())
+        .unwrap_or_default();
+    for url in &urls {
+        crate::state::validate_redirect_uri(url).map_err(|e| format!("{name}: {url:?}: {e}"))?;
+    }
+    Ok(urls)
+}
+
+/// Scopes, space- (or `+`-) separated; at most 100 of printable ASCII.
+pub fn parse_scopes(raw: &str) -> Result<Vec<String>, String> {
+    let scopes: Vec<String> = split_list(raw).map(str::to_owned).collect();
+    if scopes.len() > 100
+        || scopes
+            .iter()
+            .any(|s| s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err("scopes must be at most 100 names of printable ASCII".to_owned());
+    }
+    Ok(scopes)
+}
+
+/// A Zoom user to register for an app (`POST /sim/apps/{client_id}/users`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    pub user_id: Option<String>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// [default: the app's account]
+    pub account_id: Option<String>,
+}
+
+impl UserSpec {
+    /// Validates and fills in defaults, derived from the app's client_id and `n` (the user's
+    /// place among the app's registered users, from 1), so they are stable across runs.
+    pub fn into_user(self, app: &App, n: usize) -> Result<User, String> {
+        let field = |value: Option<String>, name: &str| -> Result<Option<String>, String> {
+            match present(value) {
+                Some(v) if v.len() > 256 || v.chars().any(char::is_control) => {
+                    Err(format!("{name} must be at most 256 printable characters"))
+                }
+                other => Ok(other),
+            }
+        };
+        let seed = format!("{}:{n}", app.client_id);
+        let user_id = field(self.user_id, "user_id")?.unwrap_or_else(|| derive_id("user", &seed));
+        if user_id.eq_ignore_ascii_case("me") || user_id.contains('/') {
+            return Err(format!(
+                "user_id {user_id:?} cannot name a user in a URL path"
+            ));
+        }
+        let email = match field(self.email, "email")? {
+            Some(email) if !email.contains('@') => {
+                return Err(format!("email {email:?} is not an email address"))
+            }
+            Some(email) => email,
+            None => format!(
+                "user-{}@example.com",
+                &hex::encode(Sha256::digest(format!("email:{seed}")))[..10]
+            ),
+        };
+        Ok(User {
+            user_id,
+            email,
+            first_name: field(self.first_name, "first_name")?.unwrap_or_else(|| "Sim".to_owned()),
+            last_name: field(self.last_name, "last_name")?.unwrap_or_else(|| format!("User {n}")),
+            account_id: field(self.account_id, "account_id")?
+                .unwrap_or_else(|| app.account_id.clone()),
         })
     }
 }
@@ -243,6 +324,8 @@ pub struct FileConfig {
     pub refresh_rejection: Option<RefreshRejection>,
     pub code_rejection: Option<CodeRejection>,
     pub grant_tolerance: Option<u32>,
+    pub refresh_token_expiry: Option<RefreshTokenExpiry>,
+    pub revoke_sends_deauthorization: Option<bool>,
     #[serde(default)]
     pub apps: Vec<AppSpec>,
     pub webhook_timeout_ms: Option<u64>,

@@ -38,6 +38,7 @@ pub fn consent_page(
     app_name: &str,
     scopes: &[String],
     redirect_uri: &str,
+    user_email: &str,
 ) -> String {
     let scope_items: String = scopes
         .iter()
@@ -45,6 +46,7 @@ pub fn consent_page(
         .collect();
     let body = format!(
         "<h1>{app} would like to access your Zoom account</h1>\n\
+<p>Signed in as <code>{user}</code>.</p>\n\
 <p>It is asking for these scopes:</p>\n<ul>{scope_items}</ul>\n\
 <form method=\"post\" action=\"/oauth/authorize/decision\">\n\
 <input type=\"hidden\" name=\"request_id\" value=\"{id}\">\n\
@@ -54,6 +56,7 @@ pub fn consent_page(
         app = escape(app_name),
         id = escape(request_id),
         redirect = escape(redirect_uri),
+        user = escape(user_email),
     );
     page(&format!("Authorize {app_name} - zoom-sim"), &body)
 }
@@ -85,8 +88,10 @@ mod tests {
             "<My App>",
             &["user:read:user".to_owned()],
             "https://c.example/cb",
+            "a&b@example.com",
         );
         assert!(html.contains(r#"name="request_id" value="req123""#));
+        assert!(html.contains("Signed in as <code>a&amp;b@example.com</code>"));
         assert!(html.contains("&lt;My App&gt;"));
         assert!(html.contains(r#"action="/oauth/authorize/decision""#));
     }

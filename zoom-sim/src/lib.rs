@@ -9,6 +9,7 @@
 //! - [`state`]: the pure model (apps, codes, grants, counters); no I/O, unit tested.
 //! - [`oauth`], [`api`], [`admin`]: the HTTP handlers over that model.
 //! - [`faults`]: the fault-injection queue and its middleware.
+//! - [`deauthorization`]: the `app_deauthorized` event (Marketplace removal, `/oauth/revoke`).
 //! - [`webhook`]: Zoom's webhook signing and one delivery, shared by the CLI and the admin API.
 //! - [`delivery`]: Zoom's delivery behaviour: timeout, retry schedule, duplicates, pending queue.
 //! - [`ratelimit`]: the optional per-account rate-limit mode of the REST API.
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod deauthorization;
 pub mod delivery;
 pub mod errors;
 pub mod faults;

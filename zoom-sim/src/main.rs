@@ -16,8 +16,8 @@ use zoom_sim::config::{AppSpec, FileConfig};
 use zoom_sim::delivery::{RetryTimestamp, WebhookSettings};
 use zoom_sim::server::{self, ServeOptions};
 use zoom_sim::state::{
-    CodeRejection, ConsentMode, RefreshRejection, Settings, DEFAULT_REFRESH_TOKEN_LIFETIME_SECS,
-    DEFAULT_TOKEN_LIFETIME_SECS, MAX_LIFETIME_SECS,
+    CodeRejection, ConsentMode, RefreshRejection, RefreshTokenExpiry, Settings,
+    DEFAULT_REFRESH_TOKEN_LIFETIME_SECS, DEFAULT_TOKEN_LIFETIME_SECS, MAX_LIFETIME_SECS,
 };
 use zoom_sim::webhook::{self, EventSpec, SendEvent};
 
@@ -69,15 +69,25 @@ struct ServeArgs {
     /// or echoed (Zoom's: the whole code, invalid_request) [default: redacted].
     #[arg(long, value_name = "DIALECT", value_parser = parse_code_rejection)]
     code_rejection: Option<CodeRejection>,
+    /// How refresh tokens expire: sliding (each refresh gives N more) or absolute (never past
+    /// N from the authorization); N is --refresh-token-lifetime [default: sliding].
+    #[arg(long, value_name = "MODEL", value_parser = parse_refresh_token_expiry)]
+    refresh_token_expiry: Option<RefreshTokenExpiry>,
+    /// Whether POST /oauth/revoke of a user grant sends app_deauthorized, as Zoom does
+    /// [default: true].
+    #[arg(long, value_name = "BOOL")]
+    revoke_sends_deauthorization: Option<bool>,
     /// Register an app: kind=oauth|s2s,client_id=ID,client_secret=S,secret_token=T,
     /// account_id=A,user_id=U,email=E[,event_url=URL][,name=N][,scopes=a+b]
-    /// [,verification_token=V][,api_url=URL][,redirect_urls=a+b]. Repeatable.
+    /// [,verification_token=V][,api_url=URL][,redirect_urls=a+b][,allow_list=a+b]
+    /// [,deauthorization_url=URL]. Repeatable.
     #[arg(long = "app", value_name = "SPEC", value_parser = parse_app_spec)]
     apps: Vec<AppSpec>,
     /// JSON config file: {"listen","public_url","token_lifetime_secs","refresh_token_lifetime_secs","consent",
     /// "webhook_timeout_ms","webhook_retries","retry_timestamp","duplicate_rate","max_pending_webhooks",
     /// "webhook_request_id_header","legacy_authorization_header","rate_limit":{..},
-    /// "refresh_rejection","code_rejection","apps":[..]}.
+    /// "refresh_rejection","code_rejection","grant_tolerance","refresh_token_expiry",
+    /// "revoke_sends_deauthorization","apps":[..]}.
     /// Command-line flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -179,6 +189,10 @@ fn parse_refresh_rejection(s: &str) -> Result<RefreshRejection, String> {
 }
 
 fn parse_code_rejection(s: &str) -> Result<CodeRejection, String> {
+    s.parse()
+}
+
+fn parse_refresh_token_expiry(s: &str) -> Result<RefreshTokenExpiry, String> {
     s.parse()
 }
 
@@ -284,6 +298,14 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
             .grant_tolerance
             .or(file.grant_tolerance)
             .unwrap_or_default(),
+        refresh_token_expiry: args
+            .refresh_token_expiry
+            .or(file.refresh_token_expiry)
+            .unwrap_or_default(),
+        revoke_sends_deauthorization: args
+            .revoke_sends_deauthorization
+            .or(file.revoke_sends_deauthorization)
+            .unwrap_or(Settings::default().revoke_sends_deauthorization),
     };
     let defaults = WebhookSettings::default();
     let webhooks = WebhookSettings {

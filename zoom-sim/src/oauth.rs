@@ -11,12 +11,13 @@ use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use base64::Engine;
 use serde::Serialize;
 
+use crate::deauthorization;
 use crate::errors::{oauth_params, parse_form, read_body};
 use crate::html;
 use crate::server::SharedState;
 use crate::state::{
-    AuthorizeOutcome, AuthorizePageError, AuthorizeRequest, ClientAuth, OAuthError, Sim,
-    TokenParams,
+    AuthorizeOutcome, AuthorizePageError, AuthorizeRequest, ClientAuth, OAuthError, RevokeOutcome,
+    Sim, TokenParams,
 };
 
 /// Zoom's token answer. Field order follows Zoom's.
@@ -55,6 +56,7 @@ pub async fn authorize(State(shared): State<SharedState>, RawQuery(query): RawQu
         state: get("state"),
         code_challenge: get("code_challenge"),
         code_challenge_method: get("code_challenge_method"),
+        login_hint: get("login_hint"),
     };
     let now = shared.clock.now_ms();
     let outcome = shared.sim().authorize(&req, now);
@@ -65,8 +67,10 @@ pub async fn authorize(State(shared): State<SharedState>, RawQuery(query): RawQu
             app_name,
             scopes,
             redirect_uri,
+            user_email,
         }) => {
-            let page = html::consent_page(&request_id, &app_name, &scopes, &redirect_uri);
+            let page =
+                html::consent_page(&request_id, &app_name, &scopes, &redirect_uri, &user_email);
             // The page holds a one-time request id: keep it out of caches.
             ([(header::CACHE_CONTROL, "no-store")], Html(page)).into_response()
         }
@@ -247,6 +251,9 @@ pub async fn token(
 /// it does not know we follow RFC 7009 §2.2 and also answer success, since the
 /// client's goal (the token no longer works) is met. A token belonging to
 /// another app is refused with 400 invalid_request.
+///
+/// Revoking a user's grant uninstalls the app for that user, so (with
+/// `revoke_sends_deauthorization`) `app_deauthorized` follows, after the answer, as on Zoom.
 pub async fn revoke(
     State(shared): State<SharedState>,
     headers: HeaderMap,
@@ -263,9 +270,27 @@ pub async fn revoke(
         let mut sim = shared.sim();
         let auth = credentials(&sim, &headers, &params);
         sim.revoke(auth.as_ref(), params.get("token").map(String::as_str), now)
+            .map(|outcome| {
+                let app = auth.and_then(|a| sim.app(&a.client_id).cloned());
+                (outcome, app)
+            })
     };
     match result {
-        Ok(_) => Json(serde_json::json!({"status": "success"})).into_response(),
+        Ok((outcome, app)) => {
+            if let (
+                RevokeOutcome::Revoked {
+                    deauthorized: Some(user),
+                },
+                Some(app),
+            ) = (outcome, app)
+            {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    deauthorization::notify(&shared, &app, &user).await;
+                });
+            }
+            Json(serde_json::json!({"status": "success"})).into_response()
+        }
         Err(err) => err.into_response(),
     }
 }

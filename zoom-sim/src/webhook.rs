@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use crate::clock::{wall_clock_ms, Millis};
+use crate::state::App;
 use crate::tokens;
 
 pub const USER_AGENT: &str = "Zoom Marketplace/1.0a";
@@ -113,6 +114,15 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A request signed with the app's secret token, carrying its client id and verification
+    /// token (the latter is sent only if that header is switched on).
+    pub fn for_app(app: &App, url: &str, body: Vec<u8>) -> Outgoing {
+        let mut out = Outgoing::now(url, &app.secret_token, body);
+        out.client_id = Some(app.client_id.clone());
+        out.verification_token = Some(app.verification_token.clone());
+        out
+    }
+
     /// A delivery stamped with the current wall-clock time and a fresh request id.
     pub fn now(url: &str, secret_token: &str, body: Vec<u8>) -> Outgoing {
         Outgoing {

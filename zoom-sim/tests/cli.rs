@@ -542,3 +542,96 @@ async fn send_event_sends_the_legacy_authorization_header_on_request() {
         "only with an explicit --request-id"
     );
 }
+
+#[tokio::test]
+async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_file() {
+    let (mut child, base) = serve(&[]).await;
+    let cfg = sim_config(&base).await;
+    assert_eq!(
+        (
+            &cfg["refresh_token_expiry"],
+            &cfg["revoke_sends_deauthorization"]
+        ),
+        (&json!("sliding"), &json!(true)),
+        "{cfg}"
+    );
+    child.start_kill().expect("stop zoom-sim");
+
+    let (mut child, base) = serve(&[
+        "--refresh-token-expiry",
+        "absolute",
+        "--revoke-sends-deauthorization",
+        "false",
+        "--app",
+        "client_id=a,client_secret=s,allow_list=https://a.example+https://b.example/cb,deauthorization_url=https://a.example/deauth",
+    ])
+    .await;
+    let cfg = sim_config(&base).await;
+    assert_eq!(
+        (
+            &cfg["refresh_token_expiry"],
+            &cfg["revoke_sends_deauthorization"]
+        ),
+        (&json!("absolute"), &json!(false)),
+        "{cfg}"
+    );
+    let (_, apps) = json_of(
+        http()
+            .get(format!("{base}/sim/apps"))
+            .send()
+            .await
+            .expect("apps"),
+    )
+    .await;
+    assert_eq!(
+        apps["apps"][0]["allow_list"],
+        json!(["https://a.example", "https://b.example/cb"])
+    );
+    assert_eq!(
+        apps["apps"][0]["deauthorization_url"],
+        "https://a.example/deauth"
+    );
+    child.start_kill().expect("stop zoom-sim");
+
+    let dir = std::env::temp_dir().join(format!("zoom-sim-cli-expiry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("config.json");
+    std::fs::write(
+        &file,
+        json!({"refresh_token_expiry": "absolute", "revoke_sends_deauthorization": false})
+            .to_string(),
+    )
+    .expect("write config");
+    let path = file.to_str().expect("utf-8 path");
+    let (mut child, base) =
+        serve(&["--config", path, "--revoke-sends-deauthorization", "true"]).await;
+    let cfg = sim_config(&base).await;
+    assert_eq!(
+        (
+            &cfg["refresh_token_expiry"],
+            &cfg["revoke_sends_deauthorization"]
+        ),
+        (&json!("absolute"), &json!(true)),
+        "{cfg}"
+    );
+    child.start_kill().expect("stop zoom-sim");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    for args in [
+        &["serve", "--refresh-token-expiry", "forever"][..],
+        &["serve", "--revoke-sends-deauthorization", "maybe"],
+        &[
+            "serve",
+            "--app",
+            "client_id=a,client_secret=s,allow_list=/relative",
+        ],
+        &[
+            "serve",
+            "--app",
+            "client_id=a,client_secret=s,deauthorization_url=x",
+        ],
+    ] {
+        let out = run(args).await;
+        assert_eq!(out.code, Some(2), "{args:?}: {}", out.stderr);
+    }
+}

@@ -1362,3 +1362,141 @@ async fn an_undecodable_client_id_path_gets_a_json_error() {
     .await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
 }
+
+/// `/oauth/authorize` for webid with this redirect URI (approve mode): the status and the code.
+async fn authorize_to(base: &str, redirect: &str) -> (u16, Option<String>) {
+    let resp = common::authorize(base, "webid", redirect, &[]).await;
+    (resp.status().as_u16(), location_param(&resp, "code"))
+}
+
+#[tokio::test]
+async fn the_allow_list_admits_base_urls_and_paths_below_an_entry() {
+    let listed = app(&format!(
+        "kind=oauth,client_id=webid,client_secret=websecret,secret_token=t,redirect_urls={REDIRECT},allow_list=https://tenant.example+https://client.example/oauth/cb"
+    ));
+    let srv = server(ConsentMode::Approve, 3599, vec![listed]).await;
+    let base = srv.base_url();
+    for (redirect, admitted) in [
+        (REDIRECT, true),
+        ("https://tenant.example/any/path?team=a", true),
+        ("https://client.example/oauth/cb/team-a", true),
+        ("https://client.example/oauth/cbx", false),
+        ("http://tenant.example/cb", false),
+        ("https://tenant.example:8443/cb", false),
+        ("https://sub.tenant.example/cb", false),
+    ] {
+        let (status, code) = authorize_to(&base, redirect).await;
+        if !admitted {
+            assert_eq!((status, code), (400, None), "{redirect}");
+            let (status, body) = exchange(&base, "any-code", redirect, VERIFIER).await;
+            assert_eq!(
+                (status, &body["code"]),
+                (400, &json!(4709)),
+                "{redirect}: {body}"
+            );
+            continue;
+        }
+        assert_eq!(status, 302, "{redirect}");
+        let code = code.expect("a code");
+        let (status, body) =
+            common::exchange_code(&base, ("webid", "websecret"), &code, redirect).await;
+        assert_eq!(status, 200, "{redirect}: {body}");
+    }
+
+    // The apps API takes and lists the allow list.
+    let (status, created) = admin_post(
+        &base,
+        "/sim/apps",
+        json!({"client_id": "api-app", "client_secret": "s", "allow_list": "https://a.example http://127.0.0.1:8080/cb"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["allow_list"],
+        json!(["https://a.example", "http://127.0.0.1:8080/cb"])
+    );
+    let (status, body) = admin_post(
+        &base,
+        "/sim/apps",
+        json!({"client_id": "bad-app", "client_secret": "s", "allow_list": "https://a.example/#frag"}),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (400, &json!(300)), "{body}");
+}
+
+#[tokio::test]
+async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
+    let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
+    let base = srv.base_url();
+    let advance = |secs: i64| {
+        let base = base.clone();
+        async move {
+            let (status, body) =
+                admin_post(&base, "/sim/clock", json!({"advance_secs": secs})).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    // N = 10 days; refreshed every 4 days.
+    let (status, config) = admin_post(
+        &base,
+        "/sim/config",
+        json!({"refresh_token_lifetime_secs": 864000}),
+    )
+    .await;
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["refresh_token_expiry"], "sliding");
+
+    // Sliding: every refresh gives 10 more days, so the grant outlives the first 10.
+    let (_, mut refresh_token) = grant(&base).await;
+    for _ in 0..3 {
+        advance(4 * 86400).await;
+        let (status, body) = refresh(&base, &refresh_token).await;
+        assert_eq!(status, 200, "{body}");
+        refresh_token = body["refresh_token"].as_str().expect("rt").to_owned();
+    }
+
+    // Absolute: the same rhythm ends 10 days after the authorization.
+    let (status, config) = admin_post(
+        &base,
+        "/sim/config",
+        json!({"refresh_token_expiry": "absolute"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &config["refresh_token_expiry"]),
+        (200, &json!("absolute"))
+    );
+    let (_, mut refresh_token) = grant(&base).await;
+    for _ in 0..2 {
+        advance(4 * 86400).await;
+        let (status, body) = refresh(&base, &refresh_token).await;
+        assert_eq!(status, 200, "{body}");
+        refresh_token = body["refresh_token"].as_str().expect("rt").to_owned();
+    }
+    // The token given at day 8 carries the day-10 end in its exp claim.
+    let claims: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(refresh_token.split('.').nth(1).expect("claims"))
+            .expect("base64"),
+    )
+    .expect("json");
+    let lifetime = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
+    assert!((2 * 86400 - 5..=2 * 86400).contains(&lifetime), "{claims}");
+    advance(4 * 86400).await;
+    let (status, body) = refresh(&base, &refresh_token).await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
+        )
+    );
+
+    let (status, body) = admin_post(
+        &base,
+        "/sim/config",
+        json!({"refresh_token_expiry": "forever"}),
+    )
+    .await;
+    assert_eq!((status, &body["code"]), (400, &json!(300)), "{body}");
+}

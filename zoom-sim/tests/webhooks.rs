@@ -670,3 +670,139 @@ async fn a_rotated_secret_token_signs_at_once_and_the_old_one_validates_for_a_wh
         assert_eq!(status, want, "{path} {body}: {answer}");
     }
 }
+
+/// Authorizes hookid (consent switched to approve) and returns its refresh token.
+async fn user_grant(base: &str) -> String {
+    post_json(base, "/sim/config", json!({"consent": "approve"})).await;
+    let redirect = "https://client.example/cb";
+    let resp = common::authorize(base, "hookid", redirect, &[]).await;
+    let code = common::location_param(&resp, "code").expect("code");
+    let (status, body) =
+        common::exchange_code(base, ("hookid", "hooksecret"), &code, redirect).await;
+    assert_eq!(status, 200, "{body}");
+    body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned()
+}
+
+async fn revoke(base: &str, token: &str) {
+    let resp = http()
+        .post(format!("{base}/oauth/revoke"))
+        .basic_auth("hookid", Some("hooksecret"))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(json_of(resp).await, (200, json!({"status": "success"})));
+}
+
+#[tokio::test]
+async fn revoking_a_grant_sends_app_deauthorized_retried_like_any_event() {
+    let receiver = ScriptedReceiver::start(&[Answer::Status(503)], Answer::Status(200)).await;
+    let srv = sim(&receiver.url()).await;
+    let base = srv.base_url();
+    let refresh_token = user_grant(&base).await;
+    revoke(&base, &refresh_token).await;
+
+    let hits = receiver.wait_for(1).await;
+    assert_eq!(hits.len(), 1, "app_deauthorized after the revoke");
+    assert!(hits[0].signature_valid());
+    let event: Value = serde_json::from_slice(&hits[0].body).expect("json");
+    assert_eq!(event["event"], "app_deauthorized");
+    let own_user = hook_app(&receiver.url()).user_id;
+    assert_eq!(event["payload"]["user_id"], own_user.as_str());
+    assert_eq!(
+        (
+            &event["payload"]["account_id"],
+            &event["payload"]["client_id"]
+        ),
+        (&json!("HACC"), &json!("hookid"))
+    );
+    // The 503 is retried on Zoom's schedule, like /sim/deauthorize's event (queued once the
+    // answer is in, a moment after the receiver saw the request).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut pending = get_json(&base, "/sim/webhooks/pending").await;
+    while pending["count"] == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pending = get_json(&base, "/sim/webhooks/pending").await;
+    }
+    assert_eq!(
+        pending["pending"][0]["event"], "app_deauthorized",
+        "{pending}"
+    );
+    advance(&base, 300).await;
+    let hits = receiver.wait_for(2).await;
+    assert_eq!((hits.len(), &hits[1].body), (2, &hits[0].body));
+    let counted = stats(&base).await;
+    assert_eq!(
+        (&counted["revokes"], &counted["deauthorizations"]),
+        (&json!(1), &json!(1)),
+        "{counted}"
+    );
+
+    // A token zoom-sim does not know revokes nothing and sends nothing.
+    revoke(&base, "not-a-token").await;
+    assert_quiet(&receiver, 2, Duration::from_millis(300)).await;
+
+    // Switched off, a revoke is only a revoke.
+    let (status, config) = post_json(
+        &base,
+        "/sim/config",
+        json!({"revoke_sends_deauthorization": false}),
+    )
+    .await;
+    assert_eq!(
+        (status, &config["revoke_sends_deauthorization"]),
+        (200, &json!(false))
+    );
+    let refresh_token = user_grant(&base).await;
+    revoke(&base, &refresh_token).await;
+    assert_quiet(&receiver, 2, Duration::from_millis(300)).await;
+    assert_eq!(stats(&base).await["deauthorizations"], 1);
+}
+
+#[tokio::test]
+async fn a_deauthorization_url_takes_app_deauthorized_and_nothing_else() {
+    let events = ScriptedReceiver::start(&[], Answer::Status(200)).await;
+    let deauth = ScriptedReceiver::start(&[], Answer::Status(200)).await;
+    let mut app = hook_app(&events.url());
+    app.deauthorization_url = Some(deauth.url());
+    let srv = start(ServeOptions {
+        apps: vec![app],
+        ..ServeOptions::default()
+    })
+    .await
+    .expect("server starts");
+    let base = srv.base_url();
+
+    let (status, answer) =
+        post_json(&base, "/sim/deauthorize", json!({"client_id": "hookid"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["webhook"]["url"], deauth.url().as_str());
+    assert_eq!(answer["webhooks"].as_array().map(Vec::len), Some(1));
+    let refresh_token = user_grant(&base).await;
+    revoke(&base, &refresh_token).await;
+    let hits = deauth.wait_for(2).await;
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(Hit::signature_valid));
+    // Other events still go to the event_url.
+    let (status, sent) = send(&base, json!({})).await;
+    assert_eq!((status, &sent["url"]), (200, &json!(events.url())));
+    assert_eq!(events.wait_for(1).await.len(), 1);
+    assert_eq!(deauth.hits().len(), 2);
+
+    // Listed by /sim/apps; set through the CLI spec and JSON alike.
+    let apps = get_json(&base, "/sim/apps").await;
+    assert_eq!(
+        apps["apps"][0]["deauthorization_url"],
+        deauth.url().as_str()
+    );
+    let (status, created) = post_json(
+        &base,
+        "/sim/apps",
+        json!({"client_id": "other", "client_secret": "s", "deauthorization_url": "ftp://x.example/"}),
+    )
+    .await;
+    assert_eq!((status, &created["code"]), (400, &json!(300)), "{created}");
+}

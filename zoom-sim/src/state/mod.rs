@@ -17,6 +17,7 @@
 
 mod pkce;
 mod types;
+mod users;
 
 #[cfg(test)]
 mod tests;
@@ -27,6 +28,7 @@ pub use crate::clock::Millis;
 use crate::tokens::{self, TokenKind};
 pub use pkce::{s256_challenge, Pkce, PkceMethod};
 pub use types::*;
+pub use users::UserError;
 
 /// The query of `GET /oauth/authorize`, each parameter as given (if given).
 #[derive(Clone, Debug, Default)]
@@ -37,6 +39,9 @@ pub struct AuthorizeRequest {
     pub state: Option<String>,
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
+    /// Which of the app's users signs in and consents: a user id or email. Zoom documents no
+    /// such parameter; it is zoom-sim's way to pick a user (OpenID Connect's name for it).
+    pub login_hint: Option<String>,
 }
 
 /// What the authorize endpoint should answer with.
@@ -50,6 +55,8 @@ pub enum AuthorizeOutcome {
         app_name: String,
         scopes: Vec<String>,
         redirect_uri: String,
+        /// The email of the user who is consenting.
+        user_email: String,
     },
 }
 
@@ -97,14 +104,26 @@ pub struct IssuedTokens {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub app: App,
-    pub user_id: String,
-    pub account_id: String,
+    /// The user who authorized the grant (for S2S tokens, the app's own user: the owner).
+    pub user: User,
+}
+
+impl Principal {
+    pub fn user_id(&self) -> &str {
+        &self.user.user_id
+    }
+
+    pub fn account_id(&self) -> &str {
+        &self.user.account_id
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RevokeOutcome {
-    /// The token belonged to a live grant, which is now gone (access and refresh).
-    Revoked,
+    /// The token belonged to a live grant, which is now gone (access and refresh). With
+    /// `revoke_sends_deauthorization`, revoking a user grant uninstalls the app for that user:
+    /// `deauthorized` names who, for the `app_deauthorized` event.
+    Revoked { deauthorized: Option<User> },
     /// Nothing matched; per RFC 7009 §2.2 this still answers success.
     UnknownToken,
 }
@@ -112,6 +131,7 @@ pub enum RevokeOutcome {
 #[derive(Clone, Debug)]
 struct AuthCode {
     client_id: String,
+    user_id: String,
     redirect_uri: String,
     pkce: Option<Pkce>,
     expires_at: Millis,
@@ -120,6 +140,7 @@ struct AuthCode {
 #[derive(Clone, Debug)]
 struct PendingConsent {
     client_id: String,
+    user_id: String,
     redirect_uri: String,
     state: Option<String>,
     pkce: Option<Pkce>,
@@ -137,6 +158,8 @@ struct Grant {
     access_token: String,
     access_expires_at: Millis,
     refresh: Option<(String, Millis)>,
+    /// When the user authorized: the end of an `absolute` refresh-token lifetime counts from here.
+    authorized_at: Millis,
 }
 
 impl Grant {
@@ -182,8 +205,30 @@ pub struct Sim {
     /// presenting one again is "reuse", which real clients do when they lose the
     /// race to persist the new token. Revoked tokens are not kept here.
     retired_refresh: HashMap<String, String>,
+    /// Users registered for an app besides its own, in registration order (at most
+    /// [`MAX_USERS_PER_APP`] each).
+    users: HashMap<String, Vec<User>>,
+    /// Per app: the id of the user who consents when a request names none (`login_hint`).
+    consenting: HashMap<String, String>,
     totals: Counters,
     per_client: HashMap<String, Counters>,
+}
+
+/// When a refresh token issued by a refresh at `now` expires: N from now (`sliding`), or N from
+/// the original authorization (`absolute`), never later than the sliding end.
+pub fn next_refresh_expiry(
+    expiry: RefreshTokenExpiry,
+    lifetime_secs: u64,
+    authorized_at: Millis,
+    now: Millis,
+) -> Millis {
+    let sliding = now.saturating_add(secs_to_ms(lifetime_secs));
+    match expiry {
+        RefreshTokenExpiry::Sliding => sliding,
+        RefreshTokenExpiry::Absolute => authorized_at
+            .saturating_add(secs_to_ms(lifetime_secs))
+            .min(sliding),
+    }
 }
 
 fn secs_to_ms(secs: u64) -> Millis {
@@ -387,6 +432,9 @@ impl Sim {
                 "Redirect URI mismatch. (4709)".to_owned(),
             ));
         }
+        let user = self
+            .consenting_user(&app.client_id, non_empty(&req.login_hint))
+            .map_err(|e| AuthorizePageError(format!("{e} (login_hint)")))?;
         let state = non_empty(&req.state);
         let error_redirect = |error: &str, description: &str| {
             let mut params = vec![("error", error), ("error_description", description)];
@@ -421,6 +469,7 @@ impl Sim {
         match self.settings.consent {
             ConsentMode::Approve => Ok(AuthorizeOutcome::Redirect(self.issue_code(
                 &app,
+                &user.user_id,
                 redirect_uri,
                 state,
                 pkce,
@@ -437,6 +486,7 @@ impl Sim {
                     request_id.clone(),
                     PendingConsent {
                         client_id: app.client_id.clone(),
+                        user_id: user.user_id.clone(),
                         redirect_uri: redirect_uri.to_owned(),
                         state: state.map(str::to_owned),
                         pkce,
@@ -448,6 +498,7 @@ impl Sim {
                     app_name: app.name.clone(),
                     scopes: app.scopes.clone(),
                     redirect_uri: redirect_uri.to_owned(),
+                    user_email: user.email,
                 })
             }
         }
@@ -478,7 +529,14 @@ impl Sim {
             .ok_or_else(|| AuthorizePageError("The app is no longer registered.".to_owned()))?;
         let state = pending.state.as_deref();
         if approve {
-            Ok(self.issue_code(&app, &pending.redirect_uri, state, pending.pkce, now))
+            Ok(self.issue_code(
+                &app,
+                &pending.user_id,
+                &pending.redirect_uri,
+                state,
+                pending.pkce,
+                now,
+            ))
         } else {
             Ok(denied_redirect(&pending.redirect_uri, state))
         }
@@ -487,6 +545,7 @@ impl Sim {
     fn issue_code(
         &mut self,
         app: &App,
+        user_id: &str,
         redirect_uri: &str,
         state: Option<&str>,
         pkce: Option<Pkce>,
@@ -498,6 +557,7 @@ impl Sim {
             code.clone(),
             AuthCode {
                 client_id: app.client_id.clone(),
+                user_id: user_id.to_owned(),
                 redirect_uri: redirect_uri.to_owned(),
                 pkce,
                 expires_at: now + CODE_LIFETIME_MS,
@@ -609,8 +669,11 @@ impl Sim {
                 ));
             }
         }
-        self.supersede_grants(app);
-        let issued = self.new_grant(app, true, now);
+        let user = self
+            .user_by_id(&app.client_id, &entry.user_id)
+            .unwrap_or_else(|| app.own_user());
+        self.supersede_grants(app, &user.user_id);
+        let issued = self.new_grant(app, &user, true, now);
         self.bump(Some(&app.client_id), |c| c.authorization_code_grants += 1);
         Ok(issued)
     }
@@ -634,23 +697,25 @@ impl Sim {
         let grant_id = *self.refresh_index.get(presented).ok_or_else(dead)?;
         let lifetime = self.settings.token_lifetime_secs;
         let refresh_lifetime = self.settings.refresh_token_lifetime_secs;
+        let expiry = self.settings.refresh_token_expiry;
         let dead = dead();
         let grant = self.grants.get_mut(&grant_id).ok_or_else(|| dead.clone())?;
         if grant.client_id != app.client_id {
             return Err(dead);
         }
-        if grant.refresh.as_ref().is_none_or(|(_, exp)| *exp <= now) {
+        let refresh_expires_at =
+            next_refresh_expiry(expiry, refresh_lifetime, grant.authorized_at, now);
+        if grant.refresh.as_ref().is_none_or(|(_, exp)| *exp <= now) || refresh_expires_at <= now {
             return Err(dead);
         }
 
         // Rotate both tokens: the previous pair stops working at once.
         let access = tokens::jwt_like(TokenKind::Access, &app.client_id, now, lifetime);
-        let refresh = tokens::jwt_like(TokenKind::Refresh, &app.client_id, now, refresh_lifetime);
+        let refresh_secs = u64::try_from((refresh_expires_at - now) / 1000).unwrap_or(0);
+        let refresh = tokens::jwt_like(TokenKind::Refresh, &app.client_id, now, refresh_secs);
         let old_access = std::mem::replace(&mut grant.access_token, access.clone());
         grant.access_expires_at = now + secs_to_ms(lifetime);
-        let old_refresh = grant
-            .refresh
-            .replace((refresh.clone(), now + secs_to_ms(refresh_lifetime)));
+        let old_refresh = grant.refresh.replace((refresh.clone(), refresh_expires_at));
         self.access_index.remove(&old_access);
         self.access_index.insert(access.clone(), grant_id);
         if let Some((old_refresh, _)) = old_refresh {
@@ -680,7 +745,7 @@ impl Sim {
             return Err(OAuthError::invalid_request("Invalid account_id"));
         }
         self.prune_expired_s2s(now);
-        let issued = self.new_grant(app, false, now);
+        let issued = self.new_grant(app, &app.own_user(), false, now);
         self.bump(Some(&app.client_id), |c| c.account_credentials_grants += 1);
         Ok(issued)
     }
@@ -688,7 +753,7 @@ impl Sim {
     /// One grant per Zoom user and app (with `grant_tolerance` 1, as Zoom): before a new user
     /// grant is issued, the user's oldest grants of the app beyond the tolerance are dropped,
     /// so their access and refresh tokens stop working.
-    fn supersede_grants(&mut self, app: &App) {
+    fn supersede_grants(&mut self, app: &App, user_id: &str) {
         let tolerance = self.settings.grant_tolerance as usize;
         if tolerance == 0 {
             return;
@@ -697,7 +762,7 @@ impl Sim {
             .grants
             .iter()
             .filter(|(_, g)| {
-                g.client_id == app.client_id && g.user_id == app.user_id && g.refresh.is_some()
+                g.client_id == app.client_id && g.user_id == user_id && g.refresh.is_some()
             })
             .map(|(id, _)| *id)
             .collect();
@@ -714,7 +779,13 @@ impl Sim {
         }
     }
 
-    fn new_grant(&mut self, app: &App, with_refresh: bool, now: Millis) -> IssuedTokens {
+    fn new_grant(
+        &mut self,
+        app: &App,
+        user: &User,
+        with_refresh: bool,
+        now: Millis,
+    ) -> IssuedTokens {
         let lifetime = self.settings.token_lifetime_secs;
         let access = tokens::jwt_like(TokenKind::Access, &app.client_id, now, lifetime);
         let refresh = with_refresh.then(|| {
@@ -735,11 +806,12 @@ impl Sim {
             id,
             Grant {
                 client_id: app.client_id.clone(),
-                user_id: app.user_id.clone(),
-                account_id: app.account_id.clone(),
+                user_id: user.user_id.clone(),
+                account_id: user.account_id.clone(),
                 access_token: access.clone(),
                 access_expires_at: now + secs_to_ms(lifetime),
                 refresh,
+                authorized_at: now,
             },
         );
         IssuedTokens {
@@ -803,8 +875,15 @@ impl Sim {
                 {
                     return Err(OAuthError::invalid_request("Invalid Token"));
                 }
-                self.remove_grant(id);
-                RevokeOutcome::Revoked
+                let grant = self.remove_grant(id);
+                // Only a user's grant is an installation; S2S tokens are just tokens.
+                let deauthorized = grant
+                    .filter(|g| g.refresh.is_some() && self.settings.revoke_sends_deauthorization)
+                    .and_then(|g| self.user_by_id(&app.client_id, &g.user_id));
+                if deauthorized.is_some() {
+                    self.bump(Some(&app.client_id), |c| c.deauthorizations += 1);
+                }
+                RevokeOutcome::Revoked { deauthorized }
             }
         };
         self.bump(Some(&app.client_id), |c| c.revokes += 1);
@@ -812,20 +891,44 @@ impl Sim {
     }
 
     /// The user (or admin) uninstalls the app: every grant of that app (for that
-    /// user, if given) is revoked. Returns the app and the number of grants revoked.
-    pub fn deauthorize(&mut self, client_id: &str, user_id: Option<&str>) -> Option<(App, usize)> {
+    /// user, if given) is revoked. Returns the app, the number of grants revoked and who
+    /// deauthorized: that user; without one, every user whose grants were revoked, or the
+    /// app's own user when none held any.
+    pub fn deauthorize(
+        &mut self,
+        client_id: &str,
+        user_id: Option<&str>,
+    ) -> Option<(App, usize, Vec<User>)> {
         let app = self.apps.get(client_id)?.clone();
-        let doomed: Vec<GrantId> = self
+        let mut doomed: Vec<(GrantId, String)> = self
             .grants
             .iter()
             .filter(|(_, g)| g.client_id == client_id && user_id.is_none_or(|u| g.user_id == u))
-            .map(|(id, _)| *id)
+            .map(|(id, g)| (*id, g.user_id.clone()))
             .collect();
-        for id in &doomed {
+        doomed.sort_unstable();
+        for (id, _) in &doomed {
             self.remove_grant(*id);
         }
-        self.bump(Some(client_id), |c| c.deauthorizations += 1);
-        Some((app, doomed.len()))
+        let mut users: Vec<User> = match user_id {
+            // A user zoom-sim does not know is still named as given, in the app's account.
+            Some(id) => vec![self.find_user(client_id, id).unwrap_or_else(|| User {
+                user_id: id.to_owned(),
+                ..app.own_user()
+            })],
+            None => self
+                .users(client_id)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|u| doomed.iter().any(|(_, holder)| holder == &u.user_id))
+                .collect(),
+        };
+        if users.is_empty() {
+            users.push(app.own_user());
+        }
+        let n = users.len() as u64;
+        self.bump(Some(client_id), |c| c.deauthorizations += n);
+        Some((app, doomed.len(), users))
     }
 
     /// Makes the refresh tokens of an app's grants (of one user, if given) dead now, as if
@@ -858,6 +961,19 @@ impl Sim {
         match self.apps.get_mut(client_id) {
             Some(app) => {
                 app.disabled = disabled;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replaces the app's scopes. They apply at once to every token of the app, current ones
+    /// included (Zoom would have its users authorize again for added scopes). Returns false
+    /// for an unknown app.
+    pub fn set_scopes(&mut self, client_id: &str, scopes: Vec<String>) -> bool {
+        match self.apps.get_mut(client_id) {
+            Some(app) => {
+                app.scopes = scopes;
                 true
             }
             None => false,
@@ -898,11 +1014,14 @@ impl Sim {
         if !app.can_read_own_user() {
             return Err(ApiError::missing_scopes(&USERS_ME_SCOPES[..2]));
         }
-        Ok(Principal {
-            app,
-            user_id: grant.user_id,
-            account_id: grant.account_id,
-        })
+        let user = self
+            .user_by_id(&app.client_id, &grant.user_id)
+            .map(|user| User {
+                account_id: grant.account_id,
+                ..user
+            })
+            .unwrap_or_else(|| app.own_user());
+        Ok(Principal { app, user })
     }
 }
 

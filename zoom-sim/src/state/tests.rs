@@ -26,6 +26,8 @@ fn app(kind: AppKind, client_id: &str) -> App {
         previous_client_secret: None,
         previous_secret_token: None,
         redirect_urls: Vec::new(),
+        allow_list: Vec::new(),
+        deauthorization_url: None,
         disabled: false,
     }
 }
@@ -59,6 +61,7 @@ fn authorize_req(client_id: &str, pkce: Option<(&str, &str)>) -> AuthorizeReques
         state: Some("xyz".to_owned()),
         code_challenge: pkce.map(|(c, _)| c.to_owned()),
         code_challenge_method: pkce.map(|(_, m)| m.to_owned()),
+        login_hint: None,
     }
 }
 
@@ -241,6 +244,7 @@ fn refresh_rotates_and_detects_reuse() {
     assert_eq!(
         sim.users_me(Some(&second.access_token), T0 + 1000)
             .expect("new token")
+            .user
             .user_id,
         "web-user"
     );
@@ -331,6 +335,7 @@ fn account_credentials_for_s2s_only() {
     assert_eq!(
         sim.users_me(Some(&again.access_token), T0)
             .expect("s2s user")
+            .user
             .user_id,
         "s2s-user"
     );
@@ -409,7 +414,9 @@ fn revoke_kills_access_and_refresh() {
     );
     assert_eq!(
         sim.revoke(Some(&auth("web")), Some(&issued.access_token), T0),
-        Ok(RevokeOutcome::Revoked)
+        Ok(RevokeOutcome::Revoked {
+            deauthorized: Some(app(AppKind::Oauth, "web").own_user())
+        })
     );
     assert_eq!(
         sim.users_me(Some(&issued.access_token), T0),
@@ -427,6 +434,7 @@ fn revoke_kills_access_and_refresh() {
     );
     let stats = sim.stats(Some("web"), T0).expect("stats");
     assert_eq!((stats.counters.revokes, stats.active_grants), (2, 0));
+    assert_eq!(stats.counters.deauthorizations, 1);
     // A revoked refresh token is invalid, but not "reused".
     assert_eq!(stats.counters.reused_refresh_tokens, 0);
 }
@@ -510,8 +518,9 @@ fn deauthorize_revokes_all_grants_of_the_app() {
     let code = code_for(&mut sim, "other", None, T0);
     sim.token(Some(&auth("other")), &code_params(&code, None), T0)
         .expect("exchange other");
-    let (_, revoked) = sim.deauthorize("web", None).expect("known app");
+    let (_, revoked, users) = sim.deauthorize("web", None).expect("known app");
     assert_eq!(revoked, 2);
+    assert_eq!(users, vec![app(AppKind::Oauth, "web").own_user()]);
     assert_eq!(sim.stats(Some("web"), T0).expect("stats").active_grants, 0);
     assert_eq!(
         sim.stats(Some("other"), T0).expect("stats").active_grants,
@@ -580,4 +589,273 @@ fn authorizing_again_supersedes_the_earlier_grant_within_the_tolerance() {
         );
         assert_eq!(stats.counters.reused_refresh_tokens, 0, "not a reuse");
     }
+}
+
+#[test]
+fn revoke_deauthorizes_only_user_grants_and_only_when_switched_on() {
+    let mut sim = sim(ConsentMode::Approve);
+    let s2s = TokenParams {
+        grant_type: Some("account_credentials".to_owned()),
+        account_id: Some("s2s-acct".to_owned()),
+        ..TokenParams::default()
+    };
+    let issued = sim.token(Some(&auth("s2s")), &s2s, T0).expect("s2s token");
+    assert_eq!(
+        sim.revoke(Some(&auth("s2s")), Some(&issued.access_token), T0),
+        Ok(RevokeOutcome::Revoked { deauthorized: None })
+    );
+    sim.settings_mut().revoke_sends_deauthorization = false;
+    let code = code_for(&mut sim, "web", None, T0);
+    let issued = sim
+        .token(Some(&auth("web")), &code_params(&code, None), T0)
+        .expect("exchange");
+    assert_eq!(
+        sim.revoke(Some(&auth("web")), issued.refresh_token.as_deref(), T0),
+        Ok(RevokeOutcome::Revoked { deauthorized: None })
+    );
+    assert_eq!(
+        sim.stats(None, T0)
+            .expect("stats")
+            .counters
+            .deauthorizations,
+        0
+    );
+}
+
+#[test]
+fn allow_list_entries_admit_their_origin_and_paths_below() {
+    for (entry, uri, admitted) in [
+        (
+            "https://app.example",
+            "https://app.example/oauth/cb?x=1",
+            true,
+        ),
+        ("https://app.example/", "https://app.example/", true),
+        ("https://app.example", "https://APP.example/cb", true),
+        ("https://app.example:443", "https://app.example/cb", true),
+        ("https://app.example", "http://app.example/cb", false),
+        ("https://app.example", "https://app.example:8443/cb", false),
+        ("https://app.example", "https://evil.app.example/cb", false),
+        ("https://app.example", "https://app.example.evil/cb", false),
+        (
+            "https://app.example/oauth",
+            "https://app.example/oauth",
+            true,
+        ),
+        (
+            "https://app.example/oauth/",
+            "https://app.example/oauth/cb",
+            true,
+        ),
+        (
+            "https://app.example/oauth",
+            "https://app.example/oauth/cb/x?t=1",
+            true,
+        ),
+        (
+            "https://app.example/oauth",
+            "https://app.example/oauthx",
+            false,
+        ),
+        (
+            "https://app.example/oauth",
+            "https://app.example/other",
+            false,
+        ),
+        (
+            "https://app.example/oauth/cb",
+            "https://app.example/OAUTH/cb",
+            false,
+        ),
+        (
+            "https://app.example/cb?tenant=a",
+            "https://app.example/cb?tenant=a",
+            true,
+        ),
+        (
+            "https://app.example/cb?tenant=a",
+            "https://app.example/cb?tenant=b",
+            false,
+        ),
+        (
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:8080/oauth/redirect/zoom",
+            true,
+        ),
+        (
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:9090/oauth/redirect/zoom",
+            false,
+        ),
+        ("not a url", "https://app.example/", false),
+    ] {
+        assert_eq!(allow_list_admits(entry, uri), admitted, "{entry} vs {uri}");
+    }
+}
+
+#[test]
+fn redirect_urls_and_the_allow_list_together() {
+    let mut app = app(AppKind::Oauth, "web");
+    assert!(app.accepts_redirect("https://anything.example/"));
+    app.allow_list = vec!["https://app.example/oauth".to_owned()];
+    assert!(app.accepts_redirect("https://app.example/oauth/cb"));
+    assert!(!app.accepts_redirect("https://anything.example/"));
+    app.redirect_urls = vec!["https://other.example/cb".to_owned()];
+    assert!(app.accepts_redirect("https://other.example/cb"));
+    assert!(!app.accepts_redirect("https://other.example/cb/deeper"));
+    assert!(app.accepts_redirect("https://app.example/oauth/x"));
+}
+
+#[test]
+fn refresh_expiry_models_sliding_and_absolute() {
+    const DAY: Millis = 24 * 3600 * 1000;
+    let n = 10 * 24 * 3600;
+    use RefreshTokenExpiry::{Absolute, Sliding};
+    assert_eq!(
+        next_refresh_expiry(Sliding, n, T0, T0 + 7 * DAY),
+        T0 + 17 * DAY
+    );
+    assert_eq!(
+        next_refresh_expiry(Absolute, n, T0, T0 + 7 * DAY),
+        T0 + 10 * DAY
+    );
+    assert_eq!(next_refresh_expiry(Absolute, n, T0, T0), T0 + 10 * DAY);
+
+    for (model, alive_after_three_refreshes) in [(Sliding, true), (Absolute, false)] {
+        let mut sim = sim(ConsentMode::Approve);
+        sim.settings_mut().refresh_token_lifetime_secs = n;
+        sim.settings_mut().refresh_token_expiry = model;
+        let code = code_for(&mut sim, "web", None, T0);
+        let mut refresh = sim
+            .token(Some(&auth("web")), &code_params(&code, None), T0)
+            .expect("exchange")
+            .refresh_token
+            .expect("refresh");
+        // Refreshed every 4 days: 4, 8 work either way; at 12 the absolute grant is past 10.
+        for day in [4, 8] {
+            refresh = sim
+                .token(
+                    Some(&auth("web")),
+                    &refresh_params(&refresh),
+                    T0 + day * DAY,
+                )
+                .unwrap_or_else(|e| panic!("{model:?} day {day}: {e:?}"))
+                .refresh_token
+                .expect("refresh");
+        }
+        let third = sim.token(Some(&auth("web")), &refresh_params(&refresh), T0 + 12 * DAY);
+        assert_eq!(
+            third.is_ok(),
+            alive_after_three_refreshes,
+            "{model:?}: {third:?}"
+        );
+    }
+}
+
+fn user(id: &str, email: &str) -> User {
+    User {
+        user_id: id.to_owned(),
+        email: email.to_owned(),
+        first_name: "F".to_owned(),
+        last_name: "L".to_owned(),
+        account_id: "acct-2".to_owned(),
+    }
+}
+
+#[test]
+fn users_are_unique_bounded_and_oauth_only() {
+    let mut sim = sim(ConsentMode::Approve);
+    let own = app(AppKind::Oauth, "web").own_user();
+    assert_eq!(
+        sim.add_user("web", user(&own.user_id, "new@example.com")),
+        Err(UserError::Duplicate(format!("user_id {:?}", own.user_id)))
+    );
+    assert!(matches!(
+        sim.add_user("web", user("u2", "U@EXAMPLE.com")),
+        Err(UserError::Duplicate(_))
+    ));
+    assert_eq!(
+        sim.add_user("s2s", user("u2", "u2@example.com")),
+        Err(UserError::NotAnOauthApp)
+    );
+    assert_eq!(
+        sim.add_user("nobody", user("u2", "u2@example.com")),
+        Err(UserError::UnknownApp)
+    );
+    for i in 0..MAX_USERS_PER_APP {
+        sim.add_user("web", user(&format!("u{i}"), &format!("u{i}@example.com")))
+            .expect("room");
+    }
+    assert_eq!(
+        sim.add_user("web", user("one-more", "one-more@example.com")),
+        Err(UserError::Full)
+    );
+    assert_eq!(sim.users("web").expect("app").len(), MAX_USERS_PER_APP + 1);
+    assert_eq!(
+        sim.find_user("web", "U7@example.COM")
+            .expect("by email")
+            .user_id,
+        "u7"
+    );
+}
+
+#[test]
+fn each_user_has_their_own_grant_and_identity() {
+    let mut sim = sim(ConsentMode::Approve);
+    sim.settings_mut().grant_tolerance = 1;
+    sim.add_user("web", user("u2", "two@example.com"))
+        .expect("add");
+    let own = app(AppKind::Oauth, "web").own_user();
+
+    let exchange = |sim: &mut Sim, hint: Option<&str>| {
+        let mut req = authorize_req("web", None);
+        req.login_hint = hint.map(str::to_owned);
+        let AuthorizeOutcome::Redirect(url) = sim.authorize(&req, T0).expect("authorize") else {
+            panic!("redirect")
+        };
+        let code = query_param(&url, "code").expect("code");
+        sim.token(Some(&auth("web")), &code_params(&code, None), T0)
+            .expect("exchange")
+    };
+    let first = exchange(&mut sim, None);
+    let second = exchange(&mut sim, Some("two@example.com"));
+    // One grant per user and app: the second user's grant does not supersede the first's.
+    let me = sim
+        .users_me(Some(&first.access_token), T0)
+        .expect("own user");
+    assert_eq!(
+        (me.user.user_id.as_str(), me.account_id()),
+        (own.user_id.as_str(), "web-acct")
+    );
+    let two = sim
+        .users_me(Some(&second.access_token), T0)
+        .expect("second user");
+    assert_eq!((two.user_id(), two.account_id()), ("u2", "acct-2"));
+    assert_eq!(two.user.email, "two@example.com");
+
+    // The consenting user is sticky; authorizing again as u2 supersedes u2's grant only.
+    sim.set_consenting_user("web", Some("u2"))
+        .expect("known user");
+    let third = exchange(&mut sim, None);
+    assert_eq!(
+        sim.users_me(Some(&third.access_token), T0)
+            .expect("u2")
+            .user_id(),
+        "u2"
+    );
+    assert!(sim.users_me(Some(&second.access_token), T0).is_err());
+    assert!(sim.users_me(Some(&first.access_token), T0).is_ok());
+
+    let mut req = authorize_req("web", None);
+    req.login_hint = Some("stranger@example.com".to_owned());
+    let err = sim.authorize(&req, T0).expect_err("unknown login_hint");
+    assert!(err.0.contains("stranger@example.com"), "{err:?}");
+    assert!(sim.set_consenting_user("web", Some("nobody")).is_err());
+
+    // Deauthorizing one user leaves the other's grant alone.
+    let (_, revoked, users) = sim.deauthorize("web", Some("u2")).expect("app");
+    assert_eq!((revoked, users[0].account_id.as_str()), (1, "acct-2"));
+    assert!(sim.users_me(Some(&first.access_token), T0).is_ok());
+    let (_, revoked, users) = sim.deauthorize("web", None).expect("app");
+    assert_eq!((revoked, users), (1, vec![own]));
 }

@@ -14,8 +14,11 @@ pub const CODE_LIFETIME_MS: Millis = 5 * 60 * 1000;
 pub const CONSENT_LIFETIME_MS: Millis = 10 * 60 * 1000;
 /// Zoom's access tokens last an hour; its token endpoint answers 3599.
 pub const DEFAULT_TOKEN_LIFETIME_SECS: u64 = 3599;
-/// Zoom documents refresh tokens as long-lived (commonly 90 days).
+/// 90 days: the figure integrations commonly work with. Zoom's own support article says 15
+/// years (devsupport.zoom.us 360060332931); see the README's "Choices".
 pub const DEFAULT_REFRESH_TOKEN_LIFETIME_SECS: u64 = 90 * 24 * 3600;
+/// Users one app may have besides its own (`POST /sim/apps/{client_id}/users`): bounds memory.
+pub const MAX_USERS_PER_APP: usize = 1000;
 /// Upper bound for configurable lifetimes (ten years): keeps arithmetic far from overflow.
 pub const MAX_LIFETIME_SECS: u64 = 10 * 365 * 24 * 3600;
 
@@ -76,7 +79,25 @@ impl FromStr for AppKind {
     }
 }
 
-/// A registered Marketplace app and the single user/account it acts for.
+/// A Zoom user who can authorize an app: the app's own user (from the app spec) or one
+/// registered later with `POST /sim/apps/{client_id}/users`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub user_id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub account_id: String,
+}
+
+impl User {
+    /// Whether `key` names this user: its id, or its email in any case.
+    pub fn is_named_by(&self, key: &str) -> bool {
+        key == self.user_id || key.eq_ignore_ascii_case(&self.email)
+    }
+}
+
+/// A registered Marketplace app and its own user/account (more users can be registered).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct App {
     pub kind: AppKind,
@@ -93,8 +114,15 @@ pub struct App {
     pub scopes: Vec<String>,
     /// Where `app_deauthorized` (and `/sim/webhooks/send` by default) is delivered.
     pub event_url: Option<String>,
-    /// The app's registered redirect URLs; empty means any absolute http(s) URL is accepted.
+    /// The app's registered redirect URLs, matched exactly. With `allow_list`, both empty
+    /// means any absolute http(s) URL is accepted.
     pub redirect_urls: Vec<String>,
+    /// Zoom Marketplace's "OAuth allow list": base URLs (any path) or URLs (that path and
+    /// below), see [`allow_list_admits`].
+    pub allow_list: Vec<String>,
+    /// Where `app_deauthorized` goes when set (Zoom's separate "Deauthorization Notification
+    /// Endpoint URL" of older apps); otherwise `event_url`.
+    pub deauthorization_url: Option<String>,
     /// Disabled at Zoom (`POST /sim/apps/{client_id}/disable`): everything answers 4717.
     pub disabled: bool,
     /// The legacy webhook verification token, sent as `authorization` when that header is on.
@@ -142,6 +170,8 @@ pub struct PublicApp {
     /// Set while a rotated-out secret token is still accepted.
     pub previous_secret_token_valid_until_ms: Option<Millis>,
     pub redirect_urls: Vec<String>,
+    pub allow_list: Vec<String>,
+    pub deauthorization_url: Option<String>,
     pub disabled: bool,
 }
 
@@ -157,6 +187,8 @@ impl App {
             scopes: self.scopes.clone(),
             event_url: self.event_url.clone(),
             redirect_urls: self.redirect_urls.clone(),
+            allow_list: self.allow_list.clone(),
+            deauthorization_url: self.deauthorization_url.clone(),
             disabled: self.disabled,
             api_url: self.api_url.clone(),
             previous_client_secret_valid_until_ms: self
@@ -170,9 +202,35 @@ impl App {
         }
     }
 
-    /// Whether `redirect_uri` is one the app registered (any, when none are registered).
+    /// Whether `redirect_uri` is one the app registered or its allow list admits (any, when
+    /// it has neither).
     pub fn accepts_redirect(&self, redirect_uri: &str) -> bool {
-        self.redirect_urls.is_empty() || self.redirect_urls.iter().any(|u| u == redirect_uri)
+        if self.redirect_urls.is_empty() && self.allow_list.is_empty() {
+            return true;
+        }
+        self.redirect_urls.iter().any(|u| u == redirect_uri)
+            || self
+                .allow_list
+                .iter()
+                .any(|entry| allow_list_admits(entry, redirect_uri))
+    }
+
+    /// The app's own user, described by the app spec.
+    pub fn own_user(&self) -> User {
+        User {
+            user_id: self.user_id.clone(),
+            email: self.email.clone(),
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            account_id: self.account_id.clone(),
+        }
+    }
+
+    /// Where `app_deauthorized` is delivered: `deauthorization_url`, else `event_url`.
+    pub fn deauthorization_target(&self) -> Option<&str> {
+        self.deauthorization_url
+            .as_deref()
+            .or(self.event_url.as_deref())
     }
 
     /// Whether the app's scopes let a token read `/v2/users/me`.
@@ -194,6 +252,33 @@ impl App {
     pub fn scope_string(&self) -> String {
         self.scopes.join(" ")
     }
+}
+
+/// Whether an allow-list entry admits a redirect URI. Zoom documents two kinds of entry, "a
+/// complete URL" and "a base URL without a path or query parameters", but not how they match;
+/// ours: scheme, host (any case) and port must be equal; a base URL admits any path and query;
+/// an entry with a path admits that path and the paths below it (at a `/` boundary, so
+/// `/cb` admits `/cb` and `/cb/x` but not `/cbx`), with any query unless the entry has one,
+/// which must then be equal.
+pub fn allow_list_admits(entry: &str, redirect_uri: &str) -> bool {
+    let (Ok(entry), Ok(uri)) = (url::Url::parse(entry), url::Url::parse(redirect_uri)) else {
+        return false;
+    };
+    if entry.scheme() != uri.scheme()
+        || entry.host_str() != uri.host_str()
+        || entry.port_or_known_default() != uri.port_or_known_default()
+        || uri.fragment().is_some()
+    {
+        return false;
+    }
+    let base = entry.path().trim_end_matches('/');
+    let path = uri.path();
+    let path_ok = base.is_empty()
+        || path == base
+        || path
+            .strip_prefix(base)
+            .is_some_and(|rest| rest.starts_with('/'));
+    path_ok && entry.query().is_none_or(|q| uri.query() == Some(q))
 }
 
 /// Scopes any one of which lets a token read `GET /v2/users/me`: granular (user-level and
@@ -295,6 +380,32 @@ impl FromStr for CodeRejection {
     }
 }
 
+/// How long a refresh token given by a refresh lives (`refresh_token_lifetime_secs` = N).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshTokenExpiry {
+    /// Each refresh token is valid for N from when it was issued: a grant that is refreshed
+    /// in time lives for ever.
+    #[default]
+    Sliding,
+    /// No refresh token outlives N from the original authorization: the user must authorize
+    /// again by then, however often the grant was refreshed.
+    Absolute,
+}
+
+impl FromStr for RefreshTokenExpiry {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sliding" => Ok(RefreshTokenExpiry::Sliding),
+            "absolute" => Ok(RefreshTokenExpiry::Absolute),
+            other => Err(format!(
+                "refresh_token_expiry must be sliding or absolute, not {other:?}"
+            )),
+        }
+    }
+}
+
 /// Runtime-adjustable behaviour (flags at startup, `POST /sim/config` later).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Settings {
@@ -307,6 +418,10 @@ pub struct Settings {
     /// invalidates the earlier grant); 0 means no limit (zoom-sim's default, see the README).
     #[serde(default)]
     pub grant_tolerance: u32,
+    pub refresh_token_expiry: RefreshTokenExpiry,
+    /// `POST /oauth/revoke` of a user grant uninstalls the app for that user, and Zoom then
+    /// sends `app_deauthorized` (a Zoom engineer on devforum.zoom.us/t/18432).
+    pub revoke_sends_deauthorization: bool,
 }
 
 impl Default for Settings {
@@ -318,6 +433,8 @@ impl Default for Settings {
             refresh_rejection: RefreshRejection::default(),
             code_rejection: CodeRejection::default(),
             grant_tolerance: 0,
+            refresh_token_expiry: RefreshTokenExpiry::Sliding,
+            revoke_sends_deauthorization: true,
         }
     }
 }

@@ -206,3 +206,46 @@ pub async fn json_of(resp: reqwest::Response) -> (u16, Value) {
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     (status, value)
 }
+
+/// `GET /oauth/authorize?response_type=code&client_id=..&redirect_uri=..` plus `extra`
+/// parameters; the answer as is (redirects are not followed).
+pub async fn authorize(
+    base: &str,
+    client_id: &str,
+    redirect: &str,
+    extra: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut query = vec![
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", redirect),
+    ];
+    query.extend_from_slice(extra);
+    http()
+        .get(format!("{base}/oauth/authorize"))
+        .query(&query)
+        .send()
+        .await
+        .expect("authorize")
+}
+
+/// `POST /oauth/token` with `grant_type=authorization_code`: status and JSON.
+pub async fn exchange_code(
+    base: &str,
+    (client_id, secret): (&str, &str),
+    code: &str,
+    redirect: &str,
+) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(client_id, Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+        ])
+        .send()
+        .await
+        .expect("token request");
+    json_of(resp).await
+}
