@@ -19,6 +19,42 @@ use crate::validation::{
     ISO_DURATION_PATTERN, MAX_DELIVERY_RETRY, SINK_PATH_MAX, SINK_PATH_PATTERN,
 };
 
+/// A namespaced object named by a flag or a reference: `NAMESPACE/NAME` on the command line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> ObjectRef {
+        ObjectRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::str::FromStr for ObjectRef {
+    type Err = String;
+
+    /// Parses `NAMESPACE/NAME` (as `--ingress` and `--default-app-secret` take it).
+    fn from_str(value: &str) -> Result<ObjectRef, String> {
+        match value.split_once('/') {
+            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
+                Ok(ObjectRef::new(ns, name))
+            }
+            _ => Err(format!("{value:?} is not NAMESPACE/NAME")),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 pub const GROUP: &str = "zoom-operator.io";
 /// Field manager for everything the controller writes.
 pub const MANAGER: &str = "zoom-operator";

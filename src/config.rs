@@ -18,7 +18,7 @@ pub struct OperatorConfig {
     pub zoom_oauth_url: Url,
     pub zoom_api_url: Url,
     /// `--default-app-secret NAMESPACE/NAME`.
-    pub default_app_secret: Option<(String, String)>,
+    pub default_app_secret: Option<crate::api::ObjectRef>,
     /// Empty means all namespaces.
     pub watch_namespaces: Vec<String>,
     pub leader_election: bool,

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use url::Url;
 
+use zoom_operator::api::ObjectRef;
 use zoom_operator::config::OperatorConfig;
-use zoom_operator::urls::{parse_ingress_ref, UrlSource};
+use zoom_operator::urls::UrlSource;
 
 #[derive(Parser)]
 #[command(
@@ -52,8 +53,8 @@ struct RunArgs {
     #[arg(long, env = "ZOOM_OPERATOR_PUBLIC_URL")]
     public_url: Option<Url>,
     /// Derive the public URL from this Ingress (NAMESPACE/NAME).
-    #[arg(long, env = "ZOOM_OPERATOR_INGRESS", value_parser = parse_ingress_ref)]
-    ingress: Option<(String, String)>,
+    #[arg(long, env = "ZOOM_OPERATOR_INGRESS")]
+    ingress: Option<ObjectRef>,
     #[arg(
         long,
         env = "ZOOM_OPERATOR_ZOOM_OAUTH_URL",
@@ -67,8 +68,8 @@ struct RunArgs {
     )]
     zoom_api_url: Url,
     /// The operator-wide default OAuth app's Secret (NAMESPACE/NAME), for authType DefaultOAuth.
-    #[arg(long, env = "ZOOM_OPERATOR_DEFAULT_APP_SECRET", value_parser = parse_ingress_ref)]
-    default_app_secret: Option<(String, String)>,
+    #[arg(long, env = "ZOOM_OPERATOR_DEFAULT_APP_SECRET")]
+    default_app_secret: Option<ObjectRef>,
     /// Watch only these namespaces (repeatable; default: all).
     #[arg(long, env = "ZOOM_OPERATOR_WATCH_NAMESPACE", value_delimiter = ',')]
     watch_namespace: Vec<String>,
@@ -178,7 +179,7 @@ fn main() -> ExitCode {
             zoom_operator::clock::set_offset_secs(args.clock_offset_secs);
             let url_source = match (args.public_url, args.ingress) {
                 (Some(url), _) => UrlSource::Fixed(url),
-                (None, Some((namespace, name))) => UrlSource::Ingress { namespace, name },
+                (None, Some(ingress)) => UrlSource::Ingress(ingress),
                 (None, None) => UrlSource::Unconfigured,
             };
             let config = OperatorConfig {
@@ -288,7 +289,7 @@ mod tests {
         assert_eq!(args.watch_namespace, ["a", "b"]);
         assert_eq!(args.allow_sink_host, ["hooks.example.com"]);
         assert!(!args.leader_election);
-        assert_eq!(args.ingress, Some(("ingress-nginx".into(), "zoom".into())));
+        assert_eq!(args.ingress, Some(ObjectRef::new("ingress-nginx", "zoom")));
         assert!(
             run_args(&["--leader-election"])
                 .expect("bare flag")

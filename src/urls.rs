@@ -5,6 +5,8 @@
 use k8s_openapi::api::networking::v1::Ingress;
 use url::Url;
 
+use crate::api::ObjectRef;
+
 pub const REDIRECT_PATH: &str = "/oauth/redirect/zoom";
 pub const EVENT_PATH: &str = "/zoom/event";
 pub const START_PATH_PREFIX: &str = "/oauth/start/zoom";
@@ -15,7 +17,7 @@ pub enum UrlSource {
     /// `--public-url`.
     Fixed(Url),
     /// `--ingress NAMESPACE/NAME`.
-    Ingress { namespace: String, name: String },
+    Ingress(ObjectRef),
     /// Neither flag was given.
     Unconfigured,
 }
@@ -122,7 +124,7 @@ pub fn derive_public_urls(
     let (namespace, name) = match source {
         UrlSource::Fixed(url) => return Ok(PublicUrls::new(url.clone())),
         UrlSource::Unconfigured => return Err(UrlProblem::Unconfigured),
-        UrlSource::Ingress { namespace, name } => (namespace, name),
+        UrlSource::Ingress(ObjectRef { namespace, name }) => (namespace, name),
     };
     let ingress = ingress.ok_or_else(|| UrlProblem::IngressNotFound {
         namespace: namespace.clone(),
@@ -181,16 +183,6 @@ fn usable_host(host: &str) -> bool {
     !host.is_empty() && !host.contains('*')
 }
 
-/// Parses `--ingress NAMESPACE/NAME`.
-pub fn parse_ingress_ref(value: &str) -> Result<(String, String), String> {
-    match value.split_once('/') {
-        Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !name.contains('/') => {
-            Ok((ns.to_owned(), name.to_owned()))
-        }
-        _ => Err(format!("{value:?} is not NAMESPACE/NAME")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,10 +193,7 @@ mod tests {
     }
 
     fn source() -> UrlSource {
-        UrlSource::Ingress {
-            namespace: "zoom-operator".into(),
-            name: "zoom".into(),
-        }
+        UrlSource::Ingress(ObjectRef::new("zoom-operator", "zoom"))
     }
 
     #[test]
@@ -311,13 +300,11 @@ mod tests {
     }
 
     #[test]
-    fn ingress_ref_parsing() {
-        assert_eq!(
-            parse_ingress_ref("ns/name"),
-            Ok(("ns".into(), "name".into()))
-        );
+    fn object_refs_parse_as_namespace_slash_name() {
+        assert_eq!("ns/name".parse(), Ok(ObjectRef::new("ns", "name")));
         for bad in ["ns", "/name", "ns/", "a/b/c", ""] {
-            assert!(parse_ingress_ref(bad).is_err(), "{bad}");
+            assert!(bad.parse::<ObjectRef>().is_err(), "{bad}");
         }
+        assert_eq!(ObjectRef::new("ns", "name").to_string(), "ns/name");
     }
 }

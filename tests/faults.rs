@@ -397,9 +397,9 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
 }
 
 /// A TCP proxy in front of the API server or zoom-sim that the test can stall (connections
-/// stay open, nothing is forwarded, as with a half-open connection or a hung API server), take
-/// down (connections are cut and dropped, as with a stopped API server) or close (connections
-/// are cut and the port refuses new ones, as with a host that is up but not listening).
+/// stay open, nothing is forwarded, as with a half-open connection or a hung API server) or
+/// close (connections are cut and the port refuses new ones, as with a stopped API server or
+/// a Zoom host that is up but not listening).
 struct StallProxy {
     port: u16,
     upstream: String,
@@ -620,8 +620,8 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
     authorize(&client, &ns).await;
     let before = refresh_token(&token_secret(&client, &ns).await);
 
-    // A refresh is on its way to Zoom when the API server goes away for 25 s: Zoom's answer
-    // cannot be written, and the replica cannot renew its lease either.
+    // A refresh is on its way to Zoom when the API server stops (its port refuses connections)
+    // for 25 s: Zoom's answer cannot be written, and the replica cannot renew its lease either.
     fault(
         &sim,
         json!({"path": "/oauth/token", "delay_ms": 3000, "count": 1}),
@@ -629,7 +629,7 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
     .await;
     request_refresh(&client, &ns, "1").await;
     wait_fence(&client, &ns).await;
-    proxy.down.store(true, Ordering::Relaxed);
+    proxy.close().await;
     eventually("the replica to step down", Duration::from_secs(20), || {
         let op = &op;
         async move {
@@ -651,7 +651,7 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
     );
 
     // Back: the kept grant is written, the replica leads again, nothing was sent twice.
-    proxy.down.store(false, Ordering::Relaxed);
+    proxy.reopen().await;
     wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
     wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
     let s = assert_no_reuse(&sim).await;

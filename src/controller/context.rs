@@ -95,7 +95,11 @@ impl Context {
         let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
         match (zc.spec.auth_type, &zc.spec.credentials_ref) {
             (AuthType::DefaultOAuth, _) => {
-                let Some((dns, dname)) = &self.config.default_app_secret else {
+                let Some(crate::api::ObjectRef {
+                    namespace: dns,
+                    name: dname,
+                }) = &self.config.default_app_secret
+                else {
                     return Ok((
                         Err(CredentialsProblem::DefaultAppNotConfigured),
                         "(none)".to_owned(),

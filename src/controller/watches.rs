@@ -30,7 +30,7 @@ pub async fn watch_public_urls(
     tx: watch::Sender<UrlState>,
     shutdown: CancellationToken,
 ) {
-    let UrlSource::Ingress { namespace, name } = &source else {
+    let UrlSource::Ingress(crate::api::ObjectRef { namespace, name }) = &source else {
         let _ = tx.send(Some(derive_public_urls(&source, None)));
         return;
     };
@@ -124,7 +124,10 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
     // out to several controllers, for the price of a few idle watches.)
     let default_app = ctx.config.default_app_secret.clone();
     let credential_changes = match &default_app {
-        Some((dns, dname)) if !scope.covers(dns) => futures::stream::select(
+        Some(crate::api::ObjectRef {
+            namespace: dns,
+            name: dname,
+        }) if !scope.covers(dns) => futures::stream::select(
             credential_changes,
             secret_changes(
                 Api::namespaced(client.clone(), dns),
@@ -236,9 +239,9 @@ fn connections_using_secret(
     connections: &[Arc<ZoomConnection>],
     namespace: &str,
     name: &str,
-    default_app: Option<&(String, String)>,
+    default_app: Option<&crate::api::ObjectRef>,
 ) -> Vec<ObjectRef<ZoomConnection>> {
-    let is_default_app = default_app.is_some_and(|(dns, dname)| dns == namespace && dname == name);
+    let is_default_app = default_app.is_some_and(|d| d.namespace == namespace && d.name == name);
     connections
         .iter()
         .filter(|zc| {
@@ -281,7 +284,7 @@ mod tests {
             zc("a", "shared", AuthType::DefaultOAuth, None),
             zc("b", "shared", AuthType::DefaultOAuth, None),
         ];
-        let default_app = ("platform".to_owned(), "zoom-default".to_owned());
+        let default_app = crate::api::ObjectRef::new("platform", "zoom-default");
         // (Secret namespace, Secret name, default app configured, connections to reconcile)
         let cases: &[(&str, &str, bool, &[&str])] = &[
             // Only the same namespace: references never cross namespaces.

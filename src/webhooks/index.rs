@@ -32,11 +32,7 @@ impl fmt::Debug for SecretToken {
 }
 
 /// A Secret by namespace and name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SecretRef {
-    pub namespace: String,
-    pub name: String,
-}
+pub type SecretRef = crate::api::ObjectRef;
 
 /// What the index keeps of one credentials Secret: its resourceVersion (to notice changes)
 /// and the values of the keys connections route by (secret token, account ID) or verify with
@@ -83,7 +79,7 @@ pub struct AppSource {
 pub struct IndexSettings {
     /// Empty means all namespaces.
     pub watch_namespaces: Vec<String>,
-    pub default_app_secret: Option<(String, String)>,
+    pub default_app_secret: Option<crate::api::ObjectRef>,
     pub allow_sink_hosts: Vec<String>,
 }
 
@@ -105,8 +101,11 @@ impl IndexSettings {
     pub fn app_source(&self, zc: &ZoomConnection) -> Option<AppSource> {
         let (namespace, reference) = match (zc.spec.auth_type, &zc.spec.credentials_ref) {
             (AuthType::DefaultOAuth, _) => {
-                let (ns, name) = self.default_app_secret.as_ref()?;
-                (ns.clone(), CredentialsRef::with_name(name.clone()))
+                let default = self.default_app_secret.as_ref()?;
+                (
+                    default.namespace.clone(),
+                    CredentialsRef::with_name(default.name.clone()),
+                )
             }
             (_, Some(reference)) => (zc.metadata.namespace.clone()?, reference.clone()),
             (_, None) => return None,
@@ -566,7 +565,7 @@ mod tests {
     #[test]
     fn default_oauth_uses_the_default_app_secret() {
         let settings = IndexSettings {
-            default_app_secret: Some(("platform".into(), "zoom-default".into())),
+            default_app_secret: Some(crate::api::ObjectRef::new("platform", "zoom-default")),
             ..Default::default()
         };
         let zcs = vec![Arc::new(authorized(

@@ -67,7 +67,7 @@ impl Scope {
     }
 }
 
-struct Sync {
+struct IndexSync {
     client: Client,
     settings: IndexSettings,
     index: Arc<RoutingIndex>,
@@ -127,13 +127,10 @@ pub async fn maintain(
     }
     // The default app's Secret usually lives in the platform team's namespace, outside the
     // watched namespaces: watch that one Secret by name.
-    if let Some((dns, dname)) = settings.default_app_secret.clone() {
-        let default_ref = SecretRef {
-            namespace: dns.clone(),
-            name: dname.clone(),
-        };
+    if let Some(default_ref) = settings.default_app_secret.clone() {
+        let (dns, dname) = (&default_ref.namespace, &default_ref.name);
         if !scopes.iter().any(|s| s.covers(&default_ref)) {
-            let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), &dns);
+            let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), dns);
             let cfg = watcher::Config::default().fields(&format!("metadata.name={dname}"));
             let watch = secret_streams.len();
             secret_streams.push(
@@ -148,7 +145,7 @@ pub async fn maintain(
     let mut connections = stream::select_all(connection_streams);
     let mut secrets = stream::select_all(secret_streams);
 
-    let mut sync = Sync {
+    let mut sync = IndexSync {
         client,
         settings,
         index,
@@ -228,7 +225,7 @@ fn secret_ref(meta: &PartialObjectMeta<Secret>) -> Option<SecretRef> {
     })
 }
 
-impl Sync {
+impl IndexSync {
     /// Forgets what is cached of a Secret that changed; true when the index must be rebuilt.
     fn on_secret_event(
         &mut self,
