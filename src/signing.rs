@@ -7,7 +7,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -174,12 +174,9 @@ impl SigningKey {
     }
 }
 
-/// S256 code challenge for a verifier, via the oauth2 crate's RFC 7636 implementation.
+/// S256 code challenge for a verifier (RFC 7636 section 4.2): BASE64URL(SHA256(verifier)).
 pub fn pkce_challenge(verifier: &str) -> String {
-    let verifier = oauth2::PkceCodeVerifier::new(verifier.to_owned());
-    oauth2::PkceCodeChallenge::from_code_verifier_sha256(&verifier)
-        .as_str()
-        .to_owned()
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
 }
 
 #[cfg(test)]
