@@ -21,7 +21,6 @@ pub mod run;
 pub mod server;
 pub mod signing;
 pub mod sink;
-pub mod token_secret;
 pub mod tokens;
 pub mod urls;
 pub mod validation;

@@ -13,7 +13,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::api::{ZoomAccount, ZoomConnection};
-use crate::token_secret::TokenRecord;
+use crate::tokens::secret::TokenRecord;
 use crate::tokens::transition;
 use crate::zoom::client::ZoomError;
 

@@ -31,7 +31,7 @@ use crate::conditions::{self, Verdict};
 use crate::credentials::{AppCredentials, CredentialsProblem};
 use crate::metrics::ResultLabels;
 use crate::signing::TICKET_LIFETIME_SECS;
-use crate::token_secret::Ownership;
+use crate::tokens::secret::Ownership;
 use crate::urls::{PublicUrls, UrlProblem};
 
 use schedule::{TokenDecision, TokenInputs};
@@ -121,7 +121,7 @@ struct Pass {
     /// Why a grant Zoom issued is still not stored, if one is pending.
     not_stored: Option<String>,
     ownership: Ownership,
-    record: crate::token_secret::TokenRecord,
+    record: crate::tokens::secret::TokenRecord,
     /// When a failed renewal may be tried again.
     retry_at: Option<Timestamp>,
     /// When this pass wants to look again (before the requeue rule's other moments).
@@ -499,7 +499,7 @@ fn events_verdict(
     zc: &ZoomConnection,
     ctx: &Context,
     creds: &Result<AppCredentials, CredentialsProblem>,
-    record: &crate::token_secret::TokenRecord,
+    record: &crate::tokens::secret::TokenRecord,
     sink_service: Option<crate::sink::SinkProblem>,
     account_unknown: Option<&account::AccountUnknown>,
     recently_dropped: bool,
@@ -550,7 +550,7 @@ fn events_verdict(
                 format!(
                     "{} Zoom event(s) were dropped after their last delivery attempt, the last at {} ({}). Set spec.events.delivery.deadLetterSink to keep such events, or give the sink more retries; this clears an hour after the last drop",
                     dropped.count,
-                    crate::token_secret::rfc3339(dropped.last),
+                    crate::tokens::secret::rfc3339(dropped.last),
                     dropped.why
                 ),
             ));
@@ -591,7 +591,7 @@ async fn publish_refresh_deferred(ctx: &Context, zc: &ZoomConnection, until: Tim
         note: Some(format!(
             "A refresh was requested with {}; forced refreshes are limited to one per minute per connection, so it happens at {}",
             crate::api::REFRESH_REQUESTED_ANNOTATION,
-            crate::token_secret::rfc3339(until)
+            crate::tokens::secret::rfc3339(until)
         )),
         action: "Refresh".to_owned(),
         secondary: None,

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 
 use crate::api::{AuthType, ZoomConnection, REFRESH_REQUESTED_ANNOTATION};
 use crate::credentials::AppCredentials;
-use crate::token_secret::{TokenGrant, TokenRecord};
+use crate::tokens::secret::{TokenGrant, TokenRecord};
 use crate::tokens::transition::{self, NoClaim, RefreshFailure};
 use crate::tokens::{
     self, GrantProblem, GrantReason, PendingFit, PendingGrant, StoreError, APP_DISABLED,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::api::AuthType;
-use crate::token_secret::TokenRecord;
+use crate::tokens::secret::TokenRecord;
 use crate::tokens::GrantReason;
 
 const MIN_BACKOFF: Duration = Duration::from_secs(2);
@@ -216,7 +216,7 @@ pub fn seed(value: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_secret::TokenGrant;
+    use crate::tokens::secret::TokenGrant;
     use crate::tokens::GrantProblem;
 
     fn ts(s: &str) -> Timestamp {

@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::api::{AuthType, ZoomConnection, ZoomConnectionStatus};
 use crate::conditions::{self as cond, Verdict};
 use crate::credentials::{AppCredentials, CredentialsProblem};
-use crate::token_secret::{rfc3339, Ownership, TokenRecord};
+use crate::tokens::secret::{rfc3339, Ownership, TokenRecord};
 use crate::urls::{PublicUrls, UrlProblem};
 
 use crate::tokens::GrantReason;
@@ -306,7 +306,7 @@ pub fn build(o: &Observation<'_>) -> ZoomConnectionStatus {
 mod tests {
     use super::*;
     use crate::api::{CredentialsRef, ZoomConnectionSpec};
-    use crate::token_secret::TokenGrant;
+    use crate::tokens::secret::TokenGrant;
     use url::Url;
 
     fn zc(auth_type: AuthType) -> ZoomConnection {

@@ -300,7 +300,7 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
     }
     // Single use across all replicas: the nonce is recorded in the token Secret with a
     // compare-and-swap before the code is exchanged, and only then: a callback without a code
-    // costs no memory, and what is remembered is bounded (token_secret::remember_state).
+    // costs no memory, and what is remembered is bounded (tokens::secret::remember_state).
     let consumed = store
         .update(&zc, |record| {
             transition::state_consumed(record, &nonce, claims.expires_at(), now)

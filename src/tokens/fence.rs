@@ -7,7 +7,7 @@
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 
-use crate::token_secret::rfc3339;
+use super::secret::rfc3339;
 
 /// How long a fence holds. It must outlast every request that a holder can still have in
 /// flight (Zoom's client timeout is 10 s) plus the clock skew between replicas that we

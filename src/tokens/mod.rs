@@ -1,6 +1,7 @@
 //! The token lifecycle (api.md section 4), shared by the controller's refreshes, the OAuth
 //! callback and deauthorization:
 //!
+//! - `secret`: the token Secret's layout (api.md section 4), read into and built from a record;
 //! - `problem`: typed grant problems, as recorded in the token Secret;
 //! - `fence`: the claim a refresher records before it sends a refresh token;
 //! - `pending`: a grant Zoom issued that is not stored yet;
@@ -10,6 +11,7 @@
 mod fence;
 mod pending;
 mod problem;
+pub mod secret;
 mod store;
 pub mod transition;
 

@@ -5,8 +5,8 @@ use std::fmt;
 
 use jiff::Timestamp;
 
+use super::secret::{rfc3339, TokenGrant, TokenRecord};
 use crate::api::ZoomAccount;
-use crate::token_secret::{rfc3339, TokenGrant, TokenRecord};
 
 use super::GrantReason;
 

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::Client;
 
+use super::secret::{build_secret, ownership, read_record, Ownership, TokenRecord};
 use crate::api::ZoomConnection;
-use crate::token_secret::{build_secret, ownership, read_record, Ownership, TokenRecord};
 
 use super::Change;
 
@@ -110,7 +110,7 @@ impl TokenStore {
 }
 
 fn merge_foreign_metadata(desired: &mut Secret, current: &Secret) {
-    use crate::token_secret::annotations::ALL;
+    use super::secret::annotations::ALL;
     if let (Some(want), Some(have)) = (
         desired.metadata.annotations.as_mut(),
         current.metadata.annotations.as_ref(),

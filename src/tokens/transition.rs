@@ -8,8 +8,8 @@
 
 use jiff::Timestamp;
 
+use super::secret::{remember_state, EventsDropped, TokenGrant, TokenRecord};
 use crate::api::ZoomAccount;
-use crate::token_secret::{remember_state, EventsDropped, TokenGrant, TokenRecord};
 
 use super::fence::{check_fence, Fence, FenceCheck};
 use super::pending::{pending_fit, PendingFit, PendingGrant};

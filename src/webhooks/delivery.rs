@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{BackoffPolicy, DeliverySpec, SinkSpec, ZoomConnection};
 use crate::controller::Context;
-use crate::token_secret::rfc3339;
+use crate::tokens::secret::rfc3339;
 use crate::validation::{self, SpecProblem, MAX_DELIVERY_RETRY, MAX_DELIVERY_TIMEOUT};
 
 use super::forward::{display_sink, CloudEvent, Forwarder, SinkFailure};

@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::api::{AuthType, ZoomConnection};
 use crate::controller::Context;
-use crate::token_secret::rfc3339;
+use crate::tokens::secret::rfc3339;
 use crate::tokens::transition::{self, Change};
 use crate::tokens::GrantReason;
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::credentials::AppCredentials;
-use crate::token_secret::TokenGrant;
+use crate::tokens::secret::TokenGrant;
 
 use super::rejection::{self, ErrorBody, GrantType, Rejection};
 

@@ -1,7 +1,7 @@
 //! The token Secret: its layout (api.md section 4), who owns it, and the bookkeeping the
 //! operator keeps beside the tokens so any replica can pick up where another left off.
 //!
-//! Pure: conversions between a `Secret` and a [`TokenRecord`]; the writes live in the controller.
+//! Pure: conversions between a `Secret` and a [`TokenRecord`]; the one writer is `super::store`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,8 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::ByteString;
 use kube::Resource;
 
+use super::{GrantProblem, GrantReason};
 use crate::api::{ZoomAccount, ZoomConnection, CONNECTION_LABEL, MANAGED_BY_LABEL};
-use crate::tokens::{GrantProblem, GrantReason};
 
 pub const ACCESS_TOKEN: &str = "access_token";
 pub const REFRESH_TOKEN: &str = "refresh_token";
@@ -44,7 +44,7 @@ pub mod annotations {
     pub const SINK_UNREACHABLE: &str = "zoom-operator.io/sink-unreachable";
     pub const SINK_UNREACHABLE_URI: &str = "zoom-operator.io/sink-unreachable-uri";
     /// Who is refreshing the grant, until when, and a hash of the refresh token being sent
-    /// (see `crate::tokens::Fence`).
+    /// (see `super::Fence`).
     pub const REFRESH_FENCE: &str = "zoom-operator.io/refresh-fence";
     /// Events given up on after their retries: how many, when the last was, and why.
     pub const EVENTS_DROPPED: &str = "zoom-operator.io/events-dropped";
@@ -116,7 +116,7 @@ pub struct TokenRecord {
     /// by the webhook path only when the sink's health changes.
     pub sink_problem: Option<(String, String)>,
     /// A refresher's claim on the grant while it talks to Zoom.
-    pub fence: Option<crate::tokens::Fence>,
+    pub fence: Option<super::Fence>,
     /// Events given up on after their retries (`crate::webhooks::delivery`).
     pub events_dropped: Option<EventsDropped>,
 }
@@ -281,7 +281,7 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
                     .to_owned(),
             )
         }),
-        fence: annotation(secret, annotations::REFRESH_FENCE).and_then(crate::tokens::Fence::parse),
+        fence: annotation(secret, annotations::REFRESH_FENCE).and_then(super::Fence::parse),
         events_dropped: parsed(secret, annotations::EVENTS_DROPPED_TIME).map(|last| {
             EventsDropped {
                 count: parsed(secret, annotations::EVENTS_DROPPED).unwrap_or(1),
@@ -370,7 +370,7 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
 
     put(
         annotations::REFRESH_FENCE,
-        record.fence.as_ref().map(crate::tokens::Fence::encode),
+        record.fence.as_ref().map(super::Fence::encode),
     );
     if let Some(dropped) = &record.events_dropped {
         put(annotations::EVENTS_DROPPED, Some(dropped.count.to_string()));
