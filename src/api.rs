@@ -14,11 +14,24 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::GO_DURATION_PATTERN;
-use crate::validation::{
-    DNS_LABEL_MAX, DNS_LABEL_PATTERN, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN,
-    ISO_DURATION_PATTERN, MAX_DELIVERY_RETRY, SINK_PATH_MAX, SINK_PATH_PATTERN,
-};
 
+// Limits of the schema, enforced by the CRD where the API server can (1.20 has no CEL) and
+// again by `crate::validation`.
+
+/// A DNS-1123 label, as Kubernetes Service names are: the CRD pattern for `ref.name`.
+pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+pub const DNS_LABEL_MAX: usize = 63;
+/// A DNS-1123 subdomain, as Secret names are: the CRD pattern for Secret names.
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const DNS_SUBDOMAIN_MAX: usize = 253;
+/// `ref.path`: absolute, and nothing that would end the path (query, fragment) or that some
+/// servers read as a separator (backslash).
+pub const SINK_PATH_PATTERN: &str = r"^/[^?#\\]*$";
+pub const SINK_PATH_MAX: usize = 1024;
+/// ISO 8601 durations of hours, minutes and (fractional) seconds, as Knative writes them.
+pub const ISO_DURATION_PATTERN: &str = r"^PT(\d+H)?(\d+M)?(\d+(\.\d+)?S)?$";
+pub const MAX_DELIVERY_RETRY: u32 = 100;
 /// A namespaced object named by a flag or a reference: `NAMESPACE/NAME` on the command line.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectRef {

@@ -29,7 +29,7 @@ pub struct OperatorConfig {
     pub allow_sink_hosts: Vec<String>,
     /// How many undelivered events are stored for redelivery, per connection and in all
     /// (0 in all: none; the operator then answers 503 so that Zoom retries).
-    pub pending_event_limits: crate::webhooks::delivery::Limits,
+    pub pending_event_limits: Limits,
 }
 
 /// What one set of watches covers: every namespace, or one. Several `--watch-namespace` values
@@ -102,5 +102,21 @@ mod tests {
         assert!(WatchScope::All.covers("x"));
         assert!(ns("a").covers("a"));
         assert!(!ns("a").covers("b"));
+    }
+}
+
+/// How many undelivered events are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub total: usize,
+    pub per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            total: 1000,
+            per_connection: 100,
+        }
     }
 }

@@ -202,7 +202,7 @@ fn main() -> ExitCode {
                     .into_iter()
                     .filter(|n| !n.is_empty())
                     .collect(),
-                pending_event_limits: zoom_operator::webhooks::delivery::Limits {
+                pending_event_limits: zoom_operator::config::Limits {
                     total: args.max_pending_events,
                     per_connection: args.max_pending_events_per_connection,
                 },

@@ -5,27 +5,16 @@
 
 use std::time::Duration;
 
-use crate::api::{AuthType, SecretTemplate, SinkSpec, ZoomConnectionSpec};
+use crate::api::{
+    AuthType, BackoffPolicy, DeliverySpec, SecretTemplate, SinkSpec, ZoomConnection,
+    ZoomConnectionSpec, DNS_LABEL_MAX, DNS_SUBDOMAIN_MAX, MAX_DELIVERY_RETRY, SINK_PATH_MAX,
+};
 use crate::duration::parse_go_duration;
 
 /// `refreshBefore` may not exceed this (api.md: at most 24h). Anything longer would renew a
 /// one-hour Zoom token on every pass.
 pub const MAX_REFRESH_BEFORE: Duration = Duration::from_secs(24 * 3600);
 
-/// A DNS-1123 label, as Kubernetes Service names are: the CRD pattern for `ref.name`.
-pub const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-pub const DNS_LABEL_MAX: usize = 63;
-/// A DNS-1123 subdomain, as Secret names are: the CRD pattern for Secret names.
-pub const DNS_SUBDOMAIN_PATTERN: &str =
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
-pub const DNS_SUBDOMAIN_MAX: usize = 253;
-/// `ref.path`: absolute, and nothing that would end the path (query, fragment) or that some
-/// servers read as a separator (backslash).
-pub const SINK_PATH_PATTERN: &str = r"^/[^?#\\]*$";
-pub const SINK_PATH_MAX: usize = 1024;
-/// ISO 8601 durations of hours, minutes and (fractional) seconds, as Knative writes them.
-pub const ISO_DURATION_PATTERN: &str = r"^PT(\d+H)?(\d+M)?(\d+(\.\d+)?S)?$";
-pub const MAX_DELIVERY_RETRY: u32 = 100;
 /// Zoom waits 3 seconds for an answer; one attempt may take at most this.
 pub const MAX_DELIVERY_TIMEOUT: Duration = Duration::from_millis(2500);
 
@@ -68,7 +57,7 @@ pub fn validate_spec(spec: &ZoomConnectionSpec) -> Result<Duration, SpecProblem>
     if let Some(events) = &spec.events {
         sink("spec.events.sink", &events.sink)?;
         if let Some(delivery) = &events.delivery {
-            crate::webhooks::delivery::Policy::from_spec(Some(delivery))?;
+            DeliveryPolicy::from_spec(Some(delivery))?;
         }
     }
     Ok(refresh_before)
@@ -257,11 +246,172 @@ pub fn is_label_value(value: &str) -> bool {
     value.is_empty() || is_name_part(value)
 }
 
+/// The longest wait between two delivery attempts, whatever the policy says.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// A connection's `spec.events.delivery`, checked, with the defaults filled in. The
+/// redelivery in `webhooks::delivery` follows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    /// Attempts after the first.
+    pub retry: u32,
+    pub backoff: BackoffPolicy,
+    pub delay: Duration,
+    /// Per attempt.
+    pub timeout: Duration,
+    pub dead_letter_sink: Option<SinkSpec>,
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy {
+            retry: 10,
+            backoff: BackoffPolicy::Exponential,
+            delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            dead_letter_sink: None,
+        }
+    }
+}
+
+impl DeliveryPolicy {
+    /// Checks `spec` (api.md section 1) and fills in the defaults.
+    pub fn from_spec(spec: Option<&DeliverySpec>) -> Result<DeliveryPolicy, SpecProblem> {
+        let mut policy = DeliveryPolicy::default();
+        let Some(spec) = spec else {
+            return Ok(policy);
+        };
+        if let Some(retry) = spec.retry {
+            if retry > MAX_DELIVERY_RETRY {
+                return Err(SpecProblem(format!(
+                    "spec.events.delivery.retry {retry} is more than {MAX_DELIVERY_RETRY}"
+                )));
+            }
+            policy.retry = retry;
+        }
+        policy.backoff = spec.backoff_policy;
+        if let Some(delay) = &spec.backoff_delay {
+            policy.delay = iso_duration("spec.events.delivery.backoffDelay", delay)?;
+        }
+        if let Some(timeout) = &spec.timeout {
+            let timeout = iso_duration("spec.events.delivery.timeout", timeout)?;
+            if timeout > MAX_DELIVERY_TIMEOUT {
+                return Err(SpecProblem(
+                    "spec.events.delivery.timeout is longer than PT2.5S; Zoom waits 3 seconds for the operator's answer"
+                        .to_owned(),
+                ));
+            }
+            policy.timeout = timeout;
+        }
+        if let Some(dls) = &spec.dead_letter_sink {
+            sink("spec.events.delivery.deadLetterSink", dls)?;
+            policy.dead_letter_sink = Some(dls.clone());
+        }
+        Ok(policy)
+    }
+
+    /// The policy of `zc`; the defaults when its spec is invalid (the reconciler reports that).
+    pub fn of(zc: &ZoomConnection) -> DeliveryPolicy {
+        let spec = zc.spec.events.as_ref().and_then(|e| e.delivery.as_ref());
+        DeliveryPolicy::from_spec(spec).unwrap_or_default()
+    }
+
+    /// How long to wait after failed attempt number `attempt` (1 = the first).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = match self.backoff {
+            BackoffPolicy::Exponential => 2u32.saturating_pow(attempt.saturating_sub(1)),
+            BackoffPolicy::Linear => attempt.max(1),
+        };
+        self.delay.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::api::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, SINK_PATH_PATTERN};
+
+    #[test]
+    fn policies_and_their_defaults() {
+        assert_eq!(
+            DeliveryPolicy::from_spec(None),
+            Ok(DeliveryPolicy::default())
+        );
+        let spec = DeliverySpec {
+            retry: Some(3),
+            backoff_policy: BackoffPolicy::Linear,
+            backoff_delay: Some("PT0.5S".into()),
+            timeout: Some("PT2.5S".into()),
+            dead_letter_sink: None,
+        };
+        let p = DeliveryPolicy::from_spec(Some(&spec)).expect("valid");
+        assert_eq!((p.retry, p.timeout), (3, Duration::from_millis(2500)));
+        assert_eq!(
+            [p.backoff(1), p.backoff(2), p.backoff(3)],
+            [500, 1000, 1500].map(Duration::from_millis)
+        );
+        let e = DeliveryPolicy::default();
+        assert_eq!(
+            [e.backoff(1), e.backoff(2), e.backoff(4), e.backoff(200)],
+            [
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(8),
+                MAX_BACKOFF
+            ]
+        );
+    }
+
+    #[test]
+    fn invalid_policies_name_the_field() {
+        let cases: [(DeliverySpec, &str); 5] = [
+            (
+                DeliverySpec {
+                    retry: Some(101),
+                    ..Default::default()
+                },
+                "spec.events.delivery.retry",
+            ),
+            (
+                DeliverySpec {
+                    timeout: Some("PT3S".into()),
+                    ..Default::default()
+                },
+                "spec.events.delivery.timeout",
+            ),
+            (
+                DeliverySpec {
+                    timeout: Some("PT0S".into()),
+                    ..Default::default()
+                },
+                "spec.events.delivery.timeout",
+            ),
+            (
+                DeliverySpec {
+                    backoff_delay: Some("1s".into()),
+                    ..Default::default()
+                },
+                "spec.events.delivery.backoffDelay",
+            ),
+            (
+                DeliverySpec {
+                    dead_letter_sink: Some(SinkSpec {
+                        uri: None,
+                        service_ref: None,
+                    }),
+                    ..Default::default()
+                },
+                "spec.events.delivery.deadLetterSink",
+            ),
+        ];
+        for (spec, field) in cases {
+            let e = DeliveryPolicy::from_spec(Some(&spec)).expect_err(field);
+            assert!(e.0.starts_with(field), "{field}: {}", e.0);
+        }
+    }
+
     use crate::api::{CredentialsRef, EventsSpec, SinkRef};
     use proptest::prelude::*;
 

@@ -31,10 +31,11 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{BackoffPolicy, DeliverySpec, SinkSpec, ZoomConnection};
+use crate::api::{SinkSpec, ZoomConnection};
+pub use crate::config::Limits;
 use crate::controller::Context;
 use crate::tokens::secret::rfc3339;
-use crate::validation::{self, SpecProblem, MAX_DELIVERY_RETRY, MAX_DELIVERY_TIMEOUT};
+pub use crate::validation::DeliveryPolicy as Policy;
 
 use super::forward::{display_sink, CloudEvent, Forwarder, SinkFailure};
 
@@ -53,102 +54,8 @@ const LAST_STATUS: &str = "zoom-operator.io/last-status";
 const BODY_KEY: &str = "body";
 const CONTENT_TYPE_KEY: &str = "content-type";
 
-/// The longest wait between two attempts, whatever the policy says.
-const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Stored events redelivered at once by the leader.
 const REDELIVERY_CONCURRENCY: usize = 8;
-
-/// A connection's `delivery` policy, with the defaults filled in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Policy {
-    /// Attempts after the first.
-    pub retry: u32,
-    pub backoff: BackoffPolicy,
-    pub delay: Duration,
-    /// Per attempt.
-    pub timeout: Duration,
-    pub dead_letter_sink: Option<SinkSpec>,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            retry: 10,
-            backoff: BackoffPolicy::Exponential,
-            delay: Duration::from_secs(1),
-            timeout: Duration::from_secs(2),
-            dead_letter_sink: None,
-        }
-    }
-}
-
-impl Policy {
-    /// Checks `spec` (api.md section 1) and fills in the defaults.
-    pub fn from_spec(spec: Option<&DeliverySpec>) -> Result<Policy, SpecProblem> {
-        let mut policy = Policy::default();
-        let Some(spec) = spec else {
-            return Ok(policy);
-        };
-        if let Some(retry) = spec.retry {
-            if retry > MAX_DELIVERY_RETRY {
-                return Err(SpecProblem(format!(
-                    "spec.events.delivery.retry {retry} is more than {MAX_DELIVERY_RETRY}"
-                )));
-            }
-            policy.retry = retry;
-        }
-        policy.backoff = spec.backoff_policy;
-        if let Some(delay) = &spec.backoff_delay {
-            policy.delay = validation::iso_duration("spec.events.delivery.backoffDelay", delay)?;
-        }
-        if let Some(timeout) = &spec.timeout {
-            let timeout = validation::iso_duration("spec.events.delivery.timeout", timeout)?;
-            if timeout > MAX_DELIVERY_TIMEOUT {
-                return Err(SpecProblem(
-                    "spec.events.delivery.timeout is longer than PT2.5S; Zoom waits 3 seconds for the operator's answer"
-                        .to_owned(),
-                ));
-            }
-            policy.timeout = timeout;
-        }
-        if let Some(dls) = &spec.dead_letter_sink {
-            validation::sink("spec.events.delivery.deadLetterSink", dls)?;
-            policy.dead_letter_sink = Some(dls.clone());
-        }
-        Ok(policy)
-    }
-
-    /// The policy of `zc`; the defaults when its spec is invalid (the reconciler reports that).
-    pub fn of(zc: &ZoomConnection) -> Policy {
-        let spec = zc.spec.events.as_ref().and_then(|e| e.delivery.as_ref());
-        Policy::from_spec(spec).unwrap_or_default()
-    }
-
-    /// How long to wait after failed attempt number `attempt` (1 = the first).
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = match self.backoff {
-            BackoffPolicy::Exponential => 2u32.saturating_pow(attempt.saturating_sub(1)),
-            BackoffPolicy::Linear => attempt.max(1),
-        };
-        self.delay.saturating_mul(factor).min(MAX_BACKOFF)
-    }
-}
-
-/// How many undelivered events are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    pub total: usize,
-    pub per_connection: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            total: 1000,
-            per_connection: 100,
-        }
-    }
-}
 
 /// Why an event could not be stored: it gets 503, so that Zoom retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -679,82 +586,6 @@ async fn dropped(ctx: &Context, zc: &ZoomConnection, stored: &Stored) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policies_and_their_defaults() {
-        assert_eq!(Policy::from_spec(None), Ok(Policy::default()));
-        let spec = DeliverySpec {
-            retry: Some(3),
-            backoff_policy: BackoffPolicy::Linear,
-            backoff_delay: Some("PT0.5S".into()),
-            timeout: Some("PT2.5S".into()),
-            dead_letter_sink: None,
-        };
-        let p = Policy::from_spec(Some(&spec)).expect("valid");
-        assert_eq!((p.retry, p.timeout), (3, Duration::from_millis(2500)));
-        assert_eq!(
-            [p.backoff(1), p.backoff(2), p.backoff(3)],
-            [500, 1000, 1500].map(Duration::from_millis)
-        );
-        let e = Policy::default();
-        assert_eq!(
-            [e.backoff(1), e.backoff(2), e.backoff(4), e.backoff(200)],
-            [
-                Duration::from_secs(1),
-                Duration::from_secs(2),
-                Duration::from_secs(8),
-                MAX_BACKOFF
-            ]
-        );
-    }
-
-    #[test]
-    fn invalid_policies_name_the_field() {
-        let cases: [(DeliverySpec, &str); 5] = [
-            (
-                DeliverySpec {
-                    retry: Some(101),
-                    ..Default::default()
-                },
-                "spec.events.delivery.retry",
-            ),
-            (
-                DeliverySpec {
-                    timeout: Some("PT3S".into()),
-                    ..Default::default()
-                },
-                "spec.events.delivery.timeout",
-            ),
-            (
-                DeliverySpec {
-                    timeout: Some("PT0S".into()),
-                    ..Default::default()
-                },
-                "spec.events.delivery.timeout",
-            ),
-            (
-                DeliverySpec {
-                    backoff_delay: Some("1s".into()),
-                    ..Default::default()
-                },
-                "spec.events.delivery.backoffDelay",
-            ),
-            (
-                DeliverySpec {
-                    dead_letter_sink: Some(SinkSpec {
-                        uri: None,
-                        service_ref: None,
-                    }),
-                    ..Default::default()
-                },
-                "spec.events.delivery.deadLetterSink",
-            ),
-        ];
-        for (spec, field) in cases {
-            let e = Policy::from_spec(Some(&spec)).expect_err(field);
-            assert!(e.0.starts_with(field), "{field}: {}", e.0);
-        }
-    }
 
     #[test]
     fn stored_names_are_stable_and_valid() {
