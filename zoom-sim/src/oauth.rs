@@ -106,30 +106,15 @@ pub async fn decision(State(shared): State<SharedState>, body: Body) -> Response
 }
 
 /// Decodes `application/x-www-form-urlencoded` escapes (`+`, `%XX`) in one value.
+/// The value is read as a form holding one bare name; its own `&` and `=` would
+/// split that form, so they are escaped first (an escape is never made up by that:
+/// `%` is not a hex digit).
 fn form_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let one_name = s.replace('&', "%26").replace('=', "%3D");
+    form_urlencoded::parse(one_name.as_bytes())
+        .next()
+        .map(|(name, _)| name.into_owned())
+        .unwrap_or_default()
 }
 
 /// Client credentials: HTTP Basic if an Authorization header is present (a
@@ -304,5 +289,9 @@ mod tests {
         assert_eq!(form_decode("a%2Bb+c%3D"), "a+b c=");
         assert_eq!(form_decode("100%"), "100%");
         assert_eq!(form_decode("%zz%4"), "%zz%4");
+        assert_eq!(form_decode("a&b=c%&"), "a&b=c%&");
+        assert_eq!(form_decode("%2&"), "%2&");
+        assert_eq!(form_decode("%C3%A9%FF"), "\u{e9}\u{fffd}");
+        assert_eq!(form_decode(""), "");
     }
 }
