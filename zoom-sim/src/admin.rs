@@ -603,22 +603,24 @@ struct SendWebhookRequest {
     retry: Option<bool>,
 }
 
-fn target_url(explicit: Option<String>, app: &App) -> Result<String, ApiError> {
+/// The app and where to send to: `explicit`, else its event_url (an absolute http(s) URL).
+fn app_and_target(
+    shared: &SharedState,
+    client_id: &str,
+    explicit: Option<String>,
+) -> Result<(App, String), ApiError> {
+    let app = shared
+        .sim()
+        .app(client_id)
+        .cloned()
+        .ok_or_else(|| api_error(404, "No app with that client_id."))?;
     let url = explicit
         .or_else(|| app.event_url.clone())
         .ok_or_else(|| bad_body("no url given and the app has no event_url"))?;
     match url::Url::parse(&url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok((app, url)),
         _ => Err(bad_body("url must be an absolute http(s) URL")),
     }
-}
-
-fn lookup_app(shared: &SharedState, client_id: &str) -> Result<App, ApiError> {
-    shared
-        .sim()
-        .app(client_id)
-        .cloned()
-        .ok_or_else(|| api_error(404, "No app with that client_id."))
 }
 
 /// Sends any event, signed with the app's secret token.
@@ -626,12 +628,8 @@ async fn send_webhook(
     State(shared): State<SharedState>,
     JsonBody(req): JsonBody<SendWebhookRequest>,
 ) -> Response {
-    let app = match lookup_app(&shared, &req.client_id) {
-        Ok(app) => app,
-        Err(e) => return e.into_response(),
-    };
-    let url = match target_url(req.url, &app) {
-        Ok(url) => url,
+    let (app, url) = match app_and_target(&shared, &req.client_id, req.url) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     // The app's account unless the caller set one, here or inside the payload.
@@ -683,12 +681,8 @@ async fn validate_webhook(
     State(shared): State<SharedState>,
     JsonBody(req): JsonBody<ValidateRequest>,
 ) -> Response {
-    let app = match lookup_app(&shared, &req.client_id) {
-        Ok(app) => app,
-        Err(e) => return e.into_response(),
-    };
-    let url = match target_url(req.url, &app) {
-        Ok(url) => url,
+    let (app, url) = match app_and_target(&shared, &req.client_id, req.url) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     let plain = tokens::random_b64(16);
