@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -117,6 +117,24 @@ fn form_decode(s: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The parameters of `/oauth/token` and `/oauth/revoke`, from the form body and the
+/// query (see [`oauth_params`]); a body that cannot be read is an invalid_request.
+pub struct OAuthParams(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequest<S> for OAuthParams {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let body = read_body(body).await.map_err(OAuthError::invalid_request)?;
+        Ok(OAuthParams(oauth_params(
+            &parts.headers,
+            parts.uri.query(),
+            &body,
+        )))
+    }
+}
+
 /// Client credentials: HTTP Basic if an Authorization header is present (a
 /// malformed one authenticates nobody), else `client_id`/`client_secret`
 /// parameters, which Zoom also accepts.
@@ -177,14 +195,8 @@ fn credentials(
 pub async fn token(
     State(shared): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Body,
+    OAuthParams(params): OAuthParams,
 ) -> Response {
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(e) => return OAuthError::invalid_request(e).into_response(),
-    };
-    let params = oauth_params(&headers, query.as_deref(), &body);
     let get = |k: &str| params.get(k).cloned();
     let token_params = TokenParams {
         grant_type: get("grant_type"),
@@ -242,14 +254,8 @@ pub async fn token(
 pub async fn revoke(
     State(shared): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Body,
+    OAuthParams(params): OAuthParams,
 ) -> Response {
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(e) => return OAuthError::invalid_request(e).into_response(),
-    };
-    let params = oauth_params(&headers, query.as_deref(), &body);
     let now = shared.clock.now_ms();
     let result = {
         let mut sim = shared.sim();
