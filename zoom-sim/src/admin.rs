@@ -23,8 +23,8 @@ use crate::faults::FaultSpec;
 use crate::ratelimit::RateLimitSettings;
 use crate::server::SharedState;
 use crate::state::{
-    ApiError, App, CodeRejection, ConsentMode, RefreshRejection, RefreshTokenExpiry, UserError,
-    MAX_LIFETIME_SECS,
+    ApiError, App, AppSecret, CodeRejection, ConsentMode, RefreshRejection, RefreshTokenExpiry,
+    UserError, MAX_LIFETIME_SECS,
 };
 use crate::tokens;
 use crate::webhook::{self, Outgoing};
@@ -297,8 +297,8 @@ struct RotateRequest {
     grace_secs: Option<u64>,
 }
 
-fn grace_ms(req: &RotateRequest) -> Result<i64, ApiError> {
-    let secs = req.grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
+fn grace_ms(grace_secs: Option<u64>) -> Result<i64, ApiError> {
+    let secs = grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
     if secs > MAX_GRACE_SECS {
         return Err(bad_body(format!(
             "grace_secs must be at most {MAX_GRACE_SECS}"
@@ -322,31 +322,7 @@ async fn rotate_client_secret(
     Path(client_id): Path<String>,
     JsonBody(req): JsonBody<RotateRequest>,
 ) -> Response {
-    if req.secret_token.is_some() {
-        return bad_body(
-            "this rotates the client_secret; use rotate-secret-token for the secret_token",
-        )
-        .into_response();
-    }
-    let grace = match grace_ms(&req)
-        .and_then(|g| check_secret(req.client_secret.as_ref(), "client_secret").map(|()| g))
-    {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
-    let now = shared.clock.now_ms();
-    let rotated = shared
-        .sim()
-        .rotate_client_secret(&client_id, req.client_secret, grace, now);
-    match rotated {
-        Some((secret, until)) => Json(json!({
-            "client_id": client_id,
-            "client_secret": secret,
-            "previous_valid_until_ms": until,
-        }))
-        .into_response(),
-        None => api_error(404, "No app with that client_id.").into_response(),
-    }
+    rotate(&shared, &client_id, req, AppSecret::ClientSecret)
 }
 
 /// A new webhook secret token: webhooks are signed with it at once; url_validation
@@ -356,26 +332,36 @@ async fn rotate_secret_token(
     Path(client_id): Path<String>,
     JsonBody(req): JsonBody<RotateRequest>,
 ) -> Response {
-    if req.client_secret.is_some() {
-        return bad_body(
-            "this rotates the secret_token; use rotate-client-secret for the client_secret",
-        )
+    rotate(&shared, &client_id, req, AppSecret::SecretToken)
+}
+
+/// Rotates `which`; a value for the other secret in the request is refused.
+fn rotate(shared: &SharedState, client_id: &str, req: RotateRequest, which: AppSecret) -> Response {
+    let (name, other) = (which.name(), which.other().name());
+    let (new, other_value) = match which {
+        AppSecret::ClientSecret => (req.client_secret, req.secret_token),
+        AppSecret::SecretToken => (req.secret_token, req.client_secret),
+    };
+    if other_value.is_some() {
+        let route = other.replace('_', "-");
+        return bad_body(format!(
+            "this rotates the {name}; use rotate-{route} for the {other}"
+        ))
         .into_response();
     }
-    let grace = match grace_ms(&req)
-        .and_then(|g| check_secret(req.secret_token.as_ref(), "secret_token").map(|()| g))
-    {
-        Ok(g) => g,
-        Err(e) => return e.into_response(),
-    };
+    let grace =
+        match grace_ms(req.grace_secs).and_then(|g| check_secret(new.as_ref(), name).map(|()| g)) {
+            Ok(g) => g,
+            Err(e) => return e.into_response(),
+        };
     let now = shared.clock.now_ms();
     let rotated = shared
         .sim()
-        .rotate_secret_token(&client_id, req.secret_token, grace, now);
+        .rotate_secret(client_id, which, new, grace, now);
     match rotated {
-        Some((token, until)) => Json(json!({
+        Some((value, until)) => Json(json!({
             "client_id": client_id,
-            "secret_token": token,
+            name: value,
             "previous_valid_until_ms": until,
         }))
         .into_response(),
@@ -617,22 +603,24 @@ struct SendWebhookRequest {
     retry: Option<bool>,
 }
 
-fn target_url(explicit: Option<String>, app: &App) -> Result<String, ApiError> {
+/// The app and where to send to: `explicit`, else its event_url (an absolute http(s) URL).
+fn app_and_target(
+    shared: &SharedState,
+    client_id: &str,
+    explicit: Option<String>,
+) -> Result<(App, String), ApiError> {
+    let app = shared
+        .sim()
+        .app(client_id)
+        .cloned()
+        .ok_or_else(|| api_error(404, "No app with that client_id."))?;
     let url = explicit
         .or_else(|| app.event_url.clone())
         .ok_or_else(|| bad_body("no url given and the app has no event_url"))?;
     match url::Url::parse(&url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(url),
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok((app, url)),
         _ => Err(bad_body("url must be an absolute http(s) URL")),
     }
-}
-
-fn lookup_app(shared: &SharedState, client_id: &str) -> Result<App, ApiError> {
-    shared
-        .sim()
-        .app(client_id)
-        .cloned()
-        .ok_or_else(|| api_error(404, "No app with that client_id."))
 }
 
 /// Sends any event, signed with the app's secret token.
@@ -640,12 +628,8 @@ async fn send_webhook(
     State(shared): State<SharedState>,
     JsonBody(req): JsonBody<SendWebhookRequest>,
 ) -> Response {
-    let app = match lookup_app(&shared, &req.client_id) {
-        Ok(app) => app,
-        Err(e) => return e.into_response(),
-    };
-    let url = match target_url(req.url, &app) {
-        Ok(url) => url,
+    let (app, url) = match app_and_target(&shared, &req.client_id, req.url) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     // The app's account unless the caller set one, here or inside the payload.
@@ -697,12 +681,8 @@ async fn validate_webhook(
     State(shared): State<SharedState>,
     JsonBody(req): JsonBody<ValidateRequest>,
 ) -> Response {
-    let app = match lookup_app(&shared, &req.client_id) {
-        Ok(app) => app,
-        Err(e) => return e.into_response(),
-    };
-    let url = match target_url(req.url, &app) {
-        Ok(url) => url,
+    let (app, url) = match app_and_target(&shared, &req.client_id, req.url) {
+        Ok(found) => found,
         Err(e) => return e.into_response(),
     };
     let plain = tokens::random_b64(16);

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::errors::{bad_body, parse_form, JsonBody};
-use crate::meetings::NewMeeting;
+use crate::meetings::{Meetings, NewMeeting};
 use crate::ratelimit::{Category, LimitType, Verdict};
 use crate::server::SharedState;
 use crate::state::{ApiError, Counters, Principal};
@@ -195,21 +195,37 @@ fn rate_limited(v: &Verdict, send_retry_after: bool) -> Response {
     response
 }
 
+/// Admits a REST call (see [`admit`]) and answers it with `respond`, with the
+/// rate-limit headers on; a refused call gets the refusal.
+fn answer(
+    shared: &SharedState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    category: Category,
+    count: impl Fn(&mut Counters),
+    respond: impl FnOnce(&Principal) -> Response,
+) -> Response {
+    match admit(shared, headers, query, category, count) {
+        Ok((principal, verdict)) => with_rate_headers(respond(&principal), verdict.as_ref()),
+        Err(refused) => refused.into_response(),
+    }
+}
+
 /// `GET /v2/users/me`
 pub async fn users_me(
     State(shared): State<SharedState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
-        c.users_me += 1
-    }) {
-        Ok((principal, verdict)) => with_rate_headers(
-            Json(user_object(&principal)).into_response(),
-            verdict.as_ref(),
-        ),
-        Err(refused) => refused.into_response(),
-    }
+    let count = |c: &mut Counters| c.users_me += 1;
+    answer(
+        &shared,
+        &headers,
+        query.as_deref(),
+        Category::Light,
+        count,
+        |p| Json(user_object(p)).into_response(),
+    )
 }
 
 /// Whether `{userId}` names the token's user: `me`, the user id or the email.
@@ -223,6 +239,11 @@ fn no_such_user(user_id: &str) -> Response {
     ApiError::new(404, 1001, format!("User does not exist: {shown}.")).into_response()
 }
 
+/// Counts a call other than `/v2/users/me`.
+fn api_request(c: &mut Counters) {
+    c.api_requests += 1;
+}
+
 /// `GET /v2/users/{userId}`: the token's own user (other users, even of the same app and
 /// account, are not readable: zoom-sim does not model admin reads of other users).
 pub async fn get_user(
@@ -231,16 +252,14 @@ pub async fn get_user(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
-        c.api_requests += 1
-    }) {
-        Ok((principal, verdict)) if is_self(&user_id, &principal) => with_rate_headers(
-            Json(user_object(&principal)).into_response(),
-            verdict.as_ref(),
-        ),
-        Ok((_, verdict)) => with_rate_headers(no_such_user(&user_id), verdict.as_ref()),
-        Err(refused) => refused.into_response(),
-    }
+    let q = query.as_deref();
+    answer(&shared, &headers, q, Category::Light, api_request, |p| {
+        if is_self(&user_id, p) {
+            Json(user_object(p)).into_response()
+        } else {
+            no_such_user(&user_id)
+        }
+    })
 }
 
 /// `GET /v2/users/{userId}/meetings`: Zoom's list shape, the meetings created here.
@@ -250,37 +269,27 @@ pub async fn list_meetings(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (principal, verdict) =
-        match admit(&shared, &headers, query.as_deref(), Category::Medium, |c| {
-            c.api_requests += 1
-        }) {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused.into_response(),
-        };
-    if !is_self(&user_id, &principal) {
-        return with_rate_headers(no_such_user(&user_id), verdict.as_ref());
-    }
-    let q = parse_form(query.unwrap_or_default().as_bytes());
-    let page_size = match q.get("page_size").map(|s| s.parse::<usize>()) {
-        None => 30,
-        Some(Ok(n)) if (1..=300).contains(&n) => n,
-        Some(_) => {
-            return with_rate_headers(
-                bad_body("page_size must be a number from 1 to 300").into_response(),
-                verdict.as_ref(),
-            )
+    let q = query.as_deref();
+    answer(&shared, &headers, q, Category::Medium, api_request, |p| {
+        if !is_self(&user_id, p) {
+            return no_such_user(&user_id);
         }
-    };
-    let listed = shared.meetings().list(
-        principal.user_id(),
-        page_size,
-        q.get("next_page_token").map(String::as_str),
-    );
-    let response = match listed {
-        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
-        Err(e) => bad_body(e).into_response(),
-    };
-    with_rate_headers(response, verdict.as_ref())
+        let params = parse_form(q.unwrap_or_default().as_bytes());
+        let page_size = match params.get("page_size").map(|s| s.parse::<usize>()) {
+            None => 30,
+            Some(Ok(n)) if (1..=300).contains(&n) => n,
+            Some(_) => return bad_body("page_size must be a number from 1 to 300").into_response(),
+        };
+        let listed = shared.meetings().list(
+            p.user_id(),
+            page_size,
+            params.get("next_page_token").map(String::as_str),
+        );
+        match listed {
+            Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+            Err(e) => bad_body(e).into_response(),
+        }
+    })
 }
 
 /// `POST /v2/users/{userId}/meetings`: `201` with Zoom's meeting object.
@@ -291,30 +300,42 @@ pub async fn create_meeting(
     RawQuery(query): RawQuery,
     JsonBody(req): JsonBody<NewMeeting>,
 ) -> Response {
-    let (principal, verdict) =
-        match admit(&shared, &headers, query.as_deref(), Category::Medium, |c| {
-            c.api_requests += 1
-        }) {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused.into_response(),
-        };
-    if !is_self(&user_id, &principal) {
-        return with_rate_headers(no_such_user(&user_id), verdict.as_ref());
-    }
-    let now = shared.clock.now_ms();
-    let created = shared
-        .meetings()
-        .create(principal.user_id(), &principal.user.email, req, now);
-    let response = match created {
-        Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
-        Err(e) => bad_body(e).into_response(),
-    };
-    with_rate_headers(response, verdict.as_ref())
+    let q = query.as_deref();
+    answer(&shared, &headers, q, Category::Medium, api_request, |p| {
+        if !is_self(&user_id, p) {
+            return no_such_user(&user_id);
+        }
+        let now = shared.clock.now_ms();
+        let created = shared
+            .meetings()
+            .create(p.user_id(), &p.user.email, req, now);
+        match created {
+            Ok(body) => (StatusCode::CREATED, Json(body)).into_response(),
+            Err(e) => bad_body(e).into_response(),
+        }
+    })
 }
 
 fn no_such_meeting(meeting_id: &str) -> Response {
     let shown: String = meeting_id.chars().take(32).collect();
     ApiError::new(404, 3001, format!("Meeting does not exist: {shown}.")).into_response()
+}
+
+/// A call on one meeting of the token's user: `act` on it, else Zoom's 404 (3001).
+fn on_meeting(
+    shared: &SharedState,
+    meeting_id: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    act: impl FnOnce(&mut Meetings, &str, u64) -> Option<Response>,
+) -> Response {
+    answer(shared, headers, query, Category::Light, api_request, |p| {
+        meeting_id
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| act(&mut shared.meetings(), p.user_id(), id))
+            .unwrap_or_else(|| no_such_meeting(meeting_id))
+    })
 }
 
 /// `GET /v2/meetings/{meetingId}`: a meeting of the token's user.
@@ -324,22 +345,13 @@ pub async fn get_meeting(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (principal, verdict) =
-        match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
-            c.api_requests += 1
-        }) {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused.into_response(),
-        };
-    let found = meeting_id
-        .parse::<u64>()
-        .ok()
-        .and_then(|id| shared.meetings().get(principal.user_id(), id));
-    let response = match found {
-        Some(body) => Json(body).into_response(),
-        None => no_such_meeting(&meeting_id),
-    };
-    with_rate_headers(response, verdict.as_ref())
+    on_meeting(
+        &shared,
+        &meeting_id,
+        &headers,
+        query.as_deref(),
+        |m, user, id| m.get(user, id).map(|body| Json(body).into_response()),
+    )
 }
 
 /// `DELETE /v2/meetings/{meetingId}`: `204` as on Zoom.
@@ -349,23 +361,16 @@ pub async fn delete_meeting(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (principal, verdict) =
-        match admit(&shared, &headers, query.as_deref(), Category::Light, |c| {
-            c.api_requests += 1
-        }) {
-            Ok(admitted) => admitted,
-            Err(refused) => return refused.into_response(),
-        };
-    let deleted = meeting_id
-        .parse::<u64>()
-        .ok()
-        .is_some_and(|id| shared.meetings().delete(principal.user_id(), id));
-    let response = if deleted {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        no_such_meeting(&meeting_id)
-    };
-    with_rate_headers(response, verdict.as_ref())
+    on_meeting(
+        &shared,
+        &meeting_id,
+        &headers,
+        query.as_deref(),
+        |m, user, id| {
+            m.delete(user, id)
+                .then(|| StatusCode::NO_CONTENT.into_response())
+        },
+    )
 }
 
 #[cfg(test)]

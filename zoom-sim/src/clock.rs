@@ -48,7 +48,21 @@ impl SimClock {
 
 /// The real wall clock in milliseconds (used for webhook timestamps).
 pub fn wall_clock_ms() -> Millis {
-    chrono::Utc::now().timestamp_millis()
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// `ms` as RFC 3339 in UTC to the second (`2024-05-01T00:00:00Z`), as Zoom writes
+/// `created_at`, `start_time` and a daily limit's `Retry-After`; None out of range.
+pub fn rfc3339_secs(ms: Millis) -> Option<String> {
+    let t = jiff::Timestamp::from_millisecond(ms).ok()?;
+    Some(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// `ms` as RFC 3339 in UTC to the millisecond (`2024-05-01T00:00:00.000Z`); None out
+/// of range.
+pub fn rfc3339_millis(ms: Millis) -> Option<String> {
+    let t = jiff::Timestamp::from_millisecond(ms).ok()?;
+    Some(t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
 }
 
 #[cfg(test)]
@@ -63,5 +77,23 @@ mod tests {
         let after = clock.now_ms();
         assert!(after - before >= 3_600_000, "{after} - {before}");
         assert_eq!(clock.offset_secs(), 3600);
+    }
+
+    #[test]
+    fn rfc3339_formats_are_utc() {
+        assert_eq!(
+            rfc3339_secs(1_700_000_000_999).as_deref(),
+            Some("2023-11-14T22:13:20Z")
+        );
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_999).as_deref(),
+            Some("2023-11-14T22:13:20.999Z")
+        );
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_000).as_deref(),
+            Some("2023-11-14T22:13:20.000Z")
+        );
+        assert_eq!(rfc3339_secs(-1).as_deref(), Some("1969-12-31T23:59:59Z"));
+        assert_eq!(rfc3339_secs(i64::MAX), None);
     }
 }

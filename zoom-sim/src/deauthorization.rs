@@ -3,10 +3,9 @@
 //! Delivered to the app's `deauthorization_url`, else its `event_url`, signed and retried
 //! like any event.
 
-use chrono::SecondsFormat;
 use serde_json::{json, Value};
 
-use crate::clock::wall_clock_ms;
+use crate::clock::{rfc3339_millis, wall_clock_ms};
 use crate::delivery::{self, EventReport, SendOptions};
 use crate::server::SharedState;
 use crate::state::{App, User};
@@ -15,9 +14,7 @@ use crate::webhook::{self, Outgoing};
 /// The event's body: `account_id, user_id, signature, deauthorization_time, client_id,
 /// user_data_retention`, as Zoom's *App Deauthorized* reference shows it.
 pub fn event_body(app: &App, user: &User, now_ms: i64) -> Vec<u8> {
-    let deauthorization_time = chrono::DateTime::from_timestamp_millis(now_ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_default();
+    let deauthorization_time = rfc3339_millis(now_ms).unwrap_or_default();
     // Zoom does not document how `signature` is derived; receivers treat it as
     // opaque (it is echoed to the Data Compliance API). Ours is a stable HMAC.
     let signature = webhook::hmac_hex(

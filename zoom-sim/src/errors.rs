@@ -122,7 +122,7 @@ where
 /// Parses `application/x-www-form-urlencoded` data; the first occurrence of a key wins.
 pub fn parse_form(data: &[u8]) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(data) {
+    for (k, v) in form_urlencoded::parse(data) {
         out.entry(k.into_owned()).or_insert_with(|| v.into_owned());
     }
     out

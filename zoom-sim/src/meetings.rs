@@ -73,9 +73,7 @@ pub struct Meetings {
 }
 
 fn iso(ms: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
+    crate::clock::rfc3339_secs(ms).unwrap_or_default()
 }
 
 impl Meetings {
@@ -100,7 +98,7 @@ impl Meetings {
         let start_time = match req.start_time {
             None => iso(now),
             Some(t) => {
-                chrono::DateTime::parse_from_rfc3339(&t)
+                t.parse::<jiff::Timestamp>()
                     .map_err(|_| "start_time must be yyyy-MM-ddTHH:mm:ssZ".to_owned())?;
                 t
             }
@@ -250,6 +248,31 @@ mod tests {
             },
         ] {
             assert!(m.create("U", "u@example.com", bad, 0).is_err());
+        }
+    }
+
+    #[test]
+    fn start_time_is_an_rfc3339_timestamp() {
+        let mut m = Meetings::default();
+        let start = |t: &str| NewMeeting {
+            start_time: Some(t.to_owned()),
+            ..NewMeeting::default()
+        };
+        for good in [
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:00:00.5Z",
+            "2024-05-01T10:00:00+02:00",
+        ] {
+            let created = m.create("U", "e", start(good), 0).expect(good);
+            assert_eq!(created["start_time"], good);
+        }
+        for bad in [
+            "",
+            "2024-05-01",
+            "2024-05-01T10:00:00",
+            "2024-13-01T10:00:00Z",
+        ] {
+            assert!(m.create("U", "e", start(bad), 0).is_err(), "{bad}");
         }
     }
 

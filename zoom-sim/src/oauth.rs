@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequest, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -106,30 +106,33 @@ pub async fn decision(State(shared): State<SharedState>, body: Body) -> Response
 }
 
 /// Decodes `application/x-www-form-urlencoded` escapes (`+`, `%XX`) in one value.
+/// The value is read as a form holding one bare name; its own `&` and `=` would
+/// split that form, so they are escaped first (an escape is never made up by that:
+/// `%` is not a hex digit).
 fn form_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let one_name = s.replace('&', "%26").replace('=', "%3D");
+    form_urlencoded::parse(one_name.as_bytes())
+        .next()
+        .map(|(name, _)| name.into_owned())
+        .unwrap_or_default()
+}
+
+/// The parameters of `/oauth/token` and `/oauth/revoke`, from the form body and the
+/// query (see [`oauth_params`]); a body that cannot be read is an invalid_request.
+pub struct OAuthParams(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequest<S> for OAuthParams {
+    type Rejection = OAuthError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let body = read_body(body).await.map_err(OAuthError::invalid_request)?;
+        Ok(OAuthParams(oauth_params(
+            &parts.headers,
+            parts.uri.query(),
+            &body,
+        )))
     }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Client credentials: HTTP Basic if an Authorization header is present (a
@@ -192,14 +195,8 @@ fn credentials(
 pub async fn token(
     State(shared): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Body,
+    OAuthParams(params): OAuthParams,
 ) -> Response {
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(e) => return OAuthError::invalid_request(e).into_response(),
-    };
-    let params = oauth_params(&headers, query.as_deref(), &body);
     let get = |k: &str| params.get(k).cloned();
     let token_params = TokenParams {
         grant_type: get("grant_type"),
@@ -257,14 +254,8 @@ pub async fn token(
 pub async fn revoke(
     State(shared): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    body: Body,
+    OAuthParams(params): OAuthParams,
 ) -> Response {
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(e) => return OAuthError::invalid_request(e).into_response(),
-    };
-    let params = oauth_params(&headers, query.as_deref(), &body);
     let now = shared.clock.now_ms();
     let result = {
         let mut sim = shared.sim();
@@ -304,5 +295,9 @@ mod tests {
         assert_eq!(form_decode("a%2Bb+c%3D"), "a+b c=");
         assert_eq!(form_decode("100%"), "100%");
         assert_eq!(form_decode("%zz%4"), "%zz%4");
+        assert_eq!(form_decode("a&b=c%&"), "a&b=c%&");
+        assert_eq!(form_decode("%2&"), "%2&");
+        assert_eq!(form_decode("%C3%A9%FF"), "\u{e9}\u{fffd}");
+        assert_eq!(form_decode(""), "");
     }
 }

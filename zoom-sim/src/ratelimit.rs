@@ -260,8 +260,7 @@ impl RateLimiter {
                 let next_midnight = (day + 1).saturating_mul(DAY_MS);
                 verdict.refused = Some(LimitType::Daily);
                 verdict.limit = daily;
-                verdict.retry_after = chrono::DateTime::from_timestamp_millis(next_midnight)
-                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+                verdict.retry_after = crate::clock::rfc3339_secs(next_midnight);
                 return Some(verdict);
             }
         }

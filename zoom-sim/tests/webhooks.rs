@@ -669,6 +669,26 @@ async fn a_rotated_secret_token_signs_at_once_and_the_old_one_validates_for_a_wh
         let (status, answer) = post_json(&base, path, body.clone()).await;
         assert_eq!(status, want, "{path} {body}: {answer}");
     }
+    // Each rotation names the other one's route when given the other's value.
+    for (path, body, message) in [
+        (
+            "/sim/apps/hookid/rotate-secret-token",
+            json!({"client_secret": "x"}),
+            "this rotates the secret_token; use rotate-client-secret for the client_secret",
+        ),
+        (
+            "/sim/apps/hookid/rotate-client-secret",
+            json!({"secret_token": "x"}),
+            "this rotates the client_secret; use rotate-secret-token for the secret_token",
+        ),
+    ] {
+        let (status, answer) = post_json(&base, path, body).await;
+        assert_eq!(
+            (status, &answer["message"]),
+            (400, &json!(message)),
+            "{path}"
+        );
+    }
 }
 
 /// Authorizes hookid (consent switched to approve) and returns its refresh token.

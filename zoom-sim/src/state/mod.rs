@@ -310,11 +310,14 @@ impl Sim {
         self.apps.values()
     }
 
-    /// Replaces the app's client secret (random if None); the old one keeps working
-    /// for `grace_ms`. Returns the new secret and the end of the grace period.
-    pub fn rotate_client_secret(
+    /// Replaces the app's `which` secret (random if None); the old one keeps working
+    /// for `grace_ms` (for the secret token: url_validation answers made with it are
+    /// accepted, while webhooks are signed with the new one at once). Returns the new
+    /// value and the end of the grace period.
+    pub fn rotate_secret(
         &mut self,
         client_id: &str,
+        which: AppSecret,
         new: Option<String>,
         grace_ms: Millis,
         now: Millis,
@@ -322,37 +325,9 @@ impl Sim {
         let app = self.apps.get_mut(client_id)?;
         let new = new
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| tokens::random_b64(24));
-        Some(rotate(
-            &mut app.client_secret,
-            &mut app.previous_client_secret,
-            new,
-            grace_ms,
-            now,
-        ))
-    }
-
-    /// Replaces the app's webhook secret token (random if None): webhooks are signed
-    /// with the new one at once; url_validation answers made with the old one are
-    /// accepted for `grace_ms`.
-    pub fn rotate_secret_token(
-        &mut self,
-        client_id: &str,
-        new: Option<String>,
-        grace_ms: Millis,
-        now: Millis,
-    ) -> Option<(String, Option<Millis>)> {
-        let app = self.apps.get_mut(client_id)?;
-        let new = new
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| tokens::random_b64(16));
-        Some(rotate(
-            &mut app.secret_token,
-            &mut app.previous_secret_token,
-            new,
-            grace_ms,
-            now,
-        ))
+            .unwrap_or_else(|| tokens::random_b64(which.random_len()));
+        let (current, previous) = which.slots(app);
+        Some(rotate(current, previous, new, grace_ms, now))
     }
 
     // ----- counters ---------------------------------------------------------

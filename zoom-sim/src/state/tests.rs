@@ -538,7 +538,13 @@ fn a_rotated_client_secret_works_until_its_grace_period_ends() {
         ..TokenParams::default()
     };
     let (new, until) = sim
-        .rotate_client_secret("s2s", Some("fresh".to_owned()), 60_000, T0)
+        .rotate_secret(
+            "s2s",
+            AppSecret::ClientSecret,
+            Some("fresh".to_owned()),
+            60_000,
+            T0,
+        )
         .expect("known app");
     assert_eq!((new.as_str(), until), ("fresh", Some(T0 + 60_000)));
     let old = auth("s2s");
@@ -554,10 +560,12 @@ fn a_rotated_client_secret_works_until_its_grace_period_ends() {
     );
     assert!(sim.token(Some(&fresh), &params, T0 + 60_000).is_ok());
     // No grace: the old secret dies at once.
-    sim.rotate_client_secret("s2s", None, 0, T0)
+    sim.rotate_secret("s2s", AppSecret::ClientSecret, None, 0, T0)
         .expect("known app");
     assert!(sim.token(Some(&fresh), &params, T0).is_err());
-    assert!(sim.rotate_client_secret("nope", None, 0, T0).is_none());
+    assert!(sim
+        .rotate_secret("nope", AppSecret::ClientSecret, None, 0, T0)
+        .is_none());
 }
 
 #[test]

@@ -136,6 +136,49 @@ pub struct App {
     pub previous_secret_token: Option<PreviousSecret>,
 }
 
+/// The two secrets of an app that `POST /sim/apps/{client_id}/rotate-*` replaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppSecret {
+    /// `client_secret`, presented at `/oauth/token` and `/oauth/revoke`.
+    ClientSecret,
+    /// `secret_token`, which signs webhooks and url_validation answers.
+    SecretToken,
+}
+
+impl AppSecret {
+    /// The field's name, as in the app's config and the rotate answer.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppSecret::ClientSecret => "client_secret",
+            AppSecret::SecretToken => "secret_token",
+        }
+    }
+
+    /// The other one.
+    pub fn other(self) -> AppSecret {
+        match self {
+            AppSecret::ClientSecret => AppSecret::SecretToken,
+            AppSecret::SecretToken => AppSecret::ClientSecret,
+        }
+    }
+
+    /// How many random bytes a made-up value has.
+    pub(crate) fn random_len(self) -> usize {
+        match self {
+            AppSecret::ClientSecret => 24,
+            AppSecret::SecretToken => 16,
+        }
+    }
+
+    /// The app's current value and rotated-out one.
+    pub(crate) fn slots(self, app: &mut App) -> (&mut String, &mut Option<PreviousSecret>) {
+        match self {
+            AppSecret::ClientSecret => (&mut app.client_secret, &mut app.previous_client_secret),
+            AppSecret::SecretToken => (&mut app.secret_token, &mut app.previous_secret_token),
+        }
+    }
+}
+
 /// A rotated-out secret and the end of its grace period (simulated time).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreviousSecret {
