@@ -7,7 +7,7 @@ use std::fmt;
 
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::api::{AuthType, CredentialsRef};
+use crate::api::{AuthType, CredentialsRef, ObjectRef, ZoomConnection};
 
 /// Client ID, client secret and the optional webhook token and account ID of one Zoom app.
 #[derive(Clone, PartialEq, Eq)]
@@ -78,6 +78,82 @@ impl CredentialsProblem {
             ),
         }
     }
+}
+
+/// Where a connection's app lives: the Secret named by its own `credentialsRef` (in its
+/// namespace), or for DefaultOAuth the operator-wide default app's Secret. Pure; the one
+/// resolver that the controller, the OAuth handlers and the webhook index all use.
+pub fn app_secret(
+    zc: &ZoomConnection,
+    default_app: Option<&ObjectRef>,
+) -> Result<(ObjectRef, CredentialsRef), CredentialsProblem> {
+    let namespace = zc.metadata.namespace.clone().unwrap_or_default();
+    match (zc.spec.auth_type, &zc.spec.credentials_ref) {
+        (AuthType::DefaultOAuth, _) => {
+            let default = default_app.ok_or(CredentialsProblem::DefaultAppNotConfigured)?;
+            Ok((
+                default.clone(),
+                CredentialsRef::with_name(default.name.clone()),
+            ))
+        }
+        (_, Some(reference)) => Ok((
+            ObjectRef::new(namespace, reference.name.clone()),
+            reference.clone(),
+        )),
+        // Rejected by the CRD schema; kept as a clear condition for older API servers.
+        (_, None) => Err(CredentialsProblem::SecretNotFound {
+            namespace,
+            name: "(spec.credentialsRef is not set)".to_owned(),
+        }),
+    }
+}
+
+/// A connection's app credentials as read from the API server, with the Secret they come
+/// from (as shown in status) and its resourceVersion (to notice changes).
+pub struct AppRead {
+    pub credentials: Result<AppCredentials, CredentialsProblem>,
+    pub secret: String,
+    pub version: Option<String>,
+}
+
+/// Reads the credentials `zc` uses (see [`app_secret`]).
+pub async fn read_app(
+    client: &kube::Client,
+    zc: &ZoomConnection,
+    default_app: Option<&ObjectRef>,
+) -> Result<AppRead, kube::Error> {
+    let (secret_ref, reference) = match app_secret(zc, default_app) {
+        Ok(found) => found,
+        Err(problem) => {
+            return Ok(AppRead {
+                credentials: Err(problem),
+                secret: "(none)".to_owned(),
+                version: None,
+            })
+        }
+    };
+    let secret = kube::Api::<Secret>::namespaced(client.clone(), &secret_ref.namespace)
+        .get_opt(&secret_ref.name)
+        .await?;
+    let version = secret
+        .as_ref()
+        .and_then(|s| s.metadata.resource_version.clone());
+    let auth_type = zc.spec.auth_type;
+    let mut credentials = from_secret(
+        &secret_ref.namespace,
+        &reference,
+        auth_type,
+        secret.as_ref(),
+    );
+    if auth_type == AuthType::DefaultOAuth {
+        credentials =
+            credentials.map_err(|p| CredentialsProblem::DefaultAppUnavailable(Box::new(p)));
+    }
+    Ok(AppRead {
+        credentials,
+        secret: secret_ref.to_string(),
+        version,
+    })
 }
 
 /// Reads the app credentials an auth type needs from `secret` (which may not exist).

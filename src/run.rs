@@ -114,6 +114,13 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
             .clone()
             .watch(metrics.clone(), shutdown.clone()),
     );
+    let webhook_services = Arc::new(crate::webhooks::Services {
+        client: client.clone(),
+        recorder: recorder.clone(),
+        metrics: metrics.clone(),
+        allow_sink_hosts: config.allow_sink_hosts.clone(),
+        events: stored_events.clone(),
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder,
@@ -125,7 +132,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         retries: Mutex::new(Default::default()),
         forced_refreshes: Mutex::new(Default::default()),
         account_reads: Mutex::new(Default::default()),
-        events: stored_events.clone(),
+        webhooks: webhook_services.clone(),
         nudges: tokio::sync::broadcast::channel(256).0,
         connections: connections.clone(),
         leadership,
@@ -147,7 +154,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
         IndexSettings::from_config(&config),
         shutdown.clone(),
     ));
-    let events = Arc::new(EventReceiver::new(ctx.clone(), index.clone())?);
+    let events = Arc::new(EventReceiver::new(webhook_services, index.clone())?);
 
     let public_listener = TcpListener::bind(config.listen).await?;
     let admin_listener = TcpListener::bind(config.metrics_listen).await?;

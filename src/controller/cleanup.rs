@@ -55,7 +55,7 @@ pub async fn cleanup(
         return Ok(Action::await_change());
     }
     let uid = zc.uid().unwrap_or_default();
-    let (creds, _, _) = ctx.app_credentials(zc).await?;
+    let creds = ctx.app_credentials(zc).await?.credentials;
     let (_, record) = ctx.token_store(zc).read(zc).await?;
     let token = record.grant.as_ref().and_then(|g| {
         g.refresh_token

@@ -5,16 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::Store;
 use kube::Client;
 use tokio::sync::watch;
 
-use crate::api::{AuthType, CredentialsRef, ZoomConnection};
+use crate::api::ZoomConnection;
 use crate::config::OperatorConfig;
-use crate::credentials::{self, AppCredentials, CredentialsProblem};
+use crate::credentials;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::signing::SigningKey;
@@ -57,8 +55,9 @@ pub struct Context {
     /// The last failed read of each OAuth connection's Zoom account, by UID (see
     /// `account.rs`); gone once the account is known or the connection is deleted.
     pub account_reads: Mutex<HashMap<String, super::account::AccountRead>>,
-    /// Events stored for redelivery (every replica stores; the leader redelivers).
-    pub events: Arc<crate::webhooks::delivery::EventStore>,
+    /// The webhook path's services; the controller reads its stored events and, on the
+    /// leader, runs their redelivery.
+    pub webhooks: Arc<crate::webhooks::Services>,
     /// Connections to reconcile because of another one (a shared grant found); each
     /// controller subscribes.
     pub nudges: tokio::sync::broadcast::Sender<kube::runtime::reflector::ObjectRef<ZoomConnection>>,
@@ -66,10 +65,7 @@ pub struct Context {
 
 impl Context {
     pub fn token_store(&self, zc: &ZoomConnection) -> TokenStore {
-        TokenStore::new(
-            self.client.clone(),
-            zc.metadata.namespace.as_deref().unwrap_or_default(),
-        )
+        TokenStore::for_connection(self.client.clone(), zc)
     }
 
     pub fn current_urls(&self) -> Result<PublicUrls, UrlProblem> {
@@ -80,68 +76,11 @@ impl Context {
     }
 
     /// The credentials a connection uses: its own Secret, or the operator-wide default app.
-    /// Returns the Secret's display name and resourceVersion too.
     pub async fn app_credentials(
         &self,
         zc: &ZoomConnection,
-    ) -> Result<
-        (
-            Result<AppCredentials, CredentialsProblem>,
-            String,
-            Option<String>,
-        ),
-        kube::Error,
-    > {
-        let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
-        match (zc.spec.auth_type, &zc.spec.credentials_ref) {
-            (AuthType::DefaultOAuth, _) => {
-                let Some(crate::api::ObjectRef {
-                    namespace: dns,
-                    name: dname,
-                }) = &self.config.default_app_secret
-                else {
-                    return Ok((
-                        Err(CredentialsProblem::DefaultAppNotConfigured),
-                        "(none)".to_owned(),
-                        None,
-                    ));
-                };
-                let secret = Api::<Secret>::namespaced(self.client.clone(), dns)
-                    .get_opt(dname)
-                    .await?;
-                let version = secret
-                    .as_ref()
-                    .and_then(|s| s.metadata.resource_version.clone());
-                let reference = CredentialsRef::with_name(dname.clone());
-                let creds = credentials::from_secret(
-                    dns,
-                    &reference,
-                    AuthType::DefaultOAuth,
-                    secret.as_ref(),
-                )
-                .map_err(|p| CredentialsProblem::DefaultAppUnavailable(Box::new(p)));
-                Ok((creds, format!("{dns}/{dname}"), version))
-            }
-            (auth_type, Some(reference)) => {
-                let secret = Api::<Secret>::namespaced(self.client.clone(), ns)
-                    .get_opt(&reference.name)
-                    .await?;
-                let version = secret
-                    .as_ref()
-                    .and_then(|s| s.metadata.resource_version.clone());
-                let creds = credentials::from_secret(ns, reference, auth_type, secret.as_ref());
-                Ok((creds, format!("{ns}/{}", reference.name), version))
-            }
-            // Rejected by the CRD schema; kept as a clear condition for older API servers.
-            (_, None) => Ok((
-                Err(CredentialsProblem::SecretNotFound {
-                    namespace: ns.to_owned(),
-                    name: "(spec.credentialsRef is not set)".to_owned(),
-                }),
-                "(none)".to_owned(),
-                None,
-            )),
-        }
+    ) -> Result<credentials::AppRead, kube::Error> {
+        credentials::read_app(&self.client, zc, self.config.default_app_secret.as_ref()).await
     }
 }
 

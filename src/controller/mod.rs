@@ -133,7 +133,11 @@ struct Pass {
 /// first: no refresh is sent for this connection until it is.
 async fn dereference(zc: &ZoomConnection, ctx: &Arc<Context>, uid: String) -> Result<Pass, Error> {
     let validated = validate(zc);
-    let (credentials, credentials_secret, credentials_version) = ctx.app_credentials(zc).await?;
+    let crate::credentials::AppRead {
+        credentials,
+        secret: credentials_secret,
+        version: credentials_version,
+    } = ctx.app_credentials(zc).await?;
     let not_stored = store_pending_grant(zc, ctx, &uid).await;
     let (ownership, record) = ctx.token_store(zc).read(zc).await?;
     let now = crate::clock::now();
@@ -330,7 +334,7 @@ async fn observe(zc: &ZoomConnection, ctx: &Arc<Context>, pass: &mut Pass) -> Se
             .and_then(|a| a.user_id.as_deref()),
     );
     shared_grant::nudge_if_new(ctx, zc, &shared_grant);
-    let pending_events = ctx.events.pending_for(&pass.uid);
+    let pending_events = ctx.webhooks.events.pending_for(&pass.uid);
     let dropped_until = pass
         .record
         .events_dropped

@@ -17,7 +17,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{AuthType, ZoomConnection, MANAGED_BY_LABEL};
+use crate::api::{ZoomConnection, MANAGED_BY_LABEL};
 use crate::config::WatchScope;
 use crate::urls::{derive_public_urls, UrlSource};
 
@@ -83,8 +83,11 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
     );
     // The leader also redelivers stored events; it returns only at `shutdown`, so a
     // controller that ends by itself still ends this function.
-    let redelivery =
-        crate::webhooks::delivery::redeliver(ctx.clone(), ctx.events.clone(), shutdown.clone());
+    let redelivery = crate::webhooks::delivery::redeliver(
+        ctx.webhooks.clone(),
+        ctx.webhooks.events.clone(),
+        shutdown.clone(),
+    );
     tokio::select! {
         _ = controllers => {}
         () = redelivery => {}
@@ -241,19 +244,11 @@ fn connections_using_secret(
     name: &str,
     default_app: Option<&crate::api::ObjectRef>,
 ) -> Vec<ObjectRef<ZoomConnection>> {
-    let is_default_app = default_app.is_some_and(|d| d.namespace == namespace && d.name == name);
     connections
         .iter()
         .filter(|zc| {
-            if is_default_app && zc.spec.auth_type == AuthType::DefaultOAuth {
-                return true;
-            }
-            zc.metadata.namespace.as_deref() == Some(namespace)
-                && zc
-                    .spec
-                    .credentials_ref
-                    .as_ref()
-                    .is_some_and(|r| r.name == name)
+            crate::credentials::app_secret(zc, default_app)
+                .is_ok_and(|(secret, _)| secret.namespace == namespace && secret.name == name)
         })
         .map(|zc| ObjectRef::from_obj(&**zc))
         .collect()
@@ -262,7 +257,7 @@ fn connections_using_secret(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CredentialsRef, ZoomConnectionSpec};
+    use crate::api::{AuthType, CredentialsRef, ZoomConnectionSpec};
 
     fn zc(ns: &str, name: &str, auth_type: AuthType, secret: Option<&str>) -> Arc<ZoomConnection> {
         let mut spec: ZoomConnectionSpec = serde_json::from_value(serde_json::json!({

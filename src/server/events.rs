@@ -23,11 +23,11 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use crate::controller::Context;
 use crate::metrics::Metrics;
 use crate::webhooks::dispatch::{Dispatcher, VerifiedEvent};
 use crate::webhooks::index::RoutingIndex;
 use crate::webhooks::index::Snapshot;
+use crate::webhooks::Services;
 use crate::webhooks::ZOOM_DEADLINE;
 use crate::zoom::webhook::{check_headers, encrypt_plain_token, SignatureHeaders, VerifyError};
 
@@ -48,11 +48,11 @@ pub struct EventReceiver {
 }
 
 impl EventReceiver {
-    pub fn new(ctx: Arc<Context>, index: Arc<RoutingIndex>) -> Result<Self, reqwest::Error> {
+    pub fn new(services: Arc<Services>, index: Arc<RoutingIndex>) -> Result<Self, reqwest::Error> {
         Ok(EventReceiver {
             index,
-            metrics: ctx.metrics.clone(),
-            dispatcher: Dispatcher::new(ctx)?,
+            metrics: services.metrics.clone(),
+            dispatcher: Dispatcher::new(services)?,
             verifications: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
         })
     }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::api::ZoomConnection;
 use crate::controller::Context;
+use crate::credentials::AppRead;
 use crate::metrics::HttpLabels;
 use crate::signing::{pkce_challenge, Claims, SignatureError};
 use crate::tokens::transition::{self, Replayed};
@@ -117,8 +118,14 @@ async fn start_inner(ctx: &Context, namespace: &str, name: &str, ticket: Option<
         );
     }
     let app = match ctx.app_credentials(&zc).await {
-        Ok((Ok(app), _, _)) => app,
-        Ok((Err(problem), _, _)) => {
+        Ok(AppRead {
+            credentials: Ok(app),
+            ..
+        }) => app,
+        Ok(AppRead {
+            credentials: Err(problem),
+            ..
+        }) => {
             return page(
                 StatusCode::CONFLICT,
                 "The connection is not ready to authorize",
@@ -266,8 +273,14 @@ async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
     };
 
     let app = match ctx.app_credentials(&zc).await {
-        Ok((Ok(app), _, _)) => app,
-        Ok((Err(problem), _, _)) => {
+        Ok(AppRead {
+            credentials: Ok(app),
+            ..
+        }) => app,
+        Ok(AppRead {
+            credentials: Err(problem),
+            ..
+        }) => {
             return page(
                 StatusCode::CONFLICT,
                 "The connection's credentials are not usable",

@@ -37,6 +37,11 @@ impl TokenStore {
         }
     }
 
+    /// The store of `zc`'s token Secret (in `zc`'s namespace).
+    pub fn for_connection(client: Client, zc: &ZoomConnection) -> Self {
+        Self::new(client, zc.metadata.namespace.as_deref().unwrap_or_default())
+    }
+
     /// Reads the token Secret straight from the API server (not from a cache), as the refresh
     /// path must before concluding that Zoom rejected a refresh token.
     pub async fn read(&self, zc: &ZoomConnection) -> Result<(Ownership, TokenRecord), kube::Error> {

@@ -31,9 +31,9 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource};
 use tokio_util::sync::CancellationToken;
 
+use super::Services;
 use crate::api::{SinkSpec, ZoomConnection};
 pub use crate::config::Limits;
-use crate::controller::Context;
 use crate::tokens::secret::rfc3339;
 pub use crate::validation::DeliveryPolicy as Policy;
 
@@ -293,9 +293,9 @@ fn stored_name(uid: &str, body: &[u8]) -> String {
 }
 
 /// Redelivers stored events until `shutdown` (the end of this replica's leadership).
-pub async fn redeliver(ctx: Arc<Context>, store: Arc<EventStore>, shutdown: CancellationToken) {
+pub async fn redeliver(ctx: Arc<Services>, store: Arc<EventStore>, shutdown: CancellationToken) {
     let forwarder = match Forwarder::new(crate::sink::SinkResolver::new(
-        ctx.config.allow_sink_hosts.clone(),
+        ctx.allow_sink_hosts.clone(),
         Some(ctx.client.clone()),
     )) {
         Ok(f) => Arc::new(f),
@@ -376,7 +376,7 @@ impl Stored {
     }
 }
 
-async fn attempt(ctx: &Arc<Context>, store: &EventStore, forwarder: &Forwarder, name: String) {
+async fn attempt(ctx: &Arc<Services>, store: &EventStore, forwarder: &Forwarder, name: String) {
     let map = match store.api.get_opt(&name).await {
         Ok(Some(map)) => map,
         // Delivered meanwhile, or the API server is unwell: the next round looks again.
@@ -502,8 +502,8 @@ struct Failed<'a> {
 
 /// The sink's URL under the same policy as first deliveries (own-namespace Services, no
 /// ExternalName; the resolver checks addresses at connect time).
-async fn sink_url(ctx: &Context, sink: &SinkSpec, ns: &str) -> Result<url::Url, String> {
-    let allowed = &ctx.config.allow_sink_hosts;
+async fn sink_url(ctx: &Services, sink: &SinkSpec, ns: &str) -> Result<url::Url, String> {
+    let allowed = &ctx.allow_sink_hosts;
     let url = crate::sink::resolve(sink, ns, allowed).map_err(|p| p.0)?;
     match crate::sink::check_sink_service(&ctx.client, sink, ns, allowed).await {
         Some(problem) => Err(problem.0),
@@ -543,7 +543,7 @@ async fn delete(store: &EventStore, name: &str) {
     }
 }
 
-async fn discard(ctx: &Context, store: &EventStore, name: &str, why: &str) {
+async fn discard(ctx: &Services, store: &EventStore, name: &str, why: &str) {
     tracing::info!(event = %name, why, "discarding a stored event");
     ctx.metrics.event_delivery("discarded");
     delete(store, name).await;
@@ -551,7 +551,7 @@ async fn discard(ctx: &Context, store: &EventStore, name: &str, why: &str) {
 
 /// An event given up on: a Warning Event on the connection and a note in its token Secret,
 /// from which the reconciler reports `EventsReady=False/EventsDropped`.
-async fn dropped(ctx: &Context, zc: &ZoomConnection, stored: &Stored) {
+async fn dropped(ctx: &Services, zc: &ZoomConnection, stored: &Stored) {
     let why = &stored.last_error;
     let note = format!(
         "A Zoom event ({}) was dropped after {} delivery attempts: {why}. Set spec.events.delivery.deadLetterSink to keep such events",

@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio::time::Instant;
 use url::Url;
 
+use super::Services;
 use crate::api::{AuthType, ZoomConnection};
-use crate::controller::Context;
 use crate::tokens::secret::rfc3339;
 use crate::tokens::transition::{self, Change};
 use crate::tokens::GrantReason;
@@ -65,7 +65,7 @@ impl Outcome {
 }
 
 pub struct Dispatcher {
-    ctx: Arc<Context>,
+    ctx: Arc<Services>,
     forwarder: Forwarder,
     last_event: Arc<Mutex<Coalescer<String>>>,
     /// Per connection UID, the failing sink its token Secret was last seen to record (None:
@@ -74,10 +74,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(ctx: Arc<Context>) -> Result<Self, reqwest::Error> {
+    pub fn new(ctx: Arc<Services>) -> Result<Self, reqwest::Error> {
         Ok(Dispatcher {
             forwarder: Forwarder::new(crate::sink::SinkResolver::new(
-                ctx.config.allow_sink_hosts.clone(),
+                ctx.allow_sink_hosts.clone(),
                 Some(ctx.client.clone()),
             ))?,
             last_event: Arc::new(Mutex::new(Coalescer::new(MIN_INTERVAL))),
@@ -341,7 +341,7 @@ async fn write_last_event(client: Client, route: Arc<Route>, at: Timestamp) {
 }
 
 /// Deletes a connection's tokens after `app_deauthorized`; true when done (or nothing to do).
-async fn deauthorize(ctx: Arc<Context>, route: Arc<Route>, at: Option<Timestamp>) -> bool {
+async fn deauthorize(ctx: Arc<Services>, route: Arc<Route>, at: Option<Timestamp>) -> bool {
     let zc = &route.zc;
     let who = format!("{}/{}", route.namespace, route.name);
     let message = match at {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use url::Url;
 
-use crate::api::{AuthType, CredentialsRef, ZoomConnection};
+use crate::api::{AuthType, ZoomConnection};
 use crate::sink::{self, SinkProblem};
 
 /// An app's webhook secret token. Never printed.
@@ -99,22 +99,10 @@ impl IndexSettings {
     /// The credentials Secret (and its key names) a connection's app lives in: its own
     /// `credentialsRef`, or the operator-wide default app for DefaultOAuth.
     pub fn app_source(&self, zc: &ZoomConnection) -> Option<AppSource> {
-        let (namespace, reference) = match (zc.spec.auth_type, &zc.spec.credentials_ref) {
-            (AuthType::DefaultOAuth, _) => {
-                let default = self.default_app_secret.as_ref()?;
-                (
-                    default.namespace.clone(),
-                    CredentialsRef::with_name(default.name.clone()),
-                )
-            }
-            (_, Some(reference)) => (zc.metadata.namespace.clone()?, reference.clone()),
-            (_, None) => return None,
-        };
+        let (secret, reference) =
+            crate::credentials::app_secret(zc, self.default_app_secret.as_ref()).ok()?;
         Some(AppSource {
-            secret: SecretRef {
-                namespace,
-                name: reference.name,
-            },
+            secret,
             secret_token_key: reference.secret_token_key,
             account_id_key: reference.account_id_key,
             client_id_key: reference.client_id_key,
@@ -354,7 +342,9 @@ impl RoutingIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{EventsSpec, SinkSpec, ZoomAccount, ZoomConnectionSpec, ZoomConnectionStatus};
+    use crate::api::{
+        CredentialsRef, EventsSpec, SinkSpec, ZoomAccount, ZoomConnectionSpec, ZoomConnectionStatus,
+    };
 
     pub fn connection(
         ns: &str,

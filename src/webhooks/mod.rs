@@ -11,7 +11,33 @@ pub mod forward;
 pub mod index;
 pub mod sync;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use kube::runtime::events::Recorder;
+use kube::Client;
+
+use crate::api::ZoomConnection;
+use crate::metrics::Metrics;
+use crate::tokens::TokenStore;
+
+/// What the webhook path needs from the rest of the process, and nothing more: the API
+/// server, Events, metrics, the stored events and which hosts sinks may use.
+pub struct Services {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Extra hosts event sinks may use besides in-cluster Services (`--allow-sink-host`).
+    pub allow_sink_hosts: Vec<String>,
+    /// Events stored for redelivery (every replica stores; the leader redelivers).
+    pub events: Arc<delivery::EventStore>,
+}
+
+impl Services {
+    pub fn token_store(&self, zc: &ZoomConnection) -> TokenStore {
+        TokenStore::for_connection(self.client.clone(), zc)
+    }
+}
 
 /// How long a request from Zoom may take in total. Zoom gives a receiver 3 seconds; half a
 /// second is left for reading the body, verifying it and the network back to Zoom.
