@@ -108,6 +108,12 @@ impl EnvBuilder {
         self
     }
 
+    /// Only the credentials Secret `secret` of `app`, for an app zoom-sim learns of later.
+    pub fn credentials(mut self, secret: &str, app: ZoomApp) -> EnvBuilder {
+        self.secrets.push((secret.to_owned(), app));
+        self
+    }
+
     /// A connection applied before the operator starts.
     pub fn connection(mut self, zc: Zc) -> EnvBuilder {
         self.connections.push(zc);
