@@ -56,8 +56,9 @@ async fn wait_fence(client: &kube::Client, ns: &str) -> String {
         "a refresh fence on the token Secret",
         Duration::from_secs(30),
         || async {
-            let s = token_secret(client, ns).await;
-            annotation(&s, FENCE).ok_or_else(|| "no fence".to_owned())
+            let s = common::token_secret(client, ns, "bot").await;
+            s.and_then(|s| annotation(&s, FENCE))
+                .ok_or_else(|| "no fence".to_owned())
         },
     )
     .await
@@ -66,7 +67,10 @@ async fn wait_fence(client: &kube::Client, ns: &str) -> String {
 /// Waits until the token Secret's refresh token is no longer `old`.
 async fn wait_rotated(client: &kube::Client, ns: &str, old: &Option<Vec<u8>>, within: Duration) {
     eventually("a rotated refresh token in the Secret", within, || async {
-        let now = refresh_token(&token_secret(client, ns).await);
+        // The Secret may be gone for a moment (a test deletes it).
+        let now = common::token_secret(client, ns, "bot")
+            .await
+            .and_then(|s| refresh_token(&s));
         if now.is_some() && now != *old {
             Ok(())
         } else {
