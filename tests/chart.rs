@@ -1187,7 +1187,11 @@ async fn release_namespace(client: &Client) -> (String, String) {
 
 /// `helm install` with `sets` (`{release_ns}` replaced), then the operator from the
 /// Deployment, its probes answering.
-async fn install(client: &Client, (release_ns, release): (String, String), sets: &[&str]) -> Installed {
+async fn install(
+    client: &Client,
+    (release_ns, release): (String, String),
+    sets: &[&str],
+) -> Installed {
     let sets: Vec<String> = sets
         .iter()
         .map(|s| s.replace("{release_ns}", &release_ns))

@@ -218,9 +218,7 @@ async fn events_taken_by_a_replica_killed_right_after_answering_are_not_lost() {
     )
     .await;
     // Each replica serves on its own URL.
-    let b = env
-        .sim
-        .operator(&env.ns, &["--allow-sink-host=127.0.0.1"]);
+    let b = env.sim.operator(&env.ns, &["--allow-sink-host=127.0.0.1"]);
     wait_routable(&b).await;
 
     // Replica A (the leader) takes 50 events the sink refuses, answers 200 for each, and is
@@ -305,8 +303,8 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
     let message = &zc.condition("EventsReady").expect("EventsReady").message;
     assert!(message.contains("deadLetterSink"), "{message}");
     let warned = events(client, ns).await.into_iter().any(|e| {
-            e.reason.as_deref() == Some("EventsDropped") && e.type_.as_deref() == Some("Warning")
-        });
+        e.reason.as_deref() == Some("EventsDropped") && e.type_.as_deref() == Some("Warning")
+    });
     assert!(warned, "a Warning Event for the dropped event");
     assert_eq!(
         dlq.received().len(),
@@ -371,7 +369,8 @@ async fn zoom_retries_alone_reach_the_sink_only_when_re_signed() {
     let url = format!("{}/zoom/event", op.public_url);
 
     for (mode, reaches) in [("original", false), ("fresh", true)] {
-        sim.admin("/sim/config", json!({"retry_timestamp": mode})).await;
+        sim.admin("/sim/config", json!({"retry_timestamp": mode}))
+            .await;
         let object = format!("zoom-retry-{mode}");
         let sent_to_sink = |sink: &RecordingSink| {
             sink.received()
@@ -381,11 +380,13 @@ async fn zoom_retries_alone_reach_the_sink_only_when_re_signed() {
         };
         // The first attempt: the sink is down, nothing is stored, Zoom gets 503.
         sink.answer(503, Duration::ZERO);
-        let first = sim.admin("/sim/webhooks/send",
-            json!({"client_id": "cid-q", "event": "meeting.started", "url": url,
+        let first = sim
+            .admin(
+                "/sim/webhooks/send",
+                json!({"client_id": "cid-q", "event": "meeting.started", "url": url,
                    "account_id": "acc-q", "payload": {"object": {"id": object}}}),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(first["status"], 503, "{mode}: {first}");
         assert_eq!(stored_events(&client, &ns).await, 0);
         let tried = sent_to_sink(&sink);

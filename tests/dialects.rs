@@ -36,7 +36,10 @@ fn secret_name(case: &str) -> String {
 
 /// Puts the case's credentials Secret and connection, and authorizes it through zoom-sim.
 async fn authorized(env: &Env, case: &str) {
-    app(case).secret(&secret_name(case)).put(&env.client, &env.ns).await;
+    app(case)
+        .secret(&secret_name(case))
+        .put(&env.client, &env.ns)
+        .await;
     env.apply(&Zc::private_oauth(&name(case)).credentials(&secret_name(case)))
         .await;
     env.authorize(&name(case)).await;
@@ -55,13 +58,17 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
 
     for dialect in DIALECTS {
-        let settings = sim.admin("/sim/config", json!({"refresh_rejection": dialect})).await;
+        let settings = sim
+            .admin("/sim/config", json!({"refresh_rejection": dialect}))
+            .await;
         assert_eq!(settings["refresh_rejection"], *dialect);
         authorized(&env, dialect).await;
-        let expired = sim.admin("/sim/tokens/expire-refresh",
-            json!({"client_id": format!("cid-{dialect}")}),
-        )
-        .await;
+        let expired = sim
+            .admin(
+                "/sim/tokens/expire-refresh",
+                json!({"client_id": format!("cid-{dialect}")}),
+            )
+            .await;
         assert_eq!(expired["expired"], 1, "{dialect}: {expired}");
         request_refresh(client, ns, &name(dialect), "1").await;
         let zc = wait_condition(
@@ -112,7 +119,8 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
     // The app's fault: Zoom disabled it (4717).
     let case = "disabled";
     authorized(&env, case).await;
-    sim.admin(&format!("/sim/apps/cid-{case}/disable"), json!({})).await;
+    sim.admin(&format!("/sim/apps/cid-{case}/disable"), json!({}))
+        .await;
     request_refresh(client, ns, &name(case), "1").await;
     let zc = wait_condition(
         &client,

@@ -121,7 +121,14 @@ async fn post_chunked(op: &Operator, total: usize) -> u16 {
 #[tokio::test]
 async fn url_validation_and_refusals() {
     let app = s2s_app("cid-v", "tok-v", "acc-v");
-    let env = setup("ev-validate", app, &[s2s("bot", "zoom-app", None)], false, &[]).await;
+    let env = setup(
+        "ev-validate",
+        app,
+        &[s2s("bot", "zoom-app", None)],
+        false,
+        &[],
+    )
+    .await;
     let op = &env.op;
 
     // URL validation, signed and answered with the app's secret token, through zoom-sim.
@@ -524,10 +531,7 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     assert_eq!(answer.status, 200);
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     // An account no connection has.
-    let answer = post_signed(&op,
-        "tok-1",
-        &event_body("meeting.started", "acc-unknown"))
-    .await;
+    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-unknown")).await;
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     assert_eq!(counts(), [1, 1, 1]);
     let m = op.metrics_text().await;
@@ -560,7 +564,14 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
 #[tokio::test]
 async fn a_rotated_secret_token_takes_effect_without_a_restart() {
     let app = s2s_app("cid-r", "tok-old", "acc-r");
-    let env = setup("ev-rotate", app.clone(), &[s2s("bot", "zoom-app", None)], false, &[]).await;
+    let env = setup(
+        "ev-rotate",
+        app.clone(),
+        &[s2s("bot", "zoom-app", None)],
+        false,
+        &[],
+    )
+    .await;
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
     post_until(&op, "tok-old", &event_body("meeting.started", "acc-r"), 200).await;
 
@@ -572,10 +583,7 @@ async fn a_rotated_secret_token_takes_effect_without_a_restart() {
     post_until(&op, "tok-new", &event_body("meeting.started", "acc-r"), 200).await;
     let (ok, out) = sim_send(&op, "tok-new", &["--validate"]).await;
     assert!(ok, "{out}");
-    let answer = post_signed(&op,
-        "tok-old",
-        &event_body("meeting.started", "acc-r"))
-    .await;
+    let answer = post_signed(&op, "tok-old", &event_body("meeting.started", "acc-r")).await;
     assert_eq!(answer.status, 401, "{}", answer.body);
 
     // The token key removed: no app to verify against any more.
@@ -668,8 +676,13 @@ async fn app_deauthorized_deletes_the_tokens() {
     let (status, page) = web::open(&local(&hops.callback)).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{page}");
     wait_condition(&client, &ns, "bot", "Authorized", "True", "Authorized").await;
-    wait_zc(client, ns, "bot", "status.account", Duration::from_secs(30), |zc| {
-        match zc
+    wait_zc(
+        client,
+        ns,
+        "bot",
+        "status.account",
+        Duration::from_secs(30),
+        |zc| match zc
             .status
             .as_ref()
             .and_then(|s| s.account.as_ref())
@@ -677,8 +690,8 @@ async fn app_deauthorized_deletes_the_tokens() {
         {
             Some(a) if a == "acc-o" => Ok(()),
             other => Err(format!("{other:?}")),
-        }
-    })
+        },
+    )
     .await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let has_tokens = |s: &Secret| {

@@ -115,7 +115,7 @@ async fn forced_double_refresh_lets_only_one_through() {
     env.authorize("bot").await;
     // Slow Zoom down so that two refreshes, if both were sent, would be in flight together.
     sim.fault(json!({"path": "/oauth/token", "delay_ms": 1500, "count": 50}))
-    .await;
+        .await;
 
     let first = sim.stats().await["refreshes"].as_u64().unwrap_or(0);
     sim.wait_refreshes("three refreshes", first + 3, Duration::from_secs(120))
@@ -138,7 +138,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     // While Zoom takes its time answering, the token Secret becomes unwritable: a tenant (or a
     // policy) made it immutable. Every write of it now gets 422 from the API server.
     sim.fault(json!({"path": "/oauth/token", "delay_ms": 4000, "count": 1}))
-    .await;
+        .await;
     request_refresh(&client, &ns, "bot", "1").await;
     wait_fence(&client, &ns).await;
     Api::<Secret>::namespaced(client.clone(), &ns)
@@ -205,7 +205,7 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
     // Zoom rotates the grant at once but its answer takes 10 s to arrive; the refreshing
     // leader is SIGKILLed while it waits.
     sim.fault(json!({"path": "/oauth/token", "delay_after_ms": 10000, "count": 1}))
-    .await;
+        .await;
     request_refresh(&client, &ns, "bot", "1").await;
     let fence = wait_fence(&client, &ns).await;
     let holder = fence
@@ -217,14 +217,18 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
         !fence.contains("kill-id"),
         "the fence holds no secret: {fence}"
     );
-    eventually("Zoom to rotate the grant", Duration::from_secs(10), || async {
-        let s = sim.stats().await;
-        if s["refreshes"] == 1 {
-            Ok(())
-        } else {
-            Err(s.to_string())
-        }
-    })
+    eventually(
+        "Zoom to rotate the grant",
+        Duration::from_secs(10),
+        || async {
+            let s = sim.stats().await;
+            if s["refreshes"] == 1 {
+                Ok(())
+            } else {
+                Err(s.to_string())
+            }
+        },
+    )
     .await;
     // SIGKILL the refreshing leader.
     if holder.ends_with(&format!("-{}", env.op.pid())) {
@@ -455,7 +459,7 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
     // A refresh is on its way to Zoom when the API server stops (its port refuses connections)
     // for 25 s: Zoom's answer cannot be written, and the replica cannot renew its lease either.
     sim.fault(json!({"path": "/oauth/token", "delay_ms": 3000, "count": 1}))
-    .await;
+        .await;
     request_refresh(&client, &ns, "bot", "1").await;
     wait_fence(&client, &ns).await;
     proxy.close().await;
@@ -544,13 +548,13 @@ async fn zoom_outages_are_ridden_out_and_reported() {
         .strftime("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
     sim.fault(json!({"path": "/oauth/token", "delay_ms": 5000, "count": 1}))
-    .await;
+        .await;
     sim.fault(json!({"path": "/oauth/token", "status": 429, "retry_after": "2", "count": 1}))
-    .await;
+        .await;
     sim.fault(json!({"path": "/oauth/token", "status": 429, "retry_after": date, "count": 1}))
-    .await;
+        .await;
     sim.fault(json!({"path": "/oauth/token", "status": 503, "count": 1000}))
-    .await;
+        .await;
 
     let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
     let failing = zc
@@ -747,9 +751,14 @@ async fn a_refresh_answer_lost_in_the_network_is_reported_and_never_repeated() {
     // Zoom rotates the grant, then hangs past the operator's 10-second timeout: the only
     // valid refresh token is in an answer that never arrives.
     sim.fault(json!({"path": "/oauth/token", "delay_after_ms": 15000, "count": 1}))
-    .await;
+        .await;
     request_refresh(&client, &ns, "bot", "1").await;
-    let message = wait_lost(&env, "the lost answer to be reported", "already been sent to Zoom").await;
+    let message = wait_lost(
+        &env,
+        "the lost answer to be reported",
+        "already been sent to Zoom",
+    )
+    .await;
     let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
     assert!(message.contains("answer was lost"), "{message}");
     let zc = api.get("bot").await.expect("bot");

@@ -173,7 +173,10 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
 async fn public_url_flag_wins() {
     let (client, ns, _op) = oauth_env(
         "pub-url",
-        &["--public-url=https://zoom.corp.example/", "--ingress={ns}/absent"],
+        &[
+            "--public-url=https://zoom.corp.example/",
+            "--ingress={ns}/absent",
+        ],
     )
     .await;
     Zc::private_oauth("bot").apply(&client, &ns).await;
@@ -491,7 +494,10 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
     put_secret(&client, &b, "zoom-app", &[("clientId", "id")]).await;
     for ns in [&a, &b, &other] {
         app.secret("s2s-app").put(&client, ns).await;
-        Zc::s2s("s2s").credentials("s2s-app").apply(&client, ns).await;
+        Zc::s2s("s2s")
+            .credentials("s2s-app")
+            .apply(&client, ns)
+            .await;
         Zc::default_oauth("shared").apply(&client, ns).await;
     }
     Zc::private_oauth("own").apply(&client, &b).await;

@@ -88,7 +88,10 @@ async fn revoke_at_zoom(env: &Env, name: &str) -> reqwest::Response {
     http()
         .post(format!("{}/oauth/revoke", env.sim.url))
         .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("token", token(env, name, "refresh_token").await.expect("rt"))])
+        .form(&[(
+            "token",
+            token(env, name, "refresh_token").await.expect("rt"),
+        )])
         .send()
         .await
         .expect("revoke")
@@ -447,7 +450,10 @@ async fn default_app_is_used_when_configured() {
             .contains("--default-app-secret"));
     }
     // With it: the tenant only authorizes.
-    let op = sim.operator(&ns, &[&format!("--default-app-secret={ns}/platform-zoom-app")]);
+    let op = sim.operator(
+        &ns,
+        &[&format!("--default-app-secret={ns}/platform-zoom-app")],
+    );
     let env = Env {
         client,
         ns,
@@ -505,9 +511,11 @@ async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
     )
     .await;
     assert!(
-        events(&env.client, &env.ns).await.iter().any(
-            |e| e.reason.as_deref() == Some("RevokeFailed") && e.type_.as_deref() == Some("Warning")
-        ),
+        events(&env.client, &env.ns)
+            .await
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RevokeFailed")
+                && e.type_.as_deref() == Some("Warning")),
         "a RevokeFailed warning"
     );
 }

@@ -115,7 +115,11 @@ impl Zc {
     }
 
     /// Server-side apply, returning the API server's code and message if it refuses.
-    pub async fn try_apply(&self, client: &Client, ns: &str) -> Result<ZoomConnection, (u16, String)> {
+    pub async fn try_apply(
+        &self,
+        client: &Client,
+        ns: &str,
+    ) -> Result<ZoomConnection, (u16, String)> {
         let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
         match api
             .patch(

@@ -75,7 +75,13 @@ impl Env {
     }
 
     /// Waits for condition `type_` of connection `name` to be `status`/`reason`.
-    pub async fn wait(&self, name: &str, type_: &str, status: &str, reason: &str) -> ZoomConnection {
+    pub async fn wait(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> ZoomConnection {
         wait_condition(&self.client, &self.ns, name, type_, status, reason).await
     }
 

@@ -87,7 +87,12 @@ pub async fn events(client: &Client, ns: &str) -> Vec<Event> {
 }
 
 /// Waits for an Event in `ns` that `matches`.
-pub async fn wait_event(client: &Client, ns: &str, what: &str, matches: impl Fn(&Event) -> bool) -> Event {
+pub async fn wait_event(
+    client: &Client,
+    ns: &str,
+    what: &str,
+    matches: impl Fn(&Event) -> bool,
+) -> Event {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
     eventually(what, Duration::from_secs(30), || {
         let api = api.clone();
@@ -97,10 +102,14 @@ pub async fn wait_event(client: &Client, ns: &str, what: &str, matches: impl Fn(
                 .list(&Default::default())
                 .await
                 .map_err(|e| e.to_string())?;
-            list.items.iter().find(|e| matches(e)).cloned().ok_or_else(|| {
-                let reasons: Vec<_> = list.items.iter().map(|e| e.reason.clone()).collect();
-                format!("{reasons:?}")
-            })
+            list.items
+                .iter()
+                .find(|e| matches(e))
+                .cloned()
+                .ok_or_else(|| {
+                    let reasons: Vec<_> = list.items.iter().map(|e| e.reason.clone()).collect();
+                    format!("{reasons:?}")
+                })
         }
     })
     .await
@@ -127,16 +136,28 @@ pub async fn wait_zc<T>(
 
 /// Waits for `status.authorizeURL` of `name`.
 pub async fn wait_authorize_url(client: &Client, ns: &str, name: &str) -> String {
-    wait_zc(client, ns, name, "status.authorizeURL", Duration::from_secs(60), |zc| {
-        zc.status
-            .and_then(|s| s.authorize_url)
-            .ok_or_else(|| "no authorizeURL yet".to_owned())
-    })
+    wait_zc(
+        client,
+        ns,
+        name,
+        "status.authorizeURL",
+        Duration::from_secs(60),
+        |zc| {
+            zc.status
+                .and_then(|s| s.authorize_url)
+                .ok_or_else(|| "no authorizeURL yet".to_owned())
+        },
+    )
     .await
 }
 
 /// Waits for `status.redirectURL` of `name` to be `want`.
-pub async fn wait_redirect_url(client: &Client, ns: &str, name: &str, want: &str) -> ZoomConnection {
+pub async fn wait_redirect_url(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    want: &str,
+) -> ZoomConnection {
     let what = format!("{ns}/{name} redirectURL {want}");
     wait_zc(client, ns, name, &what, Duration::from_secs(60), |zc| {
         let got = zc.status.as_ref().and_then(|s| s.redirect_url.clone());
