@@ -1405,7 +1405,7 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         },
     )
     .await;
-    let lease = Api::<Lease>::namespaced(client.clone(), &release_ns)
+    let lease = Api::<Lease>::namespaced(client.clone(), release_ns)
         .get("zoom-operator-leader")
         .await
         .expect("the leader Lease is in the release namespace");
@@ -1417,7 +1417,7 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         holder.starts_with(&format!("{release}-test")),
         "holder {holder:?}"
     );
-    Api::<Secret>::namespaced(client.clone(), &release_ns)
+    Api::<Secret>::namespaced(client.clone(), release_ns)
         .get("zoom-operator-signing-key")
         .await
         .expect("the signing key is in the release namespace");
@@ -1427,7 +1427,7 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
     let t = tenant.as_str();
     let r = release_ns.as_str();
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["get", "secrets", "-n", t],
             &["update", "secrets", "-n", t],
@@ -1452,7 +1452,7 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         true,
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["delete", "secrets", "-n", t],
             &["delete", "secrets", "-n", r],
@@ -1560,7 +1560,7 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
     let e = elsewhere.as_str();
     let ingress = format!("ingresses.networking.k8s.io/{release}");
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["get", "secrets", "-n", t],
             &["list", "secrets", "-n", t],
@@ -1572,7 +1572,7 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
         true,
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["list", "secrets", "-A"],
             &["get", "secrets", "-n", e],
@@ -1700,7 +1700,7 @@ async fn installed_chart_for_several_namespaces() {
         release_ns.as_str(),
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["list", "secrets", "-n", a],
             &["watch", "secrets", "-n", b],
@@ -1719,7 +1719,7 @@ async fn installed_chart_for_several_namespaces() {
         true,
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["list", "secrets", "--all-namespaces"],
             &["watch", "secrets", "--all-namespaces"],

@@ -158,7 +158,7 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
     let down_at = Instant::now();
     let mut sent = BTreeSet::new();
     for round in 0..4 {
-        sent.extend(send_all(&op, round * 50..(round + 1) * 50).await);
+        sent.extend(send_all(op, round * 50..(round + 1) * 50).await);
         tokio::time::sleep(Duration::from_secs(15)).await;
     }
     assert_eq!(sent.len(), 200);
@@ -166,7 +166,7 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
         "pendingEvents in status",
         Duration::from_secs(30),
         || async {
-            match pending_in_status(&client, &ns, "bot").await {
+            match pending_in_status(client, ns, "bot").await {
                 Some(n) if n > 0 => Ok(n),
                 other => Err(format!("{other:?}")),
             }
@@ -174,15 +174,7 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
     )
     .await;
     assert!(pending <= 200, "{pending}");
-    let zc = wait_condition(
-        &client,
-        &ns,
-        "bot",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
+    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "SinkUnreachable").await;
     let message = &zc.condition("EventsReady").expect("EventsReady").message;
     assert!(message.contains("redelivered"), "{message}");
 
@@ -190,8 +182,8 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
     tokio::time::sleep(Duration::from_secs(120).saturating_sub(down_at.elapsed())).await;
     recover_and_wait_for_all(&sink, &sent, Duration::from_secs(180)).await;
     eventually("nothing left stored", Duration::from_secs(60), || async {
-        let stored = stored_events(&client, &ns).await;
-        let in_status = pending_in_status(&client, &ns, "bot").await;
+        let stored = stored_events(client, ns).await;
+        let in_status = pending_in_status(client, ns, "bot").await;
         if stored == 0 && in_status == Some(0) {
             Ok(())
         } else {
@@ -247,7 +239,7 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
     sink.answer(500, Duration::ZERO);
     let first = body(1);
-    let (status, text, _) = post(&op, &first).await;
+    let (status, text, _) = post(op, &first).await;
     assert!(
         status == 200 && text.contains("\"stored\":1"),
         "{status} {text}"
@@ -290,7 +282,7 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
         "the second event stored",
         Duration::from_secs(30),
         || async {
-            let (status, text, _) = post(&op, &second).await;
+            let (status, text, _) = post(op, &second).await;
             if status == 200 && text.contains("\"stored\":1") {
                 Ok(())
             } else {
@@ -299,7 +291,7 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
         },
     )
     .await;
-    let zc = wait_condition(&client, &ns, "bot", "EventsReady", "False", "EventsDropped").await;
+    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "EventsDropped").await;
     let message = &zc.condition("EventsReady").expect("EventsReady").message;
     assert!(message.contains("deadLetterSink"), "{message}");
     let warned = events(client, ns).await.into_iter().any(|e| {
@@ -328,7 +320,7 @@ async fn storage_is_bounded_and_beyond_it_zoom_is_answered_503() {
 
     let mut statuses = Vec::new();
     for i in 0..12 {
-        let (status, text, _) = post(&op, &body(100 + i)).await;
+        let (status, text, _) = post(op, &body(100 + i)).await;
         statuses.push((status, text));
         // Let the store's cache see each write.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -348,7 +340,7 @@ async fn storage_is_bounded_and_beyond_it_zoom_is_answered_503() {
         refused.iter().all(|t| t.contains("could not be stored")),
         "{refused:?}"
     );
-    assert_eq!(stored_events(&client, &ns).await, 5);
+    assert_eq!(stored_events(client, ns).await, 5);
 }
 
 /// What Zoom alone achieves: no storage, no redelivery (`--max-pending-events=0`,
@@ -388,7 +380,7 @@ async fn zoom_retries_alone_reach_the_sink_only_when_re_signed() {
             )
             .await;
         assert_eq!(first["status"], 503, "{mode}: {first}");
-        assert_eq!(stored_events(&client, &ns).await, 0);
+        assert_eq!(stored_events(client, ns).await, 0);
         let tried = sent_to_sink(&sink);
 
         // The sink recovers; Zoom's first retry comes 5 minutes later.

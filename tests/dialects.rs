@@ -72,8 +72,8 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
         assert_eq!(expired["expired"], 1, "{dialect}: {expired}");
         request_refresh(client, ns, &name(dialect), "1").await;
         let zc = wait_condition(
-            &client,
-            &ns,
+            client,
+            ns,
             &name(dialect),
             "Authorized",
             "False",
@@ -102,8 +102,8 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
     wrong.secret(&secret_name(case)).put(client, ns).await;
     request_refresh(client, ns, &name(case), "1").await;
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         &name(case),
         "CredentialsReady",
         "False",
@@ -123,8 +123,8 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
         .await;
     request_refresh(client, ns, &name(case), "1").await;
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         &name(case),
         "CredentialsReady",
         "False",

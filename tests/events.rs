@@ -133,7 +133,7 @@ async fn url_validation_and_refusals() {
 
     // URL validation, signed and answered with the app's secret token, through zoom-sim.
     let out = eventually("url validation", Duration::from_secs(30), || async {
-        match sim_send(&op, "tok-v", &["--validate"]).await {
+        match sim_send(op, "tok-v", &["--validate"]).await {
             (true, out) => Ok(out),
             (false, out) => Err(out),
         }
@@ -142,12 +142,12 @@ async fn url_validation_and_refusals() {
     assert!(out.contains("validation: ok"), "{out}");
 
     // A token that no connection's app has: 401.
-    let (ok, out) = sim_send(&op, "some-other-token", &["--validate"]).await;
+    let (ok, out) = sim_send(op, "some-other-token", &["--validate"]).await;
     assert!(!ok && out.contains("status: 401"), "{out}");
 
     // Bad signature and stale timestamp: 401 with a reason.
     let (ok, out) = sim_send(
-        &op,
+        op,
         "tok-v",
         &[
             "--event=meeting.started",
@@ -162,7 +162,7 @@ async fn url_validation_and_refusals() {
     );
     let stale = (now_secs() - 600).to_string();
     let (ok, out) = sim_send(
-        &op,
+        op,
         "tok-v",
         &[
             "--event=meeting.started",
@@ -192,10 +192,10 @@ async fn url_validation_and_refusals() {
     let mut big = b"{\"event\":\"meeting.started\",\"payload\":{\"x\":\"".to_vec();
     big.resize(1024 * 1024 + 100, b'x');
     big.extend_from_slice(b"\"}}");
-    let answer = post_signed(&op, "tok-v", &big).await;
+    let answer = post_signed(op, "tok-v", &big).await;
     assert_eq!(answer.status, 413, "{}", answer.body);
     assert!(answer.body.contains("too_large"), "{}", answer.body);
-    assert_eq!(post_chunked(&op, big.len()).await, 413);
+    assert_eq!(post_chunked(op, big.len()).await, 413);
 
     // Not JSON: 415; signed but invalid JSON: 400.
     let r = http()
@@ -206,11 +206,11 @@ async fn url_validation_and_refusals() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 415);
-    let answer = post_signed(&op, "tok-v", b"{not json").await;
+    let answer = post_signed(op, "tok-v", b"{not json").await;
     assert_eq!(answer.status, 400, "{}", answer.body);
 
     // An event for the connection's account (no sink): accepted.
-    let answer = post_until(&op, "tok-v", &event_body("meeting.started", "acc-v"), 200).await;
+    let answer = post_until(op, "tok-v", &event_body("meeting.started", "acc-v"), 200).await;
     assert!(answer.body.contains("accepted"), "{}", answer.body);
 
     let m = op.metrics_text().await;
@@ -235,7 +235,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     let bot = s2s("bot", "zoom-app", Some(&sink.url));
     let env = setup("ev-forward", app, &[bot], true, &[]).await;
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
-    wait_condition(&client, &ns, "bot", "EventsReady", "True", "Ready").await;
+    wait_condition(client, ns, "bot", "EventsReady", "True", "Ready").await;
 
     // Odd whitespace and key order: a re-serialised body would differ.
     let body = br#"{ "payload" : {"object":{"id":"85 123"},  "account_id":"acc-f"},"event":"meeting.started", "event_ts": 1700000000123 }"#;
@@ -243,7 +243,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
         "the event is forwarded",
         Duration::from_secs(30),
         || async {
-            let a = post_with_id(&op, "tok-f", body, "req-123").await;
+            let a = post_with_id(op, "tok-f", body, "req-123").await;
             if a.status == 200 && a.body.contains("\"forwarded\":1") {
                 Ok(a)
             } else {
@@ -277,7 +277,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
 
     // Without x-zm-request-id: the same id, so a sink sees Zoom's retry as a duplicate.
     let before = sink.received().len();
-    let answer = post_signed(&op, "tok-f", body).await;
+    let answer = post_signed(op, "tok-f", body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let got = sink.received();
     assert_eq!(got.len(), before + 1);
@@ -285,7 +285,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
 
     // A real zoom-sim event goes through as well.
     let (ok, out) = sim_send(
-        &op,
+        op,
         "tok-f",
         &[
             "--event=meeting.ended",
@@ -305,7 +305,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     assert_eq!(parsed["payload"]["account_id"], "acc-f");
 
     // lastEventTime lands, written by its own field manager.
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
     let zc = eventually("lastEventTime", Duration::from_secs(30), || {
         let api = api.clone();
         async move {
@@ -334,7 +334,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     // Events inside the 10s window are coalesced, and the trailing write still lands the
     // newest time.
     let sent_at = now_secs();
-    let answer = post_signed(&op, "tok-f", &event_body("meeting.updated", "acc-f")).await;
+    let answer = post_signed(op, "tok-f", &event_body("meeting.updated", "acc-f")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     eventually(
         "the trailing lastEventTime write",
@@ -384,11 +384,11 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
 
     // A sink that refuses connections: 503 so Zoom retries, and the condition says why.
-    let answer = post_until(&op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
+    let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "dead",
         "EventsReady",
         "False",
@@ -397,8 +397,8 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     .await;
     let message = &zc.condition("EventsReady").expect("condition").message;
     assert!(message.contains("could not be reached"), "{message}");
-    wait_condition(&client, &ns, "steady", "EventsReady", "True", "Ready").await;
-    let token_secret: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    wait_condition(client, ns, "steady", "EventsReady", "True", "Ready").await;
+    let token_secret: Api<Secret> = Api::namespaced(client.clone(), ns);
     let s = token_secret
         .get("dead-zoom-token")
         .await
@@ -408,15 +408,15 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
         ann.contains_key("zoom-operator.io/sink-unreachable"),
         "{ann:?}"
     );
-    api_delete(&client, &ns, "dead").await;
+    api_delete(client, ns, "dead").await;
 
     // A sink answering 500: 503.
     flaky.answer(500, Duration::ZERO);
-    let answer = post_until(&op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
+    let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
     wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "flaky",
         "EventsReady",
         "False",
@@ -436,7 +436,7 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     // A slow sink: 503 within Zoom's budget, and the fast sink still got the event.
     flaky.answer(200, Duration::from_secs(10));
     let steady_before = steady.received().len();
-    let answer = post_signed(&op, "tok-d", &event_body("meeting.started", "acc-d")).await;
+    let answer = post_signed(op, "tok-d", &event_body("meeting.started", "acc-d")).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert!(
         answer.elapsed < Duration::from_secs(3),
@@ -445,8 +445,8 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     );
     assert_eq!(steady.received().len(), steady_before + 1);
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "flaky",
         "EventsReady",
         "False",
@@ -472,9 +472,9 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
 
     // Recovered: 200 and the condition clears.
     flaky.answer(200, Duration::ZERO);
-    let answer = post_signed(&op, "tok-d", &event_body("meeting.started", "acc-d")).await;
+    let answer = post_signed(op, "tok-d", &event_body("meeting.started", "acc-d")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    wait_condition(&client, &ns, "flaky", "EventsReady", "True", "Ready").await;
+    wait_condition(client, ns, "flaky", "EventsReady", "True", "Ready").await;
     let m = op.metrics_text().await;
     assert!(
         m.contains(r#"zoom_operator_webhook_requests_total{result="sink_failed"} "#)
@@ -515,11 +515,11 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
 
     let counts = || sinks.iter().map(|s| s.received().len()).collect::<Vec<_>>();
-    post_until(&op, "tok-1", &event_body("meeting.started", "acc-1"), 200).await;
+    post_until(op, "tok-1", &event_body("meeting.started", "acc-1"), 200).await;
     assert_eq!(counts(), [1, 0, 0]);
-    post_until(&op, "tok-2", &event_body("meeting.started", "acc-2"), 200).await;
+    post_until(op, "tok-2", &event_body("meeting.started", "acc-2"), 200).await;
     assert_eq!(counts(), [1, 1, 0]);
-    post_until(&op, "tok-1", &event_body("meeting.started", "acc-3"), 200).await;
+    post_until(op, "tok-1", &event_body("meeting.started", "acc-3"), 200).await;
     assert_eq!(counts(), [1, 1, 1]);
     assert_eq!(
         sinks[2].received()[0].header("ce-source"),
@@ -527,11 +527,11 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     );
 
     // Signed by app 1 for app 2's account: nobody's. 200 so Zoom does not retry.
-    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-2")).await;
+    let answer = post_signed(op, "tok-1", &event_body("meeting.started", "acc-2")).await;
     assert_eq!(answer.status, 200);
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     // An account no connection has.
-    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-unknown")).await;
+    let answer = post_signed(op, "tok-1", &event_body("meeting.started", "acc-unknown")).await;
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     assert_eq!(counts(), [1, 1, 1]);
     let m = op.metrics_text().await;
@@ -541,12 +541,12 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     );
 
     // A deleted connection stops receiving.
-    api_delete(&client, &ns, "one").await;
+    api_delete(client, ns, "one").await;
     eventually(
         "the deleted connection is unrouted",
         Duration::from_secs(30),
         || async {
-            let a = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-1")).await;
+            let a = post_signed(op, "tok-1", &event_body("meeting.started", "acc-1")).await;
             if a.body.contains("unroutable") {
                 Ok(())
             } else {
@@ -556,7 +556,7 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     )
     .await;
     let delivered_to_one = sinks[0].received().len();
-    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-1")).await;
+    let answer = post_signed(op, "tok-1", &event_body("meeting.started", "acc-1")).await;
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     assert_eq!(sinks[0].received().len(), delivered_to_one);
 }
@@ -573,17 +573,17 @@ async fn a_rotated_secret_token_takes_effect_without_a_restart() {
     )
     .await;
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
-    post_until(&op, "tok-old", &event_body("meeting.started", "acc-r"), 200).await;
+    post_until(op, "tok-old", &event_body("meeting.started", "acc-r"), 200).await;
 
     app.clone()
         .secret_token("tok-new")
         .secret("zoom-app")
         .put(client, ns)
         .await;
-    post_until(&op, "tok-new", &event_body("meeting.started", "acc-r"), 200).await;
-    let (ok, out) = sim_send(&op, "tok-new", &["--validate"]).await;
+    post_until(op, "tok-new", &event_body("meeting.started", "acc-r"), 200).await;
+    let (ok, out) = sim_send(op, "tok-new", &["--validate"]).await;
     assert!(ok, "{out}");
-    let answer = post_signed(&op, "tok-old", &event_body("meeting.started", "acc-r")).await;
+    let answer = post_signed(op, "tok-old", &event_body("meeting.started", "acc-r")).await;
     assert_eq!(answer.status, 401, "{}", answer.body);
 
     // The token key removed: no app to verify against any more.
@@ -591,7 +591,7 @@ async fn a_rotated_secret_token_takes_effect_without_a_restart() {
         .secret("zoom-app")
         .put(client, ns)
         .await;
-    post_until(&op, "tok-new", &event_body("meeting.started", "acc-r"), 401).await;
+    post_until(op, "tok-new", &event_body("meeting.started", "acc-r"), 401).await;
 }
 
 #[tokio::test]
@@ -606,8 +606,8 @@ async fn refused_sinks_are_never_called() {
     let env = setup("ev-ssrf", app, &connections, true, &[]).await;
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "metadata",
         "EventsReady",
         "False",
@@ -620,8 +620,8 @@ async fn refused_sinks_are_never_called() {
         .message
         .contains("169.254.169.254"));
     wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "loopback",
         "EventsReady",
         "False",
@@ -630,7 +630,7 @@ async fn refused_sinks_are_never_called() {
     .await;
 
     // Verified and routed, not forwarded, and not a reason for Zoom to retry.
-    let answer = post_until(&op, "tok-s", &event_body("meeting.started", "acc-s"), 200).await;
+    let answer = post_until(op, "tok-s", &event_body("meeting.started", "acc-s"), 200).await;
     assert!(answer.body.contains("\"forwarded\":0"), "{}", answer.body);
     assert!(answer.elapsed < Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -675,7 +675,7 @@ async fn app_deauthorized_deletes_the_tokens() {
     let hops = web::through_zoom(&local(&authorize)).await;
     let (status, page) = web::open(&local(&hops.callback)).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{page}");
-    wait_condition(&client, &ns, "bot", "Authorized", "True", "Authorized").await;
+    wait_condition(client, ns, "bot", "Authorized", "True", "Authorized").await;
     wait_zc(
         client,
         ns,
@@ -693,7 +693,7 @@ async fn app_deauthorized_deletes_the_tokens() {
         },
     )
     .await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let has_tokens = |s: &Secret| {
         let data = s.data.clone().unwrap_or_default();
         data.contains_key("access_token") || data.contains_key("refresh_token")
@@ -735,7 +735,7 @@ async fn app_deauthorized_deletes_the_tokens() {
 
     let s = secrets.get("bot-zoom-token").await.expect("token secret");
     assert!(!has_tokens(&s), "tokens must be gone once Zoom got 200");
-    let zc = wait_condition(&client, &ns, "bot", "Authorized", "False", "Deauthorized").await;
+    let zc = wait_condition(client, ns, "bot", "Authorized", "False", "Deauthorized").await;
     let status = zc.status.clone().unwrap_or_default();
     assert!(status.authorize_url.is_some(), "ready to authorize again");
     wait_event(client, ns, "a Deauthorized event", |e| {

@@ -121,7 +121,7 @@ async fn forced_double_refresh_lets_only_one_through() {
     sim.wait_refreshes("three refreshes", first + 3, Duration::from_secs(120))
         .await;
     sim.assert_no_reuse().await;
-    let zc = wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let zc = wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     let token = zc.condition("TokenReady").expect("TokenReady");
     assert_eq!(token.reason, "Fresh", "{}", token.message);
 }
@@ -133,15 +133,15 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
     apply_bot(&env).await;
     env.authorize("bot").await;
-    let before = refresh_token(&token_secret(&client, &ns).await);
+    let before = refresh_token(&token_secret(client, ns).await);
 
     // While Zoom takes its time answering, the token Secret becomes unwritable: a tenant (or a
     // policy) made it immutable. Every write of it now gets 422 from the API server.
     sim.fault(json!({"path": "/oauth/token", "delay_ms": 4000, "count": 1}))
         .await;
-    request_refresh(&client, &ns, "bot", "1").await;
-    wait_fence(&client, &ns).await;
-    Api::<Secret>::namespaced(client.clone(), &ns)
+    request_refresh(client, ns, "bot", "1").await;
+    wait_fence(client, ns).await;
+    Api::<Secret>::namespaced(client.clone(), ns)
         .patch(
             "bot-zoom-token",
             &PatchParams::default(),
@@ -150,7 +150,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
         .await
         .expect("make the Secret immutable");
 
-    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "TokenNotStored").await;
+    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "TokenNotStored").await;
     let message = zc
         .condition("TokenReady")
         .expect("TokenReady")
@@ -162,7 +162,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     );
     assert!(!message.contains("ns-id-secret"));
     assert_eq!(
-        refresh_token(&token_secret(&client, &ns).await),
+        refresh_token(&token_secret(client, ns).await),
         before,
         "the immutable Secret kept the old grant"
     );
@@ -173,12 +173,12 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     assert_eq!(refreshed, 1, "{s}");
 
     // The cause is fixed: the Secret is deleted, and the operator writes the kept grant.
-    Api::<Secret>::namespaced(client.clone(), &ns)
+    Api::<Secret>::namespaced(client.clone(), ns)
         .delete("bot-zoom-token", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_rotated(&client, &ns, &before, Duration::from_secs(30)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_rotated(client, ns, &before, Duration::from_secs(30)).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     assert_eq!(
         sim.stats().await["refreshes"],
         1,
@@ -186,11 +186,11 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     );
 
     // It is the newest grant: the next refresh with it works.
-    let stored = refresh_token(&token_secret(&client, &ns).await);
+    let stored = refresh_token(&token_secret(client, ns).await);
     // Forced refreshes are one a minute per connection: this one may wait for the first's minute.
-    request_refresh(&client, &ns, "bot", "2").await;
-    wait_rotated(&client, &ns, &stored, Duration::from_secs(90)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    request_refresh(client, ns, "bot", "2").await;
+    wait_rotated(client, ns, &stored, Duration::from_secs(90)).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 
@@ -206,8 +206,8 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
     // leader is SIGKILLed while it waits.
     sim.fault(json!({"path": "/oauth/token", "delay_after_ms": 10000, "count": 1}))
         .await;
-    request_refresh(&client, &ns, "bot", "1").await;
-    let fence = wait_fence(&client, &ns).await;
+    request_refresh(client, ns, "bot", "1").await;
+    let fence = wait_fence(client, ns).await;
     let holder = fence
         .split(';')
         .find_map(|p| p.strip_prefix("holder="))
@@ -424,17 +424,17 @@ async fn a_leader_whose_api_server_connection_stalls_stops_and_the_other_takes_o
         stalled_at.elapsed()
     );
     let a_requests = a.metric("zoom_operator_token_requests_total").await;
-    let before = refresh_token(&token_secret(&client, &ns).await);
-    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
-    let rotated = refresh_token(&token_secret(&client, &ns).await);
-    wait_rotated(&client, &ns, &rotated, Duration::from_secs(30)).await;
+    let before = refresh_token(&token_secret(client, ns).await);
+    wait_rotated(client, ns, &before, Duration::from_secs(60)).await;
+    let rotated = refresh_token(&token_secret(client, ns).await);
+    wait_rotated(client, ns, &rotated, Duration::from_secs(30)).await;
     assert_eq!(b.metric("zoom_operator_leader").await, 1.0);
     assert_eq!(
         a.metric("zoom_operator_token_requests_total").await,
         a_requests,
         "the stalled replica called Zoom after stepping down"
     );
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 
     // The connection comes back: A stays a follower while B leads, and nothing is reused.
@@ -460,28 +460,28 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
     // for 25 s: Zoom's answer cannot be written, and the replica cannot renew its lease either.
     sim.fault(json!({"path": "/oauth/token", "delay_ms": 3000, "count": 1}))
         .await;
-    request_refresh(&client, &ns, "bot", "1").await;
-    wait_fence(&client, &ns).await;
+    request_refresh(client, ns, "bot", "1").await;
+    wait_fence(client, ns).await;
     proxy.close().await;
     wait_stepped_down(&env.op, "the replica to step down").await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(sim.stats().await["refreshes"], 1, "Zoom answered once");
     assert_eq!(
-        refresh_token(&token_secret(&client, &ns).await),
+        refresh_token(&token_secret(client, ns).await),
         before,
         "nothing could be written"
     );
 
     // Back: the kept grant is written, the replica leads again, nothing was sent twice.
     proxy.reopen().await;
-    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_rotated(client, ns, &before, Duration::from_secs(60)).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     let s = sim.assert_no_reuse().await;
     assert_eq!(s["refreshes"], 1, "{s}");
-    let stored = refresh_token(&token_secret(&client, &ns).await);
+    let stored = refresh_token(&token_secret(client, ns).await);
     // Forced refreshes are one a minute per connection: this one may wait for the first's minute.
-    request_refresh(&client, &ns, "bot", "2").await;
-    wait_rotated(&client, &ns, &stored, Duration::from_secs(90)).await;
+    request_refresh(client, ns, "bot", "2").await;
+    wait_rotated(client, ns, &stored, Duration::from_secs(90)).await;
     sim.assert_no_reuse().await;
 }
 
@@ -496,7 +496,7 @@ async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
     // operator's compare-and-swap writes (fence and grant) keep meeting 409 conflicts.
     let stop = Arc::new(AtomicBool::new(false));
     let hammer = {
-        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut i = 0u64;
@@ -526,8 +526,8 @@ async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
     stop.store(true, Ordering::Relaxed);
     let writes = hammer.await.expect("hammer");
     assert!(writes > 100, "only {writes} competing writes");
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    let secret = token_secret(&client, &ns).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    let secret = token_secret(client, ns).await;
     assert!(
         annotation(&secret, "example.com/touched").is_some(),
         "the other tool's annotation is kept"
@@ -556,7 +556,7 @@ async fn zoom_outages_are_ridden_out_and_reported() {
     sim.fault(json!({"path": "/oauth/token", "status": 503, "count": 1000}))
         .await;
 
-    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "RefreshFailing").await;
     let failing = zc
         .condition("TokenReady")
         .expect("TokenReady")
@@ -591,7 +591,7 @@ async fn zoom_outages_are_ridden_out_and_reported() {
         .await
         .expect("clear");
     assert!(cleared.status().is_success());
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 
@@ -688,7 +688,7 @@ async fn a_replica_whose_clock_is_ten_seconds_ahead_does_not_refresh_beside_the_
     env.authorize("bot").await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
 
-    wait_rotations(&client, &ns, 3).await;
+    wait_rotations(client, ns, 3).await;
     sim.assert_no_reuse().await;
     assert_eq!(b.metric("zoom_operator_leader").await, 0.0);
     assert_eq!(
@@ -699,9 +699,9 @@ async fn a_replica_whose_clock_is_ten_seconds_ahead_does_not_refresh_beside_the_
 
     // The leader dies; the replica that is ahead takes over and refreshes alone.
     env.op.kill();
-    wait_rotations(&client, &ns, 2).await;
+    wait_rotations(client, ns, 2).await;
     assert_eq!(b.metric("zoom_operator_leader").await, 1.0);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     let s = sim.assert_no_reuse().await;
     assert_eq!(s["superseded_grants"], 0, "{s}");
 }
@@ -752,7 +752,7 @@ async fn a_refresh_answer_lost_in_the_network_is_reported_and_never_repeated() {
     // valid refresh token is in an answer that never arrives.
     sim.fault(json!({"path": "/oauth/token", "delay_after_ms": 15000, "count": 1}))
         .await;
-    request_refresh(&client, &ns, "bot", "1").await;
+    request_refresh(client, ns, "bot", "1").await;
     let message = wait_lost(
         &env,
         "the lost answer to be reported",
@@ -768,6 +768,6 @@ async fn a_refresh_answer_lost_in_the_network_is_reported_and_never_repeated() {
     assert_eq!(s["refreshes"], 1, "the refresh token was sent once: {s}");
 
     // Only the Zoom user can repair it: authorizing again makes the connection Ready.
-    browser_flow(&client, zc).await;
+    browser_flow(client, zc).await;
     sim.assert_no_reuse().await;
 }

@@ -328,14 +328,14 @@ async fn deleting_the_connection_collects_its_token_secret() {
     let (client, ns) = (&env.client, &env.ns);
     env.apply(&Zc::s2s("bot")).await;
     env.wait_ready("bot").await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     assert!(secrets
         .get_opt("bot-zoom-token")
         .await
         .expect("get")
         .is_some());
 
-    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
     zcs.delete("bot", &DeleteParams::default())
         .await
         .expect("delete");
