@@ -79,59 +79,36 @@ fn health(obj: &Value) -> (String, String) {
     (status.to_owned(), message.to_owned())
 }
 
-const S2S: &str = "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: reporting}\nspec: {authType: ServerToServer, credentialsRef: {name: zoom-app}}\n";
-
 #[tokio::test]
 async fn health_follows_the_real_status_of_connections() {
-    let client = client().await;
-    let ns = namespace(&client, "argocd").await;
-    let (_sim, _op) = start_s2s(
-        &client,
-        &ns,
-        "acc-1",
-        &[],
-        &["--public-url=https://zoom.example.com"],
-    )
-    .await;
-    put_secret(
-        &client,
-        &ns,
-        "oauth-app",
-        &[("clientId", "oauth-id"), ("clientSecret", "oauth-secret")],
-    )
-    .await;
+    let env = Env::new("argocd")
+        .app(ZoomApp::s2s("s2s-id", "acc-1"))
+        .operator(&["--public-url=https://zoom.example.com"])
+        .start()
+        .await;
+    let (client, ns) = (&env.client, &env.ns);
+    ZoomApp::oauth("oauth-id", "oauth-secret")
+        .secret("oauth-app")
+        .put(client, ns)
+        .await;
 
-    apply_zc(&client, &ns, S2S).await;
-    let ready = wait_condition(&client, &ns, "reporting", "Ready", "True", "Ready").await;
+    env.apply(&Zc::s2s("reporting")).await;
+    let ready = env.wait_ready("reporting").await;
     let (status, _) = health(&serde_json::to_value(&ready).expect("json"));
     assert_eq!(status, "Healthy");
 
-    apply_zc(
-        &client,
-        &ns,
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: sales-bot}\nspec: {authType: PrivateOAuth, credentialsRef: {name: oauth-app}}\n",
-    )
-    .await;
-    let waiting = wait_condition(
-        &client,
-        &ns,
-        "sales-bot",
-        "Ready",
-        "False",
-        "AwaitingAuthorization",
-    )
-    .await;
+    env.apply(&Zc::private_oauth("sales-bot").credentials("oauth-app"))
+        .await;
+    let waiting = env
+        .wait("sales-bot", "Ready", "False", "AwaitingAuthorization")
+        .await;
     let (status, message) = health(&serde_json::to_value(&waiting).expect("json"));
     assert_eq!(status, "Progressing");
     assert!(message.starts_with("AwaitingAuthorization"), "{message}");
 
-    apply_zc(
-        &client,
-        &ns,
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: broken}\nspec: {authType: PrivateOAuth, credentialsRef: {name: no-such-secret}}\n",
-    )
-    .await;
-    let broken = wait_condition(&client, &ns, "broken", "Ready", "False", "SecretNotFound").await;
+    env.apply(&Zc::private_oauth("broken").credentials("no-such-secret"))
+        .await;
+    let broken = env.wait("broken", "Ready", "False", "SecretNotFound").await;
     let operator_message = broken.condition("Ready").expect("Ready").message.clone();
     let (status, message) = health(&serde_json::to_value(&broken).expect("json"));
     assert_eq!(status, "Degraded");

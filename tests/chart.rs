@@ -161,29 +161,24 @@ const RELEASE: &str = "zoom-operator";
 const RELEASE_NS: &str = "zoom-system";
 
 /// `helm template zoom-operator charts/zoom-operator -n zoom-system --set ...`.
-fn render(sets: &[&str]) -> Rendered {
+fn template(sets: &[&str]) -> Command {
     let mut cmd = helm();
     cmd.args(["template", RELEASE])
         .arg(chart_dir())
         .args(["--namespace", RELEASE_NS]);
-    let yaml = run_ok(
-        with_sets(&mut cmd, sets),
-        &format!("helm template {sets:?}"),
-    );
+    with_sets(&mut cmd, sets);
+    cmd
+}
+
+fn render(sets: &[&str]) -> Rendered {
+    let yaml = run_ok(&mut template(sets), &format!("helm template {sets:?}"));
     Rendered {
         docs: parse_docs(&yaml),
     }
 }
 
 fn render_fails(sets: &[&str]) -> String {
-    let mut cmd = helm();
-    cmd.args(["template", RELEASE])
-        .arg(chart_dir())
-        .args(["--namespace", RELEASE_NS]);
-    run_fails(
-        with_sets(&mut cmd, sets),
-        &format!("helm template {sets:?}"),
-    )
+    run_fails(&mut template(sets), &format!("helm template {sets:?}"))
 }
 
 fn str_of(v: &Value) -> &str {
@@ -1170,83 +1165,100 @@ fn assert_can(kubeconfig: &Path, cases: &[&[&str]], expected: bool) {
     );
 }
 
-fn private_oauth(name: &str) -> String {
-    format!(
-        "apiVersion: zoom-operator.io/v1alpha1
-kind: ZoomConnection
-metadata: {{name: {name}}}
-spec:
-  authType: PrivateOAuth
-  credentialsRef: {{name: zoom-app}}
-"
-    )
+/// A chart installed for the test: its release namespace and name, and the operator started
+/// as the Deployment starts it, authenticated as the chart's ServiceAccount.
+struct Installed {
+    release_ns: String,
+    release: String,
+    kubeconfig: PathBuf,
+    operator: ChartOperator,
 }
 
-async fn wait_redirect_url(client: &Client, ns: &str, name: &str, want: &str) -> ZoomConnection {
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("{ns}/{name} redirectURL {want}"),
-        Duration::from_secs(60),
-        || {
-            let api = api.clone();
-            async move {
-                let zc = api.get(name).await.map_err(|e| e.to_string())?;
-                let got = zc.status.as_ref().and_then(|s| s.redirect_url.clone());
-                if got.as_deref() == Some(want) {
-                    Ok(zc)
-                } else {
-                    Err(format!(
-                        "redirectURL {got:?}, URLsReady {:?}",
-                        zc.condition("URLsReady")
-                    ))
-                }
-            }
-        },
+/// A release namespace, and a release name that contains the chart name (so every object is
+/// named after it) and is unique (the ClusterRole is cluster-scoped).
+async fn release_namespace(client: &Client) -> (String, String) {
+    let release_ns = namespace(client, "zoom-system").await;
+    let release = format!(
+        "zoom-operator-{}",
+        release_ns.trim_start_matches("zoom-system-")
+    );
+    (release_ns, release)
+}
+
+/// `helm install` with `sets` (`{release_ns}` replaced), then the operator from the
+/// Deployment, its probes answering.
+async fn install(
+    client: &Client,
+    (release_ns, release): (String, String),
+    sets: &[&str],
+) -> Installed {
+    let sets: Vec<String> = sets
+        .iter()
+        .map(|s| s.replace("{release_ns}", &release_ns))
+        .collect();
+    helm_install(&release, &release_ns, &strs(&sets));
+    Installed::start(client, release_ns, release).await
+}
+
+impl Installed {
+    /// The operator of an installed release, as its Deployment starts it; its probes answer
+    /// once every replica's index listed what its Roles allow.
+    async fn start(client: &Client, release_ns: String, release: String) -> Installed {
+        let kubeconfig = service_account_kubeconfig(client, &release_ns, &release).await;
+        let operator =
+            start_operator_from_deployment(client, &release_ns, &release, &kubeconfig).await;
+        operator.wait_probes_ok().await;
+        Installed {
+            release_ns,
+            release,
+            kubeconfig,
+            operator,
+        }
+    }
+
+    fn uninstall(self) {
+        drop(self.operator);
+        helm_uninstall(&self.release, &self.release_ns);
+    }
+}
+
+/// The OAuth app `id`/`s` as Secret `zoom-app` and connection `bot` in `ns`.
+async fn oauth_bot(client: &Client, ns: &str) {
+    put_secret(
+        client,
+        ns,
+        "zoom-app",
+        &[("clientId", "id"), ("clientSecret", "s")],
     )
-    .await
+    .await;
+    Zc::private_oauth("bot").apply(client, ns).await;
 }
 
 #[tokio::test]
 async fn installed_chart_grants_the_operator_enough_and_no_more() {
     let _serial = INSTALLS.lock().await;
     let client = client().await;
-    let release_ns = namespace(&client, "zoom-system").await;
+    let names = release_namespace(&client).await;
     let tenant = namespace(&client, "team").await;
-    // The release name contains the chart name, so every object is named after it; it is
-    // unique because the ClusterRole is cluster-scoped.
-    let release = format!(
-        "zoom-operator-{}",
-        release_ns.trim_start_matches("zoom-system-")
-    );
-    let sim = start_zoom_sim(&[
-        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-1",
-    ]);
+    let s2s = ZoomApp::s2s("s2s-id", "acc-1");
+    let sim = start_zoom_sim(&[&s2s.sim_flag()]);
     let oauth_url = format!("operator.zoomOAuthURL={}", sim.url);
     let api_url = format!("operator.zoomAPIURL={}", sim.url);
-    helm_install(
-        &release,
-        &release_ns,
+    let installed = install(
+        &client,
+        names,
         &[
             "operator.publicURL=https://zoom.example.com",
             &oauth_url,
             &api_url,
         ],
-    );
-    let kubeconfig = service_account_kubeconfig(&client, &release_ns, &release).await;
-
-    let operator =
-        start_operator_from_deployment(&client, &release_ns, &release, &kubeconfig).await;
-    operator.wait_probes_ok().await;
-
-    // Enough: a connection in another namespace is reconciled end to end.
-    put_secret(
-        &client,
-        &tenant,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
     )
     .await;
-    apply_zc(&client, &tenant, &private_oauth("bot")).await;
+    let (release_ns, release) = (&installed.release_ns, &installed.release);
+    let (kubeconfig, operator) = (&installed.kubeconfig, &installed.operator);
+
+    // Enough: a connection in another namespace is reconciled end to end.
+    oauth_bot(&client, &tenant).await;
     wait_condition(&client, &tenant, "bot", "CredentialsReady", "True", "Valid").await;
     let zc = wait_redirect_url(
         &client,
@@ -1294,27 +1306,12 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
 
     // Token Secret writes, a forced refresh, the revoke finalizer: a Server-to-Server
     // connection against zoom-sim (the chart's zoomOAuthURL/zoomAPIURL values).
-    put_secret(
-        &client,
-        &tenant,
-        "zoom-s2s",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", "acc-1"),
-        ],
-    )
-    .await;
-    apply_zc(
-        &client,
-        &tenant,
-        "apiVersion: zoom-operator.io/v1alpha1
-kind: ZoomConnection
-metadata: {name: s2s}
-spec: {authType: ServerToServer, credentialsRef: {name: zoom-s2s}, revokeOnDelete: true}
-",
-    )
-    .await;
+    s2s.secret("zoom-s2s").put(&client, &tenant).await;
+    Zc::s2s("s2s")
+        .credentials("zoom-s2s")
+        .revoke_on_delete()
+        .apply(&client, &tenant)
+        .await;
     wait_condition(&client, &tenant, "s2s", "Ready", "True", "Ready").await;
     let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &tenant);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &tenant);
@@ -1339,15 +1336,7 @@ spec: {authType: ServerToServer, credentialsRef: {name: zoom-s2s}, revokeOnDelet
             .any(|f| f == "zoom-operator.io/revoke"),
         "revokeOnDelete adds the finalizer"
     );
-    zcs.patch(
-        "s2s",
-        &kube::api::PatchParams::default(),
-        &kube::api::Patch::Merge(serde_json::json!({
-            "metadata": {"annotations": {"zoom-operator.io/refresh-requested": "chart-test"}}
-        })),
-    )
-    .await
-    .expect("request a refresh");
+    request_refresh(&client, &tenant, "s2s", "chart-test").await;
     eventually(
         "a refreshed token in the token Secret",
         Duration::from_secs(60),
@@ -1416,7 +1405,7 @@ spec: {authType: ServerToServer, credentialsRef: {name: zoom-s2s}, revokeOnDelet
         },
     )
     .await;
-    let lease = Api::<Lease>::namespaced(client.clone(), &release_ns)
+    let lease = Api::<Lease>::namespaced(client.clone(), release_ns)
         .get("zoom-operator-leader")
         .await
         .expect("the leader Lease is in the release namespace");
@@ -1428,7 +1417,7 @@ spec: {authType: ServerToServer, credentialsRef: {name: zoom-s2s}, revokeOnDelet
         holder.starts_with(&format!("{release}-test")),
         "holder {holder:?}"
     );
-    Api::<Secret>::namespaced(client.clone(), &release_ns)
+    Api::<Secret>::namespaced(client.clone(), release_ns)
         .get("zoom-operator-signing-key")
         .await
         .expect("the signing key is in the release namespace");
@@ -1438,7 +1427,7 @@ spec: {authType: ServerToServer, credentialsRef: {name: zoom-s2s}, revokeOnDelet
     let t = tenant.as_str();
     let r = release_ns.as_str();
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["get", "secrets", "-n", t],
             &["update", "secrets", "-n", t],
@@ -1463,7 +1452,7 @@ spec: {authType: ServerToServer, credentialsRef: {name: zoom-s2s}, revokeOnDelet
         true,
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["delete", "secrets", "-n", t],
             &["delete", "secrets", "-n", r],
@@ -1492,59 +1481,45 @@ spec: {authType: ServerToServer, credentialsRef: {name: zoom-s2s}, revokeOnDelet
         false,
     );
 
-    drop(operator);
+    installed.uninstall();
     drop(sim);
-    helm_uninstall(&release, &release_ns);
 }
 
 #[tokio::test]
 async fn installed_chart_for_one_namespace_behind_its_ingress() {
     let _serial = INSTALLS.lock().await;
     let client = client().await;
-    let release_ns = namespace(&client, "zoom-system").await;
+    let names = release_namespace(&client).await;
     let tenant = namespace(&client, "team").await;
     let elsewhere = namespace(&client, "unwatched").await;
-    let release = format!(
-        "zoom-operator-{}",
-        release_ns.trim_start_matches("zoom-system-")
-    );
     // The default app lives in the release namespace, outside the one watched namespace: the
     // operator reads and watches that one Secret by name.
     put_secret(
         &client,
-        &release_ns,
+        &names.0,
         "zoom-default-app",
         &[("clientId", "default-id"), ("clientSecret", "s")],
     )
     .await;
     let watch = format!("operator.watchNamespaces={{{tenant}}}");
-    let default_app = format!("operator.defaultAppSecret={release_ns}/zoom-default-app");
-    helm_install(
-        &release,
-        &release_ns,
+    let installed = install(
+        &client,
+        names,
         &[
             &watch,
-            &default_app,
+            "operator.defaultAppSecret={release_ns}/zoom-default-app",
             "ingress.enabled=true",
             "ingress.host=zoom-ingress.example.com",
             "ingress.tls.enabled=true",
         ],
-    );
-    let kubeconfig = service_account_kubeconfig(&client, &release_ns, &release).await;
-    let operator =
-        start_operator_from_deployment(&client, &release_ns, &release, &kubeconfig).await;
-    operator.wait_probes_ok().await;
+    )
+    .await;
+    let (release_ns, release) = (&installed.release_ns, &installed.release);
+    let (kubeconfig, operator) = (&installed.kubeconfig, &installed.operator);
 
     // The URLs come from the chart's Ingress (TLS host), read through the one-Ingress Role.
     for ns in [&tenant, &elsewhere] {
-        put_secret(
-            &client,
-            ns,
-            "zoom-app",
-            &[("clientId", "id"), ("clientSecret", "s")],
-        )
-        .await;
-        apply_zc(&client, ns, &private_oauth("bot")).await;
+        oauth_bot(&client, ns).await;
     }
     wait_redirect_url(
         &client,
@@ -1556,16 +1531,7 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
     wait_condition(&client, &tenant, "bot", "CredentialsReady", "True", "Valid").await;
     wait_condition(&client, &tenant, "bot", "URLsReady", "True", "Ready").await;
     // DefaultOAuth reads the default app through its one-Secret Role.
-    apply_zc(
-        &client,
-        &tenant,
-        "apiVersion: zoom-operator.io/v1alpha1
-kind: ZoomConnection
-metadata: {name: shared}
-spec: {authType: DefaultOAuth}
-",
-    )
-    .await;
+    Zc::default_oauth("shared").apply(&client, &tenant).await;
     wait_condition(
         &client,
         &tenant,
@@ -1594,7 +1560,7 @@ spec: {authType: DefaultOAuth}
     let e = elsewhere.as_str();
     let ingress = format!("ingresses.networking.k8s.io/{release}");
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["get", "secrets", "-n", t],
             &["list", "secrets", "-n", t],
@@ -1606,7 +1572,7 @@ spec: {authType: DefaultOAuth}
         true,
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["list", "secrets", "-A"],
             &["get", "secrets", "-n", e],
@@ -1623,22 +1589,17 @@ spec: {authType: DefaultOAuth}
         false,
     );
 
-    drop(operator);
-    helm_uninstall(&release, &release_ns);
+    installed.uninstall();
 }
 
 #[tokio::test]
 async fn installed_chart_for_several_namespaces() {
     let _serial = INSTALLS.lock().await;
     let client = client().await;
-    let release_ns = namespace(&client, "zoom-system").await;
+    let (release_ns, release) = release_namespace(&client).await;
     let team_a = namespace(&client, "team-a").await;
     let team_b = namespace(&client, "team-b").await;
     let elsewhere = namespace(&client, "unwatched").await;
-    let release = format!(
-        "zoom-operator-{}",
-        release_ns.trim_start_matches("zoom-system-")
-    );
     // The default app lives in the release namespace, outside both watched namespaces, and
     // lacks its client secret at first.
     put_secret(
@@ -1680,31 +1641,13 @@ async fn installed_chart_for_several_namespaces() {
         bound.is_empty(),
         "ClusterRoleBindings for the ServiceAccount: {bound:?}"
     );
-    let kubeconfig = service_account_kubeconfig(&client, &release_ns, &release).await;
-    let operator =
-        start_operator_from_deployment(&client, &release_ns, &release, &kubeconfig).await;
     // Ready means every replica's webhook index listed both namespaces with these Roles.
-    operator.wait_probes_ok().await;
+    let installed = Installed::start(&client, release_ns.clone(), release).await;
+    let (kubeconfig, operator) = (&installed.kubeconfig, &installed.operator);
 
     for ns in [&team_a, &team_b, &elsewhere] {
-        put_secret(
-            &client,
-            ns,
-            "zoom-app",
-            &[("clientId", "id"), ("clientSecret", "s")],
-        )
-        .await;
-        apply_zc(&client, ns, &private_oauth("bot")).await;
-        apply_zc(
-            &client,
-            ns,
-            "apiVersion: zoom-operator.io/v1alpha1
-kind: ZoomConnection
-metadata: {name: shared}
-spec: {authType: DefaultOAuth}
-",
-        )
-        .await;
+        oauth_bot(&client, ns).await;
+        Zc::default_oauth("shared").apply(&client, ns).await;
     }
     for ns in [&team_a, &team_b] {
         wait_condition(&client, ns, "bot", "CredentialsReady", "True", "Valid").await;
@@ -1757,7 +1700,7 @@ spec: {authType: DefaultOAuth}
         release_ns.as_str(),
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["list", "secrets", "-n", a],
             &["watch", "secrets", "-n", b],
@@ -1776,7 +1719,7 @@ spec: {authType: DefaultOAuth}
         true,
     );
     assert_can(
-        &kubeconfig,
+        kubeconfig,
         &[
             &["list", "secrets", "--all-namespaces"],
             &["watch", "secrets", "--all-namespaces"],
@@ -1810,6 +1753,5 @@ spec: {authType: DefaultOAuth}
         false,
     );
 
-    drop(operator);
-    helm_uninstall(&release, &release_ns);
+    installed.uninstall();
 }

@@ -6,60 +6,35 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use common::sink::RecordingSink;
 use common::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
-use serde_json::json;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use zoom_operator::api::ZoomConnection;
-use zoom_operator::zoom::webhook::sign;
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+/// A Server-to-Server app at a fresh zoom-sim, its credentials Secret `zoom-app`, connection
+/// `bot` forwarding to `sink` with `delivery`, and an operator (sinks on 127.0.0.1 allowed)
+/// with `extra`, routing events to `bot`.
+async fn setup(prefix: &str, sink: &RecordingSink, delivery: Value, extra: &[&str]) -> Env {
+    let env = Env::new(prefix)
+        .app(ZoomApp::s2s("cid-q", "acc-q").secret_token("tok-q"))
+        .connection(connection(sink, delivery))
+        .operator(&["--allow-sink-host=127.0.0.1"])
+        .operator(extra)
+        .start()
+        .await;
+    env.wait_ready("bot").await;
+    wait_routable(&env.op).await;
+    env
 }
 
-/// A Server-to-Server app at a fresh zoom-sim and its credentials Secret `zoom-app`.
-async fn s2s_app(client: &kube::Client, ns: &str) -> ZoomSim {
-    let sim = start_zoom_sim(&[
-        "--app=kind=s2s,client_id=cid-q,client_secret=s2s-secret,secret_token=tok-q,account_id=acc-q",
-    ]);
-    put_secret(
-        client,
-        ns,
-        "zoom-app",
-        &[
-            ("clientId", "cid-q"),
-            ("clientSecret", "s2s-secret"),
-            ("secretToken", "tok-q"),
-            ("accountId", "acc-q"),
-        ],
-    )
-    .await;
-    sim
-}
-
-fn connection(name: &str, sink: &str, delivery: &str) -> String {
-    format!(
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: {name}}}\nspec:\n  authType: ServerToServer\n  credentialsRef: {{name: zoom-app}}\n  events:\n    sink: {{uri: \"{sink}\"}}\n    delivery: {delivery}\n"
-    )
-}
-
-fn operator_flags(sim: &ZoomSim, extra: &[&str]) -> Vec<String> {
-    [
-        "--allow-sink-host=127.0.0.1".to_owned(),
-        format!("--zoom-oauth-url={}", sim.url),
-        format!("--zoom-api-url={}", sim.url),
-    ]
-    .into_iter()
-    .chain(extra.iter().map(|s| (*s).to_owned()))
-    .collect()
+fn connection(sink: &RecordingSink, delivery: Value) -> Zc {
+    Zc::s2s("bot").sink_uri(&sink.url).delivery(delivery)
 }
 
 /// A distinct `meeting.started` body for event number `i`.
@@ -75,24 +50,12 @@ fn ce_id(body: &[u8]) -> String {
 
 /// POSTs `body` signed like Zoom; (status, answer, time taken).
 async fn post(op: &Operator, body: &[u8]) -> (u16, String, Duration) {
-    let ts = now_secs().to_string();
     let started = Instant::now();
-    let response = match http()
-        .post(format!("{}/zoom/event", op.public_url))
-        .header("content-type", "application/json; charset=utf-8")
-        .header("x-zm-request-timestamp", &ts)
-        .header("x-zm-signature", sign(b"tok-q", &ts, body))
-        .body(body.to_vec())
-        .send()
-        .await
-    {
-        Ok(response) => response,
+    match try_post_signed(op, "tok-q", body, None).await {
+        Ok(a) => (a.status, a.body, a.elapsed),
         // Not listening yet (a replica starting): status 0, so callers can wait.
-        Err(e) => return (0, e.to_string(), started.elapsed()),
-    };
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap_or_default();
-    (status, text, started.elapsed())
+        Err(e) => (0, e.to_string(), started.elapsed()),
+    }
 }
 
 /// Waits until the operator routes events to `name` (its index caught up).
@@ -180,32 +143,22 @@ async fn send_all(op: &Operator, range: std::ops::Range<usize>) -> BTreeSet<Stri
 
 #[tokio::test]
 async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
-    let client = client().await;
-    let ns = namespace(&client, "dl-outage").await;
-    let sim = s2s_app(&client, &ns).await;
     let sink = RecordingSink::start("127.0.0.1").await;
-    apply_zc(
-        &client,
-        &ns,
-        &connection(
-            "bot",
-            &sink.url,
-            "{retry: 60, backoffPolicy: linear, backoffDelay: PT2S, timeout: PT1S}",
-        ),
+    let env = setup(
+        "dl-outage",
+        &sink,
+        json!({"retry": 60, "backoffPolicy": "linear", "backoffDelay": "PT2S", "timeout": "PT1S"}),
+        &["--max-pending-events-per-connection=300"],
     )
     .await;
-    let flags = operator_flags(&sim, &["--max-pending-events-per-connection=300"]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let op = start_operator(&ns, &flags);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    wait_routable(&op).await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
 
     // The sink goes down; 200 events arrive over the next minute, each answered 200 in time.
     sink.answer(503, Duration::ZERO);
     let down_at = Instant::now();
     let mut sent = BTreeSet::new();
     for round in 0..4 {
-        sent.extend(send_all(&op, round * 50..(round + 1) * 50).await);
+        sent.extend(send_all(op, round * 50..(round + 1) * 50).await);
         tokio::time::sleep(Duration::from_secs(15)).await;
     }
     assert_eq!(sent.len(), 200);
@@ -213,7 +166,7 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
         "pendingEvents in status",
         Duration::from_secs(30),
         || async {
-            match pending_in_status(&client, &ns, "bot").await {
+            match pending_in_status(client, ns, "bot").await {
                 Some(n) if n > 0 => Ok(n),
                 other => Err(format!("{other:?}")),
             }
@@ -221,15 +174,7 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
     )
     .await;
     assert!(pending <= 200, "{pending}");
-    let zc = wait_condition(
-        &client,
-        &ns,
-        "bot",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
+    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "SinkUnreachable").await;
     let message = &zc.condition("EventsReady").expect("EventsReady").message;
     assert!(message.contains("redelivered"), "{message}");
 
@@ -237,8 +182,8 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
     tokio::time::sleep(Duration::from_secs(120).saturating_sub(down_at.elapsed())).await;
     recover_and_wait_for_all(&sink, &sent, Duration::from_secs(180)).await;
     eventually("nothing left stored", Duration::from_secs(60), || async {
-        let stored = stored_events(&client, &ns).await;
-        let in_status = pending_in_status(&client, &ns, "bot").await;
+        let stored = stored_events(client, ns).await;
+        let in_status = pending_in_status(client, ns, "bot").await;
         if stored == 0 && in_status == Some(0) {
             Ok(())
         } else {
@@ -246,14 +191,7 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
         }
     })
     .await;
-    let m = http()
-        .get(format!("{}/metrics", op.metrics))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap_or_default();
+    let m = op.metrics_text().await;
     assert!(
         m.contains(r#"zoom_operator_events_delivered_total{result="redelivered"} "#)
             && m.contains("zoom_operator_events_pending 0"),
@@ -263,34 +201,23 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
 
 #[tokio::test]
 async fn events_taken_by_a_replica_killed_right_after_answering_are_not_lost() {
-    let client = client().await;
-    let ns = namespace(&client, "dl-kill").await;
-    let sim = s2s_app(&client, &ns).await;
     let sink = RecordingSink::start("127.0.0.1").await;
-    apply_zc(
-        &client,
-        &ns,
-        &connection(
-            "bot",
-            &sink.url,
-            "{retry: 30, backoffPolicy: linear, backoffDelay: PT1S}",
-        ),
+    let mut env = setup(
+        "dl-kill",
+        &sink,
+        json!({"retry": 30, "backoffPolicy": "linear", "backoffDelay": "PT1S"}),
+        &[],
     )
     .await;
-    let flags = operator_flags(&sim, &[]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let mut a = start_operator(&ns, &flags);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    wait_routable(&a).await;
-    let b = start_operator(&ns, &flags);
+    // Each replica serves on its own URL.
+    let b = env.sim.operator(&env.ns, &["--allow-sink-host=127.0.0.1"]);
     wait_routable(&b).await;
 
     // Replica A (the leader) takes 50 events the sink refuses, answers 200 for each, and is
     // SIGKILLed right after the last answer.
     sink.answer(503, Duration::ZERO);
-    let sent = send_all(&a, 0..50).await;
-    a.process.child.kill().expect("SIGKILL the replica");
-    let _ = a.process.child.wait();
+    let sent = send_all(&env.op, 0..50).await;
+    env.op.kill();
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     // The other replica takes over the lease and delivers them all once the sink is back.
@@ -300,32 +227,19 @@ async fn events_taken_by_a_replica_killed_right_after_answering_are_not_lost() {
 
 #[tokio::test]
 async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_and_said_so() {
-    let client = client().await;
-    let ns = namespace(&client, "dl-dlq").await;
-    let sim = s2s_app(&client, &ns).await;
     let sink = RecordingSink::start("127.0.0.1").await;
     let dlq = RecordingSink::start("127.0.0.1").await;
-    apply_zc(
-        &client,
-        &ns,
-        &connection(
-            "bot",
-            &sink.url,
-            &format!(
-                "{{retry: 2, backoffDelay: PT1S, deadLetterSink: {{uri: \"{}\"}}}}",
-                dlq.url
-            ),
-        ),
+    let env = setup(
+        "dl-dlq",
+        &sink,
+        json!({"retry": 2, "backoffDelay": "PT1S", "deadLetterSink": {"uri": dlq.url}}),
+        &[],
     )
     .await;
-    let flags = operator_flags(&sim, &[]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let op = start_operator(&ns, &flags);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    wait_routable(&op).await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
     sink.answer(500, Duration::ZERO);
     let first = body(1);
-    let (status, text, _) = post(&op, &first).await;
+    let (status, text, _) = post(op, &first).await;
     assert!(
         status == 200 && text.contains("\"stored\":1"),
         "{status} {text}"
@@ -358,18 +272,17 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
     assert_eq!(tries, 3, "one attempt and two retries");
 
     // Without a dead-letter sink the event is dropped: a Warning Event and EventsDropped.
-    apply_zc(
-        &client,
-        &ns,
-        &connection("bot", &sink.url, "{retry: 1, backoffDelay: PT1S}"),
-    )
+    env.apply(&connection(
+        &sink,
+        json!({"retry": 1, "backoffDelay": "PT1S"}),
+    ))
     .await;
     let second = body(2);
     eventually(
         "the second event stored",
         Duration::from_secs(30),
         || async {
-            let (status, text, _) = post(&op, &second).await;
+            let (status, text, _) = post(op, &second).await;
             if status == 200 && text.contains("\"stored\":1") {
                 Ok(())
             } else {
@@ -378,19 +291,12 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
         },
     )
     .await;
-    let zc = wait_condition(&client, &ns, "bot", "EventsReady", "False", "EventsDropped").await;
+    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "EventsDropped").await;
     let message = &zc.condition("EventsReady").expect("EventsReady").message;
     assert!(message.contains("deadLetterSink"), "{message}");
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let warned = events
-        .list(&Default::default())
-        .await
-        .expect("events")
-        .items
-        .into_iter()
-        .any(|e| {
-            e.reason.as_deref() == Some("EventsDropped") && e.type_.as_deref() == Some("Warning")
-        });
+    let warned = events(client, ns).await.into_iter().any(|e| {
+        e.reason.as_deref() == Some("EventsDropped") && e.type_.as_deref() == Some("Warning")
+    });
     assert!(warned, "a Warning Event for the dropped event");
     assert_eq!(
         dlq.received().len(),
@@ -401,26 +307,20 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
 
 #[tokio::test]
 async fn storage_is_bounded_and_beyond_it_zoom_is_answered_503() {
-    let client = client().await;
-    let ns = namespace(&client, "dl-bound").await;
-    let sim = s2s_app(&client, &ns).await;
     let sink = RecordingSink::start("127.0.0.1").await;
-    apply_zc(
-        &client,
-        &ns,
-        &connection("bot", &sink.url, "{retry: 100, backoffDelay: PT60S}"),
+    let env = setup(
+        "dl-bound",
+        &sink,
+        json!({"retry": 100, "backoffDelay": "PT60S"}),
+        &["--max-pending-events-per-connection=5"],
     )
     .await;
-    let flags = operator_flags(&sim, &["--max-pending-events-per-connection=5"]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let op = start_operator(&ns, &flags);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    wait_routable(&op).await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
     sink.answer(503, Duration::ZERO);
 
     let mut statuses = Vec::new();
     for i in 0..12 {
-        let (status, text, _) = post(&op, &body(100 + i)).await;
+        let (status, text, _) = post(op, &body(100 + i)).await;
         statuses.push((status, text));
         // Let the store's cache see each write.
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -440,29 +340,7 @@ async fn storage_is_bounded_and_beyond_it_zoom_is_answered_503() {
         refused.iter().all(|t| t.contains("could not be stored")),
         "{refused:?}"
     );
-    assert_eq!(stored_events(&client, &ns).await, 5);
-}
-
-async fn sim_post(sim: &ZoomSim, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let response = http()
-        .post(format!("{}{path}", sim.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("zoom-sim admin");
-    response.json().await.unwrap_or_default()
-}
-
-async fn sim_counter(sim: &ZoomSim, name: &str) -> u64 {
-    let stats: serde_json::Value = http()
-        .get(format!("{}/sim/stats", sim.url))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .unwrap_or_default();
-    stats[name].as_u64().unwrap_or(0)
+    assert_eq!(stored_events(client, ns).await, 5);
 }
 
 /// What Zoom alone achieves: no storage, no redelivery (`--max-pending-events=0`,
@@ -471,20 +349,20 @@ async fn sim_counter(sim: &ZoomSim, name: &str) -> u64 {
 /// operator's 5-minute window, a re-signed one reaches the sink.
 #[tokio::test]
 async fn zoom_retries_alone_reach_the_sink_only_when_re_signed() {
-    let client = client().await;
-    let ns = namespace(&client, "dl-zoom").await;
-    let sim = s2s_app(&client, &ns).await;
     let sink = RecordingSink::start("127.0.0.1").await;
-    apply_zc(&client, &ns, &connection("bot", &sink.url, "{retry: 0}")).await;
-    let flags = operator_flags(&sim, &["--max-pending-events=0"]);
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let op = start_operator(&ns, &flags);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    wait_routable(&op).await;
+    let env = setup(
+        "dl-zoom",
+        &sink,
+        json!({"retry": 0}),
+        &["--max-pending-events=0"],
+    )
+    .await;
+    let (client, ns, op, sim) = (&env.client, &env.ns, &env.op, &env.sim);
     let url = format!("{}/zoom/event", op.public_url);
 
     for (mode, reaches) in [("original", false), ("fresh", true)] {
-        sim_post(&sim, "/sim/config", json!({"retry_timestamp": mode})).await;
+        sim.admin("/sim/config", json!({"retry_timestamp": mode}))
+            .await;
         let object = format!("zoom-retry-{mode}");
         let sent_to_sink = |sink: &RecordingSink| {
             sink.received()
@@ -494,23 +372,23 @@ async fn zoom_retries_alone_reach_the_sink_only_when_re_signed() {
         };
         // The first attempt: the sink is down, nothing is stored, Zoom gets 503.
         sink.answer(503, Duration::ZERO);
-        let first = sim_post(
-            &sim,
-            "/sim/webhooks/send",
-            json!({"client_id": "cid-q", "event": "meeting.started", "url": url,
+        let first = sim
+            .admin(
+                "/sim/webhooks/send",
+                json!({"client_id": "cid-q", "event": "meeting.started", "url": url,
                    "account_id": "acc-q", "payload": {"object": {"id": object}}}),
-        )
-        .await;
+            )
+            .await;
         assert_eq!(first["status"], 503, "{mode}: {first}");
-        assert_eq!(stored_events(&client, &ns).await, 0);
+        assert_eq!(stored_events(client, ns).await, 0);
         let tried = sent_to_sink(&sink);
 
         // The sink recovers; Zoom's first retry comes 5 minutes later.
         sink.answer(0, Duration::ZERO);
-        let retries = sim_counter(&sim, "webhook_retries").await;
-        sim_post(&sim, "/sim/clock", json!({"advance_secs": 301})).await;
+        let retries = sim.stat("webhook_retries").await;
+        sim.admin("/sim/clock", json!({"advance_secs": 301})).await;
         eventually("zoom-sim's retry", Duration::from_secs(30), || async {
-            let now = sim_counter(&sim, "webhook_retries").await;
+            let now = sim.stat("webhook_retries").await;
             if now > retries {
                 Ok(())
             } else {

@@ -8,9 +8,7 @@
 mod common;
 
 use common::*;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::{json, Value};
-use zoom_operator::api::ZoomConnection;
+use serde_json::json;
 
 const DIALECTS: &[&str] = &[
     "invalid_grant_400",
@@ -22,18 +20,10 @@ const DIALECTS: &[&str] = &[
 
 /// The zoom-sim app of one case: its own client and its own Zoom user, so that no two
 /// connections share a grant.
-fn app_flag(case: &str) -> String {
-    format!(
-        "--app=kind=oauth,client_id=cid-{case},client_secret=secret-{case},account_id=acc-{case},user_id=user-{case},email={case}@example.com"
-    )
-}
-
-fn connection(case: &str) -> String {
-    format!(
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: {}}}\nspec:\n  authType: PrivateOAuth\n  credentialsRef: {{name: {}}}\n",
-        name(case),
-        secret_name(case)
-    )
+fn app(case: &str) -> ZoomApp {
+    ZoomApp::oauth(&format!("cid-{case}"), &format!("secret-{case}"))
+        .account(&format!("acc-{case}"))
+        .user(&format!("user-{case}"), &format!("{case}@example.com"))
 }
 
 fn name(case: &str) -> String {
@@ -44,75 +34,46 @@ fn secret_name(case: &str) -> String {
     format!("app-{}", case.replace('_', "-"))
 }
 
-async fn sim_post(sim: &ZoomSim, path: &str, body: Value) -> Value {
-    let r = http()
-        .post(format!("{}{path}", sim.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("sim admin");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-    r.json().await.expect("json")
-}
-
-async fn force_refresh(client: &kube::Client, ns: &str, name: &str) {
-    Api::<ZoomConnection>::namespaced(client.clone(), ns)
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"zoom-operator.io/refresh-requested": "1"}}}),
-            ),
-        )
-        .await
-        .expect("annotate");
-}
-
 /// Puts the case's credentials Secret and connection, and authorizes it through zoom-sim.
-async fn authorized(client: &kube::Client, ns: &str, case: &str) {
-    put_secret(
-        client,
-        ns,
-        &secret_name(case),
-        &[
-            ("clientId", &format!("cid-{case}")),
-            ("clientSecret", &format!("secret-{case}")),
-        ],
-    )
-    .await;
-    apply_zc(client, ns, &connection(case)).await;
-    browser_authorize(client, ns, &name(case)).await;
+async fn authorized(env: &Env, case: &str) {
+    app(case)
+        .secret(&secret_name(case))
+        .put(&env.client, &env.ns)
+        .await;
+    env.apply(&Zc::private_oauth(&name(case)).credentials(&secret_name(case)))
+        .await;
+    env.authorize(&name(case)).await;
 }
 
 #[tokio::test]
 async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
-    let client = client().await;
-    let ns = namespace(&client, "dialects").await;
     let mut cases: Vec<&str> = DIALECTS.to_vec();
     cases.extend(["wrong_secret", "disabled"]);
-    let mut sim_args = vec!["--consent=approve".to_owned()];
-    sim_args.extend(cases.iter().map(|c| app_flag(c)));
-    let sim_args: Vec<&str> = sim_args.iter().map(String::as_str).collect();
-    let sim = start_zoom_sim(&sim_args);
-    let oauth = format!("--zoom-oauth-url={}", sim.url);
-    let api = format!("--zoom-api-url={}", sim.url);
-    let _op = start_operator(&ns, &[&oauth, &api]);
+    let flags: Vec<String> = cases.iter().map(|c| app(c).sim_flag()).collect();
+    let env = Env::new("dialects")
+        .sim(&["--consent=approve"])
+        .sim(&strs(&flags))
+        .start()
+        .await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
 
     for dialect in DIALECTS {
-        let settings = sim_post(&sim, "/sim/config", json!({"refresh_rejection": dialect})).await;
+        let settings = sim
+            .admin("/sim/config", json!({"refresh_rejection": dialect}))
+            .await;
         assert_eq!(settings["refresh_rejection"], *dialect);
-        authorized(&client, &ns, dialect).await;
-        let expired = sim_post(
-            &sim,
-            "/sim/tokens/expire-refresh",
-            json!({"client_id": format!("cid-{dialect}")}),
-        )
-        .await;
+        authorized(&env, dialect).await;
+        let expired = sim
+            .admin(
+                "/sim/tokens/expire-refresh",
+                json!({"client_id": format!("cid-{dialect}")}),
+            )
+            .await;
         assert_eq!(expired["expired"], 1, "{dialect}: {expired}");
-        force_refresh(&client, &ns, &name(dialect)).await;
+        request_refresh(client, ns, &name(dialect), "1").await;
         let zc = wait_condition(
-            &client,
-            &ns,
+            client,
+            ns,
             &name(dialect),
             "Authorized",
             "False",
@@ -126,7 +87,7 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
             "{dialect}: a dead refresh token is not a credentials problem: {}",
             credentials.message
         );
-        let stats = sim_stats(&sim).await;
+        let stats = sim.stats().await;
         assert!(
             stats["failed_token_requests"].as_u64() >= Some(1),
             "{dialect}: the refresh reached zoom-sim: {stats}"
@@ -135,21 +96,14 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
 
     // The client's fault: a wrong secret after authorization.
     let case = "wrong_secret";
-    authorized(&client, &ns, case).await;
-    put_secret(
-        &client,
-        &ns,
-        &secret_name(case),
-        &[
-            ("clientId", &format!("cid-{case}")),
-            ("clientSecret", "not-the-secret"),
-        ],
-    )
-    .await;
-    force_refresh(&client, &ns, &name(case)).await;
+    authorized(&env, case).await;
+    let mut wrong = app(case);
+    wrong.client_secret = "not-the-secret".to_owned();
+    wrong.secret(&secret_name(case)).put(client, ns).await;
+    request_refresh(client, ns, &name(case), "1").await;
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         &name(case),
         "CredentialsReady",
         "False",
@@ -164,12 +118,13 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
 
     // The app's fault: Zoom disabled it (4717).
     let case = "disabled";
-    authorized(&client, &ns, case).await;
-    sim_post(&sim, &format!("/sim/apps/cid-{case}/disable"), json!({})).await;
-    force_refresh(&client, &ns, &name(case)).await;
+    authorized(&env, case).await;
+    sim.admin(&format!("/sim/apps/cid-{case}/disable"), json!({}))
+        .await;
+    request_refresh(client, ns, &name(case), "1").await;
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         &name(case),
         "CredentialsReady",
         "False",

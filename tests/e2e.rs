@@ -7,6 +7,9 @@
 //! The cluster comes up once per test binary and goes when the binary exits (watchdog). Tests
 //! fail loudly when it or the images are missing; they never skip. Run with `hack/e2e.sh`.
 
+#[path = "common/web.rs"]
+mod web;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -17,8 +20,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
-use reqwest::StatusCode;
 use serde_json::Value;
+use web::{eventually, http};
 use zoom_operator::api::ZoomConnection;
 
 /// The node's address: the API server and NodePorts, reachable from the test through the veth
@@ -190,25 +193,6 @@ fn fresh_namespace(prefix: &str) -> String {
     name
 }
 
-/// Polls until `check` returns Ok, or panics with the last state seen.
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(v) => return v,
-            Err(state) => state,
-        };
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 async fn wait_ready(client: &Client, ns: &str, name: &str, timeout: Duration) -> ZoomConnection {
     let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
     eventually(&format!("{ns}/{name} Ready"), timeout, || {
@@ -223,23 +207,6 @@ async fn wait_ready(client: &Client, ns: &str, name: &str, timeout: Duration) ->
         }
     })
     .await
-}
-
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("http client")
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
 }
 
 async fn sim_stats() -> Value {
@@ -485,24 +452,20 @@ async fn wait_node_port(port: u16, what: &str) {
 
 /// Browser: start link -> zoom-sim's authorize (consent=approve) -> the operator's redirect URL.
 async fn authorize_in_browser(authorize_url: &str) {
-    let start = http().get(authorize_url).send().await.expect("start");
-    assert_eq!(start.status(), StatusCode::FOUND, "start redirects to Zoom");
-    let zoom = location(&start);
+    let hops = web::authorize_in_browser(authorize_url).await;
     assert!(
-        zoom.starts_with(&format!("http://{NODE}:{SIM_NODE_PORT}/oauth/authorize?")),
-        "{zoom}"
+        hops.to_zoom
+            .starts_with(&format!("http://{NODE}:{SIM_NODE_PORT}/oauth/authorize?")),
+        "{}",
+        hops.to_zoom
     );
-    let approved = http().get(&zoom).send().await.expect("zoom-sim authorize");
-    assert_eq!(approved.status(), StatusCode::FOUND);
-    let back = location(&approved);
     assert!(
-        back.starts_with(&format!(
+        hops.callback.starts_with(&format!(
             "http://{NODE}:{OPERATOR_NODE_PORT}/oauth/redirect/zoom?"
         )),
-        "{back}"
+        "{}",
+        hops.callback
     );
-    let done = http().get(&back).send().await.expect("callback");
-    assert_eq!(done.status(), StatusCode::OK, "{:?}", done.text().await);
 }
 
 /// helm install: 2 replicas Ready through their probes, under the chart's RBAC and security

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use common::sink::RecordingSink;
 use common::*;
@@ -16,48 +16,6 @@ use zoom_operator::api::ZoomConnection;
 use zoom_operator::zoom::webhook::sign;
 
 // ----- helpers ------------------------------------------------------------------------------
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
-struct Answer {
-    status: u16,
-    body: String,
-    elapsed: Duration,
-}
-
-/// POSTs `body` signed like Zoom does with `token` (and optional request id).
-async fn post_signed(op: &Operator, token: &str, body: &[u8], request_id: Option<&str>) -> Answer {
-    let ts = now_secs().to_string();
-    let mut request = http()
-        .post(format!("{}/zoom/event", op.public_url))
-        .header("content-type", "application/json; charset=utf-8")
-        .header("x-zm-request-timestamp", &ts)
-        .header("x-zm-signature", sign(token.as_bytes(), &ts, body))
-        .body(body.to_vec());
-    if let Some(id) = request_id {
-        request = request.header("x-zm-request-id", id);
-    }
-    let started = std::time::Instant::now();
-    let response = request.send().await.expect("POST /zoom/event");
-    let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
-    Answer {
-        status,
-        body,
-        elapsed: started.elapsed(),
-    }
-}
-
-fn event_body(event: &str, account: &str) -> Vec<u8> {
-    json!({"event": event, "event_ts": now_secs() * 1000, "payload": {"account_id": account, "object": {"id": "123"}}})
-        .to_string()
-        .into_bytes()
-}
 
 /// `zoom-sim send-event ...`: (exit ok, stdout).
 async fn sim_send(op: &Operator, token: &str, args: &[&str]) -> (bool, String) {
@@ -75,54 +33,44 @@ async fn sim_send(op: &Operator, token: &str, args: &[&str]) -> (bool, String) {
     )
 }
 
-fn s2s(name: &str, secret: &str, sink: Option<&str>) -> String {
-    let events = sink
-        .map(|uri| format!("  events: {{sink: {{uri: \"{uri}\"}}}}\n"))
-        .unwrap_or_default();
-    format!(
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: {name}}}\nspec:\n  authType: ServerToServer\n  credentialsRef: {{name: {secret}}}\n{events}"
-    )
+/// A Server-to-Server app of `account` whose secret token is `token`.
+fn s2s_app(id: &str, token: &str, account: &str) -> ZoomApp {
+    ZoomApp::s2s(id, account).secret_token(token)
 }
 
-async fn s2s_app_secret(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    client_id: &str,
-    token: &str,
-    account: &str,
-) {
-    put_secret(
-        client,
-        ns,
-        name,
-        &[
-            ("clientId", client_id),
-            ("clientSecret", "s2s-secret"),
-            ("secretToken", token),
-            ("accountId", account),
-        ],
-    )
-    .await;
-}
-
-fn s2s_sim_app(client_id: &str, token: &str, account: &str) -> String {
-    format!("--app=kind=s2s,client_id={client_id},client_secret=s2s-secret,secret_token={token},account_id={account}")
-}
-
-/// Repeats a signed POST until the operator has indexed the connection (routing catches up
-/// with the API server within a fraction of a second; the first try may be early).
-async fn post_until(op: &Operator, token: &str, body: &[u8], want: u16) -> Answer {
-    let mut last = None;
-    for _ in 0..120 {
-        let answer = post_signed(op, token, body, None).await;
-        if answer.status == want && !answer.body.contains("unroutable") {
-            return answer;
-        }
-        last = Some(format!("{} {}", answer.status, answer.body));
-        tokio::time::sleep(Duration::from_millis(250)).await;
+/// A Server-to-Server connection using credentials Secret `secret`, forwarding to `sink`.
+fn s2s(name: &str, secret: &str, sink: Option<&str>) -> Zc {
+    let zc = Zc::s2s(name).credentials(secret);
+    match sink {
+        Some(uri) => zc.sink_uri(uri),
+        None => zc,
     }
-    panic!("never got {want}; last answer: {last:?}");
+}
+
+/// The app, its Secret `zoom-app`, `connections` applied, and an operator that advertises
+/// `http://zoom-operator.test` (and allows sinks on 127.0.0.1 with `sinks`), ready.
+async fn setup(prefix: &str, app: ZoomApp, connections: &[Zc], sinks: bool, extra: &[&str]) -> Env {
+    let mut env = Env::new(prefix)
+        .app(app)
+        .operator(&["--public-url=http://zoom-operator.test"])
+        .operator(extra);
+    if sinks {
+        env = env.operator(&["--allow-sink-host=127.0.0.1"]);
+    }
+    let env = connections
+        .iter()
+        .fold(env, |env, zc| env.connection(zc.clone()))
+        .start()
+        .await;
+    env.op.wait_ready().await;
+    env
+}
+
+/// POSTs `body` signed with `token` and Zoom's request id `request_id`.
+async fn post_with_id(op: &Operator, token: &str, body: &[u8], request_id: &str) -> Answer {
+    try_post_signed(op, token, body, Some(request_id))
+        .await
+        .expect("POST /zoom/event")
 }
 
 /// Streams a `total`-byte body with chunked transfer encoding (no Content-Length) and
@@ -168,48 +116,24 @@ async fn post_chunked(op: &Operator, total: usize) -> u16 {
         .unwrap_or_else(|| panic!("no status in {status_line:?}"))
 }
 
-async fn wait_ready(op: &Operator) {
-    eventually("operator /readyz", Duration::from_secs(60), || async {
-        match reqwest::get(format!("{}/readyz", op.metrics)).await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("status {}", r.status())),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-}
-
-async fn metrics(op: &Operator) -> String {
-    reqwest::get(format!("{}/metrics", op.metrics))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .unwrap_or_default()
-}
-
 // ----- tests --------------------------------------------------------------------------------
 
 #[tokio::test]
 async fn url_validation_and_refusals() {
-    let client = client().await;
-    let ns = namespace(&client, "ev-validate").await;
-    let sim = start_zoom_sim(&[&s2s_sim_app("cid-v", "tok-v", "acc-v")]);
-    s2s_app_secret(&client, &ns, "zoom-app", "cid-v", "tok-v", "acc-v").await;
-    apply_zc(&client, &ns, &s2s("bot", "zoom-app", None)).await;
-    let op = start_operator(
-        &ns,
-        &[
-            "--public-url=http://zoom-operator.test",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
-    wait_ready(&op).await;
+    let app = s2s_app("cid-v", "tok-v", "acc-v");
+    let env = setup(
+        "ev-validate",
+        app,
+        &[s2s("bot", "zoom-app", None)],
+        false,
+        &[],
+    )
+    .await;
+    let op = &env.op;
 
     // URL validation, signed and answered with the app's secret token, through zoom-sim.
     let out = eventually("url validation", Duration::from_secs(30), || async {
-        match sim_send(&op, "tok-v", &["--validate"]).await {
+        match sim_send(op, "tok-v", &["--validate"]).await {
             (true, out) => Ok(out),
             (false, out) => Err(out),
         }
@@ -218,12 +142,12 @@ async fn url_validation_and_refusals() {
     assert!(out.contains("validation: ok"), "{out}");
 
     // A token that no connection's app has: 401.
-    let (ok, out) = sim_send(&op, "some-other-token", &["--validate"]).await;
+    let (ok, out) = sim_send(op, "some-other-token", &["--validate"]).await;
     assert!(!ok && out.contains("status: 401"), "{out}");
 
     // Bad signature and stale timestamp: 401 with a reason.
     let (ok, out) = sim_send(
-        &op,
+        op,
         "tok-v",
         &[
             "--event=meeting.started",
@@ -238,7 +162,7 @@ async fn url_validation_and_refusals() {
     );
     let stale = (now_secs() - 600).to_string();
     let (ok, out) = sim_send(
-        &op,
+        op,
         "tok-v",
         &[
             "--event=meeting.started",
@@ -268,10 +192,10 @@ async fn url_validation_and_refusals() {
     let mut big = b"{\"event\":\"meeting.started\",\"payload\":{\"x\":\"".to_vec();
     big.resize(1024 * 1024 + 100, b'x');
     big.extend_from_slice(b"\"}}");
-    let answer = post_signed(&op, "tok-v", &big, None).await;
+    let answer = post_signed(op, "tok-v", &big).await;
     assert_eq!(answer.status, 413, "{}", answer.body);
     assert!(answer.body.contains("too_large"), "{}", answer.body);
-    assert_eq!(post_chunked(&op, big.len()).await, 413);
+    assert_eq!(post_chunked(op, big.len()).await, 413);
 
     // Not JSON: 415; signed but invalid JSON: 400.
     let r = http()
@@ -282,14 +206,14 @@ async fn url_validation_and_refusals() {
         .await
         .expect("post");
     assert_eq!(r.status().as_u16(), 415);
-    let answer = post_signed(&op, "tok-v", b"{not json", None).await;
+    let answer = post_signed(op, "tok-v", b"{not json").await;
     assert_eq!(answer.status, 400, "{}", answer.body);
 
     // An event for the connection's account (no sink): accepted.
-    let answer = post_until(&op, "tok-v", &event_body("meeting.started", "acc-v"), 200).await;
+    let answer = post_until(op, "tok-v", &event_body("meeting.started", "acc-v"), 200).await;
     assert!(answer.body.contains("accepted"), "{}", answer.body);
 
-    let m = metrics(&op).await;
+    let m = op.metrics_text().await;
     for want in [
         r#"zoom_operator_webhook_requests_total{result="verified"} "#,
         r#"zoom_operator_webhook_requests_total{result="bad_signature"} "#,
@@ -306,23 +230,12 @@ async fn url_validation_and_refusals() {
 
 #[tokio::test]
 async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
-    let client = client().await;
-    let ns = namespace(&client, "ev-forward").await;
     let sink = RecordingSink::start("127.0.0.1").await;
-    let sim = start_zoom_sim(&[&s2s_sim_app("cid-f", "tok-f", "acc-f")]);
-    s2s_app_secret(&client, &ns, "zoom-app", "cid-f", "tok-f", "acc-f").await;
-    apply_zc(&client, &ns, &s2s("bot", "zoom-app", Some(&sink.url))).await;
-    let op = start_operator(
-        &ns,
-        &[
-            "--public-url=http://zoom-operator.test",
-            "--allow-sink-host=127.0.0.1",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
-    wait_ready(&op).await;
-    wait_condition(&client, &ns, "bot", "EventsReady", "True", "Ready").await;
+    let app = s2s_app("cid-f", "tok-f", "acc-f");
+    let bot = s2s("bot", "zoom-app", Some(&sink.url));
+    let env = setup("ev-forward", app, &[bot], true, &[]).await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
+    wait_condition(client, ns, "bot", "EventsReady", "True", "Ready").await;
 
     // Odd whitespace and key order: a re-serialised body would differ.
     let body = br#"{ "payload" : {"object":{"id":"85 123"},  "account_id":"acc-f"},"event":"meeting.started", "event_ts": 1700000000123 }"#;
@@ -330,7 +243,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
         "the event is forwarded",
         Duration::from_secs(30),
         || async {
-            let a = post_signed(&op, "tok-f", body, Some("req-123")).await;
+            let a = post_with_id(op, "tok-f", body, "req-123").await;
             if a.status == 200 && a.body.contains("\"forwarded\":1") {
                 Ok(a)
             } else {
@@ -364,7 +277,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
 
     // Without x-zm-request-id: the same id, so a sink sees Zoom's retry as a duplicate.
     let before = sink.received().len();
-    let answer = post_signed(&op, "tok-f", body, None).await;
+    let answer = post_signed(op, "tok-f", body).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let got = sink.received();
     assert_eq!(got.len(), before + 1);
@@ -372,7 +285,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
 
     // A real zoom-sim event goes through as well.
     let (ok, out) = sim_send(
-        &op,
+        op,
         "tok-f",
         &[
             "--event=meeting.ended",
@@ -392,7 +305,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     assert_eq!(parsed["payload"]["account_id"], "acc-f");
 
     // lastEventTime lands, written by its own field manager.
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
     let zc = eventually("lastEventTime", Duration::from_secs(30), || {
         let api = api.clone();
         async move {
@@ -421,7 +334,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     // Events inside the 10s window are coalesced, and the trailing write still lands the
     // newest time.
     let sent_at = now_secs();
-    let answer = post_signed(&op, "tok-f", &event_body("meeting.updated", "acc-f"), None).await;
+    let answer = post_signed(op, "tok-f", &event_body("meeting.updated", "acc-f")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     eventually(
         "the trailing lastEventTime write",
@@ -443,7 +356,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
         },
     )
     .await;
-    let m = metrics(&op).await;
+    let m = op.metrics_text().await;
     assert!(
         m.contains(r#"zoom_operator_webhook_requests_total{result="forwarded"} "#)
             && m.contains(r#"zoom_operator_events_delivered_total{result="delivered"} "#)
@@ -454,37 +367,28 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
 
 #[tokio::test]
 async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_recover() {
-    let client = client().await;
-    let ns = namespace(&client, "ev-down").await;
     let flaky = RecordingSink::start("127.0.0.1").await;
     let steady = RecordingSink::start("127.0.0.1").await;
-    let sim = start_zoom_sim(&[&s2s_sim_app("cid-d", "tok-d", "acc-d")]);
-    s2s_app_secret(&client, &ns, "zoom-app", "cid-d", "tok-d", "acc-d").await;
-    apply_zc(&client, &ns, &s2s("flaky", "zoom-app", Some(&flaky.url))).await;
-    apply_zc(&client, &ns, &s2s("steady", "zoom-app", Some(&steady.url))).await;
     // Nothing listens on this port.
     let dead = format!("http://127.0.0.1:{}/hook", free_port());
-    apply_zc(&client, &ns, &s2s("dead", "zoom-app", Some(&dead))).await;
-    let op = start_operator(
-        &ns,
-        &[
-            "--public-url=http://zoom-operator.test",
-            "--allow-sink-host=127.0.0.1",
-            // No storage for redelivery (tests/delivery.rs covers it): what Zoom alone
-            // gets, a 503 so that it retries.
-            "--max-pending-events=0",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
-    wait_ready(&op).await;
+    let connections = [
+        s2s("flaky", "zoom-app", Some(&flaky.url)),
+        s2s("steady", "zoom-app", Some(&steady.url)),
+        s2s("dead", "zoom-app", Some(&dead)),
+    ];
+    // No storage for redelivery (tests/delivery.rs covers it): what Zoom alone gets, a 503 so
+    // that it retries.
+    let no_storage = ["--max-pending-events=0"];
+    let app = s2s_app("cid-d", "tok-d", "acc-d");
+    let env = setup("ev-down", app, &connections, true, &no_storage).await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
 
     // A sink that refuses connections: 503 so Zoom retries, and the condition says why.
-    let answer = post_until(&op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
+    let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "dead",
         "EventsReady",
         "False",
@@ -493,8 +397,8 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     .await;
     let message = &zc.condition("EventsReady").expect("condition").message;
     assert!(message.contains("could not be reached"), "{message}");
-    wait_condition(&client, &ns, "steady", "EventsReady", "True", "Ready").await;
-    let token_secret: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    wait_condition(client, ns, "steady", "EventsReady", "True", "Ready").await;
+    let token_secret: Api<Secret> = Api::namespaced(client.clone(), ns);
     let s = token_secret
         .get("dead-zoom-token")
         .await
@@ -504,15 +408,15 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
         ann.contains_key("zoom-operator.io/sink-unreachable"),
         "{ann:?}"
     );
-    api_delete(&client, &ns, "dead").await;
+    api_delete(client, ns, "dead").await;
 
     // A sink answering 500: 503.
     flaky.answer(500, Duration::ZERO);
-    let answer = post_until(&op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
+    let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
     wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "flaky",
         "EventsReady",
         "False",
@@ -532,7 +436,7 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     // A slow sink: 503 within Zoom's budget, and the fast sink still got the event.
     flaky.answer(200, Duration::from_secs(10));
     let steady_before = steady.received().len();
-    let answer = post_signed(&op, "tok-d", &event_body("meeting.started", "acc-d"), None).await;
+    let answer = post_signed(op, "tok-d", &event_body("meeting.started", "acc-d")).await;
     assert_eq!(answer.status, 503, "{}", answer.body);
     assert!(
         answer.elapsed < Duration::from_secs(3),
@@ -541,8 +445,8 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     );
     assert_eq!(steady.received().len(), steady_before + 1);
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "flaky",
         "EventsReady",
         "False",
@@ -568,10 +472,10 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
 
     // Recovered: 200 and the condition clears.
     flaky.answer(200, Duration::ZERO);
-    let answer = post_signed(&op, "tok-d", &event_body("meeting.started", "acc-d"), None).await;
+    let answer = post_signed(op, "tok-d", &event_body("meeting.started", "acc-d")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    wait_condition(&client, &ns, "flaky", "EventsReady", "True", "Ready").await;
-    let m = metrics(&op).await;
+    wait_condition(client, ns, "flaky", "EventsReady", "True", "Ready").await;
+    let m = op.metrics_text().await;
     assert!(
         m.contains(r#"zoom_operator_webhook_requests_total{result="sink_failed"} "#)
             && m.contains(r#"zoom_operator_events_delivered_total{result="failed"} "#),
@@ -588,42 +492,34 @@ async fn api_delete(client: &kube::Client, ns: &str, name: &str) {
 
 #[tokio::test]
 async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
-    let client = client().await;
-    let ns = namespace(&client, "ev-route").await;
     let sinks = [
         RecordingSink::start("127.0.0.1").await,
         RecordingSink::start("127.0.0.1").await,
         RecordingSink::start("127.0.0.1").await,
     ];
-    let sim = start_zoom_sim(&[
-        &s2s_sim_app("cid-1", "tok-1", "acc-1"),
-        &s2s_sim_app("cid-2", "tok-2", "acc-2"),
-        &s2s_sim_app("cid-3", "tok-1", "acc-3"),
-    ]);
     // App 1 is installed in two accounts (same secret token, two credentials Secrets).
-    s2s_app_secret(&client, &ns, "app-1", "cid-1", "tok-1", "acc-1").await;
-    s2s_app_secret(&client, &ns, "app-2", "cid-2", "tok-2", "acc-2").await;
-    s2s_app_secret(&client, &ns, "app-1b", "cid-3", "tok-1", "acc-3").await;
-    apply_zc(&client, &ns, &s2s("one", "app-1", Some(&sinks[0].url))).await;
-    apply_zc(&client, &ns, &s2s("two", "app-2", Some(&sinks[1].url))).await;
-    apply_zc(&client, &ns, &s2s("three", "app-1b", Some(&sinks[2].url))).await;
-    let op = start_operator(
-        &ns,
-        &[
+    let env = Env::new("ev-route")
+        .app_in("app-1", s2s_app("cid-1", "tok-1", "acc-1"))
+        .app_in("app-2", s2s_app("cid-2", "tok-2", "acc-2"))
+        .app_in("app-1b", s2s_app("cid-3", "tok-1", "acc-3"))
+        .connection(s2s("one", "app-1", Some(&sinks[0].url)))
+        .connection(s2s("two", "app-2", Some(&sinks[1].url)))
+        .connection(s2s("three", "app-1b", Some(&sinks[2].url)))
+        .operator(&[
             "--public-url=http://zoom-operator.test",
             "--allow-sink-host=127.0.0.1",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
-    wait_ready(&op).await;
+        ])
+        .start()
+        .await;
+    env.op.wait_ready().await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
 
     let counts = || sinks.iter().map(|s| s.received().len()).collect::<Vec<_>>();
-    post_until(&op, "tok-1", &event_body("meeting.started", "acc-1"), 200).await;
+    post_until(op, "tok-1", &event_body("meeting.started", "acc-1"), 200).await;
     assert_eq!(counts(), [1, 0, 0]);
-    post_until(&op, "tok-2", &event_body("meeting.started", "acc-2"), 200).await;
+    post_until(op, "tok-2", &event_body("meeting.started", "acc-2"), 200).await;
     assert_eq!(counts(), [1, 1, 0]);
-    post_until(&op, "tok-1", &event_body("meeting.started", "acc-3"), 200).await;
+    post_until(op, "tok-1", &event_body("meeting.started", "acc-3"), 200).await;
     assert_eq!(counts(), [1, 1, 1]);
     assert_eq!(
         sinks[2].received()[0].header("ce-source"),
@@ -631,32 +527,26 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     );
 
     // Signed by app 1 for app 2's account: nobody's. 200 so Zoom does not retry.
-    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-2"), None).await;
+    let answer = post_signed(op, "tok-1", &event_body("meeting.started", "acc-2")).await;
     assert_eq!(answer.status, 200);
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     // An account no connection has.
-    let answer = post_signed(
-        &op,
-        "tok-1",
-        &event_body("meeting.started", "acc-unknown"),
-        None,
-    )
-    .await;
+    let answer = post_signed(op, "tok-1", &event_body("meeting.started", "acc-unknown")).await;
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     assert_eq!(counts(), [1, 1, 1]);
-    let m = metrics(&op).await;
+    let m = op.metrics_text().await;
     assert!(
         m.contains(r#"zoom_operator_webhook_requests_total{result="unroutable"} "#),
         "{m}"
     );
 
     // A deleted connection stops receiving.
-    api_delete(&client, &ns, "one").await;
+    api_delete(client, ns, "one").await;
     eventually(
         "the deleted connection is unrouted",
         Duration::from_secs(30),
         || async {
-            let a = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-1"), None).await;
+            let a = post_signed(op, "tok-1", &event_body("meeting.started", "acc-1")).await;
             if a.body.contains("unroutable") {
                 Ok(())
             } else {
@@ -666,85 +556,58 @@ async fn routes_by_app_and_account_and_stops_for_deleted_connections() {
     )
     .await;
     let delivered_to_one = sinks[0].received().len();
-    let answer = post_signed(&op, "tok-1", &event_body("meeting.started", "acc-1"), None).await;
+    let answer = post_signed(op, "tok-1", &event_body("meeting.started", "acc-1")).await;
     assert!(answer.body.contains("unroutable"), "{}", answer.body);
     assert_eq!(sinks[0].received().len(), delivered_to_one);
 }
 
 #[tokio::test]
 async fn a_rotated_secret_token_takes_effect_without_a_restart() {
-    let client = client().await;
-    let ns = namespace(&client, "ev-rotate").await;
-    let sim = start_zoom_sim(&[&s2s_sim_app("cid-r", "tok-old", "acc-r")]);
-    s2s_app_secret(&client, &ns, "zoom-app", "cid-r", "tok-old", "acc-r").await;
-    apply_zc(&client, &ns, &s2s("bot", "zoom-app", None)).await;
-    let op = start_operator(
-        &ns,
-        &[
-            "--public-url=http://zoom-operator.test",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
-    wait_ready(&op).await;
-    post_until(&op, "tok-old", &event_body("meeting.started", "acc-r"), 200).await;
-
-    s2s_app_secret(&client, &ns, "zoom-app", "cid-r", "tok-new", "acc-r").await;
-    post_until(&op, "tok-new", &event_body("meeting.started", "acc-r"), 200).await;
-    let (ok, out) = sim_send(&op, "tok-new", &["--validate"]).await;
-    assert!(ok, "{out}");
-    let answer = post_signed(
-        &op,
-        "tok-old",
-        &event_body("meeting.started", "acc-r"),
-        None,
+    let app = s2s_app("cid-r", "tok-old", "acc-r");
+    let env = setup(
+        "ev-rotate",
+        app.clone(),
+        &[s2s("bot", "zoom-app", None)],
+        false,
+        &[],
     )
     .await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
+    post_until(op, "tok-old", &event_body("meeting.started", "acc-r"), 200).await;
+
+    app.clone()
+        .secret_token("tok-new")
+        .secret("zoom-app")
+        .put(client, ns)
+        .await;
+    post_until(op, "tok-new", &event_body("meeting.started", "acc-r"), 200).await;
+    let (ok, out) = sim_send(op, "tok-new", &["--validate"]).await;
+    assert!(ok, "{out}");
+    let answer = post_signed(op, "tok-old", &event_body("meeting.started", "acc-r")).await;
     assert_eq!(answer.status, 401, "{}", answer.body);
 
     // The token key removed: no app to verify against any more.
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[
-            ("clientId", "cid-r"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", "acc-r"),
-        ],
-    )
-    .await;
-    post_until(&op, "tok-new", &event_body("meeting.started", "acc-r"), 401).await;
+    ZoomApp::s2s("cid-r", "acc-r")
+        .secret("zoom-app")
+        .put(client, ns)
+        .await;
+    post_until(op, "tok-new", &event_body("meeting.started", "acc-r"), 401).await;
 }
 
 #[tokio::test]
 async fn refused_sinks_are_never_called() {
-    let client = client().await;
-    let ns = namespace(&client, "ev-ssrf").await;
     // A listener on another loopback address: reachable, but not in --allow-sink-host.
     let other = RecordingSink::start("127.0.0.2").await;
-    let sim = start_zoom_sim(&[&s2s_sim_app("cid-s", "tok-s", "acc-s")]);
-    s2s_app_secret(&client, &ns, "zoom-app", "cid-s", "tok-s", "acc-s").await;
-    apply_zc(
-        &client,
-        &ns,
-        &s2s("metadata", "zoom-app", Some("http://169.254.169.254/")),
-    )
-    .await;
-    apply_zc(&client, &ns, &s2s("loopback", "zoom-app", Some(&other.url))).await;
-    let op = start_operator(
-        &ns,
-        &[
-            "--public-url=http://zoom-operator.test",
-            "--allow-sink-host=127.0.0.1",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
-    wait_ready(&op).await;
+    let connections = [
+        s2s("metadata", "zoom-app", Some("http://169.254.169.254/")),
+        s2s("loopback", "zoom-app", Some(&other.url)),
+    ];
+    let app = s2s_app("cid-s", "tok-s", "acc-s");
+    let env = setup("ev-ssrf", app, &connections, true, &[]).await;
+    let (client, ns, op) = (&env.client, &env.ns, &env.op);
     let zc = wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "metadata",
         "EventsReady",
         "False",
@@ -757,8 +620,8 @@ async fn refused_sinks_are_never_called() {
         .message
         .contains("169.254.169.254"));
     wait_condition(
-        &client,
-        &ns,
+        client,
+        ns,
         "loopback",
         "EventsReady",
         "False",
@@ -767,7 +630,7 @@ async fn refused_sinks_are_never_called() {
     .await;
 
     // Verified and routed, not forwarded, and not a reason for Zoom to retry.
-    let answer = post_until(&op, "tok-s", &event_body("meeting.started", "acc-s"), 200).await;
+    let answer = post_until(op, "tok-s", &event_body("meeting.started", "acc-s"), 200).await;
     assert!(answer.body.contains("\"forwarded\":0"), "{}", answer.body);
     assert!(answer.elapsed < Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -776,111 +639,61 @@ async fn refused_sinks_are_never_called() {
 
 #[tokio::test]
 async fn app_deauthorized_deletes_the_tokens() {
-    let client = client().await;
-    let ns = namespace(&client, "ev-deauth").await;
     let sink = RecordingSink::start("127.0.0.1").await;
-    let sim = start_zoom_sim(&["--consent=approve"]);
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[
-            ("clientId", "cid-o"),
-            ("clientSecret", "oauth-secret"),
-            ("secretToken", "tok-o"),
-        ],
-    )
-    .await;
-    apply_zc(
-        &client,
-        &ns,
-        &format!(
-            "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: bot}}\nspec:\n  authType: PrivateOAuth\n  credentialsRef: {{name: zoom-app}}\n  events: {{sink: {{uri: \"{}\"}}}}\n",
-            sink.url
-        ),
-    )
-    .await;
-    let op = start_operator(
-        &ns,
-        &[
+    let app = ZoomApp::oauth("cid-o", "oauth-secret")
+        .secret_token("tok-o")
+        .account("acc-o")
+        .user("user-o", "o@example.com");
+    // The app is registered at zoom-sim once the operator's event URL is known.
+    let env = Env::new("ev-deauth")
+        .sim(&["--consent=approve"])
+        .credentials("zoom-app", app.clone())
+        .connection(Zc::private_oauth("bot").sink_uri(&sink.url))
+        .operator(&[
             "--public-url=http://zoom-operator.test",
             "--allow-sink-host=127.0.0.1",
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-        ],
-    );
-    wait_ready(&op).await;
+        ])
+        .start()
+        .await;
+    let (client, ns, op, sim) = (&env.client, &env.ns, &env.op, &env.sim);
+    op.wait_ready().await;
     // Zoom delivers app_deauthorized to the app's event URL: this operator.
-    let r = http()
-        .post(format!("{}/sim/apps", sim.url))
-        .json(&json!({
-            "kind": "oauth", "client_id": "cid-o", "client_secret": "oauth-secret", "secret_token": "tok-o",
-            "account_id": "acc-o", "user_id": "user-o", "email": "o@example.com",
-            "event_url": format!("{}/zoom/event", op.public_url),
-        }))
-        .send()
-        .await
-        .expect("add sim app");
-    assert!(r.status().is_success(), "{:?}", r.text().await);
+    let mut registration = app.sim_json();
+    registration["event_url"] = json!(format!("{}/zoom/event", op.public_url));
+    sim.admin("/sim/apps", registration).await;
 
     // Authorize through the browser flow, the operator's public URL mapped to its listener.
-    let zc = wait_condition(
-        &client,
-        &ns,
-        "bot",
-        "Authorized",
-        "False",
-        "AwaitingAuthorization",
-    )
-    .await;
+    let zc = env
+        .wait("bot", "Authorized", "False", "AwaitingAuthorization")
+        .await;
     let authorize = zc
         .status
         .as_ref()
         .and_then(|s| s.authorize_url.clone())
         .expect("authorizeURL");
     let local = |public: &str| public.replacen("http://zoom-operator.test", &op.public_url, 1);
-    let start = http().get(local(&authorize)).send().await.expect("start");
-    assert_eq!(start.status().as_u16(), 302);
-    let to_zoom = start.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let consent = http()
-        .get(&to_zoom)
-        .send()
-        .await
-        .expect("authorize at zoom-sim");
-    assert_eq!(consent.status().as_u16(), 302, "{:?}", consent.text().await);
-    let back = consent.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let callback = http().get(local(&back)).send().await.expect("callback");
-    assert_eq!(
-        callback.status().as_u16(),
-        200,
-        "{:?}",
-        callback.text().await
-    );
-    wait_condition(&client, &ns, "bot", "Authorized", "True", "Authorized").await;
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
-    eventually("status.account", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            let zc = api.get("bot").await.map_err(|e| e.to_string())?;
-            match zc
-                .status
-                .as_ref()
-                .and_then(|s| s.account.as_ref())
-                .and_then(|a| a.account_id.clone())
-            {
-                Some(a) if a == "acc-o" => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        }
-    })
+    let hops = web::through_zoom(&local(&authorize)).await;
+    let (status, page) = web::open(&local(&hops.callback)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    wait_condition(client, ns, "bot", "Authorized", "True", "Authorized").await;
+    wait_zc(
+        client,
+        ns,
+        "bot",
+        "status.account",
+        Duration::from_secs(30),
+        |zc| match zc
+            .status
+            .as_ref()
+            .and_then(|s| s.account.as_ref())
+            .and_then(|a| a.account_id.clone())
+        {
+            Some(a) if a == "acc-o" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
     .await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let has_tokens = |s: &Secret| {
         let data = s.data.clone().unwrap_or_default();
         data.contains_key("access_token") || data.contains_key("refresh_token")
@@ -922,34 +735,13 @@ async fn app_deauthorized_deletes_the_tokens() {
 
     let s = secrets.get("bot-zoom-token").await.expect("token secret");
     assert!(!has_tokens(&s), "tokens must be gone once Zoom got 200");
-    let zc = wait_condition(&client, &ns, "bot", "Authorized", "False", "Deauthorized").await;
+    let zc = wait_condition(client, ns, "bot", "Authorized", "False", "Deauthorized").await;
     let status = zc.status.clone().unwrap_or_default();
     assert!(status.authorize_url.is_some(), "ready to authorize again");
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    eventually("a Deauthorized event", Duration::from_secs(30), || {
-        let events = events.clone();
-        async move {
-            let list = events
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let found = list.items.iter().any(|e| {
-                e.reason.as_deref() == Some("Deauthorized")
-                    && e.type_.as_deref() == Some("Warning")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bot")
-            });
-            if found {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{:?}",
-                    list.items
-                        .iter()
-                        .map(|e| e.reason.clone())
-                        .collect::<Vec<_>>()
-                ))
-            }
-        }
+    wait_event(client, ns, "a Deauthorized event", |e| {
+        e.reason.as_deref() == Some("Deauthorized")
+            && e.type_.as_deref() == Some("Warning")
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bot")
     })
     .await;
     // Forwarded like any other event.

@@ -11,87 +11,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use zoom_operator::api::ZoomConnection;
 
 const FENCE: &str = "zoom-operator.io/refresh-fence";
 
-/// A PrivateOAuth app at a fresh zoom-sim with 20-second tokens, and its credentials Secret.
-async fn oauth_app(client: &kube::Client, ns: &str, id: &str) -> ZoomSim {
-    oauth_app_with_lifetime(client, ns, id, 20).await
+/// A PrivateOAuth app `id` at a fresh zoom-sim with tokens of `secs` seconds, and its
+/// credentials Secret.
+fn oauth_app(prefix: &str, id: &str, secs: u32) -> EnvBuilder {
+    Env::new(prefix)
+        .sim(&["--consent=approve", &format!("--token-lifetime={secs}")])
+        .app(ZoomApp::oauth(id, &format!("{id}-secret")).account("acc-1"))
 }
 
-async fn oauth_app_with_lifetime(client: &kube::Client, ns: &str, id: &str, secs: u32) -> ZoomSim {
-    let app = format!("--app=kind=oauth,client_id={id},client_secret={id}-secret,account_id=acc-1");
-    let lifetime = format!("--token-lifetime={secs}");
-    let sim = start_zoom_sim(&["--consent=approve", &lifetime, &app]);
-    put_secret(
-        client,
-        ns,
-        "zoom-app",
-        &[("clientId", id), ("clientSecret", &format!("{id}-secret"))],
-    )
-    .await;
-    sim
+/// The connection every test rotates: PrivateOAuth, refreshed 10 s before expiry.
+async fn apply_bot(env: &Env) {
+    apply_bot_in(&env.client, &env.ns).await;
 }
 
-fn zoom_flags(sim: &ZoomSim) -> [String; 2] {
-    [
-        format!("--zoom-oauth-url={}", sim.url),
-        format!("--zoom-api-url={}", sim.url),
-    ]
-}
-
-async fn apply_bot(client: &kube::Client, ns: &str) {
-    apply_zc(
-        client,
-        ns,
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: PrivateOAuth, credentialsRef: {name: zoom-app}, refreshBefore: 10s}\n",
-    )
-    .await;
-}
-
-async fn authorize(client: &kube::Client, ns: &str) {
-    browser_authorize(client, ns, "bot").await;
-}
-
-async fn stats(sim: &ZoomSim) -> Value {
-    sim_stats(sim).await
-}
-
-async fn fault(sim: &ZoomSim, spec: Value) {
-    let r = http()
-        .post(format!("{}/sim/faults", sim.url))
-        .json(&spec)
-        .send()
-        .await
-        .expect("fault");
-    assert_eq!(
-        r.status(),
-        StatusCode::CREATED,
-        "{}",
-        r.text().await.unwrap_or_default()
-    );
-}
-
-async fn assert_no_reuse(sim: &ZoomSim) -> Value {
-    let s = stats(sim).await;
-    assert_eq!(
-        s["reused_refresh_tokens"], 0,
-        "a refresh token was sent twice: {s}"
-    );
-    s
+async fn apply_bot_in(client: &kube::Client, ns: &str) {
+    Zc::private_oauth("bot")
+        .refresh_before("10s")
+        .apply(client, ns)
+        .await;
 }
 
 async fn token_secret(client: &kube::Client, ns: &str) -> Secret {
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .get("bot-zoom-token")
+    common::token_secret(client, ns, "bot")
         .await
         .expect("token Secret")
 }
@@ -100,35 +50,15 @@ fn refresh_token(s: &Secret) -> Option<Vec<u8>> {
     s.data.as_ref()?.get("refresh_token").map(|b| b.0.clone())
 }
 
-fn annotation(s: &Secret, key: &str) -> Option<String> {
-    s.metadata.annotations.as_ref()?.get(key).cloned()
-}
-
-async fn request_refresh(client: &kube::Client, ns: &str, value: &str) {
-    Api::<ZoomConnection>::namespaced(client.clone(), ns)
-        .patch(
-            "bot",
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"zoom-operator.io/refresh-requested": value}}}),
-            ),
-        )
-        .await
-        .expect("annotate");
-}
-
 /// Waits until a refresher has put its fence on the token Secret; returns the fence.
 async fn wait_fence(client: &kube::Client, ns: &str) -> String {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     eventually(
         "a refresh fence on the token Secret",
         Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let s = api.get("bot-zoom-token").await.map_err(|e| e.to_string())?;
-                annotation(&s, FENCE).ok_or_else(|| "no fence".to_owned())
-            }
+        || async {
+            let s = common::token_secret(client, ns, "bot").await;
+            s.and_then(|s| annotation(&s, FENCE))
+                .ok_or_else(|| "no fence".to_owned())
         },
     )
     .await
@@ -136,123 +66,82 @@ async fn wait_fence(client: &kube::Client, ns: &str) -> String {
 
 /// Waits until the token Secret's refresh token is no longer `old`.
 async fn wait_rotated(client: &kube::Client, ns: &str, old: &Option<Vec<u8>>, within: Duration) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    eventually("a rotated refresh token in the Secret", within, || {
-        let api = api.clone();
-        let old = old.clone();
-        async move {
-            let s = api.get("bot-zoom-token").await.map_err(|e| e.to_string())?;
-            let now = refresh_token(&s);
-            if now.is_some() && now != old {
-                Ok(())
-            } else {
-                Err("not rotated yet".to_owned())
-            }
+    eventually("a rotated refresh token in the Secret", within, || async {
+        // The Secret may be gone for a moment (a test deletes it).
+        let now = common::token_secret(client, ns, "bot")
+            .await
+            .and_then(|s| refresh_token(&s));
+        if now.is_some() && now != *old {
+            Ok(())
+        } else {
+            Err("not rotated yet".to_owned())
         }
     })
     .await
 }
 
-async fn lease_holder(client: &kube::Client, ns: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("zoom-operator-leader")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
+/// Waits until the leader gauge of `op` reads 0.
+async fn wait_stepped_down(op: &Operator, what: &str) {
+    eventually(what, Duration::from_secs(20), || async {
+        let v = op.metric("zoom_operator_leader").await;
+        if v == 0.0 {
+            Ok(())
+        } else {
+            Err(format!("leader gauge {v}"))
+        }
+    })
+    .await;
 }
 
-async fn metric(op: &Operator, name: &str) -> f64 {
-    let body = http()
-        .get(format!("{}/metrics", op.metrics))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("body");
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// Waits until condition Authorized of bot is False with a message that says `says`.
+async fn wait_lost(env: &Env, what: &str, says: &str) -> String {
+    wait_message(&env.client, &env.ns, "bot", "Authorized", what, |c| {
+        c.status == "False" && c.message.contains(says)
+    })
+    .await
 }
 
 #[tokio::test]
 async fn forced_double_refresh_lets_only_one_through() {
-    let client = client().await;
-    let ns = namespace(&client, "double").await;
-    let sim = oauth_app(&client, &ns, "dbl-id").await;
-    let zoom = zoom_flags(&sim);
     // Two processes without leader election, on purpose: both reconcile the same connection
     // at the same moments, so both decide to refresh together.
-    let a = start_operator(&ns, &[&zoom[0], &zoom[1], "--leader-election=false"]);
-    let public = format!("--public-url={}", a.public_url);
-    let _b = start_operator(
-        &ns,
-        &[&zoom[0], &zoom[1], &public, "--leader-election=false"],
-    );
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
+    let env = oauth_app("double", "dbl-id", 20)
+        .operator(&["--leader-election=false"])
+        .start()
+        .await;
+    let _b = env.replica(&["--leader-election=false"]);
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
     // Slow Zoom down so that two refreshes, if both were sent, would be in flight together.
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "delay_ms": 1500, "count": 50}),
-    )
-    .await;
+    sim.fault(json!({"path": "/oauth/token", "delay_ms": 1500, "count": 50}))
+        .await;
 
-    let first = stats(&sim).await["refreshes"].as_u64().unwrap_or(0);
-    eventually("three refreshes", Duration::from_secs(120), || {
-        let sim_url = sim.url.clone();
-        async move {
-            let s: Value = http()
-                .get(format!("{sim_url}/sim/stats"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            assert_eq!(
-                s["reused_refresh_tokens"], 0,
-                "a refresh token was sent twice: {s}"
-            );
-            match s["refreshes"].as_u64() {
-                Some(n) if n >= first + 3 => Ok(()),
-                other => Err(format!("refreshes {other:?}")),
-            }
-        }
-    })
-    .await;
-    assert_no_reuse(&sim).await;
-    let zc = wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let first = sim.stats().await["refreshes"].as_u64().unwrap_or(0);
+    sim.wait_refreshes("three refreshes", first + 3, Duration::from_secs(120))
+        .await;
+    sim.assert_no_reuse().await;
+    let zc = wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     let token = zc.condition("TokenReady").expect("TokenReady");
     assert_eq!(token.reason, "Fresh", "{}", token.message);
 }
 
 #[tokio::test]
 async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
-    let client = client().await;
-    let ns = namespace(&client, "notstored").await;
     // Tokens long enough that no refresh falls due by itself during the test.
-    let sim = oauth_app_with_lifetime(&client, &ns, "ns-id", 600).await;
-    let zoom = zoom_flags(&sim);
-    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
-    let before = refresh_token(&token_secret(&client, &ns).await);
+    let env = oauth_app("notstored", "ns-id", 600).start().await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
+    let before = refresh_token(&token_secret(client, ns).await);
 
     // While Zoom takes its time answering, the token Secret becomes unwritable: a tenant (or a
     // policy) made it immutable. Every write of it now gets 422 from the API server.
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "delay_ms": 4000, "count": 1}),
-    )
-    .await;
-    request_refresh(&client, &ns, "1").await;
-    wait_fence(&client, &ns).await;
-    Api::<Secret>::namespaced(client.clone(), &ns)
+    sim.fault(json!({"path": "/oauth/token", "delay_ms": 4000, "count": 1}))
+        .await;
+    request_refresh(client, ns, "bot", "1").await;
+    wait_fence(client, ns).await;
+    Api::<Secret>::namespaced(client.clone(), ns)
         .patch(
             "bot-zoom-token",
             &PatchParams::default(),
@@ -261,7 +150,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
         .await
         .expect("make the Secret immutable");
 
-    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "TokenNotStored").await;
+    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "TokenNotStored").await;
     let message = zc
         .condition("TokenReady")
         .expect("TokenReady")
@@ -273,59 +162,52 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     );
     assert!(!message.contains("ns-id-secret"));
     assert_eq!(
-        refresh_token(&token_secret(&client, &ns).await),
+        refresh_token(&token_secret(client, ns).await),
         before,
         "the immutable Secret kept the old grant"
     );
     // Zoom rotated once; nothing was sent again while the grant waits to be stored.
     tokio::time::sleep(Duration::from_secs(8)).await;
-    let s = assert_no_reuse(&sim).await;
+    let s = sim.assert_no_reuse().await;
     let refreshed = s["refreshes"].clone();
     assert_eq!(refreshed, 1, "{s}");
 
     // The cause is fixed: the Secret is deleted, and the operator writes the kept grant.
-    Api::<Secret>::namespaced(client.clone(), &ns)
+    Api::<Secret>::namespaced(client.clone(), ns)
         .delete("bot-zoom-token", &DeleteParams::default())
         .await
         .expect("delete");
-    wait_rotated(&client, &ns, &before, Duration::from_secs(30)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    wait_rotated(client, ns, &before, Duration::from_secs(30)).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
     assert_eq!(
-        stats(&sim).await["refreshes"],
+        sim.stats().await["refreshes"],
         1,
         "stored the kept grant, not a new one"
     );
 
     // It is the newest grant: the next refresh with it works.
-    let stored = refresh_token(&token_secret(&client, &ns).await);
+    let stored = refresh_token(&token_secret(client, ns).await);
     // Forced refreshes are one a minute per connection: this one may wait for the first's minute.
-    request_refresh(&client, &ns, "2").await;
-    wait_rotated(&client, &ns, &stored, Duration::from_secs(90)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    assert_no_reuse(&sim).await;
+    request_refresh(client, ns, "bot", "2").await;
+    wait_rotated(client, ns, &stored, Duration::from_secs(90)).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
 async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() {
-    let client = client().await;
-    let ns = namespace(&client, "sigkill").await;
-    let sim = oauth_app(&client, &ns, "kill-id").await;
-    let zoom = zoom_flags(&sim);
-    let mut a = start_operator(&ns, &[&zoom[0], &zoom[1]]);
-    let public = format!("--public-url={}", a.public_url);
-    let mut b = start_operator(&ns, &[&zoom[0], &zoom[1], &public]);
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
+    let mut env = oauth_app("sigkill", "kill-id", 20).start().await;
+    let mut b = env.replica(&[]);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
 
     // Zoom rotates the grant at once but its answer takes 10 s to arrive; the refreshing
     // leader is SIGKILLed while it waits.
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "delay_after_ms": 10000, "count": 1}),
-    )
-    .await;
-    request_refresh(&client, &ns, "1").await;
-    let fence = wait_fence(&client, &ns).await;
+    sim.fault(json!({"path": "/oauth/token", "delay_after_ms": 10000, "count": 1}))
+        .await;
+    request_refresh(client, ns, "bot", "1").await;
+    let fence = wait_fence(client, ns).await;
     let holder = fence
         .split(';')
         .find_map(|p| p.strip_prefix("holder="))
@@ -335,56 +217,35 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
         !fence.contains("kill-id"),
         "the fence holds no secret: {fence}"
     );
-    eventually("Zoom to rotate the grant", Duration::from_secs(10), || {
-        let sim_url = sim.url.clone();
-        async move {
-            let s: Value = http()
-                .get(format!("{sim_url}/sim/stats"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
+    eventually(
+        "Zoom to rotate the grant",
+        Duration::from_secs(10),
+        || async {
+            let s = sim.stats().await;
             if s["refreshes"] == 1 {
                 Ok(())
             } else {
                 Err(s.to_string())
             }
-        }
-    })
+        },
+    )
     .await;
-    let a_pid = a.process.child.id().to_string();
-    let (killed, _survivor) = if holder.ends_with(&format!("-{a_pid}")) {
-        (&mut a, &b)
+    // SIGKILL the refreshing leader.
+    if holder.ends_with(&format!("-{}", env.op.pid())) {
+        env.op.kill();
     } else {
-        (&mut b, &a)
-    };
-    killed
-        .process
-        .child
-        .kill()
-        .expect("SIGKILL the refreshing leader");
-    let _ = killed.process.child.wait();
+        b.kill();
+    }
 
     // The successor finds the stale fence for the stored refresh token, does not send it
     // again, and says why the grant is lost.
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
-    let message = eventually(
+    let message = wait_message(
+        &env.client,
+        &env.ns,
+        "bot",
+        "Authorized",
         "the successor to report the lost grant",
-        Duration::from_secs(90),
-        || {
-            let api = api.clone();
-            async move {
-                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
-                let c = zc.condition("Authorized").ok_or("no Authorized")?;
-                if c.status == "False" && c.reason == "RefreshTokenRejected" {
-                    Ok(c.message.clone())
-                } else {
-                    Err(format!("{}/{}: {}", c.status, c.reason, c.message))
-                }
-            }
-        },
+        |c| c.status == "False" && c.reason == "RefreshTokenRejected",
     )
     .await;
     assert!(
@@ -392,7 +253,7 @@ async fn a_leader_killed_between_zoom_answer_and_write_is_reported_truthfully() 
         "{message}"
     );
     assert!(!message.contains("Zoom rejected"), "{message}");
-    let s = assert_no_reuse(&sim).await;
+    let s = sim.assert_no_reuse().await;
     assert_eq!(s["refreshes"], 1, "{s}");
 }
 
@@ -530,154 +391,112 @@ async fn pump(
 
 #[tokio::test]
 async fn a_leader_whose_api_server_connection_stalls_stops_and_the_other_takes_over() {
-    let client = client().await;
-    let ns = namespace(&client, "stall").await;
-    let sim = oauth_app(&client, &ns, "stall-id").await;
-    let zoom = zoom_flags(&sim);
-
     // Replica A reaches the API server only through the proxy.
     let proxy = proxy_to_api_server().await;
-    let proxied = proxy.kubeconfig();
-    let watch = format!("--watch-namespace={ns}");
-    let lease = format!("--lease-namespace={ns}");
-    let a = start_operator_with_kubeconfig(&ns, &[&watch, &lease, &zoom[0], &zoom[1]], &proxied);
-    eventually("replica A to lead", Duration::from_secs(30), || {
-        let client = client.clone();
-        let ns = ns.clone();
-        let pid = a.process.child.id().to_string();
-        async move {
-            match lease_holder(&client, &ns).await {
-                Some(h) if h.ends_with(&format!("-{pid}")) => Ok(()),
-                other => Err(format!("holder {other:?}")),
-            }
-        }
-    })
+    let env = oauth_app("stall", "stall-id", 20)
+        .kubeconfig(proxy.kubeconfig())
+        .start()
+        .await;
+    let a = &env.op;
+    wait_leading(
+        &env.client,
+        &env.ns,
+        a,
+        "replica A to lead",
+        Duration::from_secs(30),
+    )
     .await;
-    let public = format!("--public-url={}", a.public_url);
-    let b = start_operator(&ns, &[&zoom[0], &zoom[1], &public]);
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
-    assert_eq!(metric(&a, "zoom_operator_leader").await, 1.0);
-    assert_eq!(metric(&b, "zoom_operator_leader").await, 0.0);
+    let b = env.replica(&[]);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
+    assert_eq!(a.metric("zoom_operator_leader").await, 1.0);
+    assert_eq!(b.metric("zoom_operator_leader").await, 0.0);
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
 
     // A's connection to the API server stalls. Within its renew deadline (10 s) it stops
     // leading; it sends nothing to Zoom from then on, and B takes over and refreshes.
     proxy.stalled.store(true, Ordering::Relaxed);
     let stalled_at = tokio::time::Instant::now();
-    eventually("replica A to step down", Duration::from_secs(20), || {
-        let a = &a;
-        async move {
-            let v = metric(a, "zoom_operator_leader").await;
-            if v == 0.0 {
-                Ok(())
-            } else {
-                Err(format!("leader gauge {v}"))
-            }
-        }
-    })
-    .await;
+    wait_stepped_down(a, "replica A to step down").await;
     assert!(
         stalled_at.elapsed() <= Duration::from_secs(14),
         "stepped down after {:?}",
         stalled_at.elapsed()
     );
-    let a_requests = metric(&a, "zoom_operator_token_requests_total").await;
-    let before = refresh_token(&token_secret(&client, &ns).await);
-    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
-    let rotated = refresh_token(&token_secret(&client, &ns).await);
-    wait_rotated(&client, &ns, &rotated, Duration::from_secs(30)).await;
-    assert_eq!(metric(&b, "zoom_operator_leader").await, 1.0);
+    let a_requests = a.metric("zoom_operator_token_requests_total").await;
+    let before = refresh_token(&token_secret(client, ns).await);
+    wait_rotated(client, ns, &before, Duration::from_secs(60)).await;
+    let rotated = refresh_token(&token_secret(client, ns).await);
+    wait_rotated(client, ns, &rotated, Duration::from_secs(30)).await;
+    assert_eq!(b.metric("zoom_operator_leader").await, 1.0);
     assert_eq!(
-        metric(&a, "zoom_operator_token_requests_total").await,
+        a.metric("zoom_operator_token_requests_total").await,
         a_requests,
         "the stalled replica called Zoom after stepping down"
     );
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    assert_no_reuse(&sim).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    sim.assert_no_reuse().await;
 
     // The connection comes back: A stays a follower while B leads, and nothing is reused.
     proxy.stalled.store(false, Ordering::Relaxed);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(metric(&a, "zoom_operator_leader").await, 0.0);
-    assert_no_reuse(&sim).await;
+    assert_eq!(a.metric("zoom_operator_leader").await, 0.0);
+    sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
 async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back() {
-    let client = client().await;
-    let ns = namespace(&client, "apidown").await;
-    let sim = oauth_app_with_lifetime(&client, &ns, "down-id", 600).await;
-    let zoom = zoom_flags(&sim);
     let proxy = proxy_to_api_server().await;
-    let watch = format!("--watch-namespace={ns}");
-    let lease = format!("--lease-namespace={ns}");
-    let op = start_operator_with_kubeconfig(
-        &ns,
-        &[&watch, &lease, &zoom[0], &zoom[1]],
-        &proxy.kubeconfig(),
-    );
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
-    let before = refresh_token(&token_secret(&client, &ns).await);
+    let env = oauth_app("apidown", "down-id", 600)
+        .kubeconfig(proxy.kubeconfig())
+        .start()
+        .await;
+    apply_bot(&env).await;
+    env.authorize("bot").await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    let before = refresh_token(&token_secret(client, ns).await);
 
     // A refresh is on its way to Zoom when the API server stops (its port refuses connections)
     // for 25 s: Zoom's answer cannot be written, and the replica cannot renew its lease either.
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "delay_ms": 3000, "count": 1}),
-    )
-    .await;
-    request_refresh(&client, &ns, "1").await;
-    wait_fence(&client, &ns).await;
+    sim.fault(json!({"path": "/oauth/token", "delay_ms": 3000, "count": 1}))
+        .await;
+    request_refresh(client, ns, "bot", "1").await;
+    wait_fence(client, ns).await;
     proxy.close().await;
-    eventually("the replica to step down", Duration::from_secs(20), || {
-        let op = &op;
-        async move {
-            let v = metric(op, "zoom_operator_leader").await;
-            if v == 0.0 {
-                Ok(())
-            } else {
-                Err(format!("leader gauge {v}"))
-            }
-        }
-    })
-    .await;
+    wait_stepped_down(&env.op, "the replica to step down").await;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(stats(&sim).await["refreshes"], 1, "Zoom answered once");
+    assert_eq!(sim.stats().await["refreshes"], 1, "Zoom answered once");
     assert_eq!(
-        refresh_token(&token_secret(&client, &ns).await),
+        refresh_token(&token_secret(client, ns).await),
         before,
         "nothing could be written"
     );
 
     // Back: the kept grant is written, the replica leads again, nothing was sent twice.
     proxy.reopen().await;
-    wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    let s = assert_no_reuse(&sim).await;
+    wait_rotated(client, ns, &before, Duration::from_secs(60)).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    let s = sim.assert_no_reuse().await;
     assert_eq!(s["refreshes"], 1, "{s}");
-    let stored = refresh_token(&token_secret(&client, &ns).await);
+    let stored = refresh_token(&token_secret(client, ns).await);
     // Forced refreshes are one a minute per connection: this one may wait for the first's minute.
-    request_refresh(&client, &ns, "2").await;
-    wait_rotated(&client, &ns, &stored, Duration::from_secs(90)).await;
-    assert_no_reuse(&sim).await;
+    request_refresh(client, ns, "bot", "2").await;
+    wait_rotated(client, ns, &stored, Duration::from_secs(90)).await;
+    sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
 async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
-    let client = client().await;
-    let ns = namespace(&client, "conflict").await;
-    let sim = oauth_app(&client, &ns, "cfl-id").await;
-    let zoom = zoom_flags(&sim);
-    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
+    let env = oauth_app("conflict", "cfl-id", 20).start().await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
 
     // Another tool rewrites the token Secret's annotations all the time, so that the
     // operator's compare-and-swap writes (fence and grant) keep meeting 409 conflicts.
     let stop = Arc::new(AtomicBool::new(false));
     let hammer = {
-        let api: Api<Secret> = Api::namespaced(client.clone(), &ns);
+        let api: Api<Secret> = Api::namespaced(client.clone(), ns);
         let stop = stop.clone();
         tokio::spawn(async move {
             let mut i = 0u64;
@@ -697,82 +516,47 @@ async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
             i
         })
     };
-    let first = stats(&sim).await["refreshes"].as_u64().unwrap_or(0);
-    eventually(
+    let first = sim.stats().await["refreshes"].as_u64().unwrap_or(0);
+    sim.wait_refreshes(
         "three refreshes under contention",
+        first + 3,
         Duration::from_secs(120),
-        || {
-            let sim_url = sim.url.clone();
-            async move {
-                let s: Value = http()
-                    .get(format!("{sim_url}/sim/stats"))
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                assert_eq!(
-                    s["reused_refresh_tokens"], 0,
-                    "a refresh token was sent twice: {s}"
-                );
-                match s["refreshes"].as_u64() {
-                    Some(n) if n >= first + 3 => Ok(()),
-                    other => Err(format!("refreshes {other:?}")),
-                }
-            }
-        },
     )
     .await;
     stop.store(true, Ordering::Relaxed);
     let writes = hammer.await.expect("hammer");
     assert!(writes > 100, "only {writes} competing writes");
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    let secret = token_secret(&client, &ns).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    let secret = token_secret(client, ns).await;
     assert!(
         annotation(&secret, "example.com/touched").is_some(),
         "the other tool's annotation is kept"
     );
-    assert_no_reuse(&sim).await;
+    sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
 async fn zoom_outages_are_ridden_out_and_reported() {
-    let client = client().await;
-    let ns = namespace(&client, "outage").await;
-    let sim = oauth_app(&client, &ns, "out-id").await;
-    let zoom = zoom_flags(&sim);
-    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
+    let env = oauth_app("outage", "out-id", 20).start().await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
 
     // In order: a slow answer (within the client's timeout), 429 with Retry-After in seconds,
     // 429 with Retry-After as an HTTP date, then 5xx until the token has expired.
     let date = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20))
         .strftime("%a, %d %b %Y %H:%M:%S GMT")
         .to_string();
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "delay_ms": 5000, "count": 1}),
-    )
-    .await;
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "status": 429, "retry_after": "2", "count": 1}),
-    )
-    .await;
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "status": 429, "retry_after": date, "count": 1}),
-    )
-    .await;
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "status": 503, "count": 1000}),
-    )
-    .await;
+    sim.fault(json!({"path": "/oauth/token", "delay_ms": 5000, "count": 1}))
+        .await;
+    sim.fault(json!({"path": "/oauth/token", "status": 429, "retry_after": "2", "count": 1}))
+        .await;
+    sim.fault(json!({"path": "/oauth/token", "status": 429, "retry_after": date, "count": 1}))
+        .await;
+    sim.fault(json!({"path": "/oauth/token", "status": 503, "count": 1000}))
+        .await;
 
-    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "RefreshFailing").await;
     let failing = zc
         .condition("TokenReady")
         .expect("TokenReady")
@@ -782,22 +566,13 @@ async fn zoom_outages_are_ridden_out_and_reported() {
         failing.contains("HTTP 429") || failing.contains("HTTP 503"),
         "{failing}"
     );
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
-    let expired = eventually(
+    let expired = wait_message(
+        client,
+        ns,
+        "bot",
+        "TokenReady",
         "the token to expire in status",
-        Duration::from_secs(90),
-        || {
-            let api = api.clone();
-            async move {
-                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
-                let c = zc.condition("TokenReady").ok_or("no TokenReady")?;
-                if c.reason == "Expired" {
-                    Ok(c.message.clone())
-                } else {
-                    Err(format!("{}: {}", c.reason, c.message))
-                }
-            }
-        },
+        |c| c.reason == "Expired",
     )
     .await;
     assert!(expired.contains("the last refresh failed"), "{expired}");
@@ -816,8 +591,8 @@ async fn zoom_outages_are_ridden_out_and_reported() {
         .await
         .expect("clear");
     assert!(cleared.status().is_success());
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    assert_no_reuse(&sim).await;
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
@@ -897,63 +672,52 @@ async fn wait_rotations(client: &kube::Client, ns: &str, n: usize) {
 
 #[tokio::test]
 async fn a_replica_whose_clock_is_ten_seconds_ahead_does_not_refresh_beside_the_leader() {
-    let client = client().await;
-    let ns = namespace(&client, "skew").await;
-    let sim = oauth_app(&client, &ns, "skew-id").await;
-    let zoom = zoom_flags(&sim);
-    let mut a = start_operator(&ns, &[&zoom[0], &zoom[1]]);
-    eventually("replica A to lead", Duration::from_secs(30), || {
-        let client = client.clone();
-        let ns = ns.clone();
-        let pid = a.process.child.id().to_string();
-        async move {
-            match lease_holder(&client, &ns).await {
-                Some(h) if h.ends_with(&format!("-{pid}")) => Ok(()),
-                other => Err(format!("holder {other:?}")),
-            }
-        }
-    })
+    let mut env = oauth_app("skew", "skew-id", 20).start().await;
+    wait_leading(
+        &env.client,
+        &env.ns,
+        &env.op,
+        "replica A to lead",
+        Duration::from_secs(30),
+    )
     .await;
     // B's clock runs 10 s ahead: the holder's renewTime looks 10 s older to it, and the
     // refresh fence 10 s closer to expiry, than they are.
-    let public = format!("--public-url={}", a.public_url);
-    let b = start_operator(
-        &ns,
-        &[&zoom[0], &zoom[1], &public, "--clock-offset-secs=10"],
-    );
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
+    let b = env.replica(&["--clock-offset-secs=10"]);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
 
-    wait_rotations(&client, &ns, 3).await;
-    assert_no_reuse(&sim).await;
-    assert_eq!(metric(&b, "zoom_operator_leader").await, 0.0);
+    wait_rotations(client, ns, 3).await;
+    sim.assert_no_reuse().await;
+    assert_eq!(b.metric("zoom_operator_leader").await, 0.0);
     assert_eq!(
-        metric(&b, "zoom_operator_token_requests_total").await,
+        b.metric("zoom_operator_token_requests_total").await,
         0.0,
         "the replica that is ahead refreshed beside the leader"
     );
 
     // The leader dies; the replica that is ahead takes over and refreshes alone.
-    a.process.child.kill().expect("SIGKILL the leader");
-    let _ = a.process.child.wait();
-    wait_rotations(&client, &ns, 2).await;
-    assert_eq!(metric(&b, "zoom_operator_leader").await, 1.0);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    let s = assert_no_reuse(&sim).await;
+    env.op.kill();
+    wait_rotations(client, ns, 2).await;
+    assert_eq!(b.metric("zoom_operator_leader").await, 1.0);
+    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    let s = sim.assert_no_reuse().await;
     assert_eq!(s["superseded_grants"], 0, "{s}");
 }
 
 #[tokio::test]
 async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
+    // The operator reaches zoom-sim only through a proxy: Zoom URLs at the proxy.
     let client = client().await;
     let ns = namespace(&client, "refused").await;
-    let sim = oauth_app(&client, &ns, "ref-id").await;
+    let app = ZoomApp::oauth("ref-id", "ref-id-secret").account("acc-1");
+    let sim = start_zoom_sim(&["--consent=approve", "--token-lifetime=20", &app.sim_flag()]);
+    app.secret("zoom-app").put(&client, &ns).await;
     let zoom = StallProxy::start(sim.url.trim_start_matches("http://").to_owned()).await;
-    let oauth = format!("--zoom-oauth-url={}", zoom.url());
-    let api = format!("--zoom-api-url={}", zoom.url());
-    let _op = start_operator(&ns, &[&oauth, &api]);
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
+    let _op = start_operator(&ns, &strs(&zoom_flags(&zoom.url())));
+    apply_bot_in(&client, &ns).await;
+    browser_authorize(&client, &ns, "bot").await;
 
     // Zoom's port is closed while the refresh falls due: no request reaches Zoom, so the
     // grant is intact and the refresh is retried.
@@ -974,53 +738,36 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
     zoom.reopen().await;
     wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
     wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    assert_no_reuse(&sim).await;
+    sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
 async fn a_refresh_answer_lost_in_the_network_is_reported_and_never_repeated() {
-    let client = client().await;
-    let ns = namespace(&client, "lost").await;
-    let sim = oauth_app_with_lifetime(&client, &ns, "lost-id", 600).await;
-    let zoom = zoom_flags(&sim);
-    let _op = start_operator(&ns, &[&zoom[0], &zoom[1]]);
-    apply_bot(&client, &ns).await;
-    authorize(&client, &ns).await;
+    let env = oauth_app("lost", "lost-id", 600).start().await;
+    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    apply_bot(&env).await;
+    env.authorize("bot").await;
 
     // Zoom rotates the grant, then hangs past the operator's 10-second timeout: the only
     // valid refresh token is in an answer that never arrives.
-    fault(
-        &sim,
-        json!({"path": "/oauth/token", "delay_after_ms": 15000, "count": 1}),
-    )
-    .await;
-    request_refresh(&client, &ns, "1").await;
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
-    let message = eventually(
+    sim.fault(json!({"path": "/oauth/token", "delay_after_ms": 15000, "count": 1}))
+        .await;
+    request_refresh(client, ns, "bot", "1").await;
+    let message = wait_lost(
+        &env,
         "the lost answer to be reported",
-        Duration::from_secs(90),
-        || {
-            let api = api.clone();
-            async move {
-                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
-                let c = zc.condition("Authorized").ok_or("no Authorized")?;
-                if c.status == "False" && c.message.contains("already been sent to Zoom") {
-                    Ok(c.message.clone())
-                } else {
-                    Err(format!("{}/{}: {}", c.status, c.reason, c.message))
-                }
-            }
-        },
+        "already been sent to Zoom",
     )
     .await;
+    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
     assert!(message.contains("answer was lost"), "{message}");
     let zc = api.get("bot").await.expect("bot");
     let authorized = zc.condition("Authorized").expect("Authorized");
     assert_eq!(authorized.reason, "RefreshTokenRejected");
-    let s = assert_no_reuse(&sim).await;
+    let s = sim.assert_no_reuse().await;
     assert_eq!(s["refreshes"], 1, "the refresh token was sent once: {s}");
 
     // Only the Zoom user can repair it: authorizing again makes the connection Ready.
-    browser_flow(&client, zc).await;
-    assert_no_reuse(&sim).await;
+    browser_flow(client, zc).await;
+    sim.assert_no_reuse().await;
 }

@@ -12,19 +12,6 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
-fn private_oauth(name: &str) -> String {
-    format!(
-        r#"
-apiVersion: zoom-operator.io/v1alpha1
-kind: ZoomConnection
-metadata: {{name: {name}}}
-spec:
-  authType: PrivateOAuth
-  credentialsRef: {{name: zoom-app}}
-"#
-    )
-}
-
 async fn apply_ingress(client: &kube::Client, ns: &str, spec: serde_json::Value) {
     let api: Api<Ingress> = Api::namespaced(client.clone(), ns);
     let ing = json!({
@@ -42,33 +29,27 @@ async fn apply_ingress(client: &kube::Client, ns: &str, spec: serde_json::Value)
     .expect("apply ingress");
 }
 
-async fn wait_redirect_url(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    want: &str,
-) -> ZoomConnection {
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
-    eventually(
-        &format!("redirectURL {want}"),
-        Duration::from_secs(60),
-        || {
-            let api = api.clone();
-            async move {
-                let zc = api.get(name).await.map_err(|e| e.to_string())?;
-                let got = zc.status.as_ref().and_then(|s| s.redirect_url.clone());
-                if got.as_deref() == Some(want) {
-                    Ok(zc)
-                } else {
-                    Err(format!(
-                        "redirectURL {got:?}, URLsReady {:?}",
-                        zc.condition("URLsReady")
-                    ))
-                }
-            }
-        },
+/// The OAuth app `id`/`s` in Secret `zoom-app`, and an operator with `args`.
+async fn oauth_env(prefix: &str, args: &[&str]) -> (kube::Client, String, Operator) {
+    let client = client().await;
+    let ns = namespace(&client, prefix).await;
+    put_secret(
+        &client,
+        &ns,
+        "zoom-app",
+        &[("clientId", "id"), ("clientSecret", "s")],
     )
-    .await
+    .await;
+    let args: Vec<String> = args.iter().map(|a| a.replace("{ns}", &ns)).collect();
+    let op = start_operator(&ns, &strs(&args));
+    (client, ns, op)
+}
+
+/// A Server-to-Server connection `bot` at zoom-sim, and its operator.
+fn s2s_env(prefix: &str) -> EnvBuilder {
+    Env::new(prefix)
+        .app(ZoomApp::s2s("s2s-id", "acc-1"))
+        .operator(&["--public-url=https://zoom.example.com"])
 }
 
 fn backend() -> serde_json::Value {
@@ -77,17 +58,8 @@ fn backend() -> serde_json::Value {
 
 #[tokio::test]
 async fn urls_follow_the_ingress_tls_host_and_its_changes() {
-    let client = client().await;
-    let ns = namespace(&client, "ing-tls").await;
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
-    let _op = start_operator(&ns, &[&format!("--ingress={ns}/zoom")]);
-    apply_zc(&client, &ns, &private_oauth("bot")).await;
+    let (client, ns, _op) = oauth_env("ing-tls", &["--ingress={ns}/zoom"]).await;
+    Zc::private_oauth("bot").apply(&client, &ns).await;
 
     // No Ingress yet: the condition says so.
     let zc = wait_condition(&client, &ns, "bot", "URLsReady", "False", "IngressNotFound").await;
@@ -146,23 +118,14 @@ async fn urls_follow_the_ingress_tls_host_and_its_changes() {
 
 #[tokio::test]
 async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
-    let client = client().await;
-    let ns = namespace(&client, "ing-plain").await;
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
-    let _op = start_operator(&ns, &[&format!("--ingress={ns}/zoom")]);
+    let (client, ns, _op) = oauth_env("ing-plain", &["--ingress={ns}/zoom"]).await;
     apply_ingress(
         &client,
         &ns,
         json!({"rules": [{"host": "plain.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend()}]}}]}),
     )
     .await;
-    apply_zc(&client, &ns, &private_oauth("bot")).await;
+    Zc::private_oauth("bot").apply(&client, &ns).await;
     wait_redirect_url(
         &client,
         &ns,
@@ -208,23 +171,15 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
 
 #[tokio::test]
 async fn public_url_flag_wins() {
-    let client = client().await;
-    let ns = namespace(&client, "pub-url").await;
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
-    let _op = start_operator(
-        &ns,
+    let (client, ns, _op) = oauth_env(
+        "pub-url",
         &[
             "--public-url=https://zoom.corp.example/",
-            &format!("--ingress={ns}/absent"),
+            "--ingress={ns}/absent",
         ],
-    );
-    apply_zc(&client, &ns, &private_oauth("bot")).await;
+    )
+    .await;
+    Zc::private_oauth("bot").apply(&client, &ns).await;
     let zc = wait_redirect_url(
         &client,
         &ns,
@@ -243,7 +198,7 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
     let client = client().await;
     let ns = namespace(&client, "creds").await;
     let op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
-    apply_zc(&client, &ns, &private_oauth("bot")).await;
+    Zc::private_oauth("bot").apply(&client, &ns).await;
 
     let zc = wait_condition(
         &client,
@@ -346,20 +301,11 @@ async fn a_foreign_secret_is_never_taken_over() {
         &[("access_token", "someone-elses")],
     )
     .await;
-    let (_sim, _op) = start_s2s(
-        &client,
-        &ns,
-        "acc-1",
-        &[],
-        &["--public-url=https://zoom.example.com"],
-    )
-    .await;
-    apply_zc(
-        &client,
-        &ns,
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: ServerToServer, credentialsRef: {name: zoom-app}}\n",
-    )
-    .await;
+    let app = ZoomApp::s2s("s2s-id", "acc-1");
+    let sim = start_zoom_sim(&[&app.sim_flag()]);
+    app.secret("zoom-app").put(&client, &ns).await;
+    let _op = sim.operator(&ns, &["--public-url=https://zoom.example.com"]);
+    Zc::s2s("bot").apply(&client, &ns).await;
     let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "SecretNotOwned").await;
     let message = &zc.condition("TokenReady").expect("c").message;
     assert!(
@@ -378,31 +324,18 @@ async fn a_foreign_secret_is_never_taken_over() {
 
 #[tokio::test]
 async fn deleting_the_connection_collects_its_token_secret() {
-    let client = client().await;
-    let ns = namespace(&client, "delete").await;
-    let (_sim, _op) = start_s2s(
-        &client,
-        &ns,
-        "acc-1",
-        &[],
-        &["--public-url=https://zoom.example.com"],
-    )
-    .await;
-    apply_zc(
-        &client,
-        &ns,
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: ServerToServer, credentialsRef: {name: zoom-app}}\n",
-    )
-    .await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let env = s2s_env("delete").start().await;
+    let (client, ns) = (&env.client, &env.ns);
+    env.apply(&Zc::s2s("bot")).await;
+    env.wait_ready("bot").await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     assert!(secrets
         .get_opt("bot-zoom-token")
         .await
         .expect("get")
         .is_some());
 
-    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
+    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), ns);
     zcs.delete("bot", &DeleteParams::default())
         .await
         .expect("delete");
@@ -470,7 +403,7 @@ async fn the_api_server_rejects_what_the_schema_can_express() {
         );
     }
     // And a valid one with defaults filled in by the API server.
-    let created = apply_zc(&client, &ns, &private_oauth("good")).await;
+    let created = Zc::private_oauth("good").apply(&client, &ns).await;
     assert_eq!(created.spec.refresh_before, "10m");
     assert_eq!(
         created.spec.credentials_ref.expect("ref").client_secret_key,
@@ -483,7 +416,7 @@ async fn kubectl_get_shows_the_printer_columns() {
     let client = client().await;
     let ns = namespace(&client, "columns").await;
     let _op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
-    apply_zc(&client, &ns, &private_oauth("bot")).await;
+    Zc::private_oauth("bot").apply(&client, &ns).await;
     wait_condition(&client, &ns, "bot", "Ready", "False", "SecretNotFound").await;
     let out = std::process::Command::new("kubectl")
         .env("KUBECONFIG", &control_plane().kubeconfig)
@@ -520,7 +453,7 @@ async fn sigterm_shuts_down_cleanly() {
     let client = client().await;
     let ns = namespace(&client, "sigterm").await;
     let mut op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
-    apply_zc(&client, &ns, &private_oauth("bot")).await;
+    Zc::private_oauth("bot").apply(&client, &ns).await;
     wait_condition(&client, &ns, "bot", "Ready", "False", "SecretNotFound").await;
     let status = op
         .process
@@ -548,9 +481,8 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
     let a = namespace(&client, "multi-a").await;
     let b = namespace(&client, "multi-b").await;
     let other = namespace(&client, "multi-other").await;
-    let sim = start_zoom_sim(&[
-        "--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id=acc-9",
-    ]);
+    let app = ZoomApp::s2s("s2s-id", "acc-9");
+    let sim = start_zoom_sim(&[&app.sim_flag()]);
     // The default app is incomplete at first, and so is b's own OAuth app.
     put_secret(
         &client,
@@ -561,34 +493,24 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
     .await;
     put_secret(&client, &b, "zoom-app", &[("clientId", "id")]).await;
     for ns in [&a, &b, &other] {
-        put_secret(
-            &client,
-            ns,
-            "s2s-app",
-            &[
-                ("clientId", "s2s-id"),
-                ("clientSecret", "s2s-secret"),
-                ("accountId", "acc-9"),
-            ],
-        )
-        .await;
-        apply_zc(&client, ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: s2s}\nspec: {authType: ServerToServer, credentialsRef: {name: s2s-app}}\n").await;
-        apply_zc(&client, ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: shared}\nspec: {authType: DefaultOAuth}\n").await;
+        app.secret("s2s-app").put(&client, ns).await;
+        Zc::s2s("s2s")
+            .credentials("s2s-app")
+            .apply(&client, ns)
+            .await;
+        Zc::default_oauth("shared").apply(&client, ns).await;
     }
-    apply_zc(&client, &b, &private_oauth("own")).await;
+    Zc::private_oauth("own").apply(&client, &b).await;
 
-    let op = start_operator_with_args(
-        "multi",
-        &[
-            &format!("--watch-namespace={a}"),
-            &format!("--watch-namespace={b}"),
-            &format!("--lease-namespace={a}"),
-            &format!("--default-app-secret={other}/default-app"),
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-            "--public-url=https://zoom.example.com",
-        ],
-    );
+    let mut args = vec![
+        format!("--watch-namespace={a}"),
+        format!("--watch-namespace={b}"),
+        format!("--lease-namespace={a}"),
+        format!("--default-app-secret={other}/default-app"),
+        "--public-url=https://zoom.example.com".to_owned(),
+    ];
+    args.extend(sim.zoom_flags());
+    let op = start_operator_with_args("multi", &strs(&args));
 
     for ns in [&a, &b] {
         wait_condition(&client, ns, "s2s", "Ready", "True", "Ready").await;

@@ -8,93 +8,38 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
 const CLIENT_ID: &str = "oauth-client-id";
 const CLIENT_SECRET: &str = "oauth-client-secret-value";
 
-fn sim_app(extra: &str) -> String {
-    format!("--app=kind=oauth,client_id={CLIENT_ID},client_secret={CLIENT_SECRET},account_id=acc-1,user_id=user-1,email=owner@example.com{extra}")
+/// The OAuth app at zoom-sim, authorized by user-1 (owner@example.com) of account acc-1.
+fn app() -> ZoomApp {
+    ZoomApp::oauth(CLIENT_ID, CLIENT_SECRET)
+        .account("acc-1")
+        .user("user-1", "owner@example.com")
 }
 
-fn oauth_zc(name: &str, extra_spec: &str) -> String {
-    format!(
-        "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: {name}}}\nspec:\n  authType: PrivateOAuth\n  credentialsRef: {{name: zoom-app}}\n{extra_spec}"
-    )
+/// The OAuth app, its credentials Secret `zoom-app`, zoom-sim with `sim_args` (and
+/// `--consent=approve`), and an operator.
+async fn setup(prefix: &str, sim_args: &[&str]) -> Env {
+    Env::new(prefix)
+        .sim(&["--consent=approve"])
+        .sim(sim_args)
+        .app(app())
+        .start()
+        .await
 }
 
-struct Env {
-    client: kube::Client,
-    ns: String,
-    sim: ZoomSim,
-    op: Operator,
-}
-
-async fn setup(prefix: &str, sim_args: &[&str], op_args: &[&str]) -> Env {
-    let client = client().await;
-    let ns = namespace(&client, prefix).await;
-    let sim = start_zoom_sim(sim_args);
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[("clientId", CLIENT_ID), ("clientSecret", CLIENT_SECRET)],
-    )
-    .await;
-    let mut args = vec![
-        format!("--zoom-oauth-url={}", sim.url),
-        format!("--zoom-api-url={}", sim.url),
-    ];
-    args.extend(op_args.iter().map(|s| (*s).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let op = start_operator(&ns, &args);
-    Env {
-        client,
-        ns,
-        sim,
-        op,
-    }
-}
-
-async fn authorize_url(env: &Env, name: &str) -> String {
-    let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
-    eventually("status.authorizeURL", Duration::from_secs(60), || {
-        let api = api.clone();
-        async move {
-            let zc = api.get(name).await.map_err(|e| e.to_string())?;
-            zc.status
-                .and_then(|s| s.authorize_url)
-                .ok_or_else(|| "no authorizeURL yet".to_owned())
-        }
-    })
-    .await
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// Follows the browser's path: start link -> Zoom's authorize -> back to the redirect URL.
-/// Returns the redirect URL Zoom sent the browser to, without opening it.
+/// Follows the browser's path: start link -> Zoom's authorize -> back to the redirect URL,
+/// checking what the operator asks Zoom for. Returns the redirect URL Zoom sent the browser
+/// to, without opening it.
 async fn through_zoom(start_url: &str) -> String {
-    let http = http();
-    let start = http.get(start_url).send().await.expect("start");
-    assert_eq!(
-        start.status(),
-        StatusCode::FOUND,
-        "start should redirect to Zoom"
-    );
-    let to_zoom = location(&start);
-    let parsed = url::Url::parse(&to_zoom).expect("authorize URL");
+    let hops = web::through_zoom(start_url).await;
+    let parsed = url::Url::parse(&hops.to_zoom).expect("authorize URL");
     let params: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
     let get = |k: &str| {
         params
@@ -112,95 +57,53 @@ async fn through_zoom(start_url: &str) -> String {
         get("scope").is_none(),
         "no scope parameter: the app's scopes apply"
     );
-    let zoom = http.get(&to_zoom).send().await.expect("zoom authorize");
-    assert_eq!(
-        zoom.status(),
-        StatusCode::FOUND,
-        "zoom-sim (consent=approve) redirects back"
-    );
-    let back = location(&zoom);
     assert!(
-        back.starts_with(&get("redirect_uri").unwrap_or_default()),
-        "{back}"
+        hops.callback
+            .starts_with(&get("redirect_uri").unwrap_or_default()),
+        "{}",
+        hops.callback
     );
-    back
+    hops.callback
 }
 
+/// The whole browser flow for `name`: the callback's status and page.
 async fn full_flow(env: &Env, name: &str) -> (StatusCode, String) {
-    let start = authorize_url(env, name).await;
-    let callback = through_zoom(&start).await;
-    let response = http().get(&callback).send().await.expect("callback");
-    let status = response.status();
-    (status, response.text().await.unwrap_or_default())
+    let start = wait_authorize_url(&env.client, &env.ns, name).await;
+    web::open(&through_zoom(&start).await).await
 }
 
-async fn token_secret(env: &Env, name: &str) -> Option<Secret> {
-    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
-        .get_opt(&format!("{name}-zoom-token"))
-        .await
-        .expect("get secret")
+/// `name` applied and authorized through the browser; waits for Ready.
+async fn authorized(env: &Env, zc: Zc) {
+    env.apply(&zc).await;
+    assert_eq!(full_flow(env, zc.name()).await.0, StatusCode::OK);
+    env.wait_ready(zc.name()).await;
 }
 
-fn key(secret: &Secret, k: &str) -> Option<String> {
-    secret
-        .data
-        .as_ref()?
-        .get(k)
-        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+async fn token(env: &Env, name: &str, key: &str) -> Option<String> {
+    secret_key(&token_secret(&env.client, &env.ns, name).await?, key)
 }
 
-async fn sim_stats(sim: &ZoomSim) -> Value {
+/// Revokes the grant of `name` at Zoom, as a user removing the app would.
+async fn revoke_at_zoom(env: &Env, name: &str) -> reqwest::Response {
     http()
-        .get(format!("{}/sim/stats", sim.url))
+        .post(format!("{}/oauth/revoke", env.sim.url))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[(
+            "token",
+            token(env, name, "refresh_token").await.expect("rt"),
+        )])
         .send()
         .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn sim_post(sim: &ZoomSim, path: &str, body: Value) {
-    let r = http()
-        .post(format!("{}{path}", sim.url))
-        .json(&body)
-        .send()
-        .await
-        .expect("sim admin");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-}
-
-async fn annotate_refresh(env: &Env, name: &str, value: &str) {
-    let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
-    api.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(
-            json!({"metadata": {"annotations": {"zoom-operator.io/refresh-requested": value}}}),
-        ),
-    )
-    .await
-    .expect("annotate");
+        .expect("revoke")
 }
 
 #[tokio::test]
 async fn browser_flow_writes_the_token_secret_and_status() {
-    let env = setup("flow", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(
-        &env.client,
-        &env.ns,
-        &oauth_zc("bot", "  tokenSecretTemplate: {labels: {team: a}}\n"),
-    )
-    .await;
-    wait_condition(
-        &env.client,
-        &env.ns,
-        "bot",
-        "Authorized",
-        "False",
-        "AwaitingAuthorization",
-    )
-    .await;
+    let env = setup("flow", &[]).await;
+    env.apply(&Zc::private_oauth("bot").token_secret_labels(&[("team", "a")]))
+        .await;
+    env.wait("bot", "Authorized", "False", "AwaitingAuthorization")
+        .await;
 
     let (status, page) = full_flow(&env, "bot").await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -209,7 +112,7 @@ async fn browser_flow_writes_the_token_secret_and_status() {
         "{page}"
     );
 
-    let zc = wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
+    let zc = env.wait_ready("bot").await;
     let st = zc.status.clone().expect("status");
     let account = st.account.expect("account from /v2/users/me");
     assert_eq!(account.account_id.as_deref(), Some("acc-1"));
@@ -224,7 +127,9 @@ async fn browser_flow_writes_the_token_secret_and_status() {
         "OAuth connections keep a link to re-authorize"
     );
 
-    let secret = token_secret(&env, "bot").await.expect("token Secret");
+    let secret = token_secret(&env.client, &env.ns, "bot")
+        .await
+        .expect("token Secret");
     assert_eq!(secret.type_.as_deref(), Some("Opaque"));
     for k in [
         "access_token",
@@ -235,7 +140,7 @@ async fn browser_flow_writes_the_token_secret_and_status() {
         "api_url",
     ] {
         assert!(
-            key(&secret, k).is_some_and(|v| !v.is_empty()),
+            secret_key(&secret, k).is_some_and(|v| !v.is_empty()),
             "missing {k}"
         );
     }
@@ -249,35 +154,29 @@ async fn browser_flow_writes_the_token_secret_and_status() {
     // The token works at Zoom.
     let me = http()
         .get(format!("{}/v2/users/me", env.sim.url))
-        .bearer_auth(key(&secret, "access_token").expect("token"))
+        .bearer_auth(secret_key(&secret, "access_token").expect("token"))
         .send()
         .await
         .expect("users/me");
     assert_eq!(me.status(), StatusCode::OK);
-    assert_eq!(sim_stats(&env.sim).await["authorization_code_grants"], 1);
+    assert_eq!(env.sim.stats().await["authorization_code_grants"], 1);
 }
 
 #[tokio::test]
 async fn tickets_and_states_are_checked() {
-    let env = setup("tickets", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "")).await;
-    let start = authorize_url(&env, "bot").await;
+    let env = setup("tickets", &[]).await;
+    env.apply(&Zc::private_oauth("bot")).await;
+    let start = wait_authorize_url(&env.client, &env.ns, "bot").await;
     let http = http();
 
     // No ticket, a tampered ticket, a ticket for another connection: 403, no redirect.
     let base = start.split('?').next().expect("base").to_owned();
-    let r = http.get(&base).send().await.expect("start");
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let tampered = format!("{start}x");
-    assert_eq!(
-        http.get(&tampered).send().await.expect("start").status(),
-        StatusCode::FORBIDDEN
-    );
     let other = start.replace("/bot?", "/other?");
-    assert_eq!(
-        http.get(&other).send().await.expect("start").status(),
-        StatusCode::FORBIDDEN
-    );
+    for url in [&base, &tampered, &other] {
+        let r = http.get(url).send().await.expect("start");
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+    }
 
     // Garbage state and missing state: 400 with a page, never 500.
     let redirect = format!("{}/oauth/redirect/zoom", env.op.public_url);
@@ -298,26 +197,13 @@ async fn tickets_and_states_are_checked() {
 
     // A state used once cannot be replayed.
     let callback = through_zoom(&start).await;
-    assert_eq!(
-        http.get(&callback).send().await.expect("cb").status(),
-        StatusCode::OK
-    );
-    let replay = http.get(&callback).send().await.expect("replay");
-    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
-    assert!(replay
-        .text()
-        .await
-        .unwrap_or_default()
-        .contains("already used"));
+    assert_eq!(web::open(&callback).await.0, StatusCode::OK);
+    let (status, page) = web::open(&callback).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("already used"), "{page}");
 
     // An expired state (signed with the real key, 11 minutes old) is refused.
-    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
-    let key_secret = secrets
-        .get("zoom-operator-signing-key")
-        .await
-        .expect("signing key Secret");
-    let key =
-        zoom_operator::signing::SigningKey::new(key_secret.data.expect("data")["key"].0.clone());
+    let key = signing_key(&env.client, &env.ns).await;
     let zc: ZoomConnection = Api::namespaced(env.client.clone(), &env.ns)
         .get("bot")
         .await
@@ -329,64 +215,43 @@ async fn tickets_and_states_are_checked() {
         zc.metadata.uid.as_deref().expect("uid"),
         past,
     );
-    let r = http
-        .get(format!("{redirect}?code=abc&state={old_state}"))
-        .send()
-        .await
-        .expect("expired");
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.unwrap_or_default().contains("expired"));
+    let (status, page) = web::open(&format!("{redirect}?code=abc&state={old_state}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(page.contains("expired"), "{page}");
 }
 
 #[tokio::test]
 async fn access_denied_is_reported() {
-    let env = setup("denied", &["--consent=deny", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "")).await;
+    let env = Env::new("denied")
+        .sim(&["--consent=deny"])
+        .app(app())
+        .start()
+        .await;
+    env.apply(&Zc::private_oauth("bot")).await;
     let (status, page) = full_flow(&env, "bot").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
     assert!(page.contains("denied"), "{page}");
-    let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
-    eventually(
+    wait_message(
+        &env.client,
+        &env.ns,
+        "bot",
+        "Authorized",
         "the denial in the Authorized condition",
-        Duration::from_secs(60),
-        || {
-            let api = api.clone();
-            async move {
-                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
-                let c = zc.condition("Authorized").ok_or("no condition")?;
-                if c.status == "False" && c.message.contains("access_denied") {
-                    Ok(())
-                } else {
-                    Err(format!("{}/{}: {}", c.status, c.reason, c.message))
-                }
-            }
-        },
+        |c| c.status == "False" && c.message.contains("access_denied"),
     )
     .await;
 }
 
 #[tokio::test]
 async fn refresh_rotates_without_reuse_and_never_stores_an_expired_token() {
-    let env = setup(
-        "rotate",
-        &["--consent=approve", "--token-lifetime=30", &sim_app("")],
-        &[],
-    )
-    .await;
-    apply_zc(
-        &env.client,
-        &env.ns,
-        &oauth_zc("bot", "  refreshBefore: 10s\n"),
-    )
-    .await;
-    let (status, _) = full_flow(&env, "bot").await;
-    assert_eq!(status, StatusCode::OK);
+    let env = setup("rotate", &["--token-lifetime=30"]).await;
+    authorized(&env, Zc::private_oauth("bot").refresh_before("10s")).await;
 
     let mut refresh_tokens = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while refresh_tokens.len() < 4 && tokio::time::Instant::now() < deadline {
-        if let Some(secret) = token_secret(&env, "bot").await {
-            let expires: jiff::Timestamp = key(&secret, "expires_at")
+        if let Some(secret) = token_secret(&env.client, &env.ns, "bot").await {
+            let expires: jiff::Timestamp = secret_key(&secret, "expires_at")
                 .expect("expires_at")
                 .parse()
                 .expect("rfc3339");
@@ -394,7 +259,7 @@ async fn refresh_rotates_without_reuse_and_never_stores_an_expired_token() {
                 expires > jiff::Timestamp::now(),
                 "the Secret holds an expired token (expired {expires})"
             );
-            refresh_tokens.insert(key(&secret, "refresh_token").expect("refresh_token"));
+            refresh_tokens.insert(secret_key(&secret, "refresh_token").expect("refresh_token"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -403,42 +268,22 @@ async fn refresh_rotates_without_reuse_and_never_stores_an_expired_token() {
         "expected 3 rotations in 2 minutes, saw {} refresh tokens",
         refresh_tokens.len()
     );
-    let stats = sim_stats(&env.sim).await;
+    let stats = env.sim.assert_no_reuse().await;
     assert!(stats["refreshes"].as_u64() >= Some(3), "{stats}");
-    assert_eq!(
-        stats["reused_refresh_tokens"], 0,
-        "a refresh token was sent twice: {stats}"
-    );
-    wait_condition(&env.client, &env.ns, "bot", "TokenReady", "True", "Fresh").await;
+    env.wait("bot", "TokenReady", "True", "Fresh").await;
 }
 
 #[tokio::test]
 async fn rejected_refresh_token_asks_for_reauthorization() {
-    let env = setup("rejected", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "")).await;
-    assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
-    wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
+    let env = setup("rejected", &[]).await;
+    authorized(&env, Zc::private_oauth("bot")).await;
 
     // Someone revokes the grant at Zoom; the next refresh gets invalid_grant.
-    let secret = token_secret(&env, "bot").await.expect("secret");
-    let r = http()
-        .post(format!("{}/oauth/revoke", env.sim.url))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("token", key(&secret, "refresh_token").expect("rt"))])
-        .send()
-        .await
-        .expect("revoke");
-    assert!(r.status().is_success());
-    annotate_refresh(&env, "bot", "1").await;
-    let zc = wait_condition(
-        &env.client,
-        &env.ns,
-        "bot",
-        "Authorized",
-        "False",
-        "RefreshTokenRejected",
-    )
-    .await;
+    assert!(revoke_at_zoom(&env, "bot").await.status().is_success());
+    request_refresh(&env.client, &env.ns, "bot", "1").await;
+    let zc = env
+        .wait("bot", "Authorized", "False", "RefreshTokenRejected")
+        .await;
     assert_eq!(
         zc.condition("Ready").expect("Ready").reason,
         "RefreshTokenRejected"
@@ -449,39 +294,31 @@ async fn rejected_refresh_token_asks_for_reauthorization() {
     );
     // Re-authorizing recovers.
     assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
-    wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
+    env.wait_ready("bot").await;
 }
 
 #[tokio::test]
 async fn zoom_outage_is_reported_and_recovers() {
-    let env = setup("outage", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "")).await;
-    assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
-    wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
-    let before = token_secret(&env, "bot").await.expect("secret");
+    let env = setup("outage", &[]).await;
+    authorized(&env, Zc::private_oauth("bot")).await;
+    let before = token(&env, "bot", "refresh_token").await;
 
-    sim_post(
-        &env.sim,
-        "/sim/faults",
-        json!({"path": "/oauth/token", "status": 503, "count": 3}),
-    )
-    .await;
-    sim_post(
-        &env.sim,
-        "/sim/faults",
-        json!({"path": "/oauth/token", "status": 429, "count": 1, "retry_after": "3"}),
-    )
-    .await;
-    annotate_refresh(&env, "bot", "outage").await;
-    let zc = wait_condition(
-        &env.client,
-        &env.ns,
-        "bot",
-        "TokenReady",
-        "False",
-        "RefreshFailing",
-    )
-    .await;
+    env.sim
+        .admin(
+            "/sim/faults",
+            json!({"path": "/oauth/token", "status": 503, "count": 3}),
+        )
+        .await;
+    env.sim
+        .admin(
+            "/sim/faults",
+            json!({"path": "/oauth/token", "status": 429, "count": 1, "retry_after": "3"}),
+        )
+        .await;
+    request_refresh(&env.client, &env.ns, "bot", "outage").await;
+    let zc = env
+        .wait("bot", "TokenReady", "False", "RefreshFailing")
+        .await;
     let message = zc.condition("TokenReady").expect("c").message.clone();
     assert!(
         message.contains("HTTP 503") || message.contains("HTTP 429"),
@@ -494,24 +331,28 @@ async fn zoom_outage_is_reported_and_recovers() {
             >= 1
     );
 
-    let zc = wait_condition(&env.client, &env.ns, "bot", "TokenReady", "True", "Fresh").await;
+    let zc = env.wait("bot", "TokenReady", "True", "Fresh").await;
     assert_eq!(zc.status.and_then(|s| s.failed_refresh_attempts), Some(0));
-    let after = token_secret(&env, "bot").await.expect("secret");
+    assert!(before.is_some());
     assert_ne!(
-        key(&before, "refresh_token"),
-        key(&after, "refresh_token"),
+        before,
+        token(&env, "bot", "refresh_token").await,
         "the refresh eventually happened"
     );
-    assert_eq!(sim_stats(&env.sim).await["reused_refresh_tokens"], 0);
+    env.sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
 async fn server_to_server_mints_tokens_without_a_browser() {
-    let client = client().await;
-    let ns = namespace(&client, "s2s").await;
-    let (_sim, _op) = start_s2s(&client, &ns, "acc-9", &["--token-lifetime=20"], &[]).await;
-    apply_zc(&client, &ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: ServerToServer, credentialsRef: {name: zoom-app}, refreshBefore: 5s}\n").await;
-    let zc = wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    let s2s = ZoomApp::s2s("s2s-id", "acc-9");
+    let env = Env::new("s2s")
+        .sim(&["--token-lifetime=20"])
+        .app(s2s.clone())
+        .start()
+        .await;
+    let (client, ns) = (&env.client, &env.ns);
+    env.apply(&Zc::s2s("bot").refresh_before("5s")).await;
+    let zc = env.wait_ready("bot").await;
     assert!(
         zc.status
             .as_ref()
@@ -519,134 +360,80 @@ async fn server_to_server_mints_tokens_without_a_browser() {
             .is_none(),
         "no browser step"
     );
-    let api: Api<ZoomConnection> = Api::namespaced(client.clone(), &ns);
-    let account = eventually(
+    let account = wait_zc(
+        client,
+        ns,
+        "bot",
         "status.account from /v2/users/me",
         Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move {
-                let zc = api.get("bot").await.map_err(|e| e.to_string())?;
-                zc.status
-                    .and_then(|s| s.account)
-                    .ok_or_else(|| "no account yet".to_owned())
-            }
+        |zc| {
+            zc.status
+                .and_then(|s| s.account)
+                .ok_or_else(|| "no account yet".to_owned())
         },
     )
     .await;
     assert_eq!(account.account_id.as_deref(), Some("acc-9"));
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let first = secrets.get("bot-zoom-token").await.expect("secret");
-    assert!(key(&first, "access_token").is_some());
+    let first = token_secret(client, ns, "bot").await.expect("secret");
+    assert!(secret_key(&first, "access_token").is_some());
     assert!(
-        key(&first, "refresh_token").is_none(),
+        secret_key(&first, "refresh_token").is_none(),
         "Server-to-Server has no refresh token"
     );
     // Minted again before expiry.
+    let first = secret_key(&first, "access_token");
     eventually(
         "a second Server-to-Server token",
         Duration::from_secs(60),
-        || {
-            let secrets = secrets.clone();
-            let first = key(&first, "access_token");
-            async move {
-                let s = secrets
-                    .get("bot-zoom-token")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if key(&s, "access_token") != first {
-                    Ok(())
-                } else {
-                    Err("same token".to_owned())
-                }
+        || async {
+            let now = token(&env, "bot", "access_token").await;
+            if now != first {
+                Ok(())
+            } else {
+                Err("same token".to_owned())
             }
         },
     )
     .await;
 
     // Wrong account ID: AccountCredentialsRejected.
-    put_secret(
-        &client,
-        &ns,
-        "bad-app",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", "not-mine"),
-        ],
-    )
-    .await;
-    apply_zc(&client, &ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: wrong}\nspec: {authType: ServerToServer, credentialsRef: {name: bad-app}}\n").await;
-    wait_condition(
-        &client,
-        &ns,
-        "wrong",
-        "Authorized",
-        "False",
-        "AccountCredentialsRejected",
-    )
-    .await;
+    s2s.clone()
+        .account("not-mine")
+        .secret("bad-app")
+        .put(client, ns)
+        .await;
+    env.apply(&Zc::s2s("wrong").credentials("bad-app")).await;
+    env.wait("wrong", "Authorized", "False", "AccountCredentialsRejected")
+        .await;
 
     // Wrong client secret: InvalidClientCredentials; fixing the Secret recovers.
-    put_secret(
-        &client,
-        &ns,
-        "bad-client",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "nope"),
-            ("accountId", "acc-9"),
-        ],
-    )
-    .await;
-    apply_zc(&client, &ns, "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: badclient}\nspec: {authType: ServerToServer, credentialsRef: {name: bad-client}}\n").await;
-    wait_condition(
-        &client,
-        &ns,
+    let mut wrong = s2s.clone();
+    wrong.client_secret = "nope".to_owned();
+    wrong.secret("bad-client").put(client, ns).await;
+    env.apply(&Zc::s2s("badclient").credentials("bad-client"))
+        .await;
+    env.wait(
         "badclient",
         "CredentialsReady",
         "False",
         "InvalidClientCredentials",
     )
     .await;
-    put_secret(
-        &client,
-        &ns,
-        "bad-client",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", "acc-9"),
-        ],
-    )
-    .await;
-    wait_condition(&client, &ns, "badclient", "Ready", "True", "Ready").await;
+    s2s.secret("bad-client").put(client, ns).await;
+    env.wait_ready("badclient").await;
 }
 
 #[tokio::test]
 async fn default_app_is_used_when_configured() {
     let client = client().await;
     let ns = namespace(&client, "default-app").await;
-    let sim = start_zoom_sim(&["--consent=approve", &sim_app("")]);
-    put_secret(
-        &client,
-        &ns,
-        "platform-zoom-app",
-        &[("clientId", CLIENT_ID), ("clientSecret", CLIENT_SECRET)],
-    )
-    .await;
-    let zc_yaml = "apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {name: bot}\nspec: {authType: DefaultOAuth}\n";
+    let sim = start_zoom_sim(&["--consent=approve", &app().sim_flag()]);
+    app().secret("platform-zoom-app").put(&client, &ns).await;
 
     // Without --default-app-secret: a clear condition.
     {
-        let _op = start_operator(
-            &ns,
-            &[
-                &format!("--zoom-oauth-url={}", sim.url),
-                &format!("--zoom-api-url={}", sim.url),
-            ],
-        );
-        apply_zc(&client, &ns, zc_yaml).await;
+        let _op = sim.operator(&ns, &[]);
+        Zc::default_oauth("bot").apply(&client, &ns).await;
         let zc = wait_condition(
             &client,
             &ns,
@@ -663,44 +450,33 @@ async fn default_app_is_used_when_configured() {
             .contains("--default-app-secret"));
     }
     // With it: the tenant only authorizes.
-    let op = start_operator(
+    let op = sim.operator(
         &ns,
-        &[
-            &format!("--zoom-oauth-url={}", sim.url),
-            &format!("--zoom-api-url={}", sim.url),
-            &format!("--default-app-secret={ns}/platform-zoom-app"),
-        ],
+        &[&format!("--default-app-secret={ns}/platform-zoom-app")],
     );
     let env = Env {
-        client: client.clone(),
-        ns: ns.clone(),
+        client,
+        ns,
         sim,
         op,
     };
-    wait_condition(&client, &ns, "bot", "CredentialsReady", "True", "Valid").await;
+    env.wait("bot", "CredentialsReady", "True", "Valid").await;
     assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    env.wait_ready("bot").await;
 }
 
 #[tokio::test]
 async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
-    let env = setup("revoke", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(
-        &env.client,
-        &env.ns,
-        &oauth_zc("bot", "  revokeOnDelete: true\n"),
-    )
-    .await;
-    apply_zc(
-        &env.client,
-        &env.ns,
-        &oauth_zc("stuck", "  revokeOnDelete: true\n"),
-    )
-    .await;
-    assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
-    assert_eq!(full_flow(&env, "stuck").await.0, StatusCode::OK);
-    wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
-    wait_condition(&env.client, &env.ns, "stuck", "Ready", "True", "Ready").await;
+    let env = setup("revoke", &[]).await;
+    for name in ["bot", "stuck"] {
+        env.apply(&Zc::private_oauth(name).revoke_on_delete()).await;
+    }
+    for name in ["bot", "stuck"] {
+        assert_eq!(full_flow(&env, name).await.0, StatusCode::OK);
+    }
+    for name in ["bot", "stuck"] {
+        env.wait_ready(name).await;
+    }
     let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
     assert!(api
         .get("bot")
@@ -715,15 +491,15 @@ async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
         .await
         .expect("delete");
     wait_deleted(&api, "bot", "bot to be deleted", Duration::from_secs(90)).await;
-    assert_eq!(sim_stats(&env.sim).await["revokes"], 1);
+    assert_eq!(env.sim.stats().await["revokes"], 1);
 
     // Zoom down: bounded retries, then the finalizer goes with a Warning Event.
-    sim_post(
-        &env.sim,
-        "/sim/faults",
-        json!({"path": "/oauth/revoke", "status": 503, "count": 100}),
-    )
-    .await;
+    env.sim
+        .admin(
+            "/sim/faults",
+            json!({"path": "/oauth/revoke", "status": 503, "count": 100}),
+        )
+        .await;
     api.delete("stuck", &DeleteParams::default())
         .await
         .expect("delete");
@@ -734,11 +510,9 @@ async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
         Duration::from_secs(90),
     )
     .await;
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(env.client.clone(), &env.ns);
-    let list = events.list(&Default::default()).await.expect("events");
     assert!(
-        list.items
+        events(&env.client, &env.ns)
+            .await
             .iter()
             .any(|e| e.reason.as_deref() == Some("RevokeFailed")
                 && e.type_.as_deref() == Some("Warning")),
@@ -748,11 +522,11 @@ async fn revoke_on_delete_revokes_or_gives_up_with_a_warning() {
 
 #[tokio::test]
 async fn authorize_command_prints_the_url_and_waits() {
-    let env = setup("cli", &["--consent=approve", &sim_app("")], &[]).await;
-    apply_zc(&env.client, &env.ns, &oauth_zc("bot", "")).await;
+    let env = setup("cli", &[]).await;
+    env.apply(&Zc::private_oauth("bot")).await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_zoom-operator"))
         .args(["authorize", "-n", &env.ns, "bot", "--timeout=90s"])
-        .env("KUBECONFIG", &control_plane().kubeconfig)
+        .env("KUBECONFIG", kubeconfig())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -769,10 +543,7 @@ async fn authorize_command_prints_the_url_and_waits() {
         "{url}"
     );
     let callback = through_zoom(&url).await;
-    assert_eq!(
-        http().get(&callback).send().await.expect("cb").status(),
-        StatusCode::OK
-    );
+    assert_eq!(web::open(&callback).await.0, StatusCode::OK);
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
         .await
         .expect("authorize exits once authorized")
@@ -782,7 +553,7 @@ async fn authorize_command_prints_the_url_and_waits() {
     // A connection that never gets authorized: non-zero exit with a clear message.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_zoom-operator"))
         .args(["authorize", "-n", &env.ns, "missing", "--timeout=2s"])
-        .env("KUBECONFIG", &control_plane().kubeconfig)
+        .env("KUBECONFIG", kubeconfig())
         .output()
         .await
         .expect("authorize");
@@ -792,25 +563,16 @@ async fn authorize_command_prints_the_url_and_waits() {
 
 #[tokio::test]
 async fn tokens_never_leak_into_logs_events_or_status() {
-    let env = setup(
-        "leaks",
-        &["--consent=approve", "--token-lifetime=30", &sim_app("")],
-        &[],
-    )
-    .await;
-    apply_zc(
-        &env.client,
-        &env.ns,
-        &oauth_zc("bot", "  refreshBefore: 10s\n"),
-    )
-    .await;
+    let env = setup("leaks", &["--token-lifetime=30"]).await;
+    env.apply(&Zc::private_oauth("bot").refresh_before("10s"))
+        .await;
     assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
     let mut seen = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     while tokio::time::Instant::now() < deadline {
-        if let Some(s) = token_secret(&env, "bot").await {
-            seen.extend(key(&s, "access_token"));
-            seen.extend(key(&s, "refresh_token"));
+        if let Some(s) = token_secret(&env.client, &env.ns, "bot").await {
+            seen.extend(secret_key(&s, "access_token"));
+            seen.extend(secret_key(&s, "refresh_token"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -826,12 +588,7 @@ async fn tokens_never_leak_into_logs_events_or_status() {
         .await
         .expect("zc");
     let status = serde_json::to_string(&zc.status).expect("json");
-    let events =
-        Api::<k8s_openapi::api::events::v1::Event>::namespaced(env.client.clone(), &env.ns)
-            .list(&Default::default())
-            .await
-            .expect("events");
-    let events = serde_json::to_string(&events.items).expect("json");
+    let events = serde_json::to_string(&events(&env.client, &env.ns).await).expect("json");
     let logs = env.op.process.logs();
     assert!(!logs.is_empty());
     for secret in &seen {
@@ -850,69 +607,21 @@ async fn tokens_never_leak_into_logs_events_or_status() {
     }
 }
 
-async fn reconciliations(op: &Operator) -> u64 {
-    let body = http()
-        .get(format!("{}/metrics", op.metrics))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    body.lines()
-        .filter(|l| l.starts_with("zoom_operator_reconciliations_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn a_dead_grant_with_an_expired_token_does_not_spin_the_reconciler() {
-    let env = setup(
-        "idle",
-        &["--consent=approve", "--token-lifetime=6", &sim_app("")],
-        &[],
-    )
-    .await;
-    apply_zc(
-        &env.client,
-        &env.ns,
-        &oauth_zc("bot", "  refreshBefore: 1s\n"),
-    )
-    .await;
-    assert_eq!(full_flow(&env, "bot").await.0, StatusCode::OK);
-    wait_condition(&env.client, &env.ns, "bot", "Ready", "True", "Ready").await;
+    let env = setup("idle", &["--token-lifetime=6"]).await;
+    authorized(&env, Zc::private_oauth("bot").refresh_before("1s")).await;
     // Kill the grant at Zoom: the next refresh is rejected and the access token runs out.
-    let secret = token_secret(&env, "bot").await.expect("secret");
-    http()
-        .post(format!("{}/oauth/revoke", env.sim.url))
-        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
-        .form(&[("token", key(&secret, "refresh_token").expect("rt"))])
-        .send()
-        .await
-        .expect("revoke");
-    wait_condition(
-        &env.client,
-        &env.ns,
-        "bot",
-        "Authorized",
-        "False",
-        "RefreshTokenRejected",
-    )
-    .await;
-    wait_condition(
-        &env.client,
-        &env.ns,
-        "bot",
-        "TokenReady",
-        "False",
-        "Expired",
-    )
-    .await;
-    let before = reconciliations(&env.op).await;
+    revoke_at_zoom(&env, "bot").await;
+    env.wait("bot", "Authorized", "False", "RefreshTokenRejected")
+        .await;
+    env.wait("bot", "TokenReady", "False", "Expired").await;
+    let reconciliations = "zoom_operator_reconciliations_total{";
+    let before = env.op.metric(reconciliations).await;
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let during = reconciliations(&env.op).await - before;
+    let during = env.op.metric(reconciliations).await - before;
     assert!(
-        during <= 3,
+        during <= 3.0,
         "{during} reconciles in 6 idle seconds: the loop spins"
     );
 }
@@ -920,40 +629,33 @@ async fn a_dead_grant_with_an_expired_token_does_not_spin_the_reconciler() {
 #[tokio::test]
 async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both() {
     // Zoom's rule, one live grant per user and app (zoom-sim's default keeps them all).
-    let env = setup(
-        "shared",
-        &["--consent=approve", "--grant-tolerance=1", &sim_app("")],
-        &[],
-    )
-    .await;
+    let env = setup("shared", &["--grant-tolerance=1"]).await;
+    let (client, ns) = (&env.client, &env.ns);
     for name in ["first", "second"] {
-        apply_zc(&env.client, &env.ns, &oauth_zc(name, "")).await;
+        env.apply(&Zc::private_oauth(name)).await;
     }
     // The same Zoom user (zoom-sim's user-1) authorizes both, "first" first.
     for name in ["first", "second"] {
         assert_eq!(full_flow(&env, name).await.0, StatusCode::OK);
-        wait_condition(&env.client, &env.ns, name, "Ready", "True", "Ready").await;
+        env.wait_ready(name).await;
     }
-    let api: Api<ZoomConnection> = Api::namespaced(env.client.clone(), &env.ns);
     for (name, other) in [("first", "second"), ("second", "first")] {
-        let other = format!("{}/{other}", env.ns);
-        eventually(
+        let other = format!("{ns}/{other}");
+        wait_zc(
+            client,
+            ns,
+            name,
             "the shared grant in Authorized",
             Duration::from_secs(30),
-            || {
-                let api = api.clone();
-                let other = other.clone();
-                async move {
-                    let zc = api.get(name).await.map_err(|e| e.to_string())?;
-                    let message = zc
-                        .condition("Authorized")
-                        .map(|c| c.message.clone())
-                        .unwrap_or_default();
-                    if message.contains(&other) && message.contains("one grant per user and app") {
-                        Ok(())
-                    } else {
-                        Err(message)
-                    }
+            |zc| {
+                let message = zc
+                    .condition("Authorized")
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                if message.contains(&other) && message.contains("one grant per user and app") {
+                    Ok(())
+                } else {
+                    Err(message)
                 }
             },
         )
@@ -962,34 +664,27 @@ async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both()
 
     // Zoom dropped the first grant: its next refresh is refused, and the message names the
     // newer authorization as the likely cause.
-    annotate_refresh(&env, "first", "1").await;
-    let zc = wait_condition(
-        &env.client,
-        &env.ns,
-        "first",
-        "Authorized",
-        "False",
-        "RefreshTokenRejected",
-    )
-    .await;
+    request_refresh(client, ns, "first", "1").await;
+    let zc = env
+        .wait("first", "Authorized", "False", "RefreshTokenRejected")
+        .await;
     let message = &zc.condition("Authorized").expect("Authorized").message;
     assert!(
-        message.contains("likely cause") && message.contains(&format!("{}/second", env.ns)),
+        message.contains("likely cause") && message.contains(&format!("{ns}/second")),
         "{message}"
     );
-    wait_condition(&env.client, &env.ns, "second", "Ready", "True", "Ready").await;
+    env.wait_ready("second").await;
 
     // revokeOnDelete uninstalls the app for that Zoom user: a Warning names who else loses.
-    apply_zc(
-        &env.client,
-        &env.ns,
-        &oauth_zc("second", "  revokeOnDelete: true\n"),
-    )
-    .await;
-    eventually("the revoke finalizer", Duration::from_secs(30), || {
-        let api = api.clone();
-        async move {
-            let zc = api.get("second").await.map_err(|e| e.to_string())?;
+    env.apply(&Zc::private_oauth("second").revoke_on_delete())
+        .await;
+    wait_zc(
+        client,
+        ns,
+        "second",
+        "the revoke finalizer",
+        Duration::from_secs(30),
+        |zc| {
             let has = zc
                 .metadata
                 .finalizers
@@ -1001,35 +696,17 @@ async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both()
             } else {
                 Err("no finalizer yet".to_owned())
             }
-        }
-    })
-    .await;
-    api.delete("second", &DeleteParams::default())
-        .await
-        .expect("delete");
-    let events: Api<k8s_openapi::api::events::v1::Event> =
-        Api::namespaced(env.client.clone(), &env.ns);
-    let first = format!("{}/first", env.ns);
-    eventually(
-        "a SharedGrantRevoked warning",
-        Duration::from_secs(30),
-        || {
-            let events = events.clone();
-            let first = first.clone();
-            async move {
-                let list = events
-                    .list(&Default::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                list.items
-                    .iter()
-                    .find(|e| e.reason.as_deref() == Some("SharedGrantRevoked"))
-                    .and_then(|e| e.note.clone())
-                    .filter(|note| note.contains(&first))
-                    .map(|_| ())
-                    .ok_or_else(|| "no warning yet".to_owned())
-            }
         },
     )
+    .await;
+    Api::<ZoomConnection>::namespaced(client.clone(), ns)
+        .delete("second", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let first = format!("{ns}/first");
+    wait_event(client, ns, "a SharedGrantRevoked warning", |e| {
+        e.reason.as_deref() == Some("SharedGrantRevoked")
+            && e.note.as_ref().is_some_and(|note| note.contains(&first))
+    })
     .await;
 }

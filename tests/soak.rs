@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use jiff::Timestamp;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use tokio::time::Instant;
@@ -26,13 +25,8 @@ const KILL_EVERY: Duration = Duration::from_secs(40);
 const ONE_FAILOVER: Duration = Duration::from_secs(30);
 
 async fn leader_pid(client: &kube::Client, ns: &str) -> Option<u32> {
-    Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("zoom-operator-leader")
+    lease_holder(client, ns)
         .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
         .and_then(|h| h.rsplit('-').next()?.parse().ok())
 }
 
@@ -63,34 +57,24 @@ async fn explained_losses(client: &kube::Client, ns: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn fifty_connections_survive_a_leader_killed_every_forty_seconds() {
-    let client = client().await;
-    let ns = namespace(&client, "soak").await;
-    let sim = start_zoom_sim(&[
-        "--consent=approve",
-        "--token-lifetime=20",
-        "--app=kind=oauth,client_id=soak-id,client_secret=soak-secret,account_id=acc-1",
-    ]);
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[("clientId", "soak-id"), ("clientSecret", "soak-secret")],
-    )
-    .await;
-    let zoom = [
-        format!("--zoom-oauth-url={}", sim.url),
-        format!("--zoom-api-url={}", sim.url),
-    ];
-    let first = start_operator(&ns, &[&zoom[0], &zoom[1]]);
-    let public = format!("--public-url={}", first.public_url);
-    let mut replicas = vec![first, start_operator(&ns, &[&zoom[0], &zoom[1], &public])];
-    for i in 0..CONNECTIONS {
-        apply_zc(
-            &client,
-            &ns,
-            &format!("apiVersion: zoom-operator.io/v1alpha1\nkind: ZoomConnection\nmetadata: {{name: bot-{i}}}\nspec: {{authType: PrivateOAuth, credentialsRef: {{name: zoom-app}}, refreshBefore: 10s}}\n"),
-        )
+    let env = Env::new("soak")
+        .sim(&["--consent=approve", "--token-lifetime=20"])
+        .app(ZoomApp::oauth("soak-id", "soak-secret").account("acc-1"))
+        .start()
         .await;
+    let second = env.replica(&[]);
+    let Env {
+        client,
+        ns,
+        sim,
+        op: first,
+    } = env;
+    let mut replicas = vec![first, second];
+    for i in 0..CONNECTIONS {
+        Zc::private_oauth(&format!("bot-{i}"))
+            .refresh_before("10s")
+            .apply(&client, &ns)
+            .await;
     }
     for i in 0..CONNECTIONS {
         browser_authorize(&client, &ns, &format!("bot-{i}")).await;
@@ -104,7 +88,7 @@ async fn fifty_connections_survive_a_leader_killed_every_forty_seconds() {
     let mut expired_since: HashMap<String, Instant> = HashMap::new();
     let mut worst = Duration::ZERO;
     while started.elapsed() < RUN_FOR {
-        let s = sim_stats(&sim).await;
+        let s = sim.stats().await;
         assert_eq!(
             s["reused_refresh_tokens"], 0,
             "a refresh token was sent twice: {s}"
@@ -114,12 +98,10 @@ async fn fifty_connections_survive_a_leader_killed_every_forty_seconds() {
                 // The killed replica is replaced, as its Deployment would; the first one's
                 // public URL stays the advertised one only while it lives, so a new replica
                 // serves its own.
-                if let Some(i) = replicas.iter().position(|r| r.process.child.id() == pid) {
-                    let mut killed = replicas.swap_remove(i);
-                    killed.process.child.kill().expect("SIGKILL the leader");
-                    let _ = killed.process.child.wait();
+                if let Some(i) = replicas.iter().position(|r| r.pid() == pid) {
+                    replicas.swap_remove(i).kill();
                     kills += 1;
-                    replicas.push(start_operator(&ns, &[&zoom[0], &zoom[1]]));
+                    replicas.push(sim.operator(&ns, &[]));
                 }
             }
             next_kill += KILL_EVERY;
@@ -152,7 +134,7 @@ async fn fifty_connections_survive_a_leader_killed_every_forty_seconds() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let s = sim_stats(&sim).await;
+    let s = sim.stats().await;
     assert_eq!(s["reused_refresh_tokens"], 0, "{s}");
     let lost = explained_losses(&client, &ns).await;
     assert!(kills >= 6, "only {kills} leaders were killed");

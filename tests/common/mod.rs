@@ -5,7 +5,24 @@
 
 #![allow(dead_code)]
 
+pub mod builders;
+pub mod env;
+pub mod objects;
 pub mod sink;
+pub mod web;
+pub mod webhook;
+
+// Each test binary uses its own subset of these.
+#[allow(unused_imports)]
+pub use builders::{SecretData, Zc, ZoomApp};
+#[allow(unused_imports)]
+pub use env::{kubeconfig, strs, zoom_flags, Env, EnvBuilder};
+#[allow(unused_imports)]
+pub use objects::*;
+#[allow(unused_imports)]
+pub use web::{eventually, http, location, now_secs};
+#[allow(unused_imports)]
+pub use webhook::{event_body, post_signed, post_until, try_post_signed, Answer};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -14,11 +31,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
-use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
 pub struct ControlPlane {
@@ -130,34 +145,10 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 }
 
 pub async fn put_secret(client: &Client, ns: &str, name: &str, data: &[(&str, &str)]) {
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Default::default()
-    };
-    api.patch(
-        name,
-        &PatchParams::apply("test").force(),
-        &Patch::Apply(
-            serde_json::to_value(&secret)
-                .map(|mut v| {
-                    v["apiVersion"] = json!("v1");
-                    v["kind"] = json!("Secret");
-                    v
-                })
-                .expect("json"),
-        ),
-    )
-    .await
-    .expect("apply secret");
+    data.iter()
+        .fold(SecretData::new(name), |secret, (k, v)| secret.key(k, v))
+        .put(client, ns)
+        .await;
 }
 
 pub async fn delete_secret(client: &Client, ns: &str, name: &str) {
@@ -176,25 +167,6 @@ pub async fn apply_zc(client: &Client, ns: &str, yaml: &str) -> ZoomConnection {
     )
     .await
     .expect("apply ZoomConnection")
-}
-
-/// Polls until `check` returns Some, or panics with the last state seen.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let last = match check().await {
-            Ok(v) => return v,
-            Err(state) => state,
-        };
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Waits until `name` no longer exists (deleted, finalizers done, or garbage-collected).
@@ -241,15 +213,6 @@ pub async fn wait_condition(
         },
     )
     .await
-}
-
-/// An HTTP client that does not follow redirects, so tests see each hop of a browser flow.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("http client")
 }
 
 pub fn free_port() -> u16 {
@@ -379,41 +342,6 @@ pub fn zoom_sim_binary() -> PathBuf {
     bin
 }
 
-/// A Server-to-Server app at a fresh zoom-sim (client `s2s-id`/`s2s-secret`, the given
-/// account), its credentials Secret `zoom-app` in `ns`, and an operator pointed at the sim.
-pub async fn start_s2s(
-    client: &Client,
-    ns: &str,
-    account_id: &str,
-    sim_args: &[&str],
-    operator_args: &[&str],
-) -> (ZoomSim, Operator) {
-    let app =
-        format!("--app=kind=s2s,client_id=s2s-id,client_secret=s2s-secret,account_id={account_id}");
-    let mut args = sim_args.to_vec();
-    args.push(&app);
-    let sim = start_zoom_sim(&args);
-    put_secret(
-        client,
-        ns,
-        "zoom-app",
-        &[
-            ("clientId", "s2s-id"),
-            ("clientSecret", "s2s-secret"),
-            ("accountId", account_id),
-        ],
-    )
-    .await;
-    let zoom = [
-        format!("--zoom-oauth-url={}", sim.url),
-        format!("--zoom-api-url={}", sim.url),
-    ];
-    let mut args: Vec<&str> = zoom.iter().map(String::as_str).collect();
-    args.extend_from_slice(operator_args);
-    let op = start_operator(ns, &args);
-    (sim, op)
-}
-
 pub struct ZoomSim {
     pub process: Process,
     pub url: String,
@@ -484,30 +412,6 @@ pub async fn browser_flow(client: &Client, zc: ZoomConnection) {
         .status
         .and_then(|s| s.authorize_url)
         .expect("authorizeURL");
-    let to_zoom = http().get(&start).send().await.expect("start");
-    assert_eq!(to_zoom.status(), reqwest::StatusCode::FOUND);
-    let zoom_url = to_zoom.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let back = http().get(&zoom_url).send().await.expect("zoom");
-    let callback = back.headers()["location"]
-        .to_str()
-        .expect("location")
-        .to_owned();
-    let done = http().get(&callback).send().await.expect("callback");
-    assert_eq!(done.status(), reqwest::StatusCode::OK);
+    web::authorize_in_browser(&start).await;
     wait_condition(client, &ns, &name, "Ready", "True", "Ready").await;
-}
-
-/// zoom-sim's `/sim/stats` counters.
-pub async fn sim_stats(sim: &ZoomSim) -> serde_json::Value {
-    http()
-        .get(format!("{}/sim/stats", sim.url))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json")
 }
