@@ -161,7 +161,15 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "serving");
     let public_server = {
         let shutdown = shutdown.clone();
-        let router = public::router(ctx.clone(), events);
+        let oauth = Arc::new(crate::server::oauth::OAuthState {
+            client: client.clone(),
+            zoom: ctx.zoom.clone(),
+            signing: ctx.signing.clone(),
+            metrics: ctx.metrics.clone(),
+            urls: url_rx.clone(),
+            default_app_secret: config.default_app_secret.clone(),
+        });
+        let router = public::router(oauth, events);
         tokio::spawn(async move {
             axum::serve(public_listener, router)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })

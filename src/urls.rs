@@ -183,6 +183,18 @@ fn usable_host(host: &str) -> bool {
     !host.is_empty() && !host.contains('*')
 }
 
+/// The public URLs as last derived (shared by a watch channel); `None` until the first
+/// derivation.
+pub type UrlState = Option<Result<PublicUrls, UrlProblem>>;
+
+/// The public URLs as of now, from the channel `watch_public_urls` keeps current.
+pub fn current(urls: &tokio::sync::watch::Receiver<UrlState>) -> Result<PublicUrls, UrlProblem> {
+    match &*urls.borrow() {
+        Some(state) => state.clone(),
+        None => Err(UrlProblem::Unconfigured),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

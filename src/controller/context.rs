@@ -20,8 +20,7 @@ use crate::tokens::{PendingGrant, TokenStore};
 use crate::urls::{PublicUrls, UrlProblem};
 use crate::zoom::client::ZoomClient;
 
-/// The public URLs as last derived; `None` until the first derivation.
-pub type UrlState = Option<Result<PublicUrls, UrlProblem>>;
+pub use crate::urls::UrlState;
 
 /// When a failed renewal may be tried again, remembered per connection UID.
 #[derive(Clone, Debug)]
@@ -69,10 +68,7 @@ impl Context {
     }
 
     pub fn current_urls(&self) -> Result<PublicUrls, UrlProblem> {
-        match &*self.urls.borrow() {
-            Some(state) => state.clone(),
-            None => Err(UrlProblem::Unconfigured),
-        }
+        crate::urls::current(&self.urls)
     }
 
     /// The credentials a connection uses: its own Secret, or the operator-wide default app.

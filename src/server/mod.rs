@@ -1,5 +1,7 @@
 //! HTTP servers: the public one (OAuth start and redirect, Zoom events) and the admin one
-//! (metrics, health). Handlers translate requests into calls on the controller's context.
+//! (metrics, health). Handlers only translate requests into calls on `tokens`, `webhooks`,
+//! `zoom` and `signing`, each with the small state it needs (`oauth::OAuthState`,
+//! `events::EventReceiver`, `admin::AdminState`).
 
 pub mod admin;
 pub mod events;

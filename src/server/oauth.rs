@@ -11,15 +11,45 @@ use axum::response::{IntoResponse, Response};
 use kube::api::Api;
 use serde::Deserialize;
 
+use crate::api::ObjectRef;
 use crate::api::ZoomConnection;
-use crate::controller::Context;
-use crate::credentials::AppRead;
+use crate::credentials::{self, AppRead};
 use crate::metrics::HttpLabels;
+use crate::metrics::Metrics;
+use crate::signing::SigningKey;
 use crate::signing::{pkce_challenge, Claims, SignatureError};
 use crate::tokens::transition::{self, Replayed};
+use crate::tokens::TokenStore;
 use crate::tokens::{GrantProblem, GrantReason, StoreError, APP_DISABLED};
+use crate::urls::{PublicUrls, UrlProblem, UrlState};
+use crate::zoom::client::ZoomClient;
 use crate::zoom::client::ZoomError;
 use crate::zoom::rejection::{Rejection, RequestProblem};
+
+/// What the OAuth handlers need: the API server, Zoom, the signing key, the public URLs and
+/// the default app. Nothing of the controller's.
+pub struct OAuthState {
+    pub client: kube::Client,
+    pub zoom: ZoomClient,
+    pub signing: SigningKey,
+    pub metrics: Metrics,
+    pub urls: tokio::sync::watch::Receiver<UrlState>,
+    pub default_app_secret: Option<ObjectRef>,
+}
+
+impl OAuthState {
+    fn token_store(&self, zc: &ZoomConnection) -> TokenStore {
+        TokenStore::for_connection(self.client.clone(), zc)
+    }
+
+    async fn app_credentials(&self, zc: &ZoomConnection) -> Result<AppRead, kube::Error> {
+        credentials::read_app(&self.client, zc, self.default_app_secret.as_ref()).await
+    }
+
+    fn current_urls(&self) -> Result<PublicUrls, UrlProblem> {
+        crate::urls::current(&self.urls)
+    }
+}
 
 #[derive(Deserialize)]
 pub struct StartQuery {
@@ -68,7 +98,7 @@ pub fn escape(s: &str) -> String {
         .collect()
 }
 
-fn count(ctx: &Context, route: &str, response: Response) -> Response {
+fn count(ctx: &OAuthState, route: &str, response: Response) -> Response {
     ctx.metrics
         .oauth_requests
         .get_or_create(&HttpLabels {
@@ -80,7 +110,7 @@ fn count(ctx: &Context, route: &str, response: Response) -> Response {
 }
 
 pub async fn start(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<OAuthState>>,
     Path((namespace, name)): Path<(String, String)>,
     Query(query): Query<StartQuery>,
 ) -> Response {
@@ -88,7 +118,12 @@ pub async fn start(
     count(&ctx, "start", response)
 }
 
-async fn start_inner(ctx: &Context, namespace: &str, name: &str, ticket: Option<&str>) -> Response {
+async fn start_inner(
+    ctx: &OAuthState,
+    namespace: &str,
+    name: &str,
+    ticket: Option<&str>,
+) -> Response {
     let now = crate::clock::now();
     let forbidden = |why: &str| {
         page(
@@ -165,7 +200,7 @@ async fn start_inner(ctx: &Context, namespace: &str, name: &str, ticket: Option<
 }
 
 /// The connection a ticket or state names, if it still exists as the same object.
-async fn connection(ctx: &Context, claims: &Claims) -> Result<ZoomConnection, Response> {
+async fn connection(ctx: &OAuthState, claims: &Claims) -> Result<ZoomConnection, Response> {
     let api: Api<ZoomConnection> = Api::namespaced(ctx.client.clone(), &claims.ns);
     match api.get_opt(&claims.name).await {
         Ok(Some(zc)) if zc.metadata.uid.as_deref() == Some(claims.uid.as_str()) => Ok(zc),
@@ -190,14 +225,14 @@ fn unavailable(what: &str) -> Response {
 }
 
 pub async fn redirect(
-    State(ctx): State<Arc<Context>>,
+    State(ctx): State<Arc<OAuthState>>,
     Query(query): Query<RedirectQuery>,
 ) -> Response {
     let response = redirect_inner(&ctx, query).await;
     count(&ctx, "redirect", response)
 }
 
-async fn redirect_inner(ctx: &Context, query: RedirectQuery) -> Response {
+async fn redirect_inner(ctx: &OAuthState, query: RedirectQuery) -> Response {
     let now = crate::clock::now();
     let restart = "Start again from the connection's status.authorizeURL.";
     let claims = match query
@@ -436,7 +471,7 @@ fn exchange_failure(err: &ZoomError) -> (GrantReason, StatusCode, &'static str) 
     }
 }
 
-async fn record_failure(ctx: &Context, zc: &ZoomConnection, problem: GrantProblem) {
+async fn record_failure(ctx: &OAuthState, zc: &ZoomConnection, problem: GrantProblem) {
     let result = ctx
         .token_store(zc)
         .update(zc, |record| {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::controller::Context;
 use crate::urls::{EVENT_PATH, REDIRECT_PATH, START_PATH_PREFIX};
 
 use super::events::EventReceiver;
+use super::oauth::OAuthState;
 
-pub fn router(ctx: Arc<Context>, events: Arc<EventReceiver>) -> Router {
+pub fn router(oauth: Arc<OAuthState>, events: Arc<EventReceiver>) -> Router {
     // The webhook reads its body itself (limit enforced while reading, JSON errors), so no
     // extractor-level body limit applies to it.
     let webhooks = Router::new()
@@ -23,6 +23,6 @@ pub fn router(ctx: Arc<Context>, events: Arc<EventReceiver>) -> Router {
         )
         .route(REDIRECT_PATH, get(super::oauth::redirect))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(ctx)
+        .with_state(oauth)
         .merge(webhooks)
 }
