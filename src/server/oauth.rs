@@ -109,13 +109,49 @@ fn count(ctx: &OAuthState, route: &str, response: Response) -> Response {
     response
 }
 
+/// An error page: what went wrong, as the browser is told it. Every handler step returns
+/// `Result<_, Refusal>`, so the handlers read as `?` chains and this is the one mapping from
+/// an error to a page.
+struct Refusal {
+    status: StatusCode,
+    title: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            title,
+            message: message.into(),
+        }
+    }
+
+    /// The API server (or another dependency) did not answer; nothing was changed.
+    fn unavailable(what: &str) -> Refusal {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Try again in a moment",
+            format!("The operator could not reach {what}. Nothing was changed; please retry."),
+        )
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        page(self.status, self.title, &self.message)
+    }
+}
+
+const RESTART: &str = "Start again from the connection's status.authorizeURL.";
+
 pub async fn start(
     State(ctx): State<Arc<OAuthState>>,
     Path((namespace, name)): Path<(String, String)>,
     Query(query): Query<StartQuery>,
 ) -> Response {
     let response = start_inner(&ctx, &namespace, &name, query.ticket.as_deref()).await;
-    count(&ctx, "start", response)
+    count(&ctx, "start", response.into_response())
 }
 
 async fn start_inner(
@@ -123,62 +159,19 @@ async fn start_inner(
     namespace: &str,
     name: &str,
     ticket: Option<&str>,
-) -> Response {
+) -> Result<Response, Refusal> {
     let now = crate::clock::now();
-    let forbidden = |why: &str| {
-        page(
-            StatusCode::FORBIDDEN,
-            "This link cannot start an authorization",
-            &format!("{why} Copy the current link from the connection's status.authorizeURL (kubectl get zc {name} -n {namespace} -o jsonpath='{{.status.authorizeURL}}')."),
-        )
-    };
-    let claims = match ticket.map(|t| ctx.signing.verify_ticket(t, now)) {
-        None => return forbidden("The link has no ticket."),
-        Some(Err(SignatureError::Expired)) => return forbidden("The link has expired."),
-        Some(Err(_)) => return forbidden("The link's ticket is not valid."),
-        Some(Ok(claims)) => claims,
-    };
-    if claims.ns != namespace || claims.name != name {
-        return forbidden("The link's ticket was issued for another connection.");
-    }
-    let zc = match connection(ctx, &claims).await {
-        Ok(zc) => zc,
-        Err(response) => return response,
-    };
+    let claims = verify_ticket(ctx, namespace, name, ticket, now)?;
+    let zc = connection(ctx, &claims).await?;
     if !zc.spec.auth_type.is_oauth() {
-        return page(
+        return Err(Refusal::new(
             StatusCode::BAD_REQUEST,
             "Nothing to authorize",
             "This connection uses a Server-to-Server app, which needs no browser authorization.",
-        );
+        ));
     }
-    let app = match ctx.app_credentials(&zc).await {
-        Ok(AppRead {
-            credentials: Ok(app),
-            ..
-        }) => app,
-        Ok(AppRead {
-            credentials: Err(problem),
-            ..
-        }) => {
-            return page(
-                StatusCode::CONFLICT,
-                "The connection is not ready to authorize",
-                &problem.message(),
-            )
-        }
-        Err(_) => return unavailable("Kubernetes"),
-    };
-    let urls = match ctx.current_urls() {
-        Ok(urls) => urls,
-        Err(problem) => {
-            return page(
-                StatusCode::CONFLICT,
-                "The operator's public URL is not known",
-                &problem.message(),
-            )
-        }
-    };
+    let app = app_credentials(ctx, &zc, "The connection is not ready to authorize").await?;
+    let urls = public_urls(ctx)?;
     let (state, state_claims) = ctx.signing.issue_state(namespace, name, &claims.uid, now);
     let verifier = ctx
         .signing
@@ -189,39 +182,84 @@ async fn start_inner(
         &state,
         &pkce_challenge(&verifier),
     );
-    (
+    Ok((
         StatusCode::FOUND,
         [
             (header::LOCATION, location),
             (header::CACHE_CONTROL, "no-store".to_owned()),
         ],
     )
-        .into_response()
+        .into_response())
+}
+
+/// The start link's ticket, checked against the connection the path names.
+fn verify_ticket(
+    ctx: &OAuthState,
+    namespace: &str,
+    name: &str,
+    ticket: Option<&str>,
+    now: jiff::Timestamp,
+) -> Result<Claims, Refusal> {
+    let forbidden = |why: &str| {
+        Refusal::new(
+            StatusCode::FORBIDDEN,
+            "This link cannot start an authorization",
+            format!("{why} Copy the current link from the connection's status.authorizeURL (kubectl get zc {name} -n {namespace} -o jsonpath='{{.status.authorizeURL}}')."),
+        )
+    };
+    let claims = match ticket.map(|t| ctx.signing.verify_ticket(t, now)) {
+        None => return Err(forbidden("The link has no ticket.")),
+        Some(Err(SignatureError::Expired)) => return Err(forbidden("The link has expired.")),
+        Some(Err(_)) => return Err(forbidden("The link's ticket is not valid.")),
+        Some(Ok(claims)) => claims,
+    };
+    if claims.ns != namespace || claims.name != name {
+        return Err(forbidden(
+            "The link's ticket was issued for another connection.",
+        ));
+    }
+    Ok(claims)
 }
 
 /// The connection a ticket or state names, if it still exists as the same object.
-async fn connection(ctx: &OAuthState, claims: &Claims) -> Result<ZoomConnection, Response> {
+async fn connection(ctx: &OAuthState, claims: &Claims) -> Result<ZoomConnection, Refusal> {
     let api: Api<ZoomConnection> = Api::namespaced(ctx.client.clone(), &claims.ns);
     match api.get_opt(&claims.name).await {
         Ok(Some(zc)) if zc.metadata.uid.as_deref() == Some(claims.uid.as_str()) => Ok(zc),
-        Ok(_) => Err(page(
+        Ok(_) => Err(Refusal::new(
             StatusCode::NOT_FOUND,
             "Connection not found",
-            &format!(
+            format!(
                 "ZoomConnection {}/{} no longer exists (or was re-created); start again from its current status.authorizeURL.",
                 claims.ns, claims.name
             ),
         )),
-        Err(_) => Err(unavailable("Kubernetes")),
+        Err(_) => Err(Refusal::unavailable("Kubernetes")),
     }
 }
 
-fn unavailable(what: &str) -> Response {
-    page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Try again in a moment",
-        &format!("The operator could not reach {what}. Nothing was changed; please retry."),
-    )
+/// The connection's app credentials, or why they cannot be used (`title` says for what).
+async fn app_credentials(
+    ctx: &OAuthState,
+    zc: &ZoomConnection,
+    title: &'static str,
+) -> Result<crate::credentials::AppCredentials, Refusal> {
+    match ctx.app_credentials(zc).await {
+        Ok(read) => read
+            .credentials
+            .map_err(|problem| Refusal::new(StatusCode::CONFLICT, title, problem.message())),
+        Err(_) => Err(Refusal::unavailable("Kubernetes")),
+    }
+}
+
+fn public_urls(ctx: &OAuthState) -> Result<PublicUrls, Refusal> {
+    ctx.current_urls().map_err(|problem| {
+        Refusal::new(
+            StatusCode::CONFLICT,
+            "The operator's public URL is not known",
+            problem.message(),
+        )
+    })
 }
 
 pub async fn redirect(
@@ -229,183 +267,223 @@ pub async fn redirect(
     Query(query): Query<RedirectQuery>,
 ) -> Response {
     let response = redirect_inner(&ctx, query).await;
-    count(&ctx, "redirect", response)
+    count(&ctx, "redirect", response.into_response())
 }
 
-async fn redirect_inner(ctx: &OAuthState, query: RedirectQuery) -> Response {
+async fn redirect_inner(ctx: &OAuthState, query: RedirectQuery) -> Result<Response, Refusal> {
     let now = crate::clock::now();
-    let restart = "Start again from the connection's status.authorizeURL.";
-    let claims = match query
-        .state
-        .as_deref()
-        .map(|s| ctx.signing.verify_state(s, now))
-    {
-        None => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Missing state",
-                &format!("Zoom's answer carries no state parameter. {restart}"),
-            )
-        }
-        Some(Err(SignatureError::Expired)) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "This authorization has expired",
-                &format!("Authorizations must finish within 10 minutes. {restart}"),
-            )
-        }
-        Some(Err(_)) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                "Invalid state",
-                &format!("The state parameter was not issued by this operator. {restart}"),
-            )
-        }
-        Some(Ok(claims)) => claims,
-    };
-    let zc = match connection(ctx, &claims).await {
-        Ok(zc) => zc,
-        Err(response) => return response,
-    };
-    let who = format!("{}/{}", claims.ns, claims.name);
-    let nonce = claims.n.clone().unwrap_or_default();
-    let store = ctx.token_store(&zc);
-
+    let claims = verify_state(ctx, query.state.as_deref(), now)?;
+    let zc = connection(ctx, &claims).await?;
     if let Some(error) = query.error.as_deref() {
-        let error = crate::zoom::client::scrub(error);
-        let detail = query
-            .error_description
-            .as_deref()
-            .map(crate::zoom::client::scrub)
-            .map(|d| format!(": {d}"))
-            .unwrap_or_default();
-        record_failure(
-            ctx,
-            &zc,
-            GrantProblem::new(
-                GrantReason::AuthorizationFailed,
-                format!("Zoom returned {error}{detail}"),
-            ),
-        )
-        .await;
-        let (status, title) = if error == "access_denied" {
-            (StatusCode::FORBIDDEN, "Authorization was denied")
-        } else {
-            (StatusCode::BAD_REQUEST, "Zoom did not authorize the app")
-        };
-        return page(
-            status,
-            title,
-            &format!("Zoom answered {error}{detail} for connection {who}. {restart}"),
-        );
+        return Err(zoom_refused(ctx, &zc, error, query.error_description.as_deref()).await);
     }
-    let Some(code) = query.code.as_deref().filter(|c| !c.is_empty()) else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Missing code",
-            &format!("Zoom's answer carries no authorization code. {restart}"),
-        );
-    };
+    let code = query
+        .code
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "Missing code",
+                format!("Zoom's answer carries no authorization code. {RESTART}"),
+            )
+        })?;
+    let app = app_credentials(ctx, &zc, "The connection's credentials are not usable").await?;
+    let urls = public_urls(ctx)?;
+    valid_spec(&zc)?;
+    consume_state(ctx, &zc, &claims, now).await?;
+    let grant = exchange(ctx, &zc, &app, code, &urls, &claims).await?;
+    let account = who_authorized(ctx, &zc, &grant).await;
+    store_callback(ctx, &zc, &app, grant, account).await
+}
 
-    let app = match ctx.app_credentials(&zc).await {
-        Ok(AppRead {
-            credentials: Ok(app),
-            ..
-        }) => app,
-        Ok(AppRead {
-            credentials: Err(problem),
-            ..
-        }) => {
-            return page(
-                StatusCode::CONFLICT,
-                "The connection's credentials are not usable",
-                &problem.message(),
-            )
-        }
-        Err(_) => return unavailable("Kubernetes"),
-    };
-    let urls = match ctx.current_urls() {
-        Ok(urls) => urls,
-        Err(problem) => {
-            return page(
-                StatusCode::CONFLICT,
-                "The operator's public URL is not known",
-                &problem.message(),
-            )
-        }
-    };
-    // A bad spec (say, a template the token Secret cannot carry) would lose the grant at
-    // the write after the exchange: refuse before the code is spent.
-    if let Err(problem) = crate::validation::validate_spec(&zc.spec) {
-        return page(
-            StatusCode::CONFLICT,
-            "The connection's spec is not valid",
-            &format!(
-                "{problem}. Fix the ZoomConnection, then {}",
-                restart.to_lowercase()
-            ),
-        );
+/// The callback's state, issued by this operator less than 10 minutes ago.
+fn verify_state(
+    ctx: &OAuthState,
+    state: Option<&str>,
+    now: jiff::Timestamp,
+) -> Result<Claims, Refusal> {
+    let bad =
+        |title, why: &str| Refusal::new(StatusCode::BAD_REQUEST, title, format!("{why} {RESTART}"));
+    match state.map(|s| ctx.signing.verify_state(s, now)) {
+        None => Err(bad(
+            "Missing state",
+            "Zoom's answer carries no state parameter.",
+        )),
+        Some(Err(SignatureError::Expired)) => Err(bad(
+            "This authorization has expired",
+            "Authorizations must finish within 10 minutes.",
+        )),
+        Some(Err(_)) => Err(bad(
+            "Invalid state",
+            "The state parameter was not issued by this operator.",
+        )),
+        Some(Ok(claims)) => Ok(claims),
     }
-    // Single use across all replicas: the nonce is recorded in the token Secret with a
-    // compare-and-swap before the code is exchanged, and only then: a callback without a code
-    // costs no memory, and what is remembered is bounded (tokens::secret::remember_state).
-    let consumed = store
-        .update(&zc, |record| {
+}
+
+fn who(zc: &ZoomConnection) -> String {
+    format!(
+        "{}/{}",
+        zc.metadata.namespace.as_deref().unwrap_or_default(),
+        zc.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Zoom sent the user back with an error (denied, or something else): recorded, and said.
+async fn zoom_refused(
+    ctx: &OAuthState,
+    zc: &ZoomConnection,
+    error: &str,
+    description: Option<&str>,
+) -> Refusal {
+    let error = crate::zoom::client::scrub(error);
+    let detail = description
+        .map(crate::zoom::client::scrub)
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default();
+    record_failure(
+        ctx,
+        zc,
+        GrantProblem::new(
+            GrantReason::AuthorizationFailed,
+            format!("Zoom returned {error}{detail}"),
+        ),
+    )
+    .await;
+    let (status, title) = if error == "access_denied" {
+        (StatusCode::FORBIDDEN, "Authorization was denied")
+    } else {
+        (StatusCode::BAD_REQUEST, "Zoom did not authorize the app")
+    };
+    Refusal::new(
+        status,
+        title,
+        format!(
+            "Zoom answered {error}{detail} for connection {}. {RESTART}",
+            who(zc)
+        ),
+    )
+}
+
+/// A bad spec (say, a template the token Secret cannot carry) would lose the grant at the
+/// write after the exchange: refuse before the code is spent.
+fn valid_spec(zc: &ZoomConnection) -> Result<(), Refusal> {
+    crate::validation::validate_spec(&zc.spec)
+        .map(|_| ())
+        .map_err(|problem| {
+            Refusal::new(
+                StatusCode::CONFLICT,
+                "The connection's spec is not valid",
+                format!(
+                    "{problem}. Fix the ZoomConnection, then {}",
+                    RESTART.to_lowercase()
+                ),
+            )
+        })
+}
+
+/// Single use across all replicas: the state's nonce is recorded in the token Secret with a
+/// compare-and-swap before the code is exchanged, and only then: a callback without a code
+/// costs no memory, and what is remembered is bounded (tokens::secret::remember_state).
+async fn consume_state(
+    ctx: &OAuthState,
+    zc: &ZoomConnection,
+    claims: &Claims,
+    now: jiff::Timestamp,
+) -> Result<(), Refusal> {
+    let nonce = claims.n.clone().unwrap_or_default();
+    let consumed = ctx
+        .token_store(zc)
+        .update(zc, |record| {
             transition::state_consumed(record, &nonce, claims.expires_at(), now)
         })
         .await;
     match consumed {
-        Ok(Ok(_)) => {}
-        Ok(Err(Replayed)) => {
-            return page(StatusCode::BAD_REQUEST, "This authorization was already used", &format!("Each authorization link works once. {restart}"))
-        }
-        Err(StoreError::NotOwned(secret)) => {
-            return page(
-                StatusCode::CONFLICT,
-                "The token Secret belongs to someone else",
-                &format!("Secret {secret} exists and is not owned by ZoomConnection {who}; delete it or set spec.tokenSecretName."),
-            )
-        }
-        Err(_) => return unavailable("Kubernetes"),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(Replayed)) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "This authorization was already used",
+            format!("Each authorization link works once. {RESTART}"),
+        )),
+        Err(StoreError::NotOwned(secret)) => Err(Refusal::new(
+            StatusCode::CONFLICT,
+            "The token Secret belongs to someone else",
+            format!(
+                "Secret {secret} exists and is not owned by ZoomConnection {}; delete it or set spec.tokenSecretName.",
+                who(zc)
+            ),
+        )),
+        Err(_) => Err(Refusal::unavailable("Kubernetes")),
     }
-    let verifier = ctx.signing.pkce_verifier(&nonce);
+}
+
+/// Exchanges the code at Zoom; a refusal is recorded on the connection and said.
+async fn exchange(
+    ctx: &OAuthState,
+    zc: &ZoomConnection,
+    app: &crate::credentials::AppCredentials,
+    code: &str,
+    urls: &PublicUrls,
+    claims: &Claims,
+) -> Result<crate::tokens::secret::TokenGrant, Refusal> {
+    let verifier = ctx
+        .signing
+        .pkce_verifier(claims.n.as_deref().unwrap_or_default());
     let label = zc.spec.auth_type.to_string();
-    let grant = match ctx
+    match ctx
         .zoom
-        .exchange_code(&app, code, &urls.redirect_url(), &verifier)
+        .exchange_code(app, code, &urls.redirect_url(), &verifier)
         .await
     {
         Ok(grant) => {
             ctx.metrics.token_request(&label, "ok");
-            grant
+            Ok(grant)
         }
         Err(err) => {
             ctx.metrics.token_request(&label, "exchange_failed");
-            tracing::warn!(connection = %who, error = %err, "authorization code exchange failed");
+            tracing::warn!(connection = %who(zc), error = %err, "authorization code exchange failed");
             let (reason, status, why) = exchange_failure(&err);
-            record_failure(ctx, &zc, GrantProblem::new(reason, format!("{why}: {err}"))).await;
-            return page(
+            record_failure(ctx, zc, GrantProblem::new(reason, format!("{why}: {err}"))).await;
+            Err(Refusal::new(
                 status,
                 "Zoom did not accept the authorization",
-                &format!("{why}: {err}. {restart}"),
-            );
+                format!("{why}: {err}. {RESTART}"),
+            ))
         }
-    };
-    // Who authorized: best effort; the grant is stored either way.
-    let account = match ctx.zoom.users_me(&grant.access_token).await {
+    }
+}
+
+/// Who authorized: best effort; the grant is stored either way.
+async fn who_authorized(
+    ctx: &OAuthState,
+    zc: &ZoomConnection,
+    grant: &crate::tokens::secret::TokenGrant,
+) -> Option<crate::api::ZoomAccount> {
+    match ctx.zoom.users_me(&grant.access_token).await {
         Ok(user) => Some(crate::api::ZoomAccount {
             account_id: user.account_id,
             user_id: Some(user.id),
             email: user.email,
         }),
         Err(err) => {
-            tracing::warn!(connection = %who, error = %err, "reading /v2/users/me failed");
+            tracing::warn!(connection = %who(zc), error = %err, "reading /v2/users/me failed");
             None
         }
-    };
-    let email = account.as_ref().and_then(|a| a.email.clone());
-    let stored = store
-        .update(&zc, |record| {
+    }
+}
+
+/// Stores the new grant (it replaces any other) and says where the tokens are.
+async fn store_callback(
+    ctx: &OAuthState,
+    zc: &ZoomConnection,
+    app: &crate::credentials::AppCredentials,
+    grant: crate::tokens::secret::TokenGrant,
+    account: Option<crate::api::ZoomAccount>,
+) -> Result<Response, Refusal> {
+    let stored = ctx
+        .token_store(zc)
+        .update(zc, |record| {
             Ok::<_, ()>(transition::callback_stored(
                 record,
                 &grant,
@@ -415,22 +493,24 @@ async fn redirect_inner(ctx: &OAuthState, query: RedirectQuery) -> Response {
             ))
         })
         .await;
-    match stored {
-        Ok(Ok(_)) => {
-            tracing::info!(connection = %who, "connection authorized");
-            page(
-                StatusCode::OK,
-                "Connected to Zoom",
-                &format!(
-                    "ZoomConnection {who} is authorized{}. Its tokens are in Secret {}/{}. You can close this window.",
-                    email.map(|e| format!(" as {e}")).unwrap_or_default(),
-                    claims.ns,
-                    zc.token_secret_name()
-                ),
-            )
-        }
-        _ => unavailable("Kubernetes to store the tokens (authorize again)"),
+    if !matches!(stored, Ok(Ok(_))) {
+        return Err(Refusal::unavailable(
+            "Kubernetes to store the tokens (authorize again)",
+        ));
     }
+    tracing::info!(connection = %who(zc), "connection authorized");
+    let email = account.and_then(|a| a.email);
+    Ok(page(
+        StatusCode::OK,
+        "Connected to Zoom",
+        &format!(
+            "ZoomConnection {} is authorized{}. Its tokens are in Secret {}/{}. You can close this window.",
+            who(zc),
+            email.map(|e| format!(" as {e}")).unwrap_or_default(),
+            zc.metadata.namespace.as_deref().unwrap_or_default(),
+            zc.token_secret_name()
+        ),
+    ))
 }
 
 /// What a failed code exchange means: (grant problem reason, page status, what happened).
