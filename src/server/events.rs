@@ -192,15 +192,40 @@ pub async fn receive(
 ) -> Response {
     let deadline = Instant::now() + ZOOM_DEADLINE;
     let (result, response) = match receiver.handle(&headers, body, deadline).await {
-        Ok(done) => done,
+        Ok(answer) => (answer.result, answer.into_response()),
         Err(rejection) => (rejection.reason, rejection.into_response()),
     };
     receiver.metrics.webhook(result);
     response
 }
 
-/// The metric result (a fixed word) and the answer.
-type Handled = (&'static str, Response);
+/// A 200 answer to Zoom: the metric result (a fixed word) and the JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub result: &'static str,
+    pub body: Value,
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (StatusCode::OK, Json(self.body)).into_response()
+    }
+}
+
+/// A request whose signature verified: which app signed it, and what it carries.
+struct Verified {
+    app: usize,
+    snapshot: Arc<Snapshot>,
+    content_type: String,
+    body: Bytes,
+    envelope: Envelope,
+}
+
+impl Verified {
+    fn payload_str(&self, key: &str) -> Option<&str> {
+        self.envelope.payload.get(key).and_then(Value::as_str)
+    }
+}
 
 impl EventReceiver {
     /// Which app signed `body`: on the blocking pool, with a bounded number at once.
@@ -242,27 +267,61 @@ impl EventReceiver {
         headers: &HeaderMap,
         body: Body,
         deadline: Instant,
-    ) -> Result<Handled, Rejection> {
+    ) -> Result<Answer, Rejection> {
+        let verified = self.verify(headers, body, deadline).await?;
+        if verified.envelope.event == URL_VALIDATION {
+            return url_validation(&verified);
+        }
+        let routes = verified
+            .payload_str("account_id")
+            .map(|account| verified.snapshot.route(verified.app, account))
+            .unwrap_or_default();
+        if routes.is_empty() {
+            return Ok(Answer {
+                result: "unroutable",
+                body: json!({"status": "unroutable", "message": "no connection of this app has this account; the event was not forwarded"}),
+            });
+        }
+        let connections = routes.len();
+        let event = VerifiedEvent {
+            event: verified.envelope.event.clone(),
+            user_id: verified.payload_str("user_id").map(str::to_owned),
+            deauthorization_time: verified
+                .payload_str("deauthorization_time")
+                .and_then(|t| t.parse().ok()),
+            event_ts_ms: verified.envelope.event_ts_ms,
+            content_type: verified.content_type,
+            body: verified.body,
+        };
+        let outcome = self.dispatcher.dispatch(routes, &event, deadline).await;
+        dispatched(connections, &outcome)
+    }
+
+    /// Size, media type and signature headers (before the body is read), then the body and
+    /// the signature over it. Unauthenticated requests end here.
+    async fn verify(
+        &self,
+        headers: &HeaderMap,
+        body: Body,
+        deadline: Instant,
+    ) -> Result<Verified, Rejection> {
         check_declared_length(headers.get(CONTENT_LENGTH))?;
         let content_type = json_content_type(headers.get(CONTENT_TYPE))?;
-        // Unauthenticated requests end here, before the body is read.
         let signature = check_headers(
             header(headers, "x-zm-signature"),
             header(headers, "x-zm-request-timestamp"),
             crate::clock::now().as_second(),
         )
         .map_err(unauthorized)?;
-        let body = match tokio::time::timeout_at(deadline, read_limited(body, BODY_LIMIT)).await {
-            Ok(read) => read?,
-            Err(_) => {
-                return Err(Rejection::new(
+        let body = tokio::time::timeout_at(deadline, read_limited(body, BODY_LIMIT))
+            .await
+            .map_err(|_| {
+                Rejection::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "body_timeout",
                     "the body did not arrive in time",
-                ))
-            }
-        };
-
+                )
+            })??;
         let snapshot = self.index.snapshot();
         if !snapshot.ready {
             return Err(Rejection::new(
@@ -277,72 +336,73 @@ impl EventReceiver {
         let app = self
             .signer(signature, body.clone(), snapshot.clone(), hinted, deadline)
             .await?;
-
-        // Verified from here on.
         let envelope = parse_envelope(&body)?;
-        let payload_str = |key: &str| envelope.payload.get(key).and_then(Value::as_str);
-
-        if envelope.event == URL_VALIDATION {
-            let (Some(plain), Some(token)) =
-                (payload_str("plainToken"), snapshot.secret_token(app))
-            else {
-                return Err(Rejection::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    "payload.plainToken is missing",
-                ));
-            };
-            let answer = json!({"plainToken": plain, "encryptedToken": encrypt_plain_token(token.as_bytes(), plain)});
-            return Ok(("verified", (StatusCode::OK, Json(answer)).into_response()));
-        }
-
-        let routes = payload_str("account_id")
-            .map(|account| snapshot.route(app, account))
-            .unwrap_or_default();
-        if routes.is_empty() {
-            let answer = json!({"status": "unroutable", "message": "no connection of this app has this account; the event was not forwarded"});
-            return Ok(("unroutable", (StatusCode::OK, Json(answer)).into_response()));
-        }
-        let event = VerifiedEvent {
-            event: envelope.event.clone(),
-            user_id: payload_str("user_id").map(str::to_owned),
-            deauthorization_time: payload_str("deauthorization_time").and_then(|t| t.parse().ok()),
-            event_ts_ms: envelope.event_ts_ms,
+        Ok(Verified {
+            app,
+            snapshot,
             content_type,
             body,
-        };
-        let outcome = self.dispatcher.dispatch(routes, &event, deadline).await;
-        if outcome.accepted() {
-            let result = if outcome.stored > 0 {
-                "stored"
-            } else if outcome.forwarded > 0 {
-                "forwarded"
-            } else {
-                "verified"
-            };
-            let answer = json!({"status": "accepted", "connections": routes.len(), "forwarded": outcome.forwarded, "stored": outcome.stored});
-            return Ok((result, (StatusCode::OK, Json(answer)).into_response()));
-        }
-        let (reason, message) = if outcome.sink_failures.is_empty() {
-            (
-                "deauthorization_failed",
-                "the tokens could not be deleted yet; retry".to_owned(),
-            )
-        } else {
-            (
-                "sink_failed",
-                format!(
-                    "{} of the event's sinks did not accept it in time and it could not be stored for redelivery; retry",
-                    outcome.sink_failures.len()
-                ),
-            )
-        };
-        Err(Rejection::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            reason,
-            message,
-        ))
+            envelope,
+        })
     }
+}
+
+/// Zoom's `endpoint.url_validation` challenge, answered with the signing app's secret token.
+fn url_validation(verified: &Verified) -> Result<Answer, Rejection> {
+    let (Some(plain), Some(token)) = (
+        verified.payload_str("plainToken"),
+        verified.snapshot.secret_token(verified.app),
+    ) else {
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "payload.plainToken is missing",
+        ));
+    };
+    Ok(Answer {
+        result: "verified",
+        body: json!({"plainToken": plain, "encryptedToken": encrypt_plain_token(token.as_bytes(), plain)}),
+    })
+}
+
+/// What Zoom is told after dispatch. Pure: 200 once every connection has the event (forwarded
+/// or stored), 503 only when it could be neither delivered nor stored.
+fn dispatched(
+    connections: usize,
+    outcome: &crate::webhooks::dispatch::Outcome,
+) -> Result<Answer, Rejection> {
+    if outcome.accepted() {
+        let result = if outcome.stored > 0 {
+            "stored"
+        } else if outcome.forwarded > 0 {
+            "forwarded"
+        } else {
+            "verified"
+        };
+        return Ok(Answer {
+            result,
+            body: json!({"status": "accepted", "connections": connections, "forwarded": outcome.forwarded, "stored": outcome.stored}),
+        });
+    }
+    let (reason, message) = if outcome.sink_failures.is_empty() {
+        (
+            "deauthorization_failed",
+            "the tokens could not be deleted yet; retry".to_owned(),
+        )
+    } else {
+        (
+            "sink_failed",
+            format!(
+                "{} of the event's sinks did not accept it in time and it could not be stored for redelivery; retry",
+                outcome.sink_failures.len()
+            ),
+        )
+    };
+    Err(Rejection::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        reason,
+        message,
+    ))
 }
 
 #[cfg(test)]
