@@ -82,19 +82,16 @@ fn problem_is(record: &TokenRecord, reason: GrantReason) -> bool {
         .is_some_and(|p| p.reason == reason)
 }
 
-pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
-    let problem = o.record.grant_problem.as_ref();
-    let detail = problem
-        .map(|p| p.message.as_str())
-        .filter(|m| !m.is_empty());
+/// The `Authorized` verdict when the record holds a grant problem only a person can fix.
+fn grant_problem_verdict(o: &Observation<'_>) -> Option<Verdict> {
+    let problem = o.record.grant_problem.as_ref()?;
+    let detail = Some(problem.message.as_str()).filter(|m| !m.is_empty());
     let with_detail = |base: String| match detail {
         Some(d) => format!("{base} ({d})"),
         None => base,
     };
-    let reauthorize =
-        "open status.authorizeURL (or run `zoom-operator authorize`) to authorize again";
-    match problem.map(|p| p.reason) {
-        Some(GrantReason::RefreshTokenRejected) => {
+    let verdict = match problem.reason {
+        GrantReason::RefreshTokenRejected => {
             let cause = match o.shared_grant.as_slice() {
                 [] => String::new(),
                 others => format!(
@@ -102,42 +99,54 @@ pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
                     others.join(", ")
                 ),
             };
-            return Verdict::failed(
+            Verdict::failed(
                 cond::AUTHORIZED,
                 "RefreshTokenRejected",
                 format!(
                     "{}{cause}",
-                    with_detail(format!("Zoom rejected the refresh token; {reauthorize}"))
+                    with_detail(format!("Zoom rejected the refresh token; {REAUTHORIZE}"))
                 ),
-            );
+            )
         }
-        Some(GrantReason::RefreshTokenSpent) => {
+        GrantReason::RefreshTokenSpent => {
             // Not Zoom's fault, and not a mystery: say what happened.
             let what = detail.unwrap_or("the refresh token was already spent");
-            return Verdict::failed(
+            Verdict::failed(
                 cond::AUTHORIZED,
                 "RefreshTokenRejected",
-                format!("The grant is lost: {what}; {reauthorize}"),
-            );
-        }
-        Some(GrantReason::Deauthorized) => {
-            return Verdict::failed(
-                cond::AUTHORIZED,
-                "Deauthorized",
-                format!("The app was removed from the Zoom account and its tokens were deleted; {reauthorize}"),
+                format!("The grant is lost: {what}; {REAUTHORIZE}"),
             )
         }
-        Some(GrantReason::AccountCredentialsRejected) => {
-            return Verdict::failed(
-                cond::AUTHORIZED,
-                "AccountCredentialsRejected",
-                with_detail(
-                    "Zoom rejected the account credentials grant; check the account ID and that the Server-to-Server app is activated".to_owned(),
-                ),
-            )
-        }
-        _ => {}
+        GrantReason::Deauthorized => Verdict::failed(
+            cond::AUTHORIZED,
+            "Deauthorized",
+            format!("The app was removed from the Zoom account and its tokens were deleted; {REAUTHORIZE}"),
+        ),
+        GrantReason::AccountCredentialsRejected => Verdict::failed(
+            cond::AUTHORIZED,
+            "AccountCredentialsRejected",
+            with_detail(
+                "Zoom rejected the account credentials grant; check the account ID and that the Server-to-Server app is activated".to_owned(),
+            ),
+        ),
+        GrantReason::InvalidClientCredentials | GrantReason::AuthorizationFailed => return None,
+    };
+    Some(verdict)
+}
+
+const REAUTHORIZE: &str =
+    "open status.authorizeURL (or run `zoom-operator authorize`) to authorize again";
+
+pub fn authorized_verdict(o: &Observation<'_>) -> Verdict {
+    if let Some(verdict) = grant_problem_verdict(o) {
+        return verdict;
     }
+    let detail = o
+        .record
+        .grant_problem
+        .as_ref()
+        .map(|p| p.message.as_str())
+        .filter(|m| !m.is_empty());
     let authorized = match o.zc.spec.auth_type {
         AuthType::ServerToServer => o.record.grant.is_some(),
         _ => o

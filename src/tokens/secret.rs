@@ -310,21 +310,38 @@ pub fn owner_reference(zc: &ZoomConnection) -> Option<OwnerReference> {
 /// bookkeeping annotations, and the controller owner reference. Keys of a grant that is absent
 /// are left out, so a deauthorized connection's Secret holds no token at all.
 pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -> Secret {
-    let name = zc.token_secret_name();
     let template = zc.spec.token_secret_template.clone().unwrap_or_default();
-
     let mut labels = template.labels;
     labels.insert(MANAGED_BY_LABEL.to_owned(), "zoom-operator".to_owned());
     labels.insert(
         CONNECTION_LABEL.to_owned(),
         zc.metadata.name.clone().unwrap_or_default(),
     );
-
+    // The template's annotations, minus the operator's own keys (a template cannot forge them).
     let mut ann: BTreeMap<String, String> = template
         .annotations
         .into_iter()
         .filter(|(k, _)| !annotations::ALL.contains(&k.as_str()))
         .collect();
+    ann.extend(bookkeeping(record, now));
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(zc.token_secret_name()),
+            namespace: zc.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(ann),
+            owner_references: owner_reference(zc).map(|r| vec![r]),
+            ..Default::default()
+        },
+        type_: Some("Opaque".to_owned()),
+        data: Some(token_data(record.grant.as_ref())),
+        ..Default::default()
+    }
+}
+
+/// The record's bookkeeping as annotations; empty values are left out.
+fn bookkeeping(record: &TokenRecord, now: Timestamp) -> BTreeMap<String, String> {
+    let mut ann = BTreeMap::new();
     let mut put = |key: &str, value: Option<String>| {
         if let Some(value) = value.filter(|v| !v.is_empty()) {
             ann.insert(key.to_owned(), value);
@@ -367,7 +384,6 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
         put(annotations::SINK_UNREACHABLE_URI, Some(sink.clone()));
         put(annotations::SINK_UNREACHABLE, Some(message.clone()));
     }
-
     put(
         annotations::REFRESH_FENCE,
         record.fence.as_ref().map(super::Fence::encode),
@@ -383,35 +399,27 @@ pub fn build_secret(zc: &ZoomConnection, record: &TokenRecord, now: Timestamp) -
             Some(dropped.why.clone()),
         );
     }
+    ann
+}
 
+/// The keys workloads read (api.md section 4); none without a grant.
+fn token_data(grant: Option<&TokenGrant>) -> BTreeMap<String, ByteString> {
     let mut data = BTreeMap::new();
-    if let Some(grant) = &record.grant {
-        let mut put_data = |key: &str, value: &str| {
-            data.insert(key.to_owned(), ByteString(value.as_bytes().to_vec()));
-        };
-        put_data(ACCESS_TOKEN, &grant.access_token);
-        if let Some(refresh) = &grant.refresh_token {
-            put_data(REFRESH_TOKEN, refresh);
-        }
-        put_data(TOKEN_TYPE, &grant.token_type);
-        put_data(EXPIRES_AT, &rfc3339(grant.expires_at));
-        put_data(SCOPE, &grant.scope);
-        put_data(API_URL, &grant.api_url);
+    let Some(grant) = grant else {
+        return data;
+    };
+    let mut put = |key: &str, value: &str| {
+        data.insert(key.to_owned(), ByteString(value.as_bytes().to_vec()));
+    };
+    put(ACCESS_TOKEN, &grant.access_token);
+    if let Some(refresh) = &grant.refresh_token {
+        put(REFRESH_TOKEN, refresh);
     }
-
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: zc.metadata.namespace.clone(),
-            labels: Some(labels),
-            annotations: Some(ann),
-            owner_references: owner_reference(zc).map(|r| vec![r]),
-            ..Default::default()
-        },
-        type_: Some("Opaque".to_owned()),
-        data: Some(data),
-        ..Default::default()
-    }
+    put(TOKEN_TYPE, &grant.token_type);
+    put(EXPIRES_AT, &rfc3339(grant.expires_at));
+    put(SCOPE, &grant.scope);
+    put(API_URL, &grant.api_url);
+    data
 }
 
 #[cfg(test)]
