@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
+
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -43,7 +45,7 @@ pub async fn ensure_finalizer(
     Ok(())
 }
 
-const REVOKE_ATTEMPTS: u32 = 5;
+const REVOKE_ATTEMPTS: usize = 5;
 
 /// Deletion with `revokeOnDelete`: revoke the grant at Zoom, with bounded retries, then let go.
 pub async fn cleanup(
@@ -54,7 +56,6 @@ pub async fn cleanup(
     if !zc.finalizers().iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
-    let uid = zc.uid().unwrap_or_default();
     let creds = ctx.app_credentials(zc).await?.credentials;
     let (_, record) = ctx.token_store(zc).read(zc).await?;
     let token = record.grant.as_ref().and_then(|g| {
@@ -62,49 +63,61 @@ pub async fn cleanup(
             .clone()
             .or_else(|| Some(g.access_token.clone()))
     });
-    let reference = zc.object_ref(&());
-    let user = record.account.as_ref().and_then(|a| a.user_id.as_deref());
+    if token.is_some() {
+        let user = record.account.as_ref().and_then(|a| a.user_id.as_deref());
+        warn_if_shared(ctx, zc, user).await;
+    }
+    let failure = match (&creds, token) {
+        (Ok(app), Some(token)) => revoke(ctx, app, &token).await.err(),
+        (Err(problem), _) => Some(problem.message()),
+        (Ok(_), None) => None,
+    };
+    publish(ctx, zc, &revoke_event(failure.as_deref())).await;
+    remove_finalizer(zc, api).await?;
+    ctx.set_retry_state(&zc.uid().unwrap_or_default(), None);
+    Ok(Action::await_change())
+}
+
+/// Revoking uninstalls the app for this connection's Zoom user: every grant of that user ends,
+/// so other connections sharing it are named in a Warning.
+async fn warn_if_shared(ctx: &Context, zc: &ZoomConnection, user: Option<&str>) {
     let shared = super::shared_grant::sharing_in_cache(ctx, zc, user);
-    if token.is_some() && !shared.is_empty() {
-        // Revoking uninstalls the app for this Zoom user: every grant of that user ends.
-        let warning = KubeEvent {
-            type_: EventType::Warning,
-            reason: "SharedGrantRevoked".to_owned(),
-            note: Some(format!(
-                "revokeOnDelete uninstalls the app for this connection's Zoom user, which also ends the authorization of {}",
-                shared.join(", ")
-            )),
-            action: "Revoke".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = ctx.recorder.publish(&warning, &reference).await {
-            tracing::warn!(error = %e, "could not publish event");
-        }
+    if shared.is_empty() {
+        return;
     }
-    let mut failure = None;
-    if let (Ok(app), Some(token)) = (&creds, token) {
-        let mut delay = Duration::from_millis(500);
-        for attempt in 1..=REVOKE_ATTEMPTS {
-            match ctx.zoom.revoke(app, &token).await {
-                Ok(()) => {
-                    failure = None;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(attempt, error = %e, "revoke failed");
-                    failure = Some(e.to_string());
-                    if matches!(e, crate::zoom::client::ZoomError::Rejected { .. }) {
-                        break;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
-        }
-    } else if let Err(problem) = &creds {
-        failure = Some(problem.message());
-    }
-    let event = match &failure {
+    let warning = KubeEvent {
+        type_: EventType::Warning,
+        reason: "SharedGrantRevoked".to_owned(),
+        note: Some(format!(
+            "revokeOnDelete uninstalls the app for this connection's Zoom user, which also ends the authorization of {}",
+            shared.join(", ")
+        )),
+        action: "Revoke".to_owned(),
+        secondary: None,
+    };
+    publish(ctx, zc, &warning).await;
+}
+
+/// Revokes `token` at Zoom, retrying what may pass (not Zoom's refusals) with backoff.
+async fn revoke(
+    ctx: &Context,
+    app: &crate::credentials::AppCredentials,
+    token: &str,
+) -> Result<(), String> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_times(REVOKE_ATTEMPTS - 1);
+    (|| ctx.zoom.revoke(app, token))
+        .retry(backoff)
+        .when(|e| !matches!(e, crate::zoom::client::ZoomError::Rejected { .. }))
+        .notify(|e, _| tracing::warn!(error = %e, "revoke failed"))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `Revoked`, or `RevokeFailed` saying why. Pure.
+fn revoke_event(failure: Option<&str>) -> KubeEvent {
+    match failure {
         None => KubeEvent {
             type_: EventType::Normal,
             reason: "Revoked".to_owned(),
@@ -121,10 +134,16 @@ pub async fn cleanup(
             action: "Revoke".to_owned(),
             secondary: None,
         },
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+    }
+}
+
+async fn publish(ctx: &Context, zc: &ZoomConnection, event: &KubeEvent) {
+    if let Err(e) = ctx.recorder.publish(event, &zc.object_ref(&())).await {
         tracing::warn!(error = %e, "could not publish event");
     }
+}
+
+async fn remove_finalizer(zc: &ZoomConnection, api: &Api<ZoomConnection>) -> Result<(), Error> {
     let finalizers: Vec<String> = zc
         .finalizers()
         .iter()
@@ -139,6 +158,5 @@ pub async fn cleanup(
         &Patch::Merge(&patch),
     )
     .await?;
-    ctx.set_retry_state(&uid, None);
-    Ok(Action::await_change())
+    Ok(())
 }
