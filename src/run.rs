@@ -81,151 +81,225 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_handler(shutdown.clone()));
 
-    let signing = load_signing_key(client.clone(), &config.operator_namespace).await?;
-    let metrics = Metrics::new();
-    let zoom = ZoomClient::new(config.zoom_oauth_url.clone(), config.zoom_api_url.clone())?
-        .with_metrics(metrics.clone());
-    let connections = Arc::new(RwLock::new(Vec::new()));
-    let mut registry = Registry::default();
-    metrics.register(&mut registry);
-
-    let (leading_tx, leadership) = if config.leader_election {
-        let (tx, rx) = Leadership::channel();
-        (Some(tx), rx)
-    } else {
-        metrics.leader.set(1);
-        (None, Leadership::always())
+    let parts = Parts::build(client.clone(), &config).await?;
+    let tasks = Tasks {
+        stored_events: tokio::spawn(
+            parts
+                .webhooks
+                .events
+                .clone()
+                .watch(parts.ctx.metrics.clone(), shutdown.clone()),
+        ),
+        // The webhook routing index runs on every replica, independent of the leader-only
+        // controller: any replica may receive Zoom's requests.
+        index: tokio::spawn(crate::webhooks::sync::maintain(
+            parts.index.clone(),
+            client.clone(),
+            IndexSettings::from_config(&config),
+            shutdown.clone(),
+        )),
+        urls: tokio::spawn(controller::watch_public_urls(
+            client.clone(),
+            config.url_source.clone(),
+            parts.url_tx.clone(),
+            shutdown.clone(),
+        )),
     };
-    let (url_tx, url_rx) = watch::channel(None);
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "zoom-operator".into(),
-            instance: Some(config.identity.clone()),
-        },
-    );
-    let stored_events = EventStore::new(
-        client.clone(),
-        &config.operator_namespace,
-        config.pending_event_limits,
-    );
-    let stored_events_task = tokio::spawn(
-        stored_events
-            .clone()
-            .watch(metrics.clone(), shutdown.clone()),
-    );
-    let webhook_services = Arc::new(crate::webhooks::Services {
-        client: client.clone(),
-        recorder: recorder.clone(),
-        metrics: metrics.clone(),
-        allow_sink_hosts: config.allow_sink_hosts.clone(),
-        events: stored_events.clone(),
-    });
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        recorder,
-        metrics,
-        config: config.clone(),
-        zoom,
-        signing,
-        urls: url_rx.clone(),
-        retries: Mutex::new(Default::default()),
-        forced_refreshes: Mutex::new(Default::default()),
-        account_reads: Mutex::new(Default::default()),
-        webhooks: webhook_services.clone(),
-        nudges: tokio::sync::broadcast::channel(256).0,
-        connections: connections.clone(),
-        leadership,
-        pending: Mutex::new(Default::default()),
-    });
-    registry.register_collector(Box::new(ConnectionCollector { slot: connections }));
-    let admin_state = Arc::new(AdminState {
-        registry,
-        ready: Default::default(),
-        shutting_down: Default::default(),
-    });
+    let servers = Servers::start(&parts, &config, &shutdown).await?;
 
-    // The webhook routing index runs on every replica, independent of the leader-only
-    // controller: any replica may receive Zoom's requests.
-    let index = Arc::new(RoutingIndex::default());
-    let index_task = tokio::spawn(crate::webhooks::sync::maintain(
-        index.clone(),
-        client.clone(),
-        IndexSettings::from_config(&config),
-        shutdown.clone(),
-    ));
-    let events = Arc::new(EventReceiver::new(webhook_services, index.clone())?);
-
-    let public_listener = TcpListener::bind(config.listen).await?;
-    let admin_listener = TcpListener::bind(config.metrics_listen).await?;
-    tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "serving");
-    let public_server = {
-        let shutdown = shutdown.clone();
-        let oauth = Arc::new(crate::server::oauth::OAuthState {
-            client: client.clone(),
-            zoom: ctx.zoom.clone(),
-            signing: ctx.signing.clone(),
-            metrics: ctx.metrics.clone(),
-            urls: url_rx.clone(),
-            default_app_secret: config.default_app_secret.clone(),
-        });
-        let router = public::router(oauth, events);
-        tokio::spawn(async move {
-            axum::serve(public_listener, router)
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        })
-    };
-    let ctx_for_admin = admin_state.clone();
-    // The admin server stops last, so that /readyz answers 503 (not "connection refused",
-    // and never 200) for the whole of the shutdown.
-    let admin_stop = CancellationToken::new();
-    let admin_server = {
-        let shutdown = admin_stop.clone();
-        tokio::spawn(async move {
-            axum::serve(admin_listener, admin::router(ctx_for_admin))
-                .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                .await
-        })
-    };
-
-    let urls = tokio::spawn(controller::watch_public_urls(
-        client.clone(),
-        config.url_source.clone(),
-        url_tx,
-        shutdown.clone(),
-    ));
     // Serve requests only once the public URLs are known and the webhook routing index has
     // loaded (otherwise Zoom's URL validation could hit a replica that knows no apps yet).
-    let mut url_ready = url_rx.clone();
+    let mut url_ready = parts.ctx.urls.clone();
     tokio::select! {
         () = shutdown.cancelled() => {}
-        _ = async { let _ = url_ready.wait_for(Option::is_some).await; index.wait_ready().await } => {}
+        _ = async { let _ = url_ready.wait_for(Option::is_some).await; parts.index.wait_ready().await } => {}
     }
-    admin_state.ready.store(true, Ordering::Relaxed);
-
-    let controller = tokio::spawn(run_leader_part(ctx.clone(), leading_tx, shutdown.clone()));
+    parts.admin.ready.store(true, Ordering::Relaxed);
+    let controller = tokio::spawn(run_leader_part(
+        parts.ctx.clone(),
+        parts.leading_tx,
+        shutdown.clone(),
+    ));
 
     shutdown.cancelled().await;
-    admin_state.shutting_down.store(true, Ordering::Relaxed);
+    parts.admin.shutting_down.store(true, Ordering::Relaxed);
     let outcome = match controller.await {
         Ok(result) => result,
         Err(e) => Err(anyhow::anyhow!("the controller task failed: {e}")),
     };
-    let _ = urls.await;
-    let _ = index_task.await;
-    let _ = stored_events_task.await;
-    if let Ok(Err(e)) = public_server.await {
-        tracing::warn!(error = %e, "public server stopped with an error");
-    }
-    admin_stop.cancel();
-    if let Ok(Err(e)) = admin_server.await {
-        tracing::warn!(error = %e, "admin server stopped with an error");
-    }
+    tasks.join().await;
+    servers.stop().await;
     outcome?;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// What the process is made of: the controller's context, the webhook path's services and
+/// index, the admin state, and the channels between them.
+struct Parts {
+    ctx: Arc<Context>,
+    webhooks: Arc<crate::webhooks::Services>,
+    index: Arc<RoutingIndex>,
+    admin: Arc<AdminState>,
+    url_tx: watch::Sender<crate::urls::UrlState>,
+    leading_tx: Option<watch::Sender<bool>>,
+}
+
+impl Parts {
+    async fn build(client: Client, config: &OperatorConfig) -> anyhow::Result<Parts> {
+        let signing = load_signing_key(client.clone(), &config.operator_namespace).await?;
+        let metrics = Metrics::new();
+        let zoom = ZoomClient::new(config.zoom_oauth_url.clone(), config.zoom_api_url.clone())?
+            .with_metrics(metrics.clone());
+        let connections = Arc::new(RwLock::new(Vec::new()));
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        registry.register_collector(Box::new(ConnectionCollector {
+            slot: connections.clone(),
+        }));
+        let (leading_tx, leadership) = if config.leader_election {
+            let (tx, rx) = Leadership::channel();
+            (Some(tx), rx)
+        } else {
+            metrics.leader.set(1);
+            (None, Leadership::always())
+        };
+        let (url_tx, url_rx) = watch::channel(None);
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "zoom-operator".into(),
+                instance: Some(config.identity.clone()),
+            },
+        );
+        let webhooks = Arc::new(crate::webhooks::Services {
+            client: client.clone(),
+            recorder: recorder.clone(),
+            metrics: metrics.clone(),
+            allow_sink_hosts: config.allow_sink_hosts.clone(),
+            events: EventStore::new(
+                client.clone(),
+                &config.operator_namespace,
+                config.pending_event_limits,
+            ),
+        });
+        let ctx = Arc::new(Context {
+            client,
+            recorder,
+            metrics,
+            config: config.clone(),
+            zoom,
+            signing,
+            urls: url_rx,
+            retries: Mutex::new(Default::default()),
+            forced_refreshes: Mutex::new(Default::default()),
+            account_reads: Mutex::new(Default::default()),
+            webhooks: webhooks.clone(),
+            nudges: tokio::sync::broadcast::channel(256).0,
+            connections,
+            leadership,
+            pending: Mutex::new(Default::default()),
+        });
+        Ok(Parts {
+            ctx,
+            webhooks,
+            index: Arc::new(RoutingIndex::default()),
+            admin: Arc::new(AdminState {
+                registry,
+                ready: Default::default(),
+                shutting_down: Default::default(),
+            }),
+            url_tx,
+            leading_tx,
+        })
+    }
+}
+
+/// Background work every replica runs until shutdown.
+struct Tasks {
+    stored_events: tokio::task::JoinHandle<()>,
+    index: tokio::task::JoinHandle<()>,
+    urls: tokio::task::JoinHandle<()>,
+}
+
+impl Tasks {
+    async fn join(self) {
+        let _ = self.urls.await;
+        let _ = self.index.await;
+        let _ = self.stored_events.await;
+    }
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// The public and the admin listener.
+struct Servers {
+    public: ServerTask,
+    admin: ServerTask,
+    admin_stop: CancellationToken,
+}
+
+impl Servers {
+    async fn start(
+        parts: &Parts,
+        config: &OperatorConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Servers> {
+        let public_listener = TcpListener::bind(config.listen).await?;
+        let admin_listener = TcpListener::bind(config.metrics_listen).await?;
+        tracing::info!(listen = %config.listen, metrics = %config.metrics_listen, "serving");
+        let events = Arc::new(EventReceiver::new(
+            parts.webhooks.clone(),
+            parts.index.clone(),
+        )?);
+        let ctx = &parts.ctx;
+        let oauth = Arc::new(crate::server::oauth::OAuthState {
+            client: ctx.client.clone(),
+            zoom: ctx.zoom.clone(),
+            signing: ctx.signing.clone(),
+            metrics: ctx.metrics.clone(),
+            urls: ctx.urls.clone(),
+            default_app_secret: config.default_app_secret.clone(),
+        });
+        let public = serve(
+            public_listener,
+            public::router(oauth, events),
+            shutdown.clone(),
+        );
+        // The admin server stops last, so that /readyz answers 503 (not "connection refused",
+        // and never 200) for the whole of the shutdown.
+        let admin_stop = CancellationToken::new();
+        let admin = serve(
+            admin_listener,
+            admin::router(parts.admin.clone()),
+            admin_stop.clone(),
+        );
+        Ok(Servers {
+            public,
+            admin,
+            admin_stop,
+        })
+    }
+
+    async fn stop(self) {
+        if let Ok(Err(e)) = self.public.await {
+            tracing::warn!(error = %e, "public server stopped with an error");
+        }
+        self.admin_stop.cancel();
+        if let Ok(Err(e)) = self.admin.await {
+            tracing::warn!(error = %e, "admin server stopped with an error");
+        }
+    }
+}
+
+fn serve(listener: TcpListener, router: axum::Router, stop: CancellationToken) -> ServerTask {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    })
+}
+
 /// The controller, behind leader election when it is on. A controller that stops by itself
 /// (a panic in a reconcile, say) stops the whole process with an error, after releasing the
 /// Lease: a replica that serves HTTP but renews nothing must not look healthy.
