@@ -114,32 +114,8 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
     }
     tracing::info!(%scope, "controller watching");
 
-    // Credentials Secrets: metadata only, so the contents of Secrets we do not manage are never
-    // cached; a change re-reconciles the connections that reference the Secret by name.
-    let credential_changes = secret_changes(
-        scope.api::<PartialObjectMeta<Secret>>(client.clone()),
-        watcher::Config::default(),
-    );
-    // The default app's Secret usually lives in the platform team's namespace, outside this
-    // scope: watch that one Secret by name. A list/watch with the field selector
-    // metadata.name is authorized against resourceNames, so a one-Secret Role is enough.
-    // (Each scope opens its own watch of that one object: simpler than fanning one stream
-    // out to several controllers, for the price of a few idle watches.)
     let default_app = ctx.config.default_app_secret.clone();
-    let credential_changes = match &default_app {
-        Some(crate::api::ObjectRef {
-            namespace: dns,
-            name: dname,
-        }) if !scope.covers(dns) => futures::stream::select(
-            credential_changes,
-            secret_changes(
-                Api::namespaced(client.clone(), dns),
-                watcher::Config::default().fields(&format!("metadata.name={dname}")),
-            ),
-        )
-        .boxed(),
-        _ => credential_changes,
-    };
+    let credential_changes = credential_changes(&client, &scope, default_app.as_ref());
     let token_secrets = watcher(
         scope.api::<Secret>(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
@@ -161,18 +137,7 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
         )),
     );
     let stored_scope = scope.clone();
-    // Reconciles asked for by other connections' passes (a shared grant); a lagging
-    // subscriber only misses nudges, which the periodic requeue makes up for.
-    let nudge_scope = scope.clone();
-    let nudges =
-        tokio_stream::wrappers::BroadcastStream::new(ctx.nudges.subscribe()).filter_map(move |r| {
-            let r = r.ok().filter(|r: &ObjectRef<ZoomConnection>| {
-                r.namespace
-                    .as_deref()
-                    .is_some_and(|ns| nudge_scope.covers(ns))
-            });
-            async move { r }
-        });
+    let nudges = nudges_in(&ctx, scope.clone());
 
     let mapper_store = store.clone();
     controller
@@ -210,6 +175,49 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
             }
         })
         .await;
+}
+
+/// Changes of credentials Secrets in `scope`: metadata only, so the contents of Secrets we do
+/// not manage are never cached; a change re-reconciles the connections that reference the
+/// Secret by name. The default app's Secret usually lives in the platform team's namespace,
+/// outside the scope: that one Secret is watched by name (a list/watch with the field selector
+/// metadata.name is authorized against resourceNames, so a one-Secret Role is enough). Each
+/// scope opens its own watch of that one object: simpler than fanning one stream out to
+/// several controllers, for the price of a few idle watches.
+fn credential_changes(
+    client: &kube::Client,
+    scope: &WatchScope,
+    default_app: Option<&crate::api::ObjectRef>,
+) -> SecretChanges {
+    let in_scope = secret_changes(
+        scope.api::<PartialObjectMeta<Secret>>(client.clone()),
+        watcher::Config::default(),
+    );
+    match default_app {
+        Some(default) if !scope.covers(&default.namespace) => futures::stream::select(
+            in_scope,
+            secret_changes(
+                Api::namespaced(client.clone(), &default.namespace),
+                watcher::Config::default().fields(&format!("metadata.name={}", default.name)),
+            ),
+        )
+        .boxed(),
+        _ => in_scope,
+    }
+}
+
+/// Reconciles asked for by other connections' passes (a shared grant) in `scope`; a lagging
+/// subscriber only misses nudges, which the periodic requeue makes up for.
+fn nudges_in(
+    ctx: &Context,
+    scope: WatchScope,
+) -> impl futures::Stream<Item = ObjectRef<ZoomConnection>> {
+    tokio_stream::wrappers::BroadcastStream::new(ctx.nudges.subscribe()).filter_map(move |r| {
+        let r = r.ok().filter(|r: &ObjectRef<ZoomConnection>| {
+            r.namespace.as_deref().is_some_and(|ns| scope.covers(ns))
+        });
+        async move { r }
+    })
 }
 
 type SecretChanges = MetadataChanges<Secret>;
