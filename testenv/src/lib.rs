@@ -183,27 +183,72 @@ fn start(dir: &Path, watch: Option<(u32, u64)>) -> Result<ControlPlane, Error> {
     Ok(cp)
 }
 
+/// The components in order, each on fresh random ports (a port lost to another process
+/// between our check and the component's bind means new ports, a few times).
 fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
-    let dir = cp.dir.clone();
-    let pki = dir.join("pki");
+    let since = || format!("{:.3}s", t0.elapsed().as_secs_f64());
     let token = token()?;
     write_private(
-        &dir.join("tokens.csv"),
+        &cp.dir.join("tokens.csv"),
         &format!("{token},zoom-admin,zoom-admin,system:masters\n"),
     )?;
     // Keys and the serving certificate (shared by the apiserver and the controller manager;
     // clients skip verification) are made while etcd starts.
     let keygen = {
-        let pki = pki.clone();
+        let pki = cp.dir.join("pki");
         std::thread::spawn(move || generate_keys(&pki))
     };
     let mut ports = PortPicker::default();
 
-    // --- etcd ---
-    let etcd_log = dir.join("etcd.log");
-    let (etcd_port, _) = retry_on_port_clash("etcd", &etcd_log, || {
+    let etcd = start_etcd(cp, &mut ports)?;
+    log(&format!("etcd up on 127.0.0.1:{etcd} after {}", since()));
+
+    let openssl_log = cp.dir.join("pki/openssl.log");
+    match keygen.join() {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) | Err(_) => {
+            return Err(component_error("generating keys failed", &openssl_log));
+        }
+        Ok(Err(e)) => return Err(e),
+    }
+
+    let apiserver = start_apiserver(cp, &mut ports, etcd, &token)?;
+    cp.api_url = format!("https://127.0.0.1:{apiserver}");
+    log(&format!(
+        "kube-apiserver ready on {} after {}",
+        cp.api_url,
+        since()
+    ));
+    let staged = cp.dir.join("kubeconfig.tmp");
+    write_private(&staged, &kubeconfig(&cp.api_url, &token))?;
+    fs::rename(&staged, &cp.kubeconfig).map_err(io_error("write kubeconfig"))?;
+
+    let controller_manager = start_controller_manager(cp, &mut ports)?;
+    log(&format!(
+        "kube-controller-manager healthy on 127.0.0.1:{controller_manager} after {}",
+        since()
+    ));
+
+    cp.ports = Ports {
+        etcd,
+        apiserver,
+        controller_manager,
+    };
+    fs::write(
+        cp.dir.join("ports"),
+        format!(
+            "etcd={etcd}\nkube-apiserver={apiserver}\nkube-controller-manager={controller_manager}\n"
+        ),
+    )
+    .map_err(io_error("write ports"))
+}
+
+/// etcd, a single member electing itself at once; its client port.
+fn start_etcd(cp: &mut ControlPlane, ports: &mut PortPicker) -> Result<u16, Error> {
+    let log_path = cp.dir.join("etcd.log");
+    let data = cp.dir.join("etcd");
+    let (port, _) = retry_on_port_clash("etcd", &log_path, || {
         let (client, peer) = (ports.pick()?, ports.pick()?);
-        let data = dir.join("etcd");
         let _ = fs::remove_dir_all(&data);
         fs::DirBuilder::new()
             .mode(0o700)
@@ -211,7 +256,7 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
             .map_err(io_error("create etcd/"))?;
         let mut cmd = Command::new(ETCD);
         cmd.arg("--name=zoom")
-            .arg(format!("--data-dir={}", data.display()))
+            .arg(path_flag("--data-dir", &data))
             .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
             .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
@@ -224,42 +269,35 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
                 "--logger=zap",
                 "--log-level=warn",
             ])
-            // A single member: elect at once.
             .args(["--heartbeat-interval=10", "--election-timeout=100"]);
         if cfg!(target_arch = "aarch64") {
             cmd.env("ETCD_UNSUPPORTED_ARCH", "arm64"); // etcd 3.4 wants an opt-in
         }
-        let child = launch(cp, "etcd", &mut cmd, &etcd_log)?;
+        let pid = launch(cp, "etcd", &mut cmd, &log_path)?;
         let health = format!("http://127.0.0.1:{client}/health");
-        let ready = await_ready(child, "etcd", &etcd_log, "etcd /health", || {
+        let ready = await_ready(pid, "etcd", &log_path, "etcd /health", || {
             curl(&["-fsS", &health]).is_some_and(|body| body.contains(r#""health":"true""#))
         })?;
         Ok((client, ready))
     })?;
-    log(&format!(
-        "etcd up on 127.0.0.1:{etcd_port} after {:.3}s",
-        t0.elapsed().as_secs_f64()
-    ));
+    Ok(port)
+}
 
-    let openssl_log = pki.join("openssl.log");
-    match keygen.join() {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) | Err(_) => {
-            return Err(component_error(
-                "generating keys failed".to_owned(),
-                &openssl_log,
-            ))
-        }
-        Ok(Err(e)) => return Err(e),
-    }
-
-    // --- kube-apiserver (1.20 has no insecure port: static token + RBAC) ---
-    let api_log = dir.join("kube-apiserver.log");
+/// kube-apiserver (1.20 has no insecure port: the static token and RBAC), ready and serving
+/// the default namespace; its port.
+fn start_apiserver(
+    cp: &mut ControlPlane,
+    ports: &mut PortPicker,
+    etcd: u16,
+    token: &str,
+) -> Result<u16, Error> {
+    let log_path = cp.dir.join("kube-apiserver.log");
+    let (pki, tokens) = (cp.dir.join("pki"), cp.dir.join("tokens.csv"));
     let bearer = format!("Authorization: Bearer {token}");
-    let (api_port, api) = retry_on_port_clash("kube-apiserver", &api_log, || {
+    let (port, pid) = retry_on_port_clash("kube-apiserver", &log_path, || {
         let port = ports.pick()?;
         let mut cmd = Command::new(bin("kube-apiserver"));
-        cmd.arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+        cmd.arg(format!("--etcd-servers=http://127.0.0.1:{etcd}"))
             .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
             .arg(format!("--secure-port={port}"))
             .arg("--insecure-port=0")
@@ -268,7 +306,7 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
                 "--tls-private-key-file",
                 &pki.join("serving.key"),
             ))
-            .arg(path_flag("--token-auth-file", &dir.join("tokens.csv")))
+            .arg(path_flag("--token-auth-file", &tokens))
             .arg("--authorization-mode=RBAC")
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
             .arg(path_flag("--service-account-key-file", &pki.join("sa.key")))
@@ -282,49 +320,33 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
             .arg("--enable-priority-and-fairness=false")
             .arg("--endpoint-reconciler-type=none")
             .arg("--profiling=false");
-        let child = launch(cp, "kube-apiserver", &mut cmd, &api_log)?;
+        let pid = launch(cp, "kube-apiserver", &mut cmd, &log_path)?;
         let readyz = format!("https://127.0.0.1:{port}/readyz");
-        let ready = await_ready(
-            child,
-            "kube-apiserver",
-            &api_log,
-            "kube-apiserver /readyz",
-            || curl(&["-fsSk", "-H", &bearer, &readyz]).is_some_and(|body| body == "ok"),
-        )?;
+        let what = "kube-apiserver /readyz";
+        let ready = await_ready(pid, "kube-apiserver", &log_path, what, || {
+            curl(&["-fsSk", "-H", &bearer, &readyz]).is_some_and(|body| body == "ok")
+        })?;
         Ok((port, ready))
     })?;
-    let default_ns = format!("https://127.0.0.1:{api_port}/api/v1/namespaces/default");
-    match await_ready(
-        api,
-        "kube-apiserver",
-        &api_log,
-        "namespace 'default'",
-        || curl(&["-fsSk", "-o", "/dev/null", "-H", &bearer, &default_ns]).is_some(),
-    )? {
-        Ready::Yes(_) => {}
-        Ready::PortClash => {
-            return Err(component_error(
-                "kube-apiserver exited".to_owned(),
-                &api_log,
-            ))
-        }
+    let default_ns = format!("https://127.0.0.1:{port}/api/v1/namespaces/default");
+    let what = "namespace 'default'";
+    match await_ready(pid, "kube-apiserver", &log_path, what, || {
+        curl(&["-fsSk", "-o", "/dev/null", "-H", &bearer, &default_ns]).is_some()
+    })? {
+        Ready::Yes(_) => Ok(port),
+        Ready::PortClash => Err(component_error("kube-apiserver exited", &log_path)),
     }
-    cp.api_url = format!("https://127.0.0.1:{api_port}");
-    log(&format!(
-        "kube-apiserver ready on {} after {:.3}s",
-        cp.api_url,
-        t0.elapsed().as_secs_f64()
-    ));
-    let staged = dir.join("kubeconfig.tmp");
-    write_private(&staged, &kubeconfig(&cp.api_url, &token))?;
-    fs::rename(&staged, &cp.kubeconfig).map_err(io_error("write kubeconfig"))?;
+}
 
-    // --- kube-controller-manager (GC, namespace deletion, service accounts) ---
-    let kcm_log = dir.join("kube-controller-manager.log");
-    let (kcm_port, _) = retry_on_port_clash("kube-controller-manager", &kcm_log, || {
+/// kube-controller-manager: garbage collection, namespace deletion, service accounts and
+/// their tokens; its port.
+fn start_controller_manager(cp: &mut ControlPlane, ports: &mut PortPicker) -> Result<u16, Error> {
+    let log_path = cp.dir.join("kube-controller-manager.log");
+    let (pki, kubeconfig) = (cp.dir.join("pki"), cp.kubeconfig.clone());
+    let (port, _) = retry_on_port_clash("kube-controller-manager", &log_path, || {
         let port = ports.pick()?;
         let mut cmd = Command::new(bin("kube-controller-manager"));
-        cmd.arg(path_flag("--kubeconfig", &cp.kubeconfig))
+        cmd.arg(path_flag("--kubeconfig", &kubeconfig))
             .arg(format!("--controllers={KCM_CONTROLLERS}"))
             .arg("--use-service-account-credentials=false")
             .arg("--leader-elect=false")
@@ -341,31 +363,15 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
             ))
             .arg(path_flag("--root-ca-file", &pki.join("serving.crt")))
             .arg("--profiling=false");
-        let child = launch(cp, "kube-controller-manager", &mut cmd, &kcm_log)?;
+        let pid = launch(cp, "kube-controller-manager", &mut cmd, &log_path)?;
         let healthz = format!("https://127.0.0.1:{port}/healthz");
         let what = "kube-controller-manager /healthz";
-        let ready = await_ready(child, "kube-controller-manager", &kcm_log, what, || {
+        let ready = await_ready(pid, "kube-controller-manager", &log_path, what, || {
             curl(&["-fsSk", &healthz]).is_some_and(|body| body == "ok")
         })?;
         Ok((port, ready))
     })?;
-    log(&format!(
-        "kube-controller-manager healthy on 127.0.0.1:{kcm_port} after {:.3}s",
-        t0.elapsed().as_secs_f64()
-    ));
-
-    cp.ports = Ports {
-        etcd: etcd_port,
-        apiserver: api_port,
-        controller_manager: kcm_port,
-    };
-    fs::write(
-        dir.join("ports"),
-        format!(
-            "etcd={etcd_port}\nkube-apiserver={api_port}\nkube-controller-manager={kcm_port}\n"
-        ),
-    )
-    .map_err(io_error("write ports"))
+    Ok(port)
 }
 
 /// Where hack/build-kubernetes.sh caches the binary `name`.
@@ -510,7 +516,7 @@ fn readiness_timeout() -> Duration {
     Duration::from_secs(secs)
 }
 
-fn component_error(problem: String, log_path: &Path) -> Error {
+fn component_error(problem: impl Into<String>, log_path: &Path) -> Error {
     let log = fs::read_to_string(log_path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
     let tail: String = lines[lines.len().saturating_sub(40)..]
@@ -518,7 +524,7 @@ fn component_error(problem: String, log_path: &Path) -> Error {
         .map(|l| format!("{l}\n"))
         .collect();
     Error::Component {
-        problem,
+        problem: problem.into(),
         log: log_path.to_owned(),
         tail,
     }
