@@ -13,28 +13,25 @@
 //! Environment: ZOOM_OPERATOR_CACHE (the build cache root, default /var/cache/zoom-operator),
 //! ZOOM_CONTROL_PLANE_TIMEOUT (seconds per readiness wait, default 120). Linux only (/proc).
 
+mod components;
+mod credentials;
+mod ports;
 mod processes;
+mod waits;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use processes::{log, Record};
+use credentials::{generate_keys, kubeconfig, token, write_private};
+use ports::PortPicker;
+use processes::log;
 
-const K8S_VERSION: &str = "1.20.2";
-const ETCD: &str = "/usr/bin/etcd";
 const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../hack/build-kubernetes.sh");
 const WATCHDOG: &str = env!("TESTENV_WATCHDOG");
-/// Controllers we run: enough for owner-reference garbage collection, namespace deletion and
-/// default service accounts (and their token Secrets).
-const KCM_CONTROLLERS: &str = "garbagecollector,namespace,serviceaccount,serviceaccount-token";
-/// Tries per component when another process takes a port between our check and its bind.
-const PORT_ATTEMPTS: usize = 3;
 
 /// A running control plane. Dropping it stops it, unless `keep_running` let it go.
 #[derive(Debug)]
@@ -78,7 +75,7 @@ pub enum Error {
     },
 }
 
-fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
+pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();
     move |source| Error::Io { what, source }
 }
@@ -200,19 +197,22 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
     };
     let mut ports = PortPicker::default();
 
-    let etcd = start_etcd(cp, &mut ports)?;
+    let etcd = components::start_etcd(cp, &mut ports)?;
     log(&format!("etcd up on 127.0.0.1:{etcd} after {}", since()));
 
     let openssl_log = cp.dir.join("pki/openssl.log");
     match keygen.join() {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) | Err(_) => {
-            return Err(component_error("generating keys failed", &openssl_log));
+            return Err(waits::component_error(
+                "generating keys failed",
+                &openssl_log,
+            ));
         }
         Ok(Err(e)) => return Err(e),
     }
 
-    let apiserver = start_apiserver(cp, &mut ports, etcd, &token)?;
+    let apiserver = components::start_apiserver(cp, &mut ports, etcd, &token)?;
     cp.api_url = format!("https://127.0.0.1:{apiserver}");
     log(&format!(
         "kube-apiserver ready on {} after {}",
@@ -223,7 +223,7 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
     write_private(&staged, &kubeconfig(&cp.api_url, &token))?;
     fs::rename(&staged, &cp.kubeconfig).map_err(io_error("write kubeconfig"))?;
 
-    let controller_manager = start_controller_manager(cp, &mut ports)?;
+    let controller_manager = components::start_controller_manager(cp, &mut ports)?;
     log(&format!(
         "kube-controller-manager healthy on 127.0.0.1:{controller_manager} after {}",
         since()
@@ -241,145 +241,6 @@ fn bring_up(cp: &mut ControlPlane, t0: Instant) -> Result<(), Error> {
         ),
     )
     .map_err(io_error("write ports"))
-}
-
-/// etcd, a single member electing itself at once; its client port.
-fn start_etcd(cp: &mut ControlPlane, ports: &mut PortPicker) -> Result<u16, Error> {
-    let log_path = cp.dir.join("etcd.log");
-    let data = cp.dir.join("etcd");
-    let (port, _) = retry_on_port_clash("etcd", &log_path, || {
-        let (client, peer) = (ports.pick()?, ports.pick()?);
-        let _ = fs::remove_dir_all(&data);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&data)
-            .map_err(io_error("create etcd/"))?;
-        let mut cmd = Command::new(ETCD);
-        cmd.arg("--name=zoom")
-            .arg(path_flag("--data-dir", &data))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
-            .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-            .arg(format!(
-                "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
-            ))
-            .arg(format!("--initial-cluster=zoom=http://127.0.0.1:{peer}"))
-            .args([
-                "--initial-cluster-state=new",
-                "--logger=zap",
-                "--log-level=warn",
-            ])
-            .args(["--heartbeat-interval=10", "--election-timeout=100"]);
-        if cfg!(target_arch = "aarch64") {
-            cmd.env("ETCD_UNSUPPORTED_ARCH", "arm64"); // etcd 3.4 wants an opt-in
-        }
-        let pid = launch(cp, "etcd", &mut cmd, &log_path)?;
-        let health = format!("http://127.0.0.1:{client}/health");
-        let ready = await_ready(pid, "etcd", &log_path, "etcd /health", || {
-            curl(&["-fsS", &health]).is_some_and(|body| body.contains(r#""health":"true""#))
-        })?;
-        Ok((client, ready))
-    })?;
-    Ok(port)
-}
-
-/// kube-apiserver (1.20 has no insecure port: the static token and RBAC), ready and serving
-/// the default namespace; its port.
-fn start_apiserver(
-    cp: &mut ControlPlane,
-    ports: &mut PortPicker,
-    etcd: u16,
-    token: &str,
-) -> Result<u16, Error> {
-    let log_path = cp.dir.join("kube-apiserver.log");
-    let (pki, tokens) = (cp.dir.join("pki"), cp.dir.join("tokens.csv"));
-    let bearer = format!("Authorization: Bearer {token}");
-    let (port, pid) = retry_on_port_clash("kube-apiserver", &log_path, || {
-        let port = ports.pick()?;
-        let mut cmd = Command::new(bin("kube-apiserver"));
-        cmd.arg(format!("--etcd-servers=http://127.0.0.1:{etcd}"))
-            .args(["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
-            .arg(format!("--secure-port={port}"))
-            .arg("--insecure-port=0")
-            .arg(path_flag("--tls-cert-file", &pki.join("serving.crt")))
-            .arg(path_flag(
-                "--tls-private-key-file",
-                &pki.join("serving.key"),
-            ))
-            .arg(path_flag("--token-auth-file", &tokens))
-            .arg("--authorization-mode=RBAC")
-            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
-            .arg(path_flag("--service-account-key-file", &pki.join("sa.key")))
-            .arg(path_flag(
-                "--service-account-signing-key-file",
-                &pki.join("sa.key"),
-            ))
-            .arg("--service-cluster-ip-range=10.0.0.0/24")
-            .arg("--disable-admission-plugins=ServiceAccount")
-            .arg("--allow-privileged=true")
-            .arg("--enable-priority-and-fairness=false")
-            .arg("--endpoint-reconciler-type=none")
-            .arg("--profiling=false");
-        let pid = launch(cp, "kube-apiserver", &mut cmd, &log_path)?;
-        let readyz = format!("https://127.0.0.1:{port}/readyz");
-        let what = "kube-apiserver /readyz";
-        let ready = await_ready(pid, "kube-apiserver", &log_path, what, || {
-            curl(&["-fsSk", "-H", &bearer, &readyz]).is_some_and(|body| body == "ok")
-        })?;
-        Ok((port, ready))
-    })?;
-    let default_ns = format!("https://127.0.0.1:{port}/api/v1/namespaces/default");
-    let what = "namespace 'default'";
-    match await_ready(pid, "kube-apiserver", &log_path, what, || {
-        curl(&["-fsSk", "-o", "/dev/null", "-H", &bearer, &default_ns]).is_some()
-    })? {
-        Ready::Yes(_) => Ok(port),
-        Ready::PortClash => Err(component_error("kube-apiserver exited", &log_path)),
-    }
-}
-
-/// kube-controller-manager: garbage collection, namespace deletion, service accounts and
-/// their tokens; its port.
-fn start_controller_manager(cp: &mut ControlPlane, ports: &mut PortPicker) -> Result<u16, Error> {
-    let log_path = cp.dir.join("kube-controller-manager.log");
-    let (pki, kubeconfig) = (cp.dir.join("pki"), cp.kubeconfig.clone());
-    let (port, _) = retry_on_port_clash("kube-controller-manager", &log_path, || {
-        let port = ports.pick()?;
-        let mut cmd = Command::new(bin("kube-controller-manager"));
-        cmd.arg(path_flag("--kubeconfig", &kubeconfig))
-            .arg(format!("--controllers={KCM_CONTROLLERS}"))
-            .arg("--use-service-account-credentials=false")
-            .arg("--leader-elect=false")
-            .args(["--port=0", "--bind-address=127.0.0.1"])
-            .arg(format!("--secure-port={port}"))
-            .arg(path_flag("--tls-cert-file", &pki.join("serving.crt")))
-            .arg(path_flag(
-                "--tls-private-key-file",
-                &pki.join("serving.key"),
-            ))
-            .arg(path_flag(
-                "--service-account-private-key-file",
-                &pki.join("sa.key"),
-            ))
-            .arg(path_flag("--root-ca-file", &pki.join("serving.crt")))
-            .arg("--profiling=false");
-        let pid = launch(cp, "kube-controller-manager", &mut cmd, &log_path)?;
-        let healthz = format!("https://127.0.0.1:{port}/healthz");
-        let what = "kube-controller-manager /healthz";
-        let ready = await_ready(pid, "kube-controller-manager", &log_path, what, || {
-            curl(&["-fsSk", &healthz]).is_some_and(|body| body == "ok")
-        })?;
-        Ok((port, ready))
-    })?;
-    Ok(port)
-}
-
-/// Where hack/build-kubernetes.sh caches the binary `name`.
-fn bin(name: &str) -> PathBuf {
-    let root = std::env::var_os("ZOOM_OPERATOR_CACHE")
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from("/var/cache/zoom-operator"), PathBuf::from);
-    root.join(format!("kubernetes-{K8S_VERSION}/bin/{name}"))
 }
 
 /// Builds the binaries unless the cache says they are there: `--quick` checks a stamp, so a
@@ -428,7 +289,7 @@ fn start_watchdog(cp: &mut ControlPlane, pid: u32, starttime: u64) -> Result<(),
 }
 
 /// `processes::launch` with stdout and stderr in `log_path`; the child is kept for reaping.
-fn launch(
+pub(crate) fn launch(
     cp: &mut ControlPlane,
     name: &str,
     cmd: &mut Command,
@@ -445,256 +306,9 @@ fn launch(
     Ok(pid)
 }
 
-/// How a wait for a component ended, when it did not fail.
-enum Ready {
-    Yes(u32),
-    /// The process died of a port someone else took first; retry with other ports.
-    PortClash,
-}
-
-/// Polls `check` every 100 ms until it holds. The process exiting for any other reason than a
-/// port clash, or ZOOM_CONTROL_PLANE_TIMEOUT passing, is an error carrying its log's tail.
-fn await_ready(
-    pid: u32,
-    name: &str,
-    log_path: &Path,
-    what: &str,
-    mut check: impl FnMut() -> bool,
-) -> Result<Ready, Error> {
-    let timeout = readiness_timeout();
-    let deadline = Instant::now() + timeout;
-    let record = Record::of(name, pid);
-    while !check() {
-        if !record.alive() {
-            let log = fs::read_to_string(log_path).unwrap_or_default();
-            if log.contains("address already in use") {
-                return Ok(Ready::PortClash);
-            }
-            return Err(component_error(
-                format!("{name} exited while waiting for {what}"),
-                log_path,
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(component_error(
-                format!("timed out after {}s waiting for {what}", timeout.as_secs()),
-                log_path,
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(Ready::Yes(pid))
-}
-
-/// Runs `attempt` up to PORT_ATTEMPTS times while it reports a port clash.
-fn retry_on_port_clash<T>(
-    name: &str,
-    log_path: &Path,
-    mut attempt: impl FnMut() -> Result<(T, Ready), Error>,
-) -> Result<(T, u32), Error> {
-    for n in 1..=PORT_ATTEMPTS {
-        if let (value, Ready::Yes(pid)) = attempt()? {
-            return Ok((value, pid));
-        }
-        if n < PORT_ATTEMPTS {
-            log(&format!(
-                "{name} lost a port race; retrying with other ports"
-            ));
-        }
-    }
-    Err(component_error(
-        format!("{name}: ports kept clashing"),
-        log_path,
-    ))
-}
-
-fn readiness_timeout() -> Duration {
-    let secs = std::env::var("ZOOM_CONTROL_PLANE_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
-    Duration::from_secs(secs)
-}
-
-fn component_error(problem: impl Into<String>, log_path: &Path) -> Error {
-    let log = fs::read_to_string(log_path).unwrap_or_default();
-    let lines: Vec<&str> = log.lines().collect();
-    let tail: String = lines[lines.len().saturating_sub(40)..]
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect();
-    Error::Component {
-        problem: problem.into(),
-        log: log_path.to_owned(),
-        tail,
-    }
-}
-
-/// `curl --max-time 2 ARGS...`: its stdout when it succeeds.
-fn curl(args: &[&str]) -> Option<String> {
-    let out = Command::new("curl")
-        .arg("--max-time")
-        .arg("2")
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// The service-account signing key and a self-signed serving certificate, made with openssl
-/// (output in pki/openssl.log). False when openssl failed.
-fn generate_keys(pki: &Path) -> Result<bool, Error> {
-    let log_path = pki.join("openssl.log");
-    let log_file = File::create(&log_path).map_err(io_error("create pki/openssl.log"))?;
-    let openssl = |args: &[&str]| -> Result<bool, Error> {
-        let status = Command::new("openssl")
-            .args(args)
-            .current_dir(pki)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().map_err(io_error("openssl log"))?)
-            .stderr(log_file.try_clone().map_err(io_error("openssl log"))?)
-            .status()
-            .map_err(io_error("run openssl"))?;
-        Ok(status.success())
-    };
-    Ok(openssl(&["genrsa", "-out", "sa.key", "2048"])?
-        && openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=zoom-local-apiserver",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,\
-             DNS:kubernetes.default.svc,IP:10.0.0.1",
-            "-keyout",
-            "serving.key",
-            "-out",
-            "serving.crt",
-        ])?)
-}
-
-/// The kubeconfig for `server`, authenticating with `token`.
-fn kubeconfig(server: &str, token: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Config
-clusters:
-- name: zoom-local
-  cluster:
-    server: {server}
-    insecure-skip-tls-verify: true
-users:
-- name: zoom-admin
-  user:
-    token: {token}
-contexts:
-- name: zoom-local
-  context:
-    cluster: zoom-local
-    user: zoom-admin
-    namespace: default
-current-context: zoom-local
-"
-    )
-}
-
-fn path_flag(flag: &str, path: &Path) -> String {
-    format!("{flag}={}", path.display())
-}
-
-/// Writes a file only its owner can read (tokens, the kubeconfig).
-fn write_private(path: &Path, contents: &str) -> Result<(), Error> {
-    let _ = fs::remove_file(path);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(contents.as_bytes()))
-        .map_err(io_error(format!("write {}", path.display())))
-}
-
-fn random_bytes<const N: usize>() -> Result<[u8; N], Error> {
-    let mut bytes = [0; N];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(io_error("read /dev/urandom"))?;
-    Ok(bytes)
-}
-
-/// 16 random bytes in hex: the admin's static token.
-fn token() -> Result<String, Error> {
-    let bytes: [u8; 16] = random_bytes()?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Random free loopback ports, each picked once, below Linux's ephemeral range (32768+) so
-/// outgoing connections rarely take one first.
-#[derive(Default)]
-struct PortPicker {
-    picked: Vec<u16>,
-}
-
-impl PortPicker {
-    fn pick(&mut self) -> Result<u16, Error> {
-        for _ in 0..200 {
-            let port = 10_000 + (u16::from_le_bytes(random_bytes()?) % 22_000);
-            if self.picked.contains(&port) || port_in_use(port) {
-                continue;
-            }
-            self.picked.push(port);
-            return Ok(port);
-        }
-        Err(Error::Io {
-            what: "pick a port".to_owned(),
-            source: io::Error::other("could not find a free port"),
-        })
-    }
-}
-
-fn port_in_use(port: u16) -> bool {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_kubeconfig_names_the_server_and_the_token() {
-        let config = kubeconfig("https://127.0.0.1:12345", "abc123");
-        assert!(config.contains("    server: https://127.0.0.1:12345\n"));
-        assert!(config.contains("    token: abc123\n"));
-        assert!(config.contains("insecure-skip-tls-verify: true"));
-    }
-
-    #[test]
-    fn picked_ports_are_distinct_and_below_the_ephemeral_range() {
-        let mut picker = PortPicker::default();
-        let ports: Vec<u16> = (0..20).map(|_| picker.pick().expect("port")).collect();
-        assert!(ports.iter().all(|p| (10_000..32_000).contains(p)));
-        let mut unique = ports.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), ports.len());
-    }
-
-    #[test]
-    fn a_token_is_32_hex_digits() {
-        let token = token().expect("token");
-        assert_eq!(token.len(), 32);
-        assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
-    }
 
     #[test]
     fn stopping_a_directory_without_a_control_plane_is_a_no_op() {
