@@ -17,12 +17,12 @@ dir=$(mktemp -d /tmp/zoom-operator-bench-XXXX)
 op_pid=""
 cleanup() {
   [ -n "$op_pid" ] && kill "$op_pid" 2>/dev/null || true
-  bash hack/control-plane.sh stop "$dir/cluster" >/dev/null 2>&1 || true
+  ./target/release/testenv control-plane stop "$dir/cluster" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
-cargo build --release --locked --bin zoom-operator >&2
-line=$(bash hack/control-plane.sh start --watch-pid $$ "$dir/cluster")
+cargo build --release --locked -p zoom-operator --bin zoom-operator -p testenv --bin testenv >&2
+line=$(./target/release/testenv control-plane start --watch-pid $$ "$dir/cluster")
 export "${line?}"
 kubectl apply --server-side -f crds/zoomconnections.zoom-operator.io.yaml >/dev/null
 kubectl wait --for=condition=Established crd/zoomconnections.zoom-operator.io >/dev/null

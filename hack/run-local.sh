@@ -28,9 +28,9 @@ NS=demo
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-log "Building the control plane (cached after the first run)"
-bash hack/control-plane.sh build
-log "Building zoom-operator and zoom-sim"
+log "Building the control plane's binaries (cached after the first run)"
+bash hack/build-kubernetes.sh
+log "Building zoom-operator, zoom-sim and testenv (the control plane's supervisor)"
 cargo build --workspace --locked --bins
 BIN=$(pwd)/target/debug
 
@@ -40,12 +40,12 @@ cleanup() {
   log "Stopping"
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  bash hack/control-plane.sh stop "$STATE/cluster" || true
+  "$BIN/testenv" control-plane stop "$STATE/cluster" || true
 }
 trap cleanup EXIT INT TERM
 
 log "Starting the control plane in $STATE/cluster"
-line=$(bash hack/control-plane.sh start --watch-pid $$ "$STATE/cluster")
+line=$("$BIN/testenv" control-plane start --watch-pid $$ "$STATE/cluster")
 export "${line?}"
 log "$line"
 

@@ -36,20 +36,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use zoom_operator::api::ZoomConnection;
 
-pub struct ControlPlane {
-    pub dir: PathBuf,
-    pub kubeconfig: PathBuf,
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("hack/control-plane.sh"))
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
-}
+pub use testenv::ControlPlane;
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,8 +44,9 @@ pub fn repo_root() -> PathBuf {
 
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
 
-/// The control plane for this test binary, started on first use. Panics with the script's
-/// own explanation when it cannot start.
+/// The control plane for this test binary, started on first use (testenv; a watchdog stops it
+/// when this process ends, since a static is never dropped). Panics with testenv's own
+/// explanation when it cannot start.
 pub fn control_plane() -> &'static ControlPlane {
     CONTROL_PLANE.get_or_init(|| {
         let dir = tempfile::Builder::new()
@@ -66,28 +54,11 @@ pub fn control_plane() -> &'static ControlPlane {
             .tempdir()
             .expect("temp dir")
             .keep();
-        let output = Command::new("bash")
-            .arg(repo_root().join("hack/control-plane.sh"))
-            .arg("start")
-            .arg("--watch-pid")
-            .arg(std::process::id().to_string())
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run hack/control-plane.sh");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "the local control plane could not start (hack/control-plane.sh start exited {}); see its messages above. Integration tests need it: run `hack/control-plane.sh build` first.",
-            output.status
-        );
-        let kubeconfig = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("KUBECONFIG="))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| panic!("hack/control-plane.sh printed no KUBECONFIG= line: {stdout:?}"));
-        let cp = ControlPlane { dir, kubeconfig };
+        let cp = ControlPlane::start_watching(&dir, std::process::id()).unwrap_or_else(|e| {
+            panic!(
+                "the local control plane could not start: {e}\nIntegration tests need it: run `bash hack/build-kubernetes.sh` first."
+            )
+        });
         install_crd(&cp);
         cp
     })
