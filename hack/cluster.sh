@@ -18,7 +18,7 @@
 #
 # Usage:
 #   hack/cluster.sh up [--watch-pid PID] DIR
-#       Build/install what is missing (hack/control-plane.sh build, apt packages), start the
+#       Build/install what is missing (hack/build-kubernetes.sh, apt packages), start the
 #       cluster, wait until the node is Ready. Prints one line on stdout:
 #       KUBECONFIG=DIR/kubeconfig (cluster-admin, server https://10.231.0.2:6443). With
 #       --watch-pid, a detached watchdog runs `down DIR` once PID exits.
@@ -34,7 +34,7 @@
 # answering <svc>.<ns>.svc.cluster.local from the Service list. Services use 10.96.0.0/16.
 # Local images only: Pods use image local/NAME:TAG with imagePullPolicy Never.
 #
-# Environment: ZOOM_OPERATOR_CACHE (as hack/control-plane.sh), ZOOM_CLUSTER_TIMEOUT (seconds
+# Environment: ZOOM_OPERATOR_CACHE (as hack/build-kubernetes.sh), ZOOM_CLUSTER_TIMEOUT (seconds
 # per readiness wait, default 180). Needs root.
 
 set -euo pipefail
@@ -87,7 +87,7 @@ ensure_packages() {
 }
 
 # ---------------------------------------------------------------------------
-# processes (same conventions as hack/control-plane.sh: DIR/pids has "NAME PID STARTTIME")
+# processes (same conventions as testenv: DIR/pids has "NAME PID STARTTIME")
 # ---------------------------------------------------------------------------
 
 proc_starttime() {
@@ -312,7 +312,7 @@ net_down() {
 
 ctr_() { ctr --address "${DIR}/run/containerd.sock" -n k8s.io "$@"; }
 
-# The Pod sandbox image: the static pause binary hack/control-plane.sh builds, as an OCI image.
+# The Pod sandbox image: the static pause binary hack/build-kubernetes.sh builds, as an OCI image.
 pause_image() {
   local work=${DIR}/pause-image
   rm -rf "${work}" && mkdir -p "${work}"
@@ -475,7 +475,7 @@ cmd_up() {
   fi
   local t0=${SECONDS}
   ensure_packages
-  bash "$(dirname "${SCRIPT}")/control-plane.sh" build >&2
+  bash "$(dirname "${SCRIPT}")/build-kubernetes.sh" >&2
   [[ -x ${BIN_DIR}/kubelet && -x ${BIN_DIR}/pause ]] || die "no kubelet/pause in ${BIN_DIR}"
 
   mkdir -p "${dir_arg}"
@@ -675,7 +675,7 @@ main() {
   deps)
     [[ $# -eq 0 ]] || usage
     ensure_packages
-    bash "$(dirname "${SCRIPT}")/control-plane.sh" build >&2
+    bash "$(dirname "${SCRIPT}")/build-kubernetes.sh" >&2
     ;;
   down) cmd_down "$@" ;;
   status) cmd_status "$@" ;;

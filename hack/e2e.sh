@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hack/e2e.sh - the end-to-end suite (tests/e2e.rs). Builds what it needs: the node binaries
-# (hack/control-plane.sh build, cached under /var/cache/zoom-operator), helm, and the images
+# (hack/build-kubernetes.sh, cached under /var/cache/zoom-operator), helm, and the images
 # (hack/image.sh: the release build, cached in target/), then runs the suite, which brings up
 # the one-node cluster itself (hack/cluster.sh) and takes it down when it exits.
 #

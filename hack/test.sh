@@ -9,7 +9,7 @@ log() { printf '\n==> %s\n' "$*" >&2; }
 started=$(date +%s)
 
 log "Local control plane (kube-apiserver/kube-controller-manager 1.20.2, etcd)"
-bash hack/control-plane.sh build
+bash hack/build-kubernetes.sh
 
 log "helm"
 HELM=$(bash hack/install-helm.sh)
