@@ -1,11 +1,12 @@
 //! zoom-operator: Zoom connections as Kubernetes resources.
 //!
-//! `api` is the CRD; `controller` reconciles it; `server` serves OAuth, webhooks and metrics;
-//! `zoom` speaks to Zoom. Pure decisions (`urls`, `conditions`, `credentials`, `signing`,
-//! `token_secret`, `sink`, `controller::schedule`) take values and return values; `clock`
-//! is the one wall clock. `tokens`
-//! holds the rotation-safety rules (refresh fence, grants not stored yet) and `leader` the
-//! Lease-based election whose outcome other modules watch.
+//! `api` is the CRD; `controller` reconciles it (leader only); `tokens` is the token lifecycle
+//! shared by the controller, the OAuth callback and deauthorization; `webhooks` routes, verifies,
+//! dispatches and delivers Zoom's events; `server` translates HTTP into calls on those; `zoom`
+//! speaks to Zoom; `leader` elects the one replica that reconciles; `run` wires them together.
+//! Pure decisions (`urls`, `conditions`, `credentials::app_secret`, `validation`, `signing`,
+//! `sink`, `controller::schedule`, `tokens::transition`) take values and return values; `clock`
+//! is the one wall clock. ARCHITECTURE.md has the module map and the four data flows.
 
 pub mod api;
 pub mod authorize;
