@@ -25,6 +25,15 @@ pub async fn ensure_finalizer(
     if has == want {
         return Ok(());
     }
+    set_finalizer(zc, api, want).await
+}
+
+/// Puts our finalizer on `zc` (`want`) or takes it off, leaving other finalizers alone.
+async fn set_finalizer(
+    zc: &ZoomConnection,
+    api: &Api<ZoomConnection>,
+    want: bool,
+) -> Result<(), kube::Error> {
     let finalizers: Vec<String> = zc
         .finalizers()
         .iter()
@@ -144,19 +153,5 @@ async fn publish(ctx: &Context, zc: &ZoomConnection, event: &KubeEvent) {
 }
 
 async fn remove_finalizer(zc: &ZoomConnection, api: &Api<ZoomConnection>) -> Result<(), Error> {
-    let finalizers: Vec<String> = zc
-        .finalizers()
-        .iter()
-        .filter(|f| *f != FINALIZER)
-        .cloned()
-        .collect();
-    let patch =
-        json!({"metadata": {"finalizers": finalizers, "resourceVersion": zc.resource_version()}});
-    api.patch(
-        &zc.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
-    Ok(())
+    Ok(set_finalizer(zc, api, false).await?)
 }

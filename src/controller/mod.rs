@@ -528,62 +528,72 @@ fn events_verdict(
     }
     let account_unknown = account_unknown
         .map(|a| Verdict::failed(conditions::EVENTS_READY, "AccountUnknown", a.message()));
-    if let Some(sink) = sink {
-        let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
-        // The pure policy first, then the Service itself (an ExternalName points anywhere).
-        let url = match (
-            crate::sink::resolve(sink, ns, &ctx.config.allow_sink_hosts),
-            sink_service,
-        ) {
-            (Err(problem), _) | (Ok(_), Some(problem)) => {
-                return Some(Verdict::failed(
-                    conditions::EVENTS_READY,
-                    "SinkNotAllowed",
-                    problem.0,
-                ))
-            }
-            (Ok(url), None) => url,
-        };
-        if account_unknown.is_some() {
-            return account_unknown;
-        }
-        if let Some(dropped) = record.events_dropped.as_ref().filter(|_| recently_dropped) {
-            return Some(Verdict::failed(
-                conditions::EVENTS_READY,
-                "EventsDropped",
-                format!(
-                    "{} Zoom event(s) were dropped after their last delivery attempt, the last at {} ({}). Set spec.events.delivery.deadLetterSink to keep such events, or give the sink more retries; this clears an hour after the last drop",
-                    dropped.count,
-                    crate::tokens::secret::rfc3339(dropped.last),
-                    dropped.why
-                ),
-            ));
-        }
-        // Only a failure of the sink that is configured now counts: after a spec fix the old
-        // sink's failure is history.
-        let shown = crate::webhooks::forward::display_sink(&url);
-        if let Some((failed_sink, why)) = record.sink_problem.as_ref().filter(|(s, _)| *s == shown)
-        {
-            return Some(Verdict::failed(
-                conditions::EVENTS_READY,
-                "SinkUnreachable",
-                format!(
-                    "Forwarding a Zoom event to {failed_sink} failed: {why}. Events the sink does not accept are stored and redelivered following spec.events.delivery; make sure the sink runs and answers 2xx within {:.1}s. This clears with the next event the sink accepts at once",
-                    crate::webhooks::delivery::Policy::of(zc).timeout.as_secs_f64()
-                ),
-            ));
-        }
-        return Some(Verdict::ok(
+    let Some(sink) = sink else {
+        return account_unknown.or(Some(Verdict::ok(
             conditions::EVENTS_READY,
             "Ready",
-            "Verified events are forwarded to the sink",
-        ));
+            "Verified events are received (no sink configured)",
+        )));
+    };
+    let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
+    // The pure policy first, then the Service itself (an ExternalName points anywhere).
+    let url = match (
+        crate::sink::resolve(sink, ns, &ctx.config.allow_sink_hosts),
+        sink_service,
+    ) {
+        (Err(problem), _) | (Ok(_), Some(problem)) => {
+            return Some(Verdict::failed(
+                conditions::EVENTS_READY,
+                "SinkNotAllowed",
+                problem.0,
+            ))
+        }
+        (Ok(url), None) => url,
+    };
+    if account_unknown.is_some() {
+        return account_unknown;
     }
-    account_unknown.or(Some(Verdict::ok(
+    Some(sink_verdict(zc, record, &url, recently_dropped))
+}
+
+/// `EventsReady` of a connection whose sink is allowed: dropped events, then the configured
+/// sink's last failure, else Ready. Pure.
+fn sink_verdict(
+    zc: &ZoomConnection,
+    record: &crate::tokens::secret::TokenRecord,
+    url: &url::Url,
+    recently_dropped: bool,
+) -> Verdict {
+    if let Some(dropped) = record.events_dropped.as_ref().filter(|_| recently_dropped) {
+        return Verdict::failed(
+            conditions::EVENTS_READY,
+            "EventsDropped",
+            format!(
+                "{} Zoom event(s) were dropped after their last delivery attempt, the last at {} ({}). Set spec.events.delivery.deadLetterSink to keep such events, or give the sink more retries; this clears an hour after the last drop",
+                dropped.count,
+                crate::tokens::secret::rfc3339(dropped.last),
+                dropped.why
+            ),
+        );
+    }
+    // Only a failure of the sink that is configured now counts: after a spec fix the old
+    // sink's failure is history.
+    let shown = crate::webhooks::forward::display_sink(url);
+    if let Some((failed_sink, why)) = record.sink_problem.as_ref().filter(|(s, _)| *s == shown) {
+        return Verdict::failed(
+            conditions::EVENTS_READY,
+            "SinkUnreachable",
+            format!(
+                "Forwarding a Zoom event to {failed_sink} failed: {why}. Events the sink does not accept are stored and redelivered following spec.events.delivery; make sure the sink runs and answers 2xx within {:.1}s. This clears with the next event the sink accepts at once",
+                crate::webhooks::delivery::Policy::of(zc).timeout.as_secs_f64()
+            ),
+        );
+    }
+    Verdict::ok(
         conditions::EVENTS_READY,
         "Ready",
-        "Verified events are received (no sink configured)",
-    )))
+        "Verified events are forwarded to the sink",
+    )
 }
 
 /// Says why a requested refresh has not happened yet (api.md: forced refreshes are limited

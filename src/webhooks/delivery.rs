@@ -377,19 +377,8 @@ impl Stored {
 }
 
 async fn attempt(ctx: &Arc<Services>, store: &EventStore, forwarder: &Forwarder, name: String) {
-    let map = match store.api.get_opt(&name).await {
-        Ok(Some(map)) => map,
-        // Delivered meanwhile, or the API server is unwell: the next round looks again.
-        _ => return,
-    };
-    let Some(stored) = Stored::read(map) else {
-        return discard(ctx, store, &name, "it names no connection").await;
-    };
-    let api: Api<ZoomConnection> = Api::namespaced(ctx.client.clone(), &stored.namespace);
-    let zc = match api.get_opt(&stored.connection).await {
-        Ok(Some(zc)) if zc.metadata.uid.as_deref() == Some(stored.uid.as_str()) => zc,
-        Ok(_) => return discard(ctx, store, &name, "its connection was deleted").await,
-        Err(_) => return,
+    let Some((stored, zc)) = load(ctx, store, &name).await else {
+        return;
     };
     let policy = Policy::of(&zc);
     let ce = CloudEvent::for_zoom_event(
@@ -410,20 +399,7 @@ async fn attempt(ctx: &Arc<Services>, store: &EventStore, forwarder: &Forwarder,
                 Err(problem) => Err(SinkFailure::Unreachable(problem)),
                 Ok(url) => send(forwarder, &url, &ce, None, &stored.body, policy.timeout).await,
             };
-            match sent {
-                Ok(()) => Next::Delivered,
-                Err(failure) => {
-                    let wait = jiff::SignedDuration::try_from(policy.backoff(stored.attempts))
-                        .unwrap_or_default();
-                    Next::Retry {
-                        attempts: stored.attempts.saturating_add(1),
-                        at: crate::clock::now()
-                            .checked_add(wait)
-                            .unwrap_or(Timestamp::MAX),
-                        failure,
-                    }
-                }
-            }
+            after_send(sent, stored.attempts, &policy)
         }
     };
     match next {
@@ -438,52 +414,18 @@ async fn attempt(ctx: &Arc<Services>, store: &EventStore, forwarder: &Forwarder,
             failure,
         } => {
             ctx.metrics.event_delivery("failed");
-            let status = match failure {
-                SinkFailure::Status(code) => Some(code.to_string()),
-                _ => None,
-            };
-            let patch = serde_json::json!({"metadata": {"annotations": {
-                ATTEMPTS: attempts.to_string(),
-                NEXT_ATTEMPT: rfc3339(at),
-                LAST_ERROR: failure.to_string(),
-                LAST_STATUS: status,
-            }}});
-            if let Err(e) = store
-                .api
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                tracing::warn!(event = %name, error = %e, "could not reschedule a stored event");
-            }
+            reschedule(store, &name, attempts, at, &failure).await;
         }
         Next::GiveUp => {
             let failed_sink = match &sink {
                 Some(sink) => sink_url(ctx, sink, &stored.namespace).await.ok(),
                 None => None,
             };
-            let dead_lettered = match &policy.dead_letter_sink {
-                Some(dls) => match sink_url(ctx, dls, &stored.namespace).await {
-                    Ok(url) => {
-                        let failed = Failed {
-                            sink: failed_sink.as_ref(),
-                            status: stored.last_status,
-                        };
-                        send(
-                            forwarder,
-                            &url,
-                            &ce,
-                            Some(failed),
-                            &stored.body,
-                            policy.timeout,
-                        )
-                        .await
-                        .is_ok()
-                    }
-                    Err(_) => false,
-                },
-                None => false,
+            let failed = Failed {
+                sink: failed_sink.as_ref(),
+                status: stored.last_status,
             };
-            if dead_lettered {
+            if dead_letter(ctx, forwarder, &policy, &stored, &ce, failed).await {
                 ctx.metrics.event_delivery("dead_lettered");
             } else {
                 ctx.metrics.event_delivery("dropped");
@@ -491,6 +433,102 @@ async fn attempt(ctx: &Arc<Services>, store: &EventStore, forwarder: &Forwarder,
             }
             delete(store, &name).await;
         }
+    }
+}
+
+/// The stored event `name` and its connection; None when there is nothing to do now (it was
+/// delivered meanwhile, the API server is unwell, or it was discarded as orphaned).
+async fn load(
+    ctx: &Arc<Services>,
+    store: &EventStore,
+    name: &str,
+) -> Option<(Stored, ZoomConnection)> {
+    let map = store.api.get_opt(name).await.ok()??;
+    let Some(stored) = Stored::read(map) else {
+        discard(ctx, store, name, "it names no connection").await;
+        return None;
+    };
+    let api: Api<ZoomConnection> = Api::namespaced(ctx.client.clone(), &stored.namespace);
+    match api.get_opt(&stored.connection).await {
+        Ok(Some(zc)) if zc.metadata.uid.as_deref() == Some(stored.uid.as_str()) => {
+            Some((stored, zc))
+        }
+        Ok(_) => {
+            discard(ctx, store, name, "its connection was deleted").await;
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// What follows a send: delivered, or another attempt after the policy's backoff. Pure but
+/// for the clock.
+fn after_send(sent: Result<(), SinkFailure>, attempts: u32, policy: &Policy) -> Next {
+    match sent {
+        Ok(()) => Next::Delivered,
+        Err(failure) => {
+            let wait = jiff::SignedDuration::try_from(policy.backoff(attempts)).unwrap_or_default();
+            Next::Retry {
+                attempts: attempts.saturating_add(1),
+                at: crate::clock::now()
+                    .checked_add(wait)
+                    .unwrap_or(Timestamp::MAX),
+                failure,
+            }
+        }
+    }
+}
+
+async fn reschedule(
+    store: &EventStore,
+    name: &str,
+    attempts: u32,
+    at: Timestamp,
+    failure: &SinkFailure,
+) {
+    let status = match failure {
+        SinkFailure::Status(code) => Some(code.to_string()),
+        _ => None,
+    };
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        ATTEMPTS: attempts.to_string(),
+        NEXT_ATTEMPT: rfc3339(at),
+        LAST_ERROR: failure.to_string(),
+        LAST_STATUS: status,
+    }}});
+    if let Err(e) = store
+        .api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::warn!(event = %name, error = %e, "could not reschedule a stored event");
+    }
+}
+
+/// Sends the event to the policy's dead-letter sink, if it has one; whether that worked.
+async fn dead_letter(
+    ctx: &Services,
+    forwarder: &Forwarder,
+    policy: &Policy,
+    stored: &Stored,
+    ce: &CloudEvent,
+    failed: Failed<'_>,
+) -> bool {
+    let Some(dls) = &policy.dead_letter_sink else {
+        return false;
+    };
+    match sink_url(ctx, dls, &stored.namespace).await {
+        Ok(url) => send(
+            forwarder,
+            &url,
+            ce,
+            Some(failed),
+            &stored.body,
+            policy.timeout,
+        )
+        .await
+        .is_ok(),
+        Err(_) => false,
     }
 }
 

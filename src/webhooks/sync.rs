@@ -88,71 +88,17 @@ pub async fn maintain(
     settings: IndexSettings,
     shutdown: CancellationToken,
 ) {
-    // Each watched namespace gets its own ZoomConnection reflector and Secret metadata watch,
-    // so nothing outside those namespaces is listed (RBAC can be a Role per namespace). One
-    // store per reflector: a relist replaces the whole store, so reflectors cannot share one.
-    let watch_scopes = WatchScope::from_namespaces(&settings.watch_namespaces);
-    let mut stores = Vec::with_capacity(watch_scopes.len());
-    let mut connection_streams: Vec<ConnectionEvents> = Vec::with_capacity(watch_scopes.len());
-    // Api<PartialObjectMeta<Secret>> makes metadata-only requests: Secret contents never
-    // arrive through the watch.
-    let mut secret_streams: Vec<SecretMetaEvents> = Vec::with_capacity(watch_scopes.len() + 1);
-    let mut scopes = Vec::with_capacity(watch_scopes.len() + 1);
-    for (i, scope) in watch_scopes.iter().enumerate() {
-        let (reader, writer) = reflector::store();
-        stores.push(reader);
-        connection_streams.push(
-            reflector::reflector(
-                writer,
-                watcher(
-                    scope.api::<ZoomConnection>(client.clone()),
-                    watcher::Config::default(),
-                ),
-            )
-            .default_backoff()
-            .map(move |e| (i, e))
-            .boxed(),
-        );
-        let secret_api: Api<PartialObjectMeta<Secret>> = scope.api(client.clone());
-        secret_streams.push(
-            watcher(secret_api, watcher::Config::default())
-                .default_backoff()
-                .map(move |e| (i, e))
-                .boxed(),
-        );
-        scopes.push(match scope {
-            WatchScope::All => Scope::All,
-            WatchScope::Namespace(ns) => Scope::Namespace(ns.clone()),
-        });
-    }
-    // The default app's Secret usually lives in the platform team's namespace, outside the
-    // watched namespaces: watch that one Secret by name.
-    if let Some(default_ref) = settings.default_app_secret.clone() {
-        let (dns, dname) = (&default_ref.namespace, &default_ref.name);
-        if !scopes.iter().any(|s| s.covers(&default_ref)) {
-            let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), dns);
-            let cfg = watcher::Config::default().fields(&format!("metadata.name={dname}"));
-            let watch = secret_streams.len();
-            secret_streams.push(
-                watcher(api, cfg)
-                    .default_backoff()
-                    .map(move |e| (watch, e))
-                    .boxed(),
-            );
-            scopes.push(Scope::One(default_ref));
-        }
-    }
-    let mut connections = stream::select_all(connection_streams);
-    let mut secrets = stream::select_all(secret_streams);
-
+    let watches = Watches::open(&client, &settings);
+    let mut connections = stream::select_all(watches.connections);
+    let mut secrets = stream::select_all(watches.secrets);
     let mut sync = IndexSync {
         client,
         settings,
         index,
-        listed: vec![false; stores.len()],
-        connections: stores,
+        listed: vec![false; watches.stores.len()],
+        connections: watches.stores,
         cache: HashMap::new(),
-        scopes,
+        scopes: watches.scopes,
         relisting: HashMap::new(),
     };
     // When the index must be rebuilt: set by the first change after a rebuild.
@@ -207,6 +153,81 @@ pub async fn maintain(
                 dirty_since = None;
                 retry_at = (!sync.rebuild().await).then(|| Instant::now() + RETRY);
             }
+        }
+    }
+}
+
+/// The watches behind the index: per watched namespace (or for all), a ZoomConnection reflector
+/// and a Secret metadata watch, plus the default app's one Secret when it lives elsewhere.
+struct Watches {
+    stores: Vec<Store<ZoomConnection>>,
+    connections: Vec<ConnectionEvents>,
+    secrets: Vec<SecretMetaEvents>,
+    /// What each Secret watch covers, by its position in `secrets`.
+    scopes: Vec<Scope>,
+}
+
+impl Watches {
+    fn open(client: &Client, settings: &IndexSettings) -> Watches {
+        // Each watched namespace gets its own ZoomConnection reflector and Secret metadata watch,
+        // so nothing outside those namespaces is listed (RBAC can be a Role per namespace). One
+        // store per reflector: a relist replaces the whole store, so reflectors cannot share one.
+        let watch_scopes = WatchScope::from_namespaces(&settings.watch_namespaces);
+        let mut stores = Vec::with_capacity(watch_scopes.len());
+        let mut connection_streams: Vec<ConnectionEvents> = Vec::with_capacity(watch_scopes.len());
+        // Api<PartialObjectMeta<Secret>> makes metadata-only requests: Secret contents never
+        // arrive through the watch.
+        let mut secret_streams: Vec<SecretMetaEvents> = Vec::with_capacity(watch_scopes.len() + 1);
+        let mut scopes = Vec::with_capacity(watch_scopes.len() + 1);
+        for (i, scope) in watch_scopes.iter().enumerate() {
+            let (reader, writer) = reflector::store();
+            stores.push(reader);
+            connection_streams.push(
+                reflector::reflector(
+                    writer,
+                    watcher(
+                        scope.api::<ZoomConnection>(client.clone()),
+                        watcher::Config::default(),
+                    ),
+                )
+                .default_backoff()
+                .map(move |e| (i, e))
+                .boxed(),
+            );
+            let secret_api: Api<PartialObjectMeta<Secret>> = scope.api(client.clone());
+            secret_streams.push(
+                watcher(secret_api, watcher::Config::default())
+                    .default_backoff()
+                    .map(move |e| (i, e))
+                    .boxed(),
+            );
+            scopes.push(match scope {
+                WatchScope::All => Scope::All,
+                WatchScope::Namespace(ns) => Scope::Namespace(ns.clone()),
+            });
+        }
+        // The default app's Secret usually lives in the platform team's namespace, outside the
+        // watched namespaces: watch that one Secret by name.
+        if let Some(default_ref) = settings.default_app_secret.clone() {
+            let (dns, dname) = (&default_ref.namespace, &default_ref.name);
+            if !scopes.iter().any(|s| s.covers(&default_ref)) {
+                let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), dns);
+                let cfg = watcher::Config::default().fields(&format!("metadata.name={dname}"));
+                let watch = secret_streams.len();
+                secret_streams.push(
+                    watcher(api, cfg)
+                        .default_backoff()
+                        .map(move |e| (watch, e))
+                        .boxed(),
+                );
+                scopes.push(Scope::One(default_ref));
+            }
+        }
+        Watches {
+            stores,
+            connections: connection_streams,
+            secrets: secret_streams,
+            scopes,
         }
     }
 }
