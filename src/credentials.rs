@@ -156,6 +156,27 @@ pub async fn read_app(
     })
 }
 
+/// The value of `key` in `secret`, trimmed; None when absent, empty or not UTF-8. `stringData`
+/// only appears on objects not yet round-tripped through the API server, but honouring it
+/// keeps unit tests and dry runs honest.
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    let from_data = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok());
+    from_data
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .cloned()
+        })
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
+}
+
 /// Reads the app credentials an auth type needs from `secret` (which may not exist).
 pub fn from_secret(
     namespace: &str,
@@ -167,26 +188,7 @@ pub fn from_secret(
         namespace: namespace.to_owned(),
         name: reference.name.clone(),
     })?;
-    let value = |key: &str| -> Option<String> {
-        let from_data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok());
-        // stringData only appears on objects not yet round-tripped through the API server,
-        // but honouring it keeps unit tests and dry runs honest.
-        let from_string_data = || {
-            secret
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .cloned()
-        };
-        from_data
-            .or_else(from_string_data)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let value = |key: &str| secret_value(secret, key);
     let required = |key: &str, field: &'static str| {
         value(key).ok_or_else(|| CredentialsProblem::MissingKey {
             namespace: namespace.to_owned(),

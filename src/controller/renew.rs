@@ -415,15 +415,20 @@ mod tests {
         }
     }
 
+    fn check_classified(table: Vec<(&str, ZoomError, AuthType, Option<GrantReason>)>) {
+        for (what, err, auth, want) in table {
+            assert_eq!(
+                classify_failure(&err, auth).map(|p| p.reason),
+                want,
+                "{what}"
+            );
+        }
+    }
+
     #[test]
-    fn failures_are_classified() {
-        let unavailable = ZoomError::Unavailable {
-            detail: "HTTP 503".into(),
-            retry_after: None,
-        };
+    fn refusals_of_a_refresh_are_classified() {
         let oauth = AuthType::PrivateOAuth;
-        let s2s = AuthType::ServerToServer;
-        let table: Vec<(&str, ZoomError, AuthType, Option<GrantReason>)> = vec![
+        check_classified(vec![
             (
                 "dead refresh token",
                 rejected(400, "invalid_grant"),
@@ -469,6 +474,18 @@ mod tests {
                 oauth,
                 Some(GrantReason::InvalidClientCredentials),
             ),
+        ]);
+    }
+
+    #[test]
+    fn other_failures_are_classified() {
+        let unavailable = ZoomError::Unavailable {
+            detail: "HTTP 503".into(),
+            retry_after: None,
+        };
+        let oauth = AuthType::PrivateOAuth;
+        let s2s = AuthType::ServerToServer;
+        check_classified(vec![
             (
                 "app disabled",
                 refused(400, r#"{"reason":"The app has been disabled","code":4717}"#),
@@ -504,14 +521,7 @@ mod tests {
                 None,
             ),
             ("zoom down", unavailable, oauth, None),
-        ];
-        for (what, err, auth, want) in table {
-            assert_eq!(
-                classify_failure(&err, auth).map(|p| p.reason),
-                want,
-                "{what}"
-            );
-        }
+        ]);
         let disabled =
             classify_failure(&refused(400, r#"{"code":4717}"#), oauth).expect("classified");
         assert!(disabled.app_disabled(), "{disabled:?}");

@@ -480,20 +480,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failed_refresh() {
-        struct Row {
-            what: &'static str,
-            record: TokenRecord,
-            failure: RefreshFailure,
-            change: Result<Change, Rotated>,
-            refresh_token_kept: bool,
-            problem: Option<GrantReason>,
-            attempts: u32,
-            fence_kept: bool,
+    struct Row {
+        what: &'static str,
+        record: TokenRecord,
+        failure: RefreshFailure,
+        change: Result<Change, Rotated>,
+        refresh_token_kept: bool,
+        problem: Option<GrantReason>,
+        attempts: u32,
+        fence_kept: bool,
+    }
+
+    fn check(rows: Vec<Row>) {
+        for mut row in rows {
+            let change = refresh_failed(&mut row.record, &row.failure);
+            let r = &row.record;
+            assert_eq!(change, row.change, "{}", row.what);
+            assert_eq!(
+                stored_refresh_token(r).is_some(),
+                row.refresh_token_kept,
+                "{}",
+                row.what
+            );
+            assert_eq!(
+                r.grant_problem.as_ref().map(|p| p.reason),
+                row.problem,
+                "{}",
+                row.what
+            );
+            assert_eq!(r.failed_refresh_attempts, row.attempts, "{}", row.what);
+            assert_eq!(r.fence.is_some(), row.fence_kept, "{}", row.what);
         }
+    }
+
+    #[test]
+    fn a_refused_refresh() {
         let rejected = Some(problem(GrantReason::RefreshTokenRejected));
-        let rows = [
+        check(vec![
             Row {
                 what: "Zoom refused the refresh token",
                 record: fenced("t0", "a", NOW),
@@ -515,6 +538,26 @@ mod tests {
                 fence_kept: false,
             },
             Row {
+                what: "wrong client credentials: kept, counted",
+                record: fenced("t0", "a", NOW),
+                failure: failure(
+                    Some("t0"),
+                    Some(problem(GrantReason::InvalidClientCredentials)),
+                    false,
+                ),
+                change: Ok(Change::Write),
+                refresh_token_kept: true,
+                problem: Some(GrantReason::InvalidClientCredentials),
+                attempts: 1,
+                fence_kept: false,
+            },
+        ]);
+    }
+
+    #[test]
+    fn a_refresh_worth_retrying() {
+        check(vec![
+            Row {
                 what: "Zoom unavailable: retried, fence lifted",
                 record: fenced("t0", "a", NOW),
                 failure: failure(Some("t0"), None, false),
@@ -535,20 +578,6 @@ mod tests {
                 fence_kept: true,
             },
             Row {
-                what: "wrong client credentials: kept, counted",
-                record: fenced("t0", "a", NOW),
-                failure: failure(
-                    Some("t0"),
-                    Some(problem(GrantReason::InvalidClientCredentials)),
-                    false,
-                ),
-                change: Ok(Change::Write),
-                refresh_token_kept: true,
-                problem: Some(GrantReason::InvalidClientCredentials),
-                attempts: 1,
-                fence_kept: false,
-            },
-            Row {
                 what: "a retryable failure clears a failed browser authorization",
                 record: TokenRecord {
                     grant_problem: Some(problem(GrantReason::AuthorizationFailed)),
@@ -561,26 +590,7 @@ mod tests {
                 attempts: 1,
                 fence_kept: false,
             },
-        ];
-        for mut row in rows {
-            let change = refresh_failed(&mut row.record, &row.failure);
-            let r = &row.record;
-            assert_eq!(change, row.change, "{}", row.what);
-            assert_eq!(
-                stored_refresh_token(r).is_some(),
-                row.refresh_token_kept,
-                "{}",
-                row.what
-            );
-            assert_eq!(
-                r.grant_problem.as_ref().map(|p| p.reason),
-                row.problem,
-                "{}",
-                row.what
-            );
-            assert_eq!(r.failed_refresh_attempts, row.attempts, "{}", row.what);
-            assert_eq!(r.fence.is_some(), row.fence_kept, "{}", row.what);
-        }
+        ]);
     }
 
     #[test]

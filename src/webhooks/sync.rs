@@ -49,19 +49,18 @@ type SecretMetaEvents = BoxStream<
     ),
 >;
 
-/// Which Secrets one metadata watch covers, so a relist can tell "deleted" from "not mine".
+/// Which Secrets one metadata watch covers, so a relist can tell "deleted" from "not mine":
+/// a watch scope, or the default app's one Secret outside every scope.
 #[derive(Clone, Debug)]
 enum Scope {
-    All,
-    Namespace(String),
+    Watch(WatchScope),
     One(SecretRef),
 }
 
 impl Scope {
     fn covers(&self, secret: &SecretRef) -> bool {
         match self {
-            Scope::All => true,
-            Scope::Namespace(ns) => secret.namespace == *ns,
+            Scope::Watch(scope) => scope.covers(&secret.namespace),
             Scope::One(one) => one == secret,
         }
     }
@@ -201,10 +200,7 @@ impl Watches {
                     .map(move |e| (i, e))
                     .boxed(),
             );
-            scopes.push(match scope {
-                WatchScope::All => Scope::All,
-                WatchScope::Namespace(ns) => Scope::Namespace(ns.clone()),
-            });
+            scopes.push(Scope::Watch(scope.clone()));
         }
         // The default app's Secret usually lives in the platform team's namespace, outside the
         // watched namespaces: watch that one Secret by name.
@@ -353,24 +349,7 @@ fn cached_secret<'a>(
     secret: Option<&Secret>,
     keys: impl IntoIterator<Item = &'a String>,
 ) -> CachedSecret {
-    let value = |key: &str| -> Option<String> {
-        let secret = secret?;
-        let from_data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok());
-        from_data
-            .or_else(|| {
-                secret
-                    .string_data
-                    .as_ref()
-                    .and_then(|d| d.get(key))
-                    .cloned()
-            })
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
+    let value = |key: &str| secret.and_then(|s| crate::credentials::secret_value(s, key));
     CachedSecret {
         resource_version: secret.and_then(|s| s.metadata.resource_version.clone()),
         values: keys.into_iter().map(|k| (k.clone(), value(k))).collect(),
@@ -417,9 +396,9 @@ mod tests {
             namespace: "a".into(),
             name: "s".into(),
         };
-        assert!(Scope::All.covers(&r));
-        assert!(Scope::Namespace("a".into()).covers(&r));
-        assert!(!Scope::Namespace("b".into()).covers(&r));
+        assert!(Scope::Watch(WatchScope::All).covers(&r));
+        assert!(Scope::Watch(WatchScope::Namespace("a".into())).covers(&r));
+        assert!(!Scope::Watch(WatchScope::Namespace("b".into())).covers(&r));
         assert!(Scope::One(r.clone()).covers(&r));
     }
 }
