@@ -417,7 +417,7 @@ mod tests {
     }
 
     #[test]
-    fn reasons_table() {
+    fn reasons_without_credentials_or_urls() {
         let zc_oauth = zc(AuthType::PrivateOAuth);
         let urls = Err(UrlProblem::Unconfigured);
         let missing: Result<AppCredentials, _> = Err(CredentialsProblem::SecretNotFound {
@@ -442,7 +442,12 @@ mod tests {
             reason(&status, "URLsReady"),
             ("False".into(), "IngressNotFound".into())
         );
+    }
 
+    #[test]
+    fn grant_problems_show_in_authorized() {
+        let zc_oauth = zc(AuthType::PrivateOAuth);
+        let urls = Err(UrlProblem::Unconfigured);
         let creds = creds();
         let mut rejected = fresh_record();
         rejected.grant_problem = Some(crate::tokens::GrantProblem::new(
@@ -476,7 +481,14 @@ mod tests {
             "{}",
             authorized.message
         );
+    }
 
+    #[test]
+    fn token_states_show_in_token_ready() {
+        let zc_oauth = zc(AuthType::PrivateOAuth);
+        let urls = Err(UrlProblem::Unconfigured);
+        let creds = creds();
+        let empty = TokenRecord::default();
         let fresh = fresh_record();
         let mut o = observe(&zc_oauth, &creds, &fresh, &urls);
         o.not_stored = Some("Zoom issued a new token at X but it could not be written".into());
