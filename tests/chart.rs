@@ -1240,6 +1240,7 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
     let client = client().await;
     let names = release_namespace(&client).await;
     let tenant = namespace(&client, "team").await;
+    let team = Zcs::new(&client, &tenant);
     let s2s = ZoomApp::s2s("s2s-id", "acc-1");
     let sim = start_zoom_sim(&[&s2s.sim_flag()]);
     let oauth_url = format!("operator.zoomOAuthURL={}", sim.url);
@@ -1259,14 +1260,10 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
 
     // Enough: a connection in another namespace is reconciled end to end.
     oauth_bot(&client, &tenant).await;
-    wait_condition(&client, &tenant, "bot", "CredentialsReady", "True", "Valid").await;
-    let zc = wait_redirect_url(
-        &client,
-        &tenant,
-        "bot",
-        "https://zoom.example.com/oauth/redirect/zoom",
-    )
-    .await;
+    team.wait("bot", "CredentialsReady", "True", "Valid").await;
+    let zc = team
+        .wait_redirect_url("bot", "https://zoom.example.com/oauth/redirect/zoom")
+        .await;
     let status = zc.status.expect("status");
     assert_eq!(
         status.event_url.as_deref(),
@@ -1282,27 +1279,13 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         "{:?}",
         status.authorize_url
     );
-    wait_condition(
-        &client,
-        &tenant,
-        "bot",
-        "Authorized",
-        "False",
-        "AwaitingAuthorization",
-    )
-    .await;
+    team.wait("bot", "Authorized", "False", "AwaitingAuthorization")
+        .await;
 
     // The Secret watch works: removing a key is noticed at once, not at the next resync.
     put_secret(&client, &tenant, "zoom-app", &[("clientId", "id")]).await;
-    wait_condition(
-        &client,
-        &tenant,
-        "bot",
-        "CredentialsReady",
-        "False",
-        "MissingKey",
-    )
-    .await;
+    team.wait("bot", "CredentialsReady", "False", "MissingKey")
+        .await;
 
     // Token Secret writes, a forced refresh, the revoke finalizer: a Server-to-Server
     // connection against zoom-sim (the chart's zoomOAuthURL/zoomAPIURL values).
@@ -1312,7 +1295,7 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         .revoke_on_delete()
         .apply(&client, &tenant)
         .await;
-    wait_condition(&client, &tenant, "s2s", "Ready", "True", "Ready").await;
+    team.wait("s2s", "Ready", "True", "Ready").await;
     let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &tenant);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &tenant);
     let access_token = |s: &Secret| {
@@ -1491,6 +1474,7 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
     let client = client().await;
     let names = release_namespace(&client).await;
     let tenant = namespace(&client, "team").await;
+    let team = Zcs::new(&client, &tenant);
     let elsewhere = namespace(&client, "unwatched").await;
     // The default app lives in the release namespace, outside the one watched namespace: the
     // operator reads and watches that one Secret by name.
@@ -1521,26 +1505,17 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
     for ns in [&tenant, &elsewhere] {
         oauth_bot(&client, ns).await;
     }
-    wait_redirect_url(
-        &client,
-        &tenant,
+    team.wait_redirect_url(
         "bot",
         "https://zoom-ingress.example.com/oauth/redirect/zoom",
     )
     .await;
-    wait_condition(&client, &tenant, "bot", "CredentialsReady", "True", "Valid").await;
-    wait_condition(&client, &tenant, "bot", "URLsReady", "True", "Ready").await;
+    team.wait("bot", "CredentialsReady", "True", "Valid").await;
+    team.wait("bot", "URLsReady", "True", "Ready").await;
     // DefaultOAuth reads the default app through its one-Secret Role.
     Zc::default_oauth("shared").apply(&client, &tenant).await;
-    wait_condition(
-        &client,
-        &tenant,
-        "shared",
-        "CredentialsReady",
-        "True",
-        "Valid",
-    )
-    .await;
+    team.wait("shared", "CredentialsReady", "True", "Valid")
+        .await;
     operator.assert_never_forbidden();
     // The unwatched namespace is left alone.
     let other = Api::<ZoomConnection>::namespaced(client.clone(), &elsewhere)
@@ -1650,17 +1625,11 @@ async fn installed_chart_for_several_namespaces() {
         Zc::default_oauth("shared").apply(&client, ns).await;
     }
     for ns in [&team_a, &team_b] {
-        wait_condition(&client, ns, "bot", "CredentialsReady", "True", "Valid").await;
-        wait_redirect_url(
-            &client,
-            ns,
-            "bot",
-            "https://zoom.example.com/oauth/redirect/zoom",
-        )
-        .await;
-        wait_condition(
-            &client,
-            ns,
+        let zcs = Zcs::new(&client, ns);
+        zcs.wait("bot", "CredentialsReady", "True", "Valid").await;
+        zcs.wait_redirect_url("bot", "https://zoom.example.com/oauth/redirect/zoom")
+            .await;
+        zcs.wait(
             "shared",
             "CredentialsReady",
             "False",
@@ -1678,7 +1647,9 @@ async fn installed_chart_for_several_namespaces() {
     )
     .await;
     for ns in [&team_a, &team_b] {
-        wait_condition(&client, ns, "shared", "CredentialsReady", "True", "Valid").await;
+        let zcs = Zcs::new(&client, ns);
+        zcs.wait("shared", "CredentialsReady", "True", "Valid")
+            .await;
     }
     operator.assert_never_forbidden();
     let others = Api::<ZoomConnection>::namespaced(client.clone(), &elsewhere);

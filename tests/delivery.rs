@@ -174,7 +174,9 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
     )
     .await;
     assert!(pending <= 200, "{pending}");
-    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "SinkUnreachable").await;
+    let zc = env
+        .wait("bot", "EventsReady", "False", "SinkUnreachable")
+        .await;
     let message = &zc.condition("EventsReady").expect("EventsReady").message;
     assert!(message.contains("redelivered"), "{message}");
 
@@ -291,7 +293,9 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
         },
     )
     .await;
-    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "EventsDropped").await;
+    let zc = env
+        .wait("bot", "EventsReady", "False", "EventsDropped")
+        .await;
     let message = &zc.condition("EventsReady").expect("EventsReady").message;
     assert!(message.contains("deadLetterSink"), "{message}");
     let warned = events(client, ns).await.into_iter().any(|e| {

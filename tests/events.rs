@@ -235,7 +235,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     let bot = s2s("bot", "zoom-app", Some(&sink.url));
     let env = setup("ev-forward", app, &[bot], true, &[]).await;
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
-    wait_condition(client, ns, "bot", "EventsReady", "True", "Ready").await;
+    env.wait("bot", "EventsReady", "True", "Ready").await;
 
     // Odd whitespace and key order: a re-serialised body would differ.
     let body = br#"{ "payload" : {"object":{"id":"85 123"},  "account_id":"acc-f"},"event":"meeting.started", "event_ts": 1700000000123 }"#;
@@ -386,18 +386,12 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     // A sink that refuses connections: 503 so Zoom retries, and the condition says why.
     let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
-    let zc = wait_condition(
-        client,
-        ns,
-        "dead",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
+    let zc = env
+        .wait("dead", "EventsReady", "False", "SinkUnreachable")
+        .await;
     let message = &zc.condition("EventsReady").expect("condition").message;
     assert!(message.contains("could not be reached"), "{message}");
-    wait_condition(client, ns, "steady", "EventsReady", "True", "Ready").await;
+    env.wait("steady", "EventsReady", "True", "Ready").await;
     let token_secret: Api<Secret> = Api::namespaced(client.clone(), ns);
     let s = token_secret
         .get("dead-zoom-token")
@@ -414,15 +408,8 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     flaky.answer(500, Duration::ZERO);
     let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
-    wait_condition(
-        client,
-        ns,
-        "flaky",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
+    env.wait("flaky", "EventsReady", "False", "SinkUnreachable")
+        .await;
 
     // Still failing, for another reason: not a change of state, so no write.
     let version = |s: Secret| s.metadata.resource_version.unwrap_or_default();
@@ -444,15 +431,9 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
         answer.elapsed
     );
     assert_eq!(steady.received().len(), steady_before + 1);
-    let zc = wait_condition(
-        client,
-        ns,
-        "flaky",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
+    let zc = env
+        .wait("flaky", "EventsReady", "False", "SinkUnreachable")
+        .await;
     let message = &zc.condition("EventsReady").expect("condition").message;
     assert!(
         message.contains("answered HTTP 500") || message.contains("within"),
@@ -474,7 +455,7 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     flaky.answer(200, Duration::ZERO);
     let answer = post_signed(op, "tok-d", &event_body("meeting.started", "acc-d")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    wait_condition(client, ns, "flaky", "EventsReady", "True", "Ready").await;
+    env.wait("flaky", "EventsReady", "True", "Ready").await;
     let m = op.metrics_text().await;
     assert!(
         m.contains(r#"zoom_operator_webhook_requests_total{result="sink_failed"} "#)
@@ -604,30 +585,17 @@ async fn refused_sinks_are_never_called() {
     ];
     let app = s2s_app("cid-s", "tok-s", "acc-s");
     let env = setup("ev-ssrf", app, &connections, true, &[]).await;
-    let (client, ns, op) = (&env.client, &env.ns, &env.op);
-    let zc = wait_condition(
-        client,
-        ns,
-        "metadata",
-        "EventsReady",
-        "False",
-        "SinkNotAllowed",
-    )
-    .await;
+    let op = &env.op;
+    let zc = env
+        .wait("metadata", "EventsReady", "False", "SinkNotAllowed")
+        .await;
     assert!(zc
         .condition("EventsReady")
         .expect("c")
         .message
         .contains("169.254.169.254"));
-    wait_condition(
-        client,
-        ns,
-        "loopback",
-        "EventsReady",
-        "False",
-        "SinkNotAllowed",
-    )
-    .await;
+    env.wait("loopback", "EventsReady", "False", "SinkNotAllowed")
+        .await;
 
     // Verified and routed, not forwarded, and not a reason for Zoom to retry.
     let answer = post_until(op, "tok-s", &event_body("meeting.started", "acc-s"), 200).await;
@@ -675,7 +643,7 @@ async fn app_deauthorized_deletes_the_tokens() {
     let hops = web::through_zoom(&local(&authorize)).await;
     let (status, page) = web::open(&local(&hops.callback)).await;
     assert_eq!(status, reqwest::StatusCode::OK, "{page}");
-    wait_condition(client, ns, "bot", "Authorized", "True", "Authorized").await;
+    env.wait("bot", "Authorized", "True", "Authorized").await;
     wait_zc(
         client,
         ns,
@@ -735,7 +703,7 @@ async fn app_deauthorized_deletes_the_tokens() {
 
     let s = secrets.get("bot-zoom-token").await.expect("token secret");
     assert!(!has_tokens(&s), "tokens must be gone once Zoom got 200");
-    let zc = wait_condition(client, ns, "bot", "Authorized", "False", "Deauthorized").await;
+    let zc = env.wait("bot", "Authorized", "False", "Deauthorized").await;
     let status = zc.status.clone().unwrap_or_default();
     assert!(status.authorize_url.is_some(), "ready to authorize again");
     wait_event(client, ns, "a Deauthorized event", |e| {

@@ -110,7 +110,7 @@ async fn forced_double_refresh_lets_only_one_through() {
         .start()
         .await;
     let _b = env.replica(&["--leader-election=false"]);
-    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    let sim = &env.sim;
     apply_bot(&env).await;
     env.authorize("bot").await;
     // Slow Zoom down so that two refreshes, if both were sent, would be in flight together.
@@ -121,7 +121,7 @@ async fn forced_double_refresh_lets_only_one_through() {
     sim.wait_refreshes("three refreshes", first + 3, Duration::from_secs(120))
         .await;
     sim.assert_no_reuse().await;
-    let zc = wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    let zc = env.wait("bot", "Ready", "True", "Ready").await;
     let token = zc.condition("TokenReady").expect("TokenReady");
     assert_eq!(token.reason, "Fresh", "{}", token.message);
 }
@@ -150,7 +150,9 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
         .await
         .expect("make the Secret immutable");
 
-    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "TokenNotStored").await;
+    let zc = env
+        .wait("bot", "TokenReady", "False", "TokenNotStored")
+        .await;
     let message = zc
         .condition("TokenReady")
         .expect("TokenReady")
@@ -178,7 +180,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
         .await
         .expect("delete");
     wait_rotated(client, ns, &before, Duration::from_secs(30)).await;
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     assert_eq!(
         sim.stats().await["refreshes"],
         1,
@@ -190,7 +192,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     // Forced refreshes are one a minute per connection: this one may wait for the first's minute.
     request_refresh(client, ns, "bot", "2").await;
     wait_rotated(client, ns, &stored, Duration::from_secs(90)).await;
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 
@@ -434,7 +436,7 @@ async fn a_leader_whose_api_server_connection_stalls_stops_and_the_other_takes_o
         a_requests,
         "the stalled replica called Zoom after stepping down"
     );
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 
     // The connection comes back: A stays a follower while B leads, and nothing is reused.
@@ -475,7 +477,7 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
     // Back: the kept grant is written, the replica leads again, nothing was sent twice.
     proxy.reopen().await;
     wait_rotated(client, ns, &before, Duration::from_secs(60)).await;
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     let s = sim.assert_no_reuse().await;
     assert_eq!(s["refreshes"], 1, "{s}");
     let stored = refresh_token(&token_secret(client, ns).await);
@@ -526,7 +528,7 @@ async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
     stop.store(true, Ordering::Relaxed);
     let writes = hammer.await.expect("hammer");
     assert!(writes > 100, "only {writes} competing writes");
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     let secret = token_secret(client, ns).await;
     assert!(
         annotation(&secret, "example.com/touched").is_some(),
@@ -556,7 +558,9 @@ async fn zoom_outages_are_ridden_out_and_reported() {
     sim.fault(json!({"path": "/oauth/token", "status": 503, "count": 1000}))
         .await;
 
-    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let zc = env
+        .wait("bot", "TokenReady", "False", "RefreshFailing")
+        .await;
     let failing = zc
         .condition("TokenReady")
         .expect("TokenReady")
@@ -591,7 +595,7 @@ async fn zoom_outages_are_ridden_out_and_reported() {
         .await
         .expect("clear");
     assert!(cleared.status().is_success());
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 
@@ -701,7 +705,7 @@ async fn a_replica_whose_clock_is_ten_seconds_ahead_does_not_refresh_beside_the_
     env.op.kill();
     wait_rotations(client, ns, 2).await;
     assert_eq!(b.metric("zoom_operator_leader").await, 1.0);
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     let s = sim.assert_no_reuse().await;
     assert_eq!(s["superseded_grants"], 0, "{s}");
 }
@@ -711,6 +715,7 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
     // The operator reaches zoom-sim only through a proxy: Zoom URLs at the proxy.
     let client = client().await;
     let ns = namespace(&client, "refused").await;
+    let zcs = Zcs::new(&client, &ns);
     let app = ZoomApp::oauth("ref-id", "ref-id-secret").account("acc-1");
     let sim = start_zoom_sim(&["--consent=approve", "--token-lifetime=20", &app.sim_flag()]);
     app.secret("zoom-app").put(&client, &ns).await;
@@ -722,7 +727,9 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
     // Zoom's port is closed while the refresh falls due: no request reaches Zoom, so the
     // grant is intact and the refresh is retried.
     zoom.close().await;
-    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
+    let zc = zcs
+        .wait("bot", "TokenReady", "False", "RefreshFailing")
+        .await;
     let failing = &zc.condition("TokenReady").expect("TokenReady").message;
     assert!(failing.contains("could not connect"), "{failing}");
     assert_eq!(
@@ -737,7 +744,7 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
 
     zoom.reopen().await;
     wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    zcs.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 

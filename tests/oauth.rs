@@ -427,6 +427,7 @@ async fn server_to_server_mints_tokens_without_a_browser() {
 async fn default_app_is_used_when_configured() {
     let client = client().await;
     let ns = namespace(&client, "default-app").await;
+    let zcs = Zcs::new(&client, &ns);
     let sim = start_zoom_sim(&["--consent=approve", &app().sim_flag()]);
     app().secret("platform-zoom-app").put(&client, &ns).await;
 
@@ -434,15 +435,14 @@ async fn default_app_is_used_when_configured() {
     {
         let _op = sim.operator(&ns, &[]);
         Zc::default_oauth("bot").apply(&client, &ns).await;
-        let zc = wait_condition(
-            &client,
-            &ns,
-            "bot",
-            "CredentialsReady",
-            "False",
-            "DefaultAppNotConfigured",
-        )
-        .await;
+        let zc = zcs
+            .wait(
+                "bot",
+                "CredentialsReady",
+                "False",
+                "DefaultAppNotConfigured",
+            )
+            .await;
         assert!(zc
             .condition("CredentialsReady")
             .expect("c")

@@ -184,7 +184,9 @@ async fn a_huge_refresh_before_and_a_deleted_annotation_do_not_stop_other_tenant
     args.extend(sim.zoom_flags());
     let mut op = start_operator_with_args("tn-huge", &strs(&args));
     for ns in [&ns_a, &ns_b] {
-        wait_condition(&client, ns, "bot", "Ready", "True", "Ready").await;
+        Zcs::new(&client, ns)
+            .wait("bot", "Ready", "True", "Ready")
+            .await;
     }
 
     // The attack: the tenant of namespace A deletes the issue-time annotation from its own
@@ -209,7 +211,9 @@ async fn a_huge_refresh_before_and_a_deleted_annotation_do_not_stop_other_tenant
         )
         .await
         .expect("the API server admits the pattern");
-    let zc = wait_condition(&client, &ns_a, "bot", "Ready", "False", "InvalidSpec").await;
+    let zc = Zcs::new(&client, &ns_a)
+        .wait("bot", "Ready", "False", "InvalidSpec")
+        .await;
     let message = zc
         .condition("Ready")
         .map(|c| c.message.clone())
@@ -252,6 +256,7 @@ async fn a_huge_refresh_before_and_a_deleted_annotation_do_not_stop_other_tenant
 async fn external_name_and_cross_namespace_sinks_are_refused() {
     let client = client().await;
     let ns = namespace(&client, "tn-sinks").await;
+    let zcs = Zcs::new(&client, &ns);
     let other = namespace(&client, "tn-sinks-other").await;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let external: Service = serde_json::from_value(json!({
@@ -276,22 +281,18 @@ async fn external_name_and_cross_namespace_sinks_are_refused() {
     }
     let _op = sim.operator(&ns, &[]);
     for name in ["alias", "alias-uri"] {
-        let zc = wait_condition(&client, &ns, name, "EventsReady", "False", "SinkNotAllowed").await;
+        let zc = zcs
+            .wait(name, "EventsReady", "False", "SinkNotAllowed")
+            .await;
         let message = zc
             .condition("EventsReady")
             .map(|c| c.message.clone())
             .unwrap_or_default();
         assert!(message.contains("ExternalName"), "{name}: {message}");
     }
-    let zc = wait_condition(
-        &client,
-        &ns,
-        "neighbour",
-        "EventsReady",
-        "False",
-        "SinkNotAllowed",
-    )
-    .await;
+    let zc = zcs
+        .wait("neighbour", "EventsReady", "False", "SinkNotAllowed")
+        .await;
     let message = zc
         .condition("EventsReady")
         .map(|c| c.message.clone())

@@ -13,7 +13,49 @@ use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
 use super::web::eventually;
-use super::Operator;
+use super::{wait_condition, Operator};
+
+/// The ZoomConnections of one namespace, so that a wait reads as one line:
+/// `zcs.wait("bot", "Ready", "True", "Ready")`.
+#[derive(Clone, Copy)]
+pub struct Zcs<'a> {
+    pub client: &'a Client,
+    pub ns: &'a str,
+}
+
+impl<'a> Zcs<'a> {
+    pub fn new(client: &'a Client, ns: &'a str) -> Zcs<'a> {
+        Zcs { client, ns }
+    }
+}
+
+/// Waits on the connections of a namespace: a `Zcs`, or a test's `Env`.
+#[allow(async_fn_in_trait)]
+pub trait Connections {
+    fn zcs(&self) -> Zcs<'_>;
+
+    /// Waits for condition `type_` of connection `name` to be `status`/`reason`.
+    async fn wait(&self, name: &str, type_: &str, status: &str, reason: &str) -> ZoomConnection {
+        let Zcs { client, ns } = self.zcs();
+        wait_condition(client, ns, name, type_, status, reason).await
+    }
+
+    async fn wait_ready(&self, name: &str) -> ZoomConnection {
+        self.wait(name, "Ready", "True", "Ready").await
+    }
+
+    /// Waits for `status.redirectURL` of `name` to be `want`.
+    async fn wait_redirect_url(&self, name: &str, want: &str) -> ZoomConnection {
+        let Zcs { client, ns } = self.zcs();
+        wait_redirect_url(client, ns, name, want).await
+    }
+}
+
+impl Connections for Zcs<'_> {
+    fn zcs(&self) -> Zcs<'_> {
+        *self
+    }
+}
 
 /// Connection `name`'s token Secret (`<name>-zoom-token`), if it exists.
 pub async fn token_secret(client: &Client, ns: &str, name: &str) -> Option<Secret> {
