@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -12,6 +11,7 @@ use kube::Client;
 use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
+pub use super::lease::lease_holder;
 use super::web::eventually;
 use super::{wait_condition, Operator};
 
@@ -90,18 +90,6 @@ pub async fn request_refresh(client: &Client, ns: &str, name: &str, value: &str)
         )
         .await
         .expect("annotate");
-}
-
-/// The holder of the leader Lease in `ns`, if any.
-pub async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("zoom-operator-leader")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
 }
 
 /// Waits until replica `op` holds the leader Lease in `ns`.
