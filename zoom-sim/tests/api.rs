@@ -4,17 +4,8 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{http, json_of};
-use zoom_sim::config::AppSpec;
+use common::{app, http, json_of, ok, post_json};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
-use zoom_sim::state::App;
-
-fn app(spec: &str) -> App {
-    AppSpec::parse_cli(spec)
-        .and_then(AppSpec::into_app)
-        .expect("valid app")
-        .app
-}
 
 async fn sim() -> RunningServer {
     start(ServeOptions {
@@ -63,17 +54,7 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 async fn config(base: &str, body: Value) -> Value {
-    let (status, answer) = json_of(
-        http()
-            .post(format!("{base}/sim/config"))
-            .json(&body)
-            .send()
-            .await
-            .expect("config"),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    answer
+    ok(post_json(base, "/sim/config", body).await)
 }
 
 #[tokio::test]

@@ -9,20 +9,15 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use common::{http, independent_hmac, json_of, location_param, Receiver, Validation};
-use zoom_sim::config::AppSpec;
+use common::{
+    app, get_json, http, independent_hmac, json_of, location_param, ok, post_json, Receiver,
+    Validation,
+};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 use zoom_sim::state::{App, ConsentMode, Settings};
 
 const REDIRECT: &str = "https://client.example/oauth/redirect/zoom";
 const VERIFIER: &str = "M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag";
-
-fn app(spec: &str) -> App {
-    AppSpec::parse_cli(spec)
-        .and_then(AppSpec::into_app)
-        .expect("valid app spec")
-        .app
-}
 
 fn web_app() -> App {
     app("kind=oauth,client_id=webid,client_secret=websecret,secret_token=webtoken,account_id=ACC1,user_id=USER1,email=owner@example.com")
@@ -87,37 +82,15 @@ async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (u1
 }
 
 async fn users_me(base: &str, access_token: &str) -> (u16, Value) {
-    json_of(
-        http()
-            .get(format!("{base}/v2/users/me"))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .expect("users/me"),
-    )
-    .await
+    get_json(base, "/v2/users/me", Some(access_token)).await
 }
 
 async fn stats(base: &str, client_id: Option<&str>) -> Value {
-    let mut req = http().get(format!("{base}/sim/stats"));
-    if let Some(id) = client_id {
-        req = req.query(&[("client_id", id)]);
-    }
-    let (status, body) = json_of(req.send().await.expect("stats")).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-async fn admin_post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    json_of(
-        http()
-            .post(format!("{base}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .expect("admin request"),
-    )
-    .await
+    let path = match client_id {
+        Some(id) => format!("/sim/stats?client_id={id}"),
+        None => "/sim/stats".to_owned(),
+    };
+    ok(get_json(base, &path, None).await)
 }
 
 #[tokio::test]
@@ -360,7 +333,7 @@ async fn consent_deny_and_runtime_switch() {
     assert_eq!(location_param(&resp, "state").as_deref(), Some("s1"));
     assert_eq!(location_param(&resp, "code"), None);
 
-    let (status, settings) = admin_post(&base, "/sim/config", json!({"consent": "approve"})).await;
+    let (status, settings) = post_json(&base, "/sim/config", json!({"consent": "approve"})).await;
     assert_eq!((status, &settings["consent"]), (200, &json!("approve")));
     let resp = http()
         .get(format!("{base}/oauth/authorize"))
@@ -370,7 +343,7 @@ async fn consent_deny_and_runtime_switch() {
         .expect("authorize");
     assert!(location_param(&resp, "code").is_some());
 
-    let (status, body) = admin_post(&base, "/sim/config", json!({"consent": "maybe"})).await;
+    let (status, body) = post_json(&base, "/sim/config", json!({"consent": "maybe"})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
 }
 
@@ -551,7 +524,7 @@ async fn faults_with_retry_after_and_delay() {
         ("account_id", "ACC2"),
     ];
 
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/faults",
         json!({"path": "/oauth/token", "status": 503, "count": 2, "retry_after": "2"}),
@@ -559,7 +532,7 @@ async fn faults_with_retry_after_and_delay() {
     .await;
     assert_eq!(status, 201, "{body}");
     let (status, _) =
-        admin_post(&base, "/sim/faults", json!({"path": "/oauth/token", "status": 429, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+        post_json(&base, "/sim/faults", json!({"path": "/oauth/token", "status": 429, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"}))
             .await;
     assert_eq!(status, 201);
 
@@ -605,7 +578,7 @@ async fn faults_with_retry_after_and_delay() {
     let access = issued["access_token"].as_str().expect("token").to_owned();
 
     // A REST API fault uses the {code, message} shape.
-    admin_post(
+    post_json(
         &base,
         "/sim/faults",
         json!({"path": "/v2/users/me", "status": 429}),
@@ -615,7 +588,7 @@ async fn faults_with_retry_after_and_delay() {
     assert_eq!((status, body["code"].as_u64()), (429, Some(429)), "{body}");
 
     // Delay-only: slow, then served normally.
-    admin_post(
+    post_json(
         &base,
         "/sim/faults",
         json!({"path": "/v2/users/me", "status": 0, "delay_ms": 400}),
@@ -645,7 +618,7 @@ async fn faults_with_retry_after_and_delay() {
     // Faults are not counted as token requests: they never reached the OAuth server.
     assert_eq!(stats(&base, None).await["token_requests"], 1);
 
-    admin_post(
+    post_json(
         &base,
         "/sim/faults",
         json!({"path": "*", "status": 500, "count": 5}),
@@ -662,7 +635,7 @@ async fn faults_with_retry_after_and_delay() {
     assert_eq!((status, cleared["cleared"].as_u64()), (200, Some(1)));
     assert_eq!(users_me(&base, &access).await.0, 200);
 
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/faults",
         json!({"path": "/sim/stats", "status": 500}),
@@ -686,14 +659,14 @@ async fn token_lifetime_is_configurable() {
         "account_credentials has no refresh token: {issued}"
     );
 
-    let (status, _) = admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 45})).await;
+    let (status, _) = post_json(&base, "/sim/config", json!({"token_lifetime_secs": 45})).await;
     assert_eq!(status, 200);
     assert_eq!(
         token(&base, "s2sid", "s2ssecret", &s2s).await.1["expires_in"],
         45
     );
     assert_eq!(
-        admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 0}))
+        post_json(&base, "/sim/config", json!({"token_lifetime_secs": 0}))
             .await
             .0,
         400
@@ -725,7 +698,7 @@ async fn expired_tokens_get_code_124() {
     );
 
     // Simulated time: an hour-long token, then the clock jumps an hour.
-    admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 3600})).await;
+    post_json(&base, "/sim/config", json!({"token_lifetime_secs": 3600})).await;
     let access = token(&base, "s2sid", "s2ssecret", &s2s).await.1["access_token"]
         .as_str()
         .expect("token")
@@ -736,7 +709,7 @@ async fn expired_tokens_get_code_124() {
         (200, &json!("OWNER2")),
         "S2S tokens act as the account owner"
     );
-    let (status, clock) = admin_post(&base, "/sim/clock", json!({"advance_secs": 3600})).await;
+    let (status, clock) = post_json(&base, "/sim/clock", json!({"advance_secs": 3600})).await;
     assert_eq!((status, clock["offset_secs"].as_i64()), (200, Some(3600)));
     assert_eq!(
         users_me(&base, &access).await.1["message"],
@@ -825,7 +798,7 @@ async fn deauthorize_revokes_and_sends_a_signed_app_deauthorized_event() {
     let access = issued["access_token"].as_str().expect("token").to_owned();
 
     let (status, answer) =
-        admin_post(&base, "/sim/deauthorize", json!({"client_id": "webid"})).await;
+        post_json(&base, "/sim/deauthorize", json!({"client_id": "webid"})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["revoked_grants"], 1);
     assert_eq!(answer["webhook"]["status"], 200);
@@ -881,7 +854,7 @@ async fn admin_webhook_send_and_validate() {
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
 
-    let (status, answer) = admin_post(
+    let (status, answer) = post_json(
         &base,
         "/sim/webhooks/send",
         json!({"url": good.url(), "client_id": "webid", "event": "meeting.started", "payload": {"object": {"id": "85746065432"}}}),
@@ -900,7 +873,7 @@ async fn admin_webhook_send_and_validate() {
         json!({"account_id": "ACC1", "object": {"id": "85746065432"}})
     );
 
-    let (_, answer) = admin_post(
+    let (_, answer) = post_json(
         &base,
         "/sim/webhooks/send",
         json!({"url": good.url(), "client_id": "webid", "event": "x", "bad_signature": true}),
@@ -911,14 +884,14 @@ async fn admin_webhook_send_and_validate() {
         "the receiver rejects a bad signature"
     );
 
-    let (_, verdict) = admin_post(
+    let (_, verdict) = post_json(
         &base,
         "/sim/webhooks/validate",
         json!({"url": good.url(), "client_id": "webid"}),
     )
     .await;
     assert_eq!(verdict["valid"], true, "{verdict}");
-    let (_, verdict) = admin_post(
+    let (_, verdict) = post_json(
         &base,
         "/sim/webhooks/validate",
         json!({"url": bad.url(), "client_id": "webid"}),
@@ -927,7 +900,7 @@ async fn admin_webhook_send_and_validate() {
     assert_eq!(verdict["valid"], false, "{verdict}");
 
     // No URL and no event_url on the app.
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/webhooks/send",
         json!({"client_id": "webid", "event": "x"}),
@@ -935,7 +908,7 @@ async fn admin_webhook_send_and_validate() {
     .await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)));
     // Nothing listening: 502.
-    let (status, _) = admin_post(
+    let (status, _) = post_json(
         &base,
         "/sim/webhooks/send",
         json!({"url": "http://127.0.0.1:1/", "client_id": "webid", "event": "x"}),
@@ -949,7 +922,7 @@ async fn admin_apps_and_bad_input() {
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
 
-    let (status, created) = admin_post(
+    let (status, created) = post_json(
         &base,
         "/sim/apps",
         json!({"kind": "s2s", "client_id": "rt", "client_secret": "rts", "account_id": "A9"}),
@@ -960,7 +933,7 @@ async fn admin_apps_and_bad_input() {
         created["secret_token"].is_string(),
         "a generated secret token is returned once"
     );
-    let (status, _) = admin_post(
+    let (status, _) = post_json(
         &base,
         "/sim/apps",
         json!({"client_id": "rt", "client_secret": "x"}),
@@ -968,13 +941,13 @@ async fn admin_apps_and_bad_input() {
     .await;
     assert_eq!(status, 409);
     assert_eq!(
-        admin_post(&base, "/sim/apps", json!({"client_id": "y"}))
+        post_json(&base, "/sim/apps", json!({"client_id": "y"}))
             .await
             .0,
         400
     );
     assert_eq!(
-        admin_post(
+        post_json(
             &base,
             "/sim/apps",
             json!({"client_id": "y", "client_secret": "s", "colour": "red"})
@@ -1089,7 +1062,7 @@ async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
 async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
-    let (_, settings) = admin_post(&base, "/sim/config", json!({})).await;
+    let (_, settings) = post_json(&base, "/sim/config", json!({})).await;
     assert_eq!(
         settings["refresh_rejection"], "invalid_grant_400",
         "the default"
@@ -1115,7 +1088,7 @@ async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
     ];
     for (dialect, want_status, want_body) in dialects {
         let (status, settings) =
-            admin_post(&base, "/sim/config", json!({"refresh_rejection": dialect})).await;
+            post_json(&base, "/sim/config", json!({"refresh_rejection": dialect})).await;
         assert_eq!(
             (status, &settings["refresh_rejection"]),
             (200, &json!(dialect))
@@ -1134,7 +1107,7 @@ async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
             (want_status, want_body.clone()),
             "{dialect}: unknown"
         );
-        let (status, expired) = admin_post(
+        let (status, expired) = post_json(
             &base,
             "/sim/tokens/expire-refresh",
             json!({"client_id": "webid"}),
@@ -1156,9 +1129,9 @@ async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
         assert_eq!(users_me(&base, access).await.0, 200);
     }
     let (status, body) =
-        admin_post(&base, "/sim/config", json!({"refresh_rejection": "teapot"})).await;
+        post_json(&base, "/sim/config", json!({"refresh_rejection": "teapot"})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
-    let (status, _) = admin_post(
+    let (status, _) = post_json(
         &base,
         "/sim/tokens/expire-refresh",
         json!({"client_id": "nope"}),
@@ -1184,7 +1157,7 @@ async fn a_bad_code_can_be_echoed_whole_as_zoom_does() {
         "the default keeps the code out of logs"
     );
 
-    let (_, settings) = admin_post(&base, "/sim/config", json!({"code_rejection": "echoed"})).await;
+    let (_, settings) = post_json(&base, "/sim/config", json!({"code_rejection": "echoed"})).await;
     assert_eq!(settings["code_rejection"], "echoed");
     let code = authorize(&base, Some(&s256(VERIFIER))).await;
     assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
@@ -1236,7 +1209,7 @@ async fn redirect_urls_are_enforced_when_registered() {
     assert!(page.contains("4709"), "{page}");
 
     // The apps API takes the same field and lists it.
-    let (status, created) = admin_post(
+    let (status, created) = post_json(
         &base,
         "/sim/apps",
         json!({"client_id": "api-app", "client_secret": "s", "redirect_urls": "https://a.example/cb https://b.example/cb"}),
@@ -1283,7 +1256,7 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
     let (access, refresh_token) = grant(&base).await;
-    let (status, body) = admin_post(&base, "/sim/apps/webid/disable", json!({})).await;
+    let (status, body) = post_json(&base, "/sim/apps/webid/disable", json!({})).await;
     assert_eq!((status, &body["disabled"]), (200, &json!(true)), "{body}");
 
     let disabled =
@@ -1337,14 +1310,14 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
     .await;
     assert_eq!(apps["apps"][0]["disabled"], true);
 
-    let (status, _) = admin_post(&base, "/sim/apps/webid/enable", json!({})).await;
+    let (status, _) = post_json(&base, "/sim/apps/webid/enable", json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(
         refresh(&base, &refresh_token).await.0,
         200,
         "the grant survived"
     );
-    let (status, _) = admin_post(&base, "/sim/apps/nope/disable", json!({})).await;
+    let (status, _) = post_json(&base, "/sim/apps/nope/disable", json!({})).await;
     assert_eq!(status, 404);
 }
 
@@ -1404,7 +1377,7 @@ async fn the_allow_list_admits_base_urls_and_paths_below_an_entry() {
     }
 
     // The apps API takes and lists the allow list.
-    let (status, created) = admin_post(
+    let (status, created) = post_json(
         &base,
         "/sim/apps",
         json!({"client_id": "api-app", "client_secret": "s", "allow_list": "https://a.example http://127.0.0.1:8080/cb"}),
@@ -1415,7 +1388,7 @@ async fn the_allow_list_admits_base_urls_and_paths_below_an_entry() {
         created["allow_list"],
         json!(["https://a.example", "http://127.0.0.1:8080/cb"])
     );
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/apps",
         json!({"client_id": "bad-app", "client_secret": "s", "allow_list": "https://a.example/#frag"}),
@@ -1432,12 +1405,12 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
         let base = base.clone();
         async move {
             let (status, body) =
-                admin_post(&base, "/sim/clock", json!({"advance_secs": secs})).await;
+                post_json(&base, "/sim/clock", json!({"advance_secs": secs})).await;
             assert_eq!(status, 200, "{body}");
         }
     };
     // N = 10 days; refreshed every 4 days.
-    let (status, config) = admin_post(
+    let (status, config) = post_json(
         &base,
         "/sim/config",
         json!({"refresh_token_lifetime_secs": 864000}),
@@ -1456,7 +1429,7 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
     }
 
     // Absolute: the same rhythm ends 10 days after the authorization.
-    let (status, config) = admin_post(
+    let (status, config) = post_json(
         &base,
         "/sim/config",
         json!({"refresh_token_expiry": "absolute"}),
@@ -1492,7 +1465,7 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
         )
     );
 
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/config",
         json!({"refresh_token_expiry": "forever"}),
