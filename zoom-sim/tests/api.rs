@@ -4,7 +4,7 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{app, http, json_of, ok, post_json};
+use common::{app, get_json, http, json_of, ok, post_json};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 
 async fn sim() -> RunningServer {
@@ -69,14 +69,7 @@ async fn regional_api_url_per_app() {
         token(&base, "other", "ACC2").await["api_url"],
         base.as_str()
     );
-    let apps: Value = http()
-        .get(format!("{base}/sim/apps"))
-        .send()
-        .await
-        .expect("apps")
-        .json()
-        .await
-        .expect("json");
+    let apps: Value = ok(get_json(&base, "/sim/apps", None).await);
     let listed = apps["apps"].as_array().expect("apps");
     assert!(
         listed
@@ -128,14 +121,7 @@ async fn users_by_id_and_meetings_list() {
     let (status, err) = json_of(get(&base, "/v2/users/OWNER", "nope").await).await;
     assert_eq!((status, &err["code"]), (401, &json!(124)));
 
-    let stats: Value = http()
-        .get(format!("{base}/sim/stats?client_id=s2s"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats: Value = ok(get_json(&base, "/sim/stats?client_id=s2s", None).await);
     assert_eq!(stats["api_requests"], 7, "{stats}");
 }
 
@@ -250,26 +236,11 @@ async fn rate_limit_mode_answers_like_zoom() {
         .as_str()
         .expect("token")
         .to_owned();
-    let (status, _) = json_of(
-        http()
-            .post(format!("{base}/sim/clock"))
-            .json(&json!({"advance_secs": 86_400}))
-            .send()
-            .await
-            .expect("clock"),
-    )
-    .await;
+    let (status, _) = post_json(&base, "/sim/clock", json!({"advance_secs": 86_400})).await;
     assert_eq!(status, 200);
     assert_eq!(get(&base, "/v2/users/me", &long).await.status(), 200);
 
-    let stats: Value = http()
-        .get(format!("{base}/sim/stats?client_id=s2s"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats: Value = ok(get_json(&base, "/sim/stats?client_id=s2s", None).await);
     assert_eq!(stats["rate_limited"], 3, "{stats}");
 }
 
@@ -277,13 +248,10 @@ async fn rate_limit_mode_answers_like_zoom() {
 async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
     let srv = sim().await;
     let base = srv.base_url();
-    let (status, rotated) = json_of(
-        http()
-            .post(format!("{base}/sim/apps/s2s/rotate-client-secret"))
-            .json(&json!({"grace_secs": 60}))
-            .send()
-            .await
-            .expect("rotate"),
+    let (status, rotated) = post_json(
+        &base,
+        "/sim/apps/s2s/rotate-client-secret",
+        json!({"grace_secs": 60}),
     )
     .await;
     assert_eq!(status, 200, "{rotated}");
@@ -313,14 +281,7 @@ async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
         "old secret in the grace period"
     );
     assert_eq!(try_secret(new.clone()).await, 200);
-    let apps: Value = http()
-        .get(format!("{base}/sim/apps"))
-        .send()
-        .await
-        .expect("apps")
-        .json()
-        .await
-        .expect("json");
+    let apps: Value = ok(get_json(&base, "/sim/apps", None).await);
     assert!(apps["apps"]
         .as_array()
         .expect("apps")

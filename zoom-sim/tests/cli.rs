@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use common::{http, independent_hmac, json_of, Receiver, Validation};
+use common::{get_json, http, independent_hmac, json_of, ok, Receiver, Validation};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoom-sim");
 
@@ -379,16 +379,7 @@ async fn serve(args: &[&str]) -> (tokio::process::Child, String) {
 }
 
 async fn sim_config(base: &str) -> serde_json::Value {
-    let (status, cfg) = json_of(
-        http()
-            .get(format!("{base}/sim/config"))
-            .send()
-            .await
-            .expect("config"),
-    )
-    .await;
-    assert_eq!(status, 200, "{cfg}");
-    cfg
+    ok(get_json(base, "/sim/config", None).await)
 }
 
 #[tokio::test]
@@ -575,14 +566,7 @@ async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_f
         (&json!("absolute"), &json!(false)),
         "{cfg}"
     );
-    let (_, apps) = json_of(
-        http()
-            .get(format!("{base}/sim/apps"))
-            .send()
-            .await
-            .expect("apps"),
-    )
-    .await;
+    let (_, apps) = get_json(&base, "/sim/apps", None).await;
     assert_eq!(
         apps["apps"][0]["allow_list"],
         json!(["https://a.example", "https://b.example/cb"])

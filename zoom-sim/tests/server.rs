@@ -81,6 +81,59 @@ async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (u1
     json_of(resp).await
 }
 
+async fn exchange(base: &str, code: &str, redirect: &str, verifier: &str) -> (u16, Value) {
+    token(
+        base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// Authorizes webid (approve mode, PKCE) and returns (access token, refresh token).
+async fn grant(base: &str) -> (String, String) {
+    let code = authorize(base, Some(&s256(VERIFIER))).await;
+    let (status, body) = exchange(base, &code, REDIRECT, VERIFIER).await;
+    assert_eq!(status, 200, "{body}");
+    let get = |k: &str| body[k].as_str().expect("token").to_owned();
+    (get("access_token"), get("refresh_token"))
+}
+
+async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
+    token(
+        base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// A string field of a JSON answer.
+fn str_of(body: &Value, key: &str) -> String {
+    body[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {body}"))
+        .to_owned()
+}
+
+/// Zoom's answer to a dead refresh token (the default dialect).
+fn invalid_grant() -> (u16, Value) {
+    (
+        400,
+        json!({"reason": "Invalid Token!", "error": "invalid_grant"}),
+    )
+}
+
 async fn users_me(base: &str, access_token: &str) -> (u16, Value) {
     get_json(base, "/v2/users/me", Some(access_token)).await
 }
@@ -123,14 +176,8 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     assert_eq!(first["expires_in"], 3599);
     assert_eq!(first["scope"], "meeting:read:meeting user:read:user");
     assert_eq!(first["api_url"], base.as_str());
-    let access1 = first["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
-    let refresh1 = first["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned();
+    let access1 = str_of(&first, "access_token");
+    let refresh1 = str_of(&first, "refresh_token");
     assert!(
         access1.len() > 100 && access1.split('.').count() == 3,
         "JWT-shaped: {access1}"
@@ -150,25 +197,10 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     );
 
     // Refresh rotates both tokens.
-    let (status, second) = token(
-        &base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh1),
-        ],
-    )
-    .await;
+    let (status, second) = refresh(&base, &refresh1).await;
     assert_eq!(status, 200, "{second}");
-    let access2 = second["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
-    let refresh2 = second["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned();
+    let access2 = str_of(&second, "access_token");
+    let refresh2 = str_of(&second, "refresh_token");
     assert_ne!(access1, access2);
     assert_ne!(refresh1, refresh2);
     assert_eq!(
@@ -181,23 +213,8 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     assert_eq!(users_me(&base, &access2).await.0, 200);
 
     // Reusing the rotated-out refresh token is refused and counted.
-    let reuse = token(
-        &base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh1),
-        ],
-    )
-    .await;
-    assert_eq!(
-        reuse,
-        (
-            400,
-            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
-        )
-    );
+    let reuse = refresh(&base, &refresh1).await;
+    assert_eq!(reuse, invalid_grant());
     let s = stats(&base, Some("webid")).await;
     assert_eq!(s["reused_refresh_tokens"], 1);
     assert_eq!(s["refreshes"], 1);
@@ -214,23 +231,8 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
         .expect("revoke");
     assert_eq!(json_of(resp).await, (200, json!({"status": "success"})));
     assert_eq!(users_me(&base, &access2).await.0, 401);
-    let after = token(
-        &base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh2),
-        ],
-    )
-    .await;
-    assert_eq!(
-        after,
-        (
-            400,
-            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
-        )
-    );
+    let after = refresh(&base, &refresh2).await;
+    assert_eq!(after, invalid_grant());
 
     let s = stats(&base, None).await;
     assert_eq!(s["revokes"], 1);
@@ -239,21 +241,6 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     assert_eq!(s["failed_token_requests"], 2);
     assert_eq!(s["users_me"], 4);
     srv.shutdown().await.expect("clean shutdown");
-}
-
-async fn exchange(base: &str, code: &str, redirect: &str, verifier: &str) -> (u16, Value) {
-    token(
-        base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
 }
 
 #[tokio::test]
@@ -464,43 +451,18 @@ async fn client_errors_have_zoom_shapes() {
     assert_eq!(resp.status(), 200);
 
     // Unknown client at authorize: an HTML error page, no redirect.
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "who"),
-            ("redirect_uri", REDIRECT),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "who", REDIRECT, &[]).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.headers()["content-type"]
         .to_str()
         .expect("ct")
         .starts_with("text/html"));
     // A relative redirect_uri is refused the same way.
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "webid"),
-            ("redirect_uri", "/cb"),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "webid", "/cb", &[]).await;
     assert_eq!(resp.status(), 400);
 
     // Tokens in the query string are refused with Zoom's message.
-    let (status, body) = json_of(
-        http()
-            .get(format!("{base}/v2/users/me?access_token=x"))
-            .send()
-            .await
-            .expect("me"),
-    )
-    .await;
+    let (status, body) = get_json(&base, "/v2/users/me?access_token=x", None).await;
     assert_eq!((status, body["code"].as_u64()), (401, Some(124)));
     assert!(body["message"]
         .as_str()
@@ -575,7 +537,7 @@ async fn faults_with_retry_after_and_delay() {
     // Faults ran out: served normally again.
     let (status, issued) = token(&base, "s2sid", "s2ssecret", &s2s).await;
     assert_eq!(status, 200, "{issued}");
-    let access = issued["access_token"].as_str().expect("token").to_owned();
+    let access = str_of(&issued, "access_token");
 
     // A REST API fault uses the {code, message} shape.
     post_json(
@@ -602,14 +564,7 @@ async fn faults_with_retry_after_and_delay() {
         started.elapsed()
     );
 
-    let (status, listed) = json_of(
-        http()
-            .get(format!("{base}/sim/faults"))
-            .send()
-            .await
-            .expect("list"),
-    )
-    .await;
+    let (status, listed) = get_json(&base, "/sim/faults", None).await;
     assert_eq!(
         (status, listed["injected"].as_u64()),
         (200, Some(5)),
@@ -683,10 +638,10 @@ async fn expired_tokens_get_code_124() {
     ];
 
     // Real time: a 1-second token, checked after it lapses.
-    let access = token(&base, "s2sid", "s2ssecret", &s2s).await.1["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(
+        &token(&base, "s2sid", "s2ssecret", &s2s).await.1,
+        "access_token",
+    );
     assert_eq!(users_me(&base, &access).await.0, 200);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
@@ -699,10 +654,10 @@ async fn expired_tokens_get_code_124() {
 
     // Simulated time: an hour-long token, then the clock jumps an hour.
     post_json(&base, "/sim/config", json!({"token_lifetime_secs": 3600})).await;
-    let access = token(&base, "s2sid", "s2ssecret", &s2s).await.1["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(
+        &token(&base, "s2sid", "s2ssecret", &s2s).await.1,
+        "access_token",
+    );
     let (status, me) = users_me(&base, &access).await;
     assert_eq!(
         (status, &me["id"]),
@@ -795,7 +750,7 @@ async fn deauthorize_revokes_and_sends_a_signed_app_deauthorized_event() {
     )
     .await
     .1;
-    let access = issued["access_token"].as_str().expect("token").to_owned();
+    let access = str_of(&issued, "access_token");
 
     let (status, answer) =
         post_json(&base, "/sim/deauthorize", json!({"client_id": "webid"})).await;
@@ -968,14 +923,7 @@ async fn admin_apps_and_bad_input() {
         200
     );
 
-    let (status, listed) = json_of(
-        http()
-            .get(format!("{base}/sim/apps"))
-            .send()
-            .await
-            .expect("list"),
-    )
-    .await;
+    let (status, listed) = get_json(&base, "/sim/apps", None).await;
     assert_eq!(status, 200);
     let text = listed.to_string();
     assert!(
@@ -998,14 +946,7 @@ async fn admin_apps_and_bad_input() {
         .await
         .expect("stats");
     assert_eq!(resp.status(), 404);
-    let (status, body) = json_of(
-        http()
-            .get(format!("{base}/v2/meetings"))
-            .send()
-            .await
-            .expect("unknown path"),
-    )
-    .await;
+    let (status, body) = get_json(&base, "/v2/meetings", None).await;
     assert_eq!((status, body["code"].as_u64()), (404, Some(404)));
     let resp = http()
         .get(format!("{base}/oauth/token"))
@@ -1035,28 +976,6 @@ fn independent_hmac_matches_known_vector() {
 }
 
 // ----- dialects: Zoom's answers as Zoom has given them ------------------------------------
-
-/// Authorizes webid (approve mode, PKCE) and returns (access token, refresh token).
-async fn grant(base: &str) -> (String, String) {
-    let code = authorize(base, Some(&s256(VERIFIER))).await;
-    let (status, body) = exchange(base, &code, REDIRECT, VERIFIER).await;
-    assert_eq!(status, 200, "{body}");
-    let get = |k: &str| body[k].as_str().expect("token").to_owned();
-    (get("access_token"), get("refresh_token"))
-}
-
-async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
-    token(
-        base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ],
-    )
-    .await
-}
 
 #[tokio::test]
 async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
@@ -1192,17 +1111,8 @@ async fn redirect_urls_are_enforced_when_registered() {
     );
     assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
     // The authorize step refuses with a page, never redirecting to an unregistered URL.
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "webid"),
-            ("redirect_uri", "https://evil.example/cb"),
-            ("state", "s"),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp =
+        common::authorize(&base, "webid", "https://evil.example/cb", &[("state", "s")]).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("location").is_none());
     let page = resp.text().await.expect("page");
@@ -1272,16 +1182,7 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
             json!({"code": 4717, "message": "The app has been disabled"})
         )
     );
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "webid"),
-            ("redirect_uri", REDIRECT),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "webid", REDIRECT, &[]).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.expect("page").contains("4717"));
     // A wrong secret is still a wrong secret.
@@ -1300,14 +1201,7 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
         (401, Some("invalid_client"))
     );
     assert_eq!(body.get("code"), None, "{body}");
-    let (_, apps) = json_of(
-        http()
-            .get(format!("{base}/sim/apps"))
-            .send()
-            .await
-            .expect("apps"),
-    )
-    .await;
+    let (_, apps) = get_json(&base, "/sim/apps", None).await;
     assert_eq!(apps["apps"][0]["disabled"], true);
 
     let (status, _) = post_json(&base, "/sim/apps/webid/enable", json!({})).await;
@@ -1425,7 +1319,7 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
         advance(4 * 86400).await;
         let (status, body) = refresh(&base, &refresh_token).await;
         assert_eq!(status, 200, "{body}");
-        refresh_token = body["refresh_token"].as_str().expect("rt").to_owned();
+        refresh_token = str_of(&body, "refresh_token");
     }
 
     // Absolute: the same rhythm ends 10 days after the authorization.
@@ -1444,7 +1338,7 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
         advance(4 * 86400).await;
         let (status, body) = refresh(&base, &refresh_token).await;
         assert_eq!(status, 200, "{body}");
-        refresh_token = body["refresh_token"].as_str().expect("rt").to_owned();
+        refresh_token = str_of(&body, "refresh_token");
     }
     // The token given at day 8 carries the day-10 end in its exp claim.
     let claims: Value = serde_json::from_slice(
@@ -1457,13 +1351,7 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
     assert!((2 * 86400 - 5..=2 * 86400).contains(&lifetime), "{claims}");
     advance(4 * 86400).await;
     let (status, body) = refresh(&base, &refresh_token).await;
-    assert_eq!(
-        (status, body),
-        (
-            400,
-            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
-        )
-    );
+    assert_eq!((status, body), invalid_grant());
 
     let (status, body) = post_json(
         &base,
