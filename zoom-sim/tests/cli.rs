@@ -37,6 +37,11 @@ async fn run(args: &[&str]) -> Output {
     }
 }
 
+/// `run` with the arguments of a command line (split at white space).
+async fn words(line: &str) -> Output {
+    run(&line.split_whitespace().collect::<Vec<_>>()).await
+}
+
 #[tokio::test]
 async fn serve_prints_one_listening_line_and_serves() {
     let mut child = Command::new(BIN)
@@ -289,64 +294,24 @@ async fn validate_checks_the_receivers_answer() {
 
 #[tokio::test]
 async fn send_event_usage_errors() {
-    let out = run(&[
-        "send-event",
-        "--url",
-        "http://127.0.0.1:9/",
-        "--secret-token",
-        "t",
-        "--event",
-        "e",
-        "--payload",
-        "[1]",
-    ])
+    let send = "send-event --secret-token t --url";
+    let out = words(&format!(
+        "{send} http://127.0.0.1:9/ --event e --payload [1]"
+    ))
     .await;
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("JSON object"), "{}", out.stderr);
-    let out = run(&[
-        "send-event",
-        "--url",
-        "http://127.0.0.1:9/",
-        "--secret-token",
-        "t",
-        "--event",
-        "e",
-        "--payload-file",
-        "/nonexistent/x.json",
-    ])
+    let out = words(&format!(
+        "{send} http://127.0.0.1:9/ --event e --payload-file /nonexistent/x.json"
+    ))
     .await;
     assert_eq!(out.code, Some(2));
-    let out = run(&[
-        "send-event",
-        "--url",
-        "not-a-url",
-        "--secret-token",
-        "t",
-        "--event",
-        "e",
-    ])
-    .await;
+    let out = words(&format!("{send} not-a-url --event e")).await;
     assert_eq!(out.code, Some(2));
-    let out = run(&[
-        "send-event",
-        "--url",
-        "http://127.0.0.1:9/",
-        "--secret-token",
-        "t",
-    ])
-    .await;
+    let out = words(&format!("{send} http://127.0.0.1:9/")).await;
     assert_eq!(out.code, Some(2), "--event or --validate is required");
     // Nothing listening: a delivery failure, not a usage error.
-    let out = run(&[
-        "send-event",
-        "--url",
-        "http://127.0.0.1:1/",
-        "--secret-token",
-        "t",
-        "--event",
-        "e",
-    ])
-    .await;
+    let out = words(&format!("{send} http://127.0.0.1:1/ --event e")).await;
     assert_eq!(out.code, Some(1));
 }
 
