@@ -1226,13 +1226,7 @@ impl Installed {
 
 /// The OAuth app `id`/`s` as Secret `zoom-app` and connection `bot` in `ns`.
 async fn oauth_bot(client: &Client, ns: &str) {
-    put_secret(
-        client,
-        ns,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(client, ns, "zoom-app", APP_KEYS).await;
     Zc::private_oauth("bot").apply(client, ns).await;
 }
 
@@ -1456,13 +1450,7 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
     let elsewhere = namespace(&client, "unwatched").await;
     // The default app lives in the release namespace, outside the one watched namespace: the
     // operator reads and watches that one Secret by name.
-    put_secret(
-        &client,
-        &names.0,
-        "zoom-default-app",
-        &[("clientId", "default-id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &names.0, "zoom-default-app", DEFAULT_APP_KEYS).await;
     let watch = format!("operator.watchNamespaces={{{tenant}}}");
     let installed = install(
         &client,
@@ -1617,13 +1605,7 @@ async fn installed_chart_for_several_namespaces() {
     }
     // Completing the default app reaches both namespaces through its one-Secret Role (each
     // namespace's controller watches that Secret by name).
-    put_secret(
-        &client,
-        &release_ns,
-        "zoom-default-app",
-        &[("clientId", "default-id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &release_ns, "zoom-default-app", DEFAULT_APP_KEYS).await;
     for ns in [&team_a, &team_b] {
         let zcs = Zcs::new(&client, ns);
         zcs.wait("shared", "CredentialsReady", "True", "Valid")

@@ -33,13 +33,7 @@ async fn apply_ingress(client: &kube::Client, ns: &str, spec: serde_json::Value)
 async fn oauth_env(prefix: &str, args: &[&str]) -> (kube::Client, String, Operator) {
     let client = client().await;
     let ns = namespace(&client, prefix).await;
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &ns, "zoom-app", APP_KEYS).await;
     let args: Vec<String> = args.iter().map(|a| a.replace("{ns}", &ns)).collect();
     let op = start_operator(&ns, &strs(&args));
     (client, ns, op)
@@ -525,20 +519,8 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
     // connections would otherwise wait for their next periodic pass, minutes away. The pause
     // lets the passes triggered by the status writes above finish first.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    put_secret(
-        &client,
-        &other,
-        "default-app",
-        &[("clientId", "default-id"), ("clientSecret", "s")],
-    )
-    .await;
-    put_secret(
-        &client,
-        &b,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &other, "default-app", DEFAULT_APP_KEYS).await;
+    put_secret(&client, &b, "zoom-app", APP_KEYS).await;
     for ns in [&a, &b] {
         Zcs::new(&client, ns)
             .wait("shared", "CredentialsReady", "True", "Valid")

@@ -15,6 +15,11 @@ pub use super::lease::lease_holder;
 use super::web::eventually;
 use super::{wait_condition, Operator};
 
+/// The keys of the OAuth app `id`/`s` in a credentials Secret, for `put_secret`.
+pub const APP_KEYS: &[(&str, &str)] = &[("clientId", "id"), ("clientSecret", "s")];
+/// The keys of the default app `default-id`/`s`.
+pub const DEFAULT_APP_KEYS: &[(&str, &str)] = &[("clientId", "default-id"), ("clientSecret", "s")];
+
 /// The ZoomConnections of one namespace, so that a wait reads as one line:
 /// `zcs.wait("bot", "Ready", "True", "Ready")`.
 #[derive(Clone, Copy)]
