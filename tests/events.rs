@@ -605,6 +605,89 @@ async fn refused_sinks_are_never_called() {
     assert!(other.received().is_empty(), "a refused sink was called");
 }
 
+/// Whether a token Secret still holds a token.
+fn has_tokens(s: &Secret) -> bool {
+    let data = s.data.clone().unwrap_or_default();
+    data.contains_key("access_token") || data.contains_key("refresh_token")
+}
+
+/// Connection `bot`'s token Secret.
+async fn bot_token(env: &Env) -> Secret {
+    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .get("bot-zoom-token")
+        .await
+        .expect("token secret")
+}
+
+/// Authorizes `bot` through the browser flow, the operator's public URL
+/// (`http://zoom-operator.test`) mapped to its listener; waits for its account.
+async fn authorize_through_public_url(env: &Env) {
+    let zc = env
+        .wait("bot", "Authorized", "False", "AwaitingAuthorization")
+        .await;
+    let authorize = zc
+        .status
+        .as_ref()
+        .and_then(|s| s.authorize_url.clone())
+        .expect("authorizeURL");
+    let local = |public: &str| public.replacen("http://zoom-operator.test", &env.op.public_url, 1);
+    let hops = web::through_zoom(&local(&authorize)).await;
+    let (status, page) = web::open(&local(&hops.callback)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    env.wait("bot", "Authorized", "True", "Authorized").await;
+    wait_zc(
+        &env.client,
+        &env.ns,
+        "bot",
+        "status.account",
+        Duration::from_secs(30),
+        |zc| match zc
+            .status
+            .as_ref()
+            .and_then(|s| s.account.as_ref())
+            .and_then(|a| a.account_id.clone())
+        {
+            Some(a) if a == "acc-o" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+}
+
+/// The user removes the app: zoom-sim revokes the grant and sends app_deauthorized, until
+/// the operator answers 200 and `accepted`.
+async fn deauthorize_at_zoom(sim: &ZoomSim, client_id: &str) {
+    let webhook: Value = eventually(
+        "app_deauthorized accepted",
+        Duration::from_secs(30),
+        || async {
+            let r = http()
+                .post(format!("{}/sim/deauthorize", sim.url))
+                .json(&json!({ "client_id": client_id }))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: Value = r.json().await.map_err(|e| e.to_string())?;
+            let accepted = v["webhook"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("accepted"));
+            if v["webhook"]["status"] == 200 && accepted {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        webhook["webhook"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("accepted"),
+        "{webhook}"
+    );
+}
+
 #[tokio::test]
 async fn app_deauthorized_deletes_the_tokens() {
     let sink = RecordingSink::start("127.0.0.1").await;
@@ -630,79 +713,14 @@ async fn app_deauthorized_deletes_the_tokens() {
     registration["event_url"] = json!(format!("{}/zoom/event", op.public_url));
     sim.admin("/sim/apps", registration).await;
 
-    // Authorize through the browser flow, the operator's public URL mapped to its listener.
-    let zc = env
-        .wait("bot", "Authorized", "False", "AwaitingAuthorization")
-        .await;
-    let authorize = zc
-        .status
-        .as_ref()
-        .and_then(|s| s.authorize_url.clone())
-        .expect("authorizeURL");
-    let local = |public: &str| public.replacen("http://zoom-operator.test", &op.public_url, 1);
-    let hops = web::through_zoom(&local(&authorize)).await;
-    let (status, page) = web::open(&local(&hops.callback)).await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
-    env.wait("bot", "Authorized", "True", "Authorized").await;
-    wait_zc(
-        client,
-        ns,
-        "bot",
-        "status.account",
-        Duration::from_secs(30),
-        |zc| match zc
-            .status
-            .as_ref()
-            .and_then(|s| s.account.as_ref())
-            .and_then(|a| a.account_id.clone())
-        {
-            Some(a) if a == "acc-o" => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    )
-    .await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let has_tokens = |s: &Secret| {
-        let data = s.data.clone().unwrap_or_default();
-        data.contains_key("access_token") || data.contains_key("refresh_token")
-    };
-    assert!(has_tokens(
-        &secrets.get("bot-zoom-token").await.expect("token secret")
-    ));
+    authorize_through_public_url(&env).await;
+    assert!(has_tokens(&bot_token(&env).await));
 
-    // The user removes the app: zoom-sim revokes the grant and sends app_deauthorized.
-    let webhook: Value = eventually(
-        "app_deauthorized accepted",
-        Duration::from_secs(30),
-        || async {
-            let r = http()
-                .post(format!("{}/sim/deauthorize", sim.url))
-                .json(&json!({"client_id": "cid-o"}))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let v: Value = r.json().await.map_err(|e| e.to_string())?;
-            let accepted = v["webhook"]["body"]
-                .as_str()
-                .is_some_and(|b| b.contains("accepted"));
-            if v["webhook"]["status"] == 200 && accepted {
-                Ok(v)
-            } else {
-                Err(v.to_string())
-            }
-        },
-    )
-    .await;
+    deauthorize_at_zoom(sim, "cid-o").await;
     assert!(
-        webhook["webhook"]["body"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("accepted"),
-        "{webhook}"
+        !has_tokens(&bot_token(&env).await),
+        "tokens must be gone once Zoom got 200"
     );
-
-    let s = secrets.get("bot-zoom-token").await.expect("token secret");
-    assert!(!has_tokens(&s), "tokens must be gone once Zoom got 200");
     let zc = env.wait("bot", "Authorized", "False", "Deauthorized").await;
     let status = zc.status.clone().unwrap_or_default();
     assert!(status.authorize_url.is_some(), "ready to authorize again");
@@ -724,9 +742,7 @@ async fn app_deauthorized_deletes_the_tokens() {
     );
     // Still deauthorized a little later (no refresh with a deleted grant).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!has_tokens(
-        &secrets.get("bot-zoom-token").await.expect("token secret")
-    ));
+    assert!(!has_tokens(&bot_token(&env).await));
     for leaked in ["tok-o", "oauth-secret"] {
         assert!(
             !op.process.logs().contains(leaked),
