@@ -112,6 +112,6 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
     sim.admin(&format!("/sim/apps/cid-{case}/disable"), json!({}))
         .await;
     let zc = refresh_fails(&env, case, "CredentialsReady", "InvalidClientCredentials").await;
-    let message = &zc.condition("CredentialsReady").expect("condition").message;
+    let message = condition_message(&zc, "CredentialsReady");
     assert!(message.contains("disabled"), "{message}");
 }

@@ -153,11 +153,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     let zc = env
         .wait("bot", "TokenReady", "False", "TokenNotStored")
         .await;
-    let message = zc
-        .condition("TokenReady")
-        .expect("TokenReady")
-        .message
-        .clone();
+    let message = condition_message(&zc, "TokenReady");
     assert!(
         message.contains("immutable") && message.contains("keeps the new grant"),
         "{message}"
@@ -561,11 +557,7 @@ async fn zoom_outages_are_ridden_out_and_reported() {
     let zc = env
         .wait("bot", "TokenReady", "False", "RefreshFailing")
         .await;
-    let failing = zc
-        .condition("TokenReady")
-        .expect("TokenReady")
-        .message
-        .clone();
+    let failing = condition_message(&zc, "TokenReady");
     assert!(
         failing.contains("HTTP 429") || failing.contains("HTTP 503"),
         "{failing}"
@@ -730,7 +722,7 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
     let zc = zcs
         .wait("bot", "TokenReady", "False", "RefreshFailing")
         .await;
-    let failing = &zc.condition("TokenReady").expect("TokenReady").message;
+    let failing = condition_message(&zc, "TokenReady");
     assert!(failing.contains("could not connect"), "{failing}");
     assert_eq!(
         zc.condition("Authorized")

@@ -60,11 +60,7 @@ async fn urls_follow_the_ingress_tls_host_and_its_changes() {
     let zc = zcs
         .wait("bot", "URLsReady", "False", "IngressNotFound")
         .await;
-    assert!(zc
-        .condition("URLsReady")
-        .expect("c")
-        .message
-        .contains(&format!("{ns}/zoom")));
+    assert!(condition_message(&zc, "URLsReady").contains(&format!("{ns}/zoom")));
 
     apply_ingress(
         &client,
@@ -133,7 +129,7 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
     .await;
     // Zoom would refuse a plain-http event URL: said so, and the URLs are still in status.
     let zc = zcs.wait("bot", "URLsReady", "False", "NotHTTPS").await;
-    let message = &zc.condition("URLsReady").expect("URLsReady").message;
+    let message = condition_message(&zc, "URLsReady");
     assert!(
         message.contains("http://plain.example.com/zoom/event") && message.contains("spec.tls"),
         "{message}"
@@ -213,7 +209,7 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
         .wait("bot", "CredentialsReady", "False", "MissingKey")
         .await;
     assert_eq!(
-        zc.condition("CredentialsReady").expect("c").message,
+        condition_message(&zc, "CredentialsReady"),
         format!("Secret {ns}/zoom-app has no key clientSecret; add it or set spec.credentialsRef.clientSecretKey")
     );
 
@@ -290,7 +286,7 @@ async fn a_foreign_secret_is_never_taken_over() {
     let zc = zcs
         .wait("bot", "TokenReady", "False", "SecretNotOwned")
         .await;
-    let message = &zc.condition("TokenReady").expect("c").message;
+    let message = condition_message(&zc, "TokenReady");
     assert!(
         message.contains(&format!("{ns}/bot-zoom-token")) && message.contains("not owned"),
         "{message}"

@@ -319,7 +319,7 @@ async fn zoom_outage_is_reported_and_recovers() {
     let zc = env
         .wait("bot", "TokenReady", "False", "RefreshFailing")
         .await;
-    let message = zc.condition("TokenReady").expect("c").message.clone();
+    let message = condition_message(&zc, "TokenReady");
     assert!(
         message.contains("HTTP 503") || message.contains("HTTP 429"),
         "{message}"
@@ -443,11 +443,7 @@ async fn default_app_is_used_when_configured() {
                 "DefaultAppNotConfigured",
             )
             .await;
-        assert!(zc
-            .condition("CredentialsReady")
-            .expect("c")
-            .message
-            .contains("--default-app-secret"));
+        assert!(condition_message(&zc, "CredentialsReady").contains("--default-app-secret"));
     }
     // With it: the tenant only authorizes.
     let op = sim.operator(
@@ -668,7 +664,7 @@ async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both()
     let zc = env
         .wait("first", "Authorized", "False", "RefreshTokenRejected")
         .await;
-    let message = &zc.condition("Authorized").expect("Authorized").message;
+    let message = condition_message(&zc, "Authorized");
     assert!(
         message.contains("likely cause") && message.contains(&format!("{ns}/second")),
         "{message}"

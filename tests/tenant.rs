@@ -601,7 +601,7 @@ async fn a_failed_account_read_is_reported_and_retried() {
     let zc = env
         .wait("bot", "EventsReady", "False", "AccountUnknown")
         .await;
-    let message = &zc.condition("EventsReady").expect("EventsReady").message;
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains("user:read:user"), "{message}");
     let answer = post_signed(op, "tok-a", &event_body("meeting.started", "acc-a")).await;
     assert_eq!(answer.status, 200);

@@ -15,6 +15,14 @@ pub use super::lease::lease_holder;
 use super::web::eventually;
 use super::{wait_condition, Operator};
 
+/// The message of condition `type_` of `zc`, which must have that condition.
+pub fn condition_message(zc: &ZoomConnection, type_: &str) -> String {
+    zc.condition(type_)
+        .unwrap_or_else(|| panic!("no {type_} condition; status: {:?}", zc.status))
+        .message
+        .clone()
+}
+
 /// The keys of the OAuth app `id`/`s` in a credentials Secret, for `put_secret`.
 pub const APP_KEYS: &[(&str, &str)] = &[("clientId", "id"), ("clientSecret", "s")];
 /// The keys of the default app `default-id`/`s`.
