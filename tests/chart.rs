@@ -605,15 +605,22 @@ fn one_replica_has_no_disruption_budget_and_may_run_without_leader_election() {
     assert!(err.contains("needs operator.leaderElection"), "{err}");
 }
 
-#[test]
-fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
+/// The chart for `watchNamespaces` (and the default app in `platform`), which must be least
+/// privilege and grant nothing cluster-wide.
+fn render_namespaced(watch_namespaces: &str) -> Rendered {
     let r = render(&[
-        "operator.watchNamespaces={team-a}",
+        &format!("operator.watchNamespaces={watch_namespaces}"),
         "operator.defaultAppSecret=platform/zoom-default-app",
     ]);
     assert_least_privilege(&r, "zoom-operator");
     assert!(r.of_kind("ClusterRole").is_empty(), "{:#?}", r.objects());
     assert!(r.of_kind("ClusterRoleBinding").is_empty());
+    r
+}
+
+#[test]
+fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
+    let r = render_namespaced("{team-a}");
     assert_eq!(
         r.rules("Role", "team-a", "zoom-operator-connections"),
         set_of(CONNECTION_RULES)
@@ -642,13 +649,7 @@ fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
 
     // Several namespaces: a Role in each and nothing cluster-wide, since the operator watches
     // each namespace on its own. A repeated namespace gets one Role and one flag.
-    let r = render(&[
-        "operator.watchNamespaces={team-a,team-b,team-a}",
-        "operator.defaultAppSecret=platform/zoom-default-app",
-    ]);
-    assert_least_privilege(&r, "zoom-operator");
-    assert!(r.of_kind("ClusterRole").is_empty(), "{:#?}", r.objects());
-    assert!(r.of_kind("ClusterRoleBinding").is_empty());
+    let r = render_namespaced("{team-a,team-b,team-a}");
     assert_eq!(
         r.objects()
             .into_iter()
