@@ -644,10 +644,7 @@ async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both()
             "the shared grant in Authorized",
             Duration::from_secs(30),
             |zc| {
-                let message = zc
-                    .condition("Authorized")
-                    .map(|c| c.message.clone())
-                    .unwrap_or_default();
+                let message = condition_message(&zc, "Authorized");
                 if message.contains(&other) && message.contains("one grant per user and app") {
                     Ok(())
                 } else {

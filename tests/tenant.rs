@@ -135,10 +135,7 @@ async fn injected_sink_names_are_refused_and_nothing_is_sent() {
     let zc = env
         .wait("direct", "EventsReady", "False", "SinkNotAllowed")
         .await;
-    let message = zc
-        .condition("EventsReady")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains("127.0.0.3"), "{message}");
 
     let body = event_body("meeting.started", "acc-x");
@@ -214,10 +211,7 @@ async fn a_huge_refresh_before_and_a_deleted_annotation_do_not_stop_other_tenant
     let zc = Zcs::new(&client, &ns_a)
         .wait("bot", "Ready", "False", "InvalidSpec")
         .await;
-    let message = zc
-        .condition("Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&zc, "Ready");
     assert!(message.contains("spec.refreshBefore"), "{message}");
 
     // Namespace B keeps refreshing on time: two more renewals within ~3 token lifetimes.
@@ -284,19 +278,13 @@ async fn external_name_and_cross_namespace_sinks_are_refused() {
         let zc = zcs
             .wait(name, "EventsReady", "False", "SinkNotAllowed")
             .await;
-        let message = zc
-            .condition("EventsReady")
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let message = condition_message(&zc, "EventsReady");
         assert!(message.contains("ExternalName"), "{name}: {message}");
     }
     let zc = zcs
         .wait("neighbour", "EventsReady", "False", "SinkNotAllowed")
         .await;
-    let message = zc
-        .condition("EventsReady")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains(&format!("namespace {other}")), "{message}");
 }
 
