@@ -42,6 +42,14 @@ async fn words(line: &str) -> Output {
     run(&line.split_whitespace().collect::<Vec<_>>()).await
 }
 
+/// `zoom-sim send-event --url URL --secret-token TOKEN` and the arguments in `rest`.
+async fn send_event(url: &str, token: &str, rest: &str) -> Output {
+    words(&format!(
+        "send-event --url {url} --secret-token {token} {rest}"
+    ))
+    .await
+}
+
 #[tokio::test]
 async fn serve_prints_one_listening_line_and_serves() {
     let mut child = Command::new(BIN)
@@ -143,21 +151,11 @@ async fn serve_rejects_unknown_dialects() {
 #[tokio::test]
 async fn send_event_signs_like_zoom() {
     let receiver = Receiver::start("sekret", Validation::Correct).await;
-    let out = run(&[
-        "send-event",
-        "--url",
+    let out = send_event(
         &receiver.url(),
-        "--secret-token",
         "sekret",
-        "--event",
-        "meeting.started",
-        "--account-id",
-        "ACC",
-        "--payload",
-        r#"{"object":{"id":"123","topic":"Standup"}}"#,
-        "--request-id",
-        "req-42",
-    ])
+        r#"--event meeting.started --account-id ACC --request-id req-42 --payload {"object":{"id":"123","topic":"Standup"}}"#,
+    )
     .await;
     assert_eq!(
         out.code,
@@ -210,21 +208,17 @@ async fn send_event_signs_like_zoom() {
 async fn send_event_bad_signature_and_stale_timestamp_are_rejected_by_a_receiver() {
     let receiver = Receiver::start("sekret", Validation::Correct).await;
     let url = receiver.url();
-    let base = [
-        "send-event",
-        "--url",
-        &url,
-        "--secret-token",
-        "sekret",
-        "--event",
-        "meeting.ended",
-    ];
 
-    let out = run(&[&base[..], &["--bad-signature"]].concat()).await;
+    let out = send_event(&url, "sekret", "--event meeting.ended --bad-signature").await;
     assert_eq!(out.code, Some(1));
     assert!(out.stdout.starts_with("status: 401\n"), "{}", out.stdout);
 
-    let out = run(&[&base[..], &["--timestamp", "1000000000"]].concat()).await;
+    let out = send_event(
+        &url,
+        "sekret",
+        "--event meeting.ended --timestamp 1000000000",
+    )
+    .await;
     assert_eq!(out.code, Some(1), "a 2001 timestamp is stale");
     let got = receiver.received();
     assert_eq!(got.len(), 2);
@@ -243,15 +237,7 @@ async fn send_event_bad_signature_and_stale_timestamp_are_rejected_by_a_receiver
 #[tokio::test]
 async fn validate_checks_the_receivers_answer() {
     let good = Receiver::start("sekret", Validation::Correct).await;
-    let out = run(&[
-        "send-event",
-        "--url",
-        &good.url(),
-        "--secret-token",
-        "sekret",
-        "--validate",
-    ])
-    .await;
+    let out = send_event(&good.url(), "sekret", "--validate").await;
     assert_eq!(
         out.code,
         Some(0),
@@ -267,51 +253,33 @@ async fn validate_checks_the_receivers_answer() {
         .is_some_and(|t| !t.is_empty()));
 
     let bad = Receiver::start("sekret", Validation::WrongSecret).await;
-    let out = run(&[
-        "send-event",
-        "--url",
-        &bad.url(),
-        "--secret-token",
-        "sekret",
-        "--validate",
-    ])
-    .await;
+    let out = send_event(&bad.url(), "sekret", "--validate").await;
     assert_eq!(out.code, Some(1));
     assert!(out.stdout.contains("validation: failed"), "{}", out.stdout);
 
     // A receiver that rejects the request outright also fails validation.
-    let out = run(&[
-        "send-event",
-        "--url",
-        &good.url(),
-        "--secret-token",
-        "other",
-        "--validate",
-    ])
-    .await;
+    let out = send_event(&good.url(), "other", "--validate").await;
     assert_eq!(out.code, Some(1));
 }
 
 #[tokio::test]
 async fn send_event_usage_errors() {
-    let send = "send-event --secret-token t --url";
-    let out = words(&format!(
-        "{send} http://127.0.0.1:9/ --event e --payload [1]"
-    ))
-    .await;
+    let out = send_event("http://127.0.0.1:9/", "t", "--event e --payload [1]").await;
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("JSON object"), "{}", out.stderr);
-    let out = words(&format!(
-        "{send} http://127.0.0.1:9/ --event e --payload-file /nonexistent/x.json"
-    ))
+    let out = send_event(
+        "http://127.0.0.1:9/",
+        "t",
+        "--event e --payload-file /nonexistent/x.json",
+    )
     .await;
     assert_eq!(out.code, Some(2));
-    let out = words(&format!("{send} not-a-url --event e")).await;
+    let out = send_event("not-a-url", "t", "--event e").await;
     assert_eq!(out.code, Some(2));
-    let out = words(&format!("{send} http://127.0.0.1:9/")).await;
+    let out = send_event("http://127.0.0.1:9/", "t", "").await;
     assert_eq!(out.code, Some(2), "--event or --validate is required");
     // Nothing listening: a delivery failure, not a usage error.
-    let out = words(&format!("{send} http://127.0.0.1:1/ --event e")).await;
+    let out = send_event("http://127.0.0.1:1/", "t", "--event e").await;
     assert_eq!(out.code, Some(1));
 }
 
@@ -476,17 +444,11 @@ async fn serve_rejects_bad_delivery_flags() {
 #[tokio::test]
 async fn send_event_sends_the_legacy_authorization_header_on_request() {
     let receiver = Receiver::start("sekret", Validation::Correct).await;
-    let out = run(&[
-        "send-event",
-        "--url",
+    let out = send_event(
         &receiver.url(),
-        "--secret-token",
         "sekret",
-        "--event",
-        "meeting.ended",
-        "--verification-token",
-        "old-vt",
-    ])
+        "--event meeting.ended --verification-token old-vt",
+    )
     .await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     let got = receiver.received();
@@ -499,17 +461,21 @@ async fn send_event_sends_the_legacy_authorization_header_on_request() {
     );
 }
 
+/// `refresh_token_expiry` and `revoke_sends_deauthorization` of `/sim/config`.
+async fn expiry_and_revoke(base: &str) -> (serde_json::Value, serde_json::Value) {
+    let cfg = sim_config(base).await;
+    (
+        cfg["refresh_token_expiry"].clone(),
+        cfg["revoke_sends_deauthorization"].clone(),
+    )
+}
+
 #[tokio::test]
 async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_file() {
     let (mut child, base) = serve(&[]).await;
-    let cfg = sim_config(&base).await;
     assert_eq!(
-        (
-            &cfg["refresh_token_expiry"],
-            &cfg["revoke_sends_deauthorization"]
-        ),
-        (&json!("sliding"), &json!(true)),
-        "{cfg}"
+        expiry_and_revoke(&base).await,
+        (json!("sliding"), json!(true))
     );
     child.start_kill().expect("stop zoom-sim");
 
@@ -522,14 +488,9 @@ async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_f
         "client_id=a,client_secret=s,allow_list=https://a.example+https://b.example/cb,deauthorization_url=https://a.example/deauth",
     ])
     .await;
-    let cfg = sim_config(&base).await;
     assert_eq!(
-        (
-            &cfg["refresh_token_expiry"],
-            &cfg["revoke_sends_deauthorization"]
-        ),
-        (&json!("absolute"), &json!(false)),
-        "{cfg}"
+        expiry_and_revoke(&base).await,
+        (json!("absolute"), json!(false))
     );
     let (_, apps) = get_json(&base, "/sim/apps", None).await;
     assert_eq!(
@@ -554,14 +515,9 @@ async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_f
     let path = file.to_str().expect("utf-8 path");
     let (mut child, base) =
         serve(&["--config", path, "--revoke-sends-deauthorization", "true"]).await;
-    let cfg = sim_config(&base).await;
     assert_eq!(
-        (
-            &cfg["refresh_token_expiry"],
-            &cfg["revoke_sends_deauthorization"]
-        ),
-        (&json!("absolute"), &json!(true)),
-        "{cfg}"
+        expiry_and_revoke(&base).await,
+        (json!("absolute"), json!(true))
     );
     child.start_kill().expect("stop zoom-sim");
     let _ = std::fs::remove_dir_all(&dir);
