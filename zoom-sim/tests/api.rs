@@ -4,7 +4,7 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{app, get_json, http, json_of, ok, post_json};
+use common::{app, get_json, http, json_of, ok, post_json, str_of};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 
 async fn sim() -> RunningServer {
@@ -87,38 +87,34 @@ async fn regional_api_url_per_app() {
 async fn users_by_id_and_meetings_list() {
     let srv = sim().await;
     let base = srv.base_url();
-    let access = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(&token(&base, "s2s", "ACC").await, "access_token");
 
     for id in ["OWNER", "owner@example.com"] {
-        let (status, user) = json_of(get(&base, &format!("/v2/users/{id}"), &access).await).await;
+        let (status, user) = get_json(&base, &format!("/v2/users/{id}"), Some(&access)).await;
         assert_eq!(
             (status, &user["id"]),
             (200, &json!("OWNER")),
             "{id}: {user}"
         );
     }
-    let (status, err) = json_of(get(&base, "/v2/users/someone-else", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/users/someone-else", Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(1001)), "{err}");
 
     for path in [
         "/v2/users/me/meetings",
         "/v2/users/OWNER/meetings?page_size=300",
     ] {
-        let (status, list) = json_of(get(&base, path, &access).await).await;
+        let (status, list) = get_json(&base, path, Some(&access)).await;
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["meetings"], json!([]));
         assert_eq!(list["total_records"], 0);
         assert!(list["next_page_token"].is_string());
     }
-    let (status, err) =
-        json_of(get(&base, "/v2/users/me/meetings?page_size=0", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/users/me/meetings?page_size=0", Some(&access)).await;
     assert_eq!((status, &err["code"]), (400, &json!(300)));
-    let (status, err) = json_of(get(&base, "/v2/users/x/meetings", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/users/x/meetings", Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(1001)));
-    let (status, err) = json_of(get(&base, "/v2/users/OWNER", "nope").await).await;
+    let (status, err) = get_json(&base, "/v2/users/OWNER", Some("nope")).await;
     assert_eq!((status, &err["code"]), (401, &json!(124)));
 
     let stats: Value = ok(get_json(&base, "/sim/stats?client_id=s2s", None).await);
@@ -129,10 +125,7 @@ async fn users_by_id_and_meetings_list() {
 async fn rate_limit_mode_answers_like_zoom() {
     let srv = sim().await;
     let base = srv.base_url();
-    let access = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(&token(&base, "s2s", "ACC").await, "access_token");
 
     // Off by default: no X-RateLimit headers.
     let resp = get(&base, "/v2/users/me", &access).await;
@@ -186,10 +179,7 @@ async fn rate_limit_mode_answers_like_zoom() {
         200
     );
     // Another account has its own bucket.
-    let other = token(&base, "other", "ACC2").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let other = str_of(&token(&base, "other", "ACC2").await, "access_token");
     assert_eq!(get(&base, "/v2/users/me", &other).await.status(), 200);
 
     // Daily limits: Retry-After is the next 00:00 UTC as an ISO date; the clock resets them.
@@ -232,10 +222,7 @@ async fn rate_limit_mode_answers_like_zoom() {
 
     // A day later (simulated), the daily budget is back. The token must outlive the day.
     config(&base, json!({"token_lifetime_secs": 3 * 86_400})).await;
-    let long = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let long = str_of(&token(&base, "s2s", "ACC").await, "access_token");
     let (status, _) = post_json(&base, "/sim/clock", json!({"advance_secs": 86_400})).await;
     assert_eq!(status, 200);
     assert_eq!(get(&base, "/v2/users/me", &long).await.status(), 200);
@@ -301,10 +288,7 @@ async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
 async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
     let srv = sim().await;
     let base = srv.base_url();
-    let access = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(&token(&base, "s2s", "ACC").await, "access_token");
     let create = |body: Value, user: &'static str| {
         let (base, access) = (base.clone(), access.clone());
         async move {
@@ -344,8 +328,7 @@ async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
     assert_eq!(id.to_string().len(), 11, "Zoom-like meeting id");
     assert_eq!(create(json!({}), "OWNER").await.0, 201);
 
-    let (status, page) =
-        json_of(get(&base, "/v2/users/me/meetings?page_size=1", &access).await).await;
+    let (status, page) = get_json(&base, "/v2/users/me/meetings?page_size=1", Some(&access)).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(
         (&page["total_records"], &page["meetings"][0]["id"]),
@@ -365,7 +348,7 @@ async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
     assert_eq!(rest["meetings"].as_array().map(Vec::len), Some(1));
     assert_eq!(rest["next_page_token"], "");
 
-    let (status, got) = json_of(get(&base, &format!("/v2/meetings/{id}"), &access).await).await;
+    let (status, got) = get_json(&base, &format!("/v2/meetings/{id}"), Some(&access)).await;
     assert_eq!((status, &got["topic"]), (200, &json!("Standup")));
     let deleted = http()
         .delete(format!("{base}/v2/meetings/{id}"))
@@ -374,17 +357,14 @@ async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
         .await
         .expect("delete");
     assert_eq!(deleted.status(), 204);
-    let (status, err) = json_of(get(&base, &format!("/v2/meetings/{id}"), &access).await).await;
+    let (status, err) = get_json(&base, &format!("/v2/meetings/{id}"), Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(3001)));
-    let (status, err) = json_of(get(&base, "/v2/meetings/not-a-number", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/meetings/not-a-number", Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(3001)));
 
     // Another account's token sees none of them.
-    let other = token(&base, "other", "ACC2").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let (_, none) = json_of(get(&base, "/v2/users/me/meetings", &other).await).await;
+    let other = str_of(&token(&base, "other", "ACC2").await, "access_token");
+    let (_, none) = get_json(&base, "/v2/users/me/meetings", Some(&other)).await;
     assert_eq!(none["total_records"], 0);
 
     for (body, user, want) in [

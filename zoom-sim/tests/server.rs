@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use common::{
-    app, get_json, http, independent_hmac, json_of, location_param, ok, post_json, Receiver,
-    Validation,
+    app, get_json, http, independent_hmac, json_of, location_param, ok, post_json, str_of,
+    Receiver, Validation,
 };
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 use zoom_sim::state::{App, ConsentMode, Settings};
@@ -116,14 +116,6 @@ async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
         ],
     )
     .await
-}
-
-/// A string field of a JSON answer.
-fn str_of(body: &Value, key: &str) -> String {
-    body[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} in {body}"))
-        .to_owned()
 }
 
 /// Zoom's answer to a dead refresh token (the default dialect).
@@ -808,12 +800,16 @@ async fn admin_webhook_send_and_validate() {
     let bad = Receiver::start("webtoken", Validation::WrongSecret).await;
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
+    let b = base.as_str();
+    let send = move |body: Value| post_json(b, "/sim/webhooks/send", body);
+    let validate = move |body: Value| post_json(b, "/sim/webhooks/validate", body);
 
-    let (status, answer) = post_json(
-        &base,
-        "/sim/webhooks/send",
-        json!({"url": good.url(), "client_id": "webid", "event": "meeting.started", "payload": {"object": {"id": "85746065432"}}}),
-    )
+    let (status, answer) = send(json!({
+        "url": good.url(),
+        "client_id": "webid",
+        "event": "meeting.started",
+        "payload": {"object": {"id": "85746065432"}}
+    }))
     .await;
     assert_eq!(
         (status, answer["status"].as_u64()),
@@ -828,47 +824,25 @@ async fn admin_webhook_send_and_validate() {
         json!({"account_id": "ACC1", "object": {"id": "85746065432"}})
     );
 
-    let (_, answer) = post_json(
-        &base,
-        "/sim/webhooks/send",
-        json!({"url": good.url(), "client_id": "webid", "event": "x", "bad_signature": true}),
-    )
-    .await;
+    let (_, answer) =
+        send(json!({"url": good.url(), "client_id": "webid", "event": "x", "bad_signature": true}))
+            .await;
     assert_eq!(
         answer["status"], 401,
         "the receiver rejects a bad signature"
     );
 
-    let (_, verdict) = post_json(
-        &base,
-        "/sim/webhooks/validate",
-        json!({"url": good.url(), "client_id": "webid"}),
-    )
-    .await;
+    let (_, verdict) = validate(json!({"url": good.url(), "client_id": "webid"})).await;
     assert_eq!(verdict["valid"], true, "{verdict}");
-    let (_, verdict) = post_json(
-        &base,
-        "/sim/webhooks/validate",
-        json!({"url": bad.url(), "client_id": "webid"}),
-    )
-    .await;
+    let (_, verdict) = validate(json!({"url": bad.url(), "client_id": "webid"})).await;
     assert_eq!(verdict["valid"], false, "{verdict}");
 
     // No URL and no event_url on the app.
-    let (status, body) = post_json(
-        &base,
-        "/sim/webhooks/send",
-        json!({"client_id": "webid", "event": "x"}),
-    )
-    .await;
+    let (status, body) = send(json!({"client_id": "webid", "event": "x"})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)));
     // Nothing listening: 502.
-    let (status, _) = post_json(
-        &base,
-        "/sim/webhooks/send",
-        json!({"url": "http://127.0.0.1:1/", "client_id": "webid", "event": "x"}),
-    )
-    .await;
+    let (status, _) =
+        send(json!({"url": "http://127.0.0.1:1/", "client_id": "webid", "event": "x"})).await;
     assert_eq!(status, 502);
 }
 

@@ -288,3 +288,11 @@ pub fn ok((status, body): (u16, Value)) -> Value {
     assert_eq!(status, 200, "{body}");
     body
 }
+
+/// A string field of a JSON answer.
+pub fn str_of(body: &Value, key: &str) -> String {
+    body[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {body}"))
+        .to_owned()
+}
