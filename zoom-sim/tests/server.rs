@@ -1093,17 +1093,27 @@ async fn redirect_urls_are_enforced_when_registered() {
     assert!(page.contains("4709"), "{page}");
 
     // The apps API takes the same field and lists it.
+    assert_eq!(
+        create_api_app(
+            &base,
+            "redirect_urls",
+            "https://a.example/cb https://b.example/cb"
+        )
+        .await,
+        json!(["https://a.example/cb", "https://b.example/cb"])
+    );
+}
+
+/// Creates app `api-app` through `POST /sim/apps` with `field: value`; the field as listed.
+async fn create_api_app(base: &str, field: &str, value: &str) -> Value {
     let (status, created) = post_json(
-        &base,
+        base,
         "/sim/apps",
-        json!({"client_id": "api-app", "client_secret": "s", "redirect_urls": "https://a.example/cb https://b.example/cb"}),
+        json!({"client_id": "api-app", "client_secret": "s", field: value}),
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(
-        created["redirect_urls"],
-        json!(["https://a.example/cb", "https://b.example/cb"])
-    );
+    created[field].clone()
 }
 
 #[tokio::test]
@@ -1245,15 +1255,13 @@ async fn the_allow_list_admits_base_urls_and_paths_below_an_entry() {
     }
 
     // The apps API takes and lists the allow list.
-    let (status, created) = post_json(
-        &base,
-        "/sim/apps",
-        json!({"client_id": "api-app", "client_secret": "s", "allow_list": "https://a.example http://127.0.0.1:8080/cb"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
     assert_eq!(
-        created["allow_list"],
+        create_api_app(
+            &base,
+            "allow_list",
+            "https://a.example http://127.0.0.1:8080/cb"
+        )
+        .await,
         json!(["https://a.example", "http://127.0.0.1:8080/cb"])
     );
     let (status, body) = post_json(
