@@ -47,22 +47,12 @@ fn s256(verifier: &str) -> String {
 
 /// Runs /oauth/authorize in approve mode and returns the code.
 async fn authorize(base: &str, challenge: Option<&str>) -> String {
-    let mut query = vec![
-        ("response_type", "code"),
-        ("client_id", "webid"),
-        ("redirect_uri", REDIRECT),
-        ("state", "st-123"),
-    ];
+    let mut extra = vec![("state", "st-123")];
     if let Some(c) = challenge {
-        query.push(("code_challenge", c));
-        query.push(("code_challenge_method", "S256"));
+        extra.push(("code_challenge", c));
+        extra.push(("code_challenge_method", "S256"));
     }
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(base, "webid", REDIRECT, &extra).await;
     assert_eq!(resp.status(), 302);
     let location = resp.headers()["location"].to_str().expect("ascii location");
     assert!(location.starts_with(REDIRECT), "{location}");
@@ -292,18 +282,8 @@ async fn code_is_single_use_and_bound_to_redirect_and_verifier() {
 async fn consent_deny_and_runtime_switch() {
     let srv = server(ConsentMode::Deny, 3599, vec![web_app()]).await;
     let base = srv.base_url();
-    let query = [
-        ("response_type", "code"),
-        ("client_id", "webid"),
-        ("redirect_uri", REDIRECT),
-        ("state", "s1"),
-    ];
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize");
+    let state = [("state", "s1")];
+    let resp = common::authorize(&base, "webid", REDIRECT, &state).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(
         location_param(&resp, "error").as_deref(),
@@ -314,12 +294,7 @@ async fn consent_deny_and_runtime_switch() {
 
     let (status, settings) = post_json(&base, "/sim/config", json!({"consent": "approve"})).await;
     assert_eq!((status, &settings["consent"]), (200, &json!("approve")));
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "webid", REDIRECT, &state).await;
     assert!(location_param(&resp, "code").is_some());
 
     let (status, body) = post_json(&base, "/sim/config", json!({"consent": "maybe"})).await;
@@ -330,19 +305,9 @@ async fn consent_deny_and_runtime_switch() {
 async fn consent_page_posts_a_request_id_not_a_code() {
     let srv = server(ConsentMode::Page, 3599, vec![web_app()]).await;
     let base = srv.base_url();
-    let query = [
-        ("response_type", "code"),
-        ("client_id", "webid"),
-        ("redirect_uri", REDIRECT),
-        ("state", "s2"),
-    ];
+    let state = [("state", "s2")];
     let page_for = || async {
-        let resp = http()
-            .get(format!("{base}/oauth/authorize"))
-            .query(&query)
-            .send()
-            .await
-            .expect("authorize");
+        let resp = common::authorize(&base, "webid", REDIRECT, &state).await;
         assert_eq!(resp.status(), 200);
         let html = resp.text().await.expect("html");
         assert!(html.contains("Approve") && html.contains("Deny"), "{html}");
