@@ -389,20 +389,15 @@ async fn serve_reads_delivery_settings_from_the_config_file_and_defaults_are_zoo
     );
     child.start_kill().expect("stop zoom-sim");
 
-    let dir = std::env::temp_dir().join(format!("zoom-sim-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("config.json");
-    std::fs::write(
-        &file,
+    let (dir, file) = config_file(
+        "zoom-sim-cli",
         json!({
             "webhook_timeout_ms": 1500,
             "retry_timestamp": "fresh",
             "duplicate_rate": 1,
             "rate_limit": {"enabled": true, "medium": {"rate": 5}},
-        })
-        .to_string(),
-    )
-    .expect("write config");
+        }),
+    );
     let path = file.to_str().expect("utf-8 path");
     // A flag wins over the file.
     let (mut child, base) = serve(&["--config", path, "--webhook-timeout-ms", "900"]).await;
@@ -461,6 +456,16 @@ async fn send_event_sends_the_legacy_authorization_header_on_request() {
     );
 }
 
+/// A config file `config.json` with `config` in a fresh directory named after `name` and this
+/// process; the directory (for removal) and the file.
+fn config_file(name: &str, config: serde_json::Value) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("config.json");
+    std::fs::write(&file, config.to_string()).expect("write config");
+    (dir, file)
+}
+
 /// `refresh_token_expiry` and `revoke_sends_deauthorization` of `/sim/config`.
 async fn expiry_and_revoke(base: &str) -> (serde_json::Value, serde_json::Value) {
     let cfg = sim_config(base).await;
@@ -503,15 +508,10 @@ async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_f
     );
     child.start_kill().expect("stop zoom-sim");
 
-    let dir = std::env::temp_dir().join(format!("zoom-sim-cli-expiry-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("config.json");
-    std::fs::write(
-        &file,
-        json!({"refresh_token_expiry": "absolute", "revoke_sends_deauthorization": false})
-            .to_string(),
-    )
-    .expect("write config");
+    let (dir, file) = config_file(
+        "zoom-sim-cli-expiry",
+        json!({"refresh_token_expiry": "absolute", "revoke_sends_deauthorization": false}),
+    );
     let path = file.to_str().expect("utf-8 path");
     let (mut child, base) =
         serve(&["--config", path, "--revoke-sends-deauthorization", "true"]).await;
