@@ -6,10 +6,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
-use common::{get_json, http, independent_hmac, json_of, ok, Receiver, Validation};
+use common::{get_json, get_status, http, independent_hmac, json_of, ok, Receiver, Validation};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoom-sim");
 
@@ -52,51 +52,24 @@ async fn send_event(url: &str, token: &str, rest: &str) -> Output {
 
 #[tokio::test]
 async fn serve_prints_one_listening_line_and_serves() {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-lifetime",
-            "30",
-            "--consent",
-            "approve",
-            "--app",
-            "kind=s2s,client_id=cli-s2s,client_secret=sec,secret_token=tok,account_id=ACCT",
-        ])
-        .env_remove("ZOOM_SIM_LISTEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn zoom-sim serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("listening line in time")
-        .expect("read stdout")
-        .expect("a line");
-
-    let base = line
-        .strip_prefix("zoom-sim listening on ")
-        .unwrap_or_else(|| panic!("unexpected line: {line:?}"));
+    let (mut child, mut lines, base) = spawn_serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--token-lifetime",
+        "30",
+        "--consent",
+        "approve",
+        "--app",
+        "kind=s2s,client_id=cli-s2s,client_secret=sec,secret_token=tok,account_id=ACCT",
+    ])
+    .await;
     let port: u16 = base
         .strip_prefix("http://127.0.0.1:")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("not http://127.0.0.1:PORT: {base:?}"));
     assert_ne!(port, 0, "the actual bound port is printed");
 
-    assert_eq!(
-        http()
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&base, "/healthz").await, 200);
     let resp = http()
         .post(format!("{base}/oauth/token"))
         .basic_auth("cli-s2s", Some("sec"))
@@ -283,8 +256,9 @@ async fn send_event_usage_errors() {
     assert_eq!(out.code, Some(1));
 }
 
-/// Starts `zoom-sim serve ARGS` and returns the child and its base URL.
-async fn serve(args: &[&str]) -> (tokio::process::Child, String) {
+/// Starts `zoom-sim serve ARGS`; the child, the rest of its stdout and its base URL (from
+/// the one listening line).
+async fn spawn_serve(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>, String) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(args)
@@ -296,18 +270,22 @@ async fn serve(args: &[&str]) -> (tokio::process::Child, String) {
         .spawn()
         .expect("spawn zoom-sim serve");
     let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("listening line in time")
-    .expect("read stdout")
-    .expect("a line");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("listening line in time")
+        .expect("read stdout")
+        .expect("a line");
     let base = line
         .strip_prefix("zoom-sim listening on ")
         .unwrap_or_else(|| panic!("unexpected line: {line:?}"))
         .to_owned();
+    (child, lines, base)
+}
+
+/// Starts `zoom-sim serve ARGS` and returns the child and its base URL.
+async fn serve(args: &[&str]) -> (Child, String) {
+    let (child, _, base) = spawn_serve(args).await;
     (child, base)
 }
 

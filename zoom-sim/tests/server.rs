@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use common::{
-    app, get_json, http, independent_hmac, json_of, location_param, ok, post_json, str_of,
-    Receiver, Validation,
+    app, get_json, get_status, http, independent_hmac, json_of, location_param, ok, post_json,
+    str_of, Receiver, Validation,
 };
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 use zoom_sim::state::{App, ConsentMode, Settings};
@@ -893,15 +893,7 @@ async fn admin_apps_and_bad_input() {
         .await
         .expect("wrong method");
     assert_eq!(resp.status(), 405);
-    assert_eq!(
-        http()
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&base, "/healthz").await, 200);
 }
 
 /// The receiver's HMAC helper itself must agree with a published vector, or the

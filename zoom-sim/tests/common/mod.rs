@@ -296,3 +296,14 @@ pub fn str_of(body: &Value, key: &str) -> String {
         .unwrap_or_else(|| panic!("{key} in {body}"))
         .to_owned()
 }
+
+/// The status of `GET {base}{path}`.
+pub async fn get_status(base: &str, path: &str) -> u16 {
+    http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .status()
+        .as_u16()
+}
