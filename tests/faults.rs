@@ -28,6 +28,14 @@ fn oauth_app(prefix: &str, id: &str, secs: u32) -> EnvBuilder {
         .app(ZoomApp::oauth(id, &format!("{id}-secret")).account("acc-1"))
 }
 
+/// `oauth_app`'s world with connection `bot` applied and authorized.
+async fn authorized_bot(prefix: &str, id: &str, secs: u32) -> Env {
+    let env = oauth_app(prefix, id, secs).start().await;
+    apply_bot(&env).await;
+    env.authorize("bot").await;
+    env
+}
+
 /// The connection every test rotates: PrivateOAuth, refreshed 10 s before expiry.
 async fn apply_bot(env: &Env) {
     apply_bot_in(&env.client, &env.ns).await;
@@ -129,10 +137,8 @@ async fn forced_double_refresh_lets_only_one_through() {
 #[tokio::test]
 async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     // Tokens long enough that no refresh falls due by itself during the test.
-    let env = oauth_app("notstored", "ns-id", 600).start().await;
+    let env = authorized_bot("notstored", "ns-id", 600).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
     let before = refresh_token(&token_secret(client, ns).await);
 
     // While Zoom takes its time answering, the token Secret becomes unwritable: a tenant (or a
@@ -485,10 +491,8 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
 
 #[tokio::test]
 async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
-    let env = oauth_app("conflict", "cfl-id", 20).start().await;
+    let env = authorized_bot("conflict", "cfl-id", 20).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
 
     // Another tool rewrites the token Secret's annotations all the time, so that the
     // operator's compare-and-swap writes (fence and grant) keep meeting 409 conflicts.
@@ -535,10 +539,8 @@ async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
 
 #[tokio::test]
 async fn zoom_outages_are_ridden_out_and_reported() {
-    let env = oauth_app("outage", "out-id", 20).start().await;
+    let env = authorized_bot("outage", "out-id", 20).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
 
     // In order: a slow answer (within the client's timeout), 429 with Retry-After in seconds,
     // 429 with Retry-After as an HTTP date, then 5xx until the token has expired.
@@ -742,10 +744,8 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
 
 #[tokio::test]
 async fn a_refresh_answer_lost_in_the_network_is_reported_and_never_repeated() {
-    let env = oauth_app("lost", "lost-id", 600).start().await;
+    let env = authorized_bot("lost", "lost-id", 600).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
 
     // Zoom rotates the grant, then hangs past the operator's 10-second timeout: the only
     // valid refresh token is in an answer that never arrives.
