@@ -109,7 +109,7 @@ async fn health_follows_the_real_status_of_connections() {
     env.apply(&Zc::private_oauth("broken").credentials("no-such-secret"))
         .await;
     let broken = env.wait("broken", "Ready", "False", "SecretNotFound").await;
-    let operator_message = broken.condition("Ready").expect("Ready").message.clone();
+    let operator_message = condition_message(&broken, "Ready");
     let (status, message) = health(&serde_json::to_value(&broken).expect("json"));
     assert_eq!(status, "Degraded");
     assert_eq!(message, format!("SecretNotFound: {operator_message}"));

@@ -20,9 +20,7 @@ use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams};
 use kube::Client;
@@ -596,31 +594,33 @@ fn one_replica_has_no_disruption_budget_and_may_run_without_leader_election() {
     // No Lease rules without leader election; the signing key is still needed.
     assert_eq!(
         r.rules("Role", RELEASE_NS, "zoom-operator-own-namespace"),
-        set_of(&[
-            "core/secrets create",
-            "core/secrets/zoom-operator-signing-key get",
-            "core/configmaps get",
-            "core/configmaps list",
-            "core/configmaps watch",
-            "core/configmaps create",
-            "core/configmaps patch",
-            "core/configmaps delete",
-        ])
+        OWN_NAMESPACE_RULES
+            .iter()
+            .filter(|rule| !rule.starts_with("coordination.k8s.io/leases"))
+            .map(|rule| (*rule).to_owned())
+            .collect::<BTreeSet<String>>()
     );
     // Two replicas without leader election would rotate the same refresh tokens twice.
     let err = render_fails(&["operator.leaderElection=false"]);
     assert!(err.contains("needs operator.leaderElection"), "{err}");
 }
 
-#[test]
-fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
+/// The chart for `watchNamespaces` (and the default app in `platform`), which must be least
+/// privilege and grant nothing cluster-wide.
+fn render_namespaced(watch_namespaces: &str) -> Rendered {
     let r = render(&[
-        "operator.watchNamespaces={team-a}",
+        &format!("operator.watchNamespaces={watch_namespaces}"),
         "operator.defaultAppSecret=platform/zoom-default-app",
     ]);
     assert_least_privilege(&r, "zoom-operator");
     assert!(r.of_kind("ClusterRole").is_empty(), "{:#?}", r.objects());
     assert!(r.of_kind("ClusterRoleBinding").is_empty());
+    r
+}
+
+#[test]
+fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
+    let r = render_namespaced("{team-a}");
     assert_eq!(
         r.rules("Role", "team-a", "zoom-operator-connections"),
         set_of(CONNECTION_RULES)
@@ -649,13 +649,7 @@ fn watch_namespaces_get_roles_instead_of_a_cluster_role() {
 
     // Several namespaces: a Role in each and nothing cluster-wide, since the operator watches
     // each namespace on its own. A repeated namespace gets one Role and one flag.
-    let r = render(&[
-        "operator.watchNamespaces={team-a,team-b,team-a}",
-        "operator.defaultAppSecret=platform/zoom-default-app",
-    ]);
-    assert_least_privilege(&r, "zoom-operator");
-    assert!(r.of_kind("ClusterRole").is_empty(), "{:#?}", r.objects());
-    assert!(r.of_kind("ClusterRoleBinding").is_empty());
+    let r = render_namespaced("{team-a,team-b,team-a}");
     assert_eq!(
         r.objects()
             .into_iter()
@@ -1151,6 +1145,10 @@ fn can_i(kubeconfig: &Path, args: &[&str]) -> bool {
     }
 }
 
+/// Resource and flag of the `kubectl auth can-i` rows below, short so a row fits a line.
+const ZC: &str = "zoomconnections.zoom-operator.io";
+const STATUS: &str = "--subresource=status";
+
 fn assert_can(kubeconfig: &Path, cases: &[&[&str]], expected: bool) {
     let wrong: Vec<String> = cases
         .iter()
@@ -1224,13 +1222,7 @@ impl Installed {
 
 /// The OAuth app `id`/`s` as Secret `zoom-app` and connection `bot` in `ns`.
 async fn oauth_bot(client: &Client, ns: &str) {
-    put_secret(
-        client,
-        ns,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(client, ns, "zoom-app", APP_KEYS).await;
     Zc::private_oauth("bot").apply(client, ns).await;
 }
 
@@ -1257,16 +1249,29 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
     let (release_ns, release) = (&installed.release_ns, &installed.release);
     let (kubeconfig, operator) = (&installed.kubeconfig, &installed.operator);
 
-    // Enough: a connection in another namespace is reconciled end to end.
-    oauth_bot(&client, &tenant).await;
-    wait_condition(&client, &tenant, "bot", "CredentialsReady", "True", "Valid").await;
-    let zc = wait_redirect_url(
-        &client,
-        &tenant,
-        "bot",
-        "https://zoom.example.com/oauth/redirect/zoom",
-    )
-    .await;
+    // Enough: a connection in another namespace is reconciled end to end; the operator's
+    // Events, Lease and signing key are where the chart says.
+    oauth_bot_is_reconciled(&client, &tenant).await;
+    s2s_tokens_are_written_refreshed_and_revoked(&client, &tenant, &s2s).await;
+    events_lease_and_signing_key(&client, &tenant, release_ns, release).await;
+    operator.assert_never_forbidden();
+
+    // No more: what the operator does not do, its ServiceAccount cannot do.
+    assert_enough_and_no_more(kubeconfig, &tenant, release_ns);
+
+    installed.uninstall();
+    drop(sim);
+}
+
+/// An OAuth connection `bot` in `tenant` gets the chart's public URLs and awaits
+/// authorization; the Secret watch notices a key removed at once, not at the next resync.
+async fn oauth_bot_is_reconciled(client: &Client, tenant: &str) {
+    let team = Zcs::new(client, tenant);
+    oauth_bot(client, tenant).await;
+    team.wait("bot", "CredentialsReady", "True", "Valid").await;
+    let zc = team
+        .wait_redirect_url("bot", "https://zoom.example.com/oauth/redirect/zoom")
+        .await;
     let status = zc.status.expect("status");
     assert_eq!(
         status.event_url.as_deref(),
@@ -1282,51 +1287,35 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         "{:?}",
         status.authorize_url
     );
-    wait_condition(
-        &client,
-        &tenant,
-        "bot",
-        "Authorized",
-        "False",
-        "AwaitingAuthorization",
-    )
-    .await;
+    team.wait("bot", "Authorized", "False", "AwaitingAuthorization")
+        .await;
 
     // The Secret watch works: removing a key is noticed at once, not at the next resync.
-    put_secret(&client, &tenant, "zoom-app", &[("clientId", "id")]).await;
-    wait_condition(
-        &client,
-        &tenant,
-        "bot",
-        "CredentialsReady",
-        "False",
-        "MissingKey",
-    )
-    .await;
+    put_secret(client, tenant, "zoom-app", &[("clientId", "id")]).await;
+    team.wait("bot", "CredentialsReady", "False", "MissingKey")
+        .await;
+}
 
-    // Token Secret writes, a forced refresh, the revoke finalizer: a Server-to-Server
-    // connection against zoom-sim (the chart's zoomOAuthURL/zoomAPIURL values).
-    s2s.secret("zoom-s2s").put(&client, &tenant).await;
+/// Token Secret writes, a forced refresh, the revoke finalizer: a Server-to-Server
+/// connection against zoom-sim (the chart's zoomOAuthURL/zoomAPIURL values).
+async fn s2s_tokens_are_written_refreshed_and_revoked(
+    client: &Client,
+    tenant: &str,
+    s2s: &ZoomApp,
+) {
+    s2s.secret("zoom-s2s").put(client, tenant).await;
     Zc::s2s("s2s")
         .credentials("zoom-s2s")
         .revoke_on_delete()
-        .apply(&client, &tenant)
+        .apply(client, tenant)
         .await;
-    wait_condition(&client, &tenant, "s2s", "Ready", "True", "Ready").await;
-    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &tenant);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &tenant);
-    let access_token = |s: &Secret| {
-        s.data
-            .as_ref()
-            .and_then(|d| d.get("access_token"))
-            .map(|t| t.0.clone())
-            .unwrap_or_default()
-    };
-    let first = secrets
-        .get("s2s-zoom-token")
+    Zcs::new(client, tenant).wait_ready("s2s").await;
+    let access_token = |s: &Secret| secret_key(s, "access_token").unwrap_or_default();
+    let first = token_secret(client, tenant, "s2s")
         .await
         .expect("the token Secret was created");
     assert!(!access_token(&first).is_empty());
+    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), tenant);
     let zc = zcs.get("s2s").await.expect("get");
     assert!(
         zc.metadata
@@ -1336,23 +1325,16 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
             .any(|f| f == "zoom-operator.io/revoke"),
         "revokeOnDelete adds the finalizer"
     );
-    request_refresh(&client, &tenant, "s2s", "chart-test").await;
+    request_refresh(client, tenant, "s2s", "chart-test").await;
+    let before = access_token(&first);
     eventually(
         "a refreshed token in the token Secret",
         Duration::from_secs(60),
-        || {
-            let secrets = secrets.clone();
-            let before = access_token(&first);
-            async move {
-                let now = secrets
-                    .get("s2s-zoom-token")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if access_token(&now) != before {
-                    Ok(())
-                } else {
-                    Err("same access token".to_owned())
-                }
+        || async {
+            match token_secret(client, tenant, "s2s").await {
+                Some(now) if access_token(&now) != before => Ok(()),
+                Some(_) => Err("same access token".to_owned()),
+                None => Err("no token Secret".to_owned()),
             }
         },
     )
@@ -1360,59 +1342,36 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
     zcs.delete("s2s", &kube::api::DeleteParams::default())
         .await
         .expect("delete");
-    eventually(
+    wait_deleted(
+        &zcs,
+        "s2s",
         "s2s to be gone (finalizer removed)",
         Duration::from_secs(60),
-        || {
-            let zcs = zcs.clone();
-            async move {
-                match zcs.get_opt("s2s").await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(zc)) => Err(format!("finalizers {:?}", zc.metadata.finalizers)),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        },
     )
     .await;
+}
 
-    // Events were recorded (events.k8s.io/v1), the Lease is held, the signing key exists.
-    let events: Api<Event> = Api::namespaced(client.clone(), &tenant);
-    eventually(
+/// Events were recorded (events.k8s.io/v1) in `tenant`; the Lease is held and the signing
+/// key exists in the release namespace.
+async fn events_lease_and_signing_key(
+    client: &Client,
+    tenant: &str,
+    release_ns: &str,
+    release: &str,
+) {
+    wait_event(
+        client,
+        tenant,
         "an Event about bot from zoom-operator",
-        Duration::from_secs(30),
-        || {
-            let events = events.clone();
-            async move {
-                let list = events
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                list.items
-                    .iter()
-                    .find(|e| {
-                        e.reporting_controller.as_deref() == Some("zoom-operator")
-                            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bot")
-                    })
-                    .map(|_| ())
-                    .ok_or_else(|| {
-                        format!(
-                            "{} events, none from zoom-operator about bot",
-                            list.items.len()
-                        )
-                    })
-            }
+        |e| {
+            e.reporting_controller.as_deref() == Some("zoom-operator")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("bot")
         },
     )
     .await;
-    let lease = Api::<Lease>::namespaced(client.clone(), release_ns)
-        .get("zoom-operator-leader")
+    let holder = lease_holder(client, release_ns)
         .await
         .expect("the leader Lease is in the release namespace");
-    let holder = lease
-        .spec
-        .and_then(|s| s.holder_identity)
-        .unwrap_or_default();
     assert!(
         holder.starts_with(&format!("{release}-test")),
         "holder {holder:?}"
@@ -1421,25 +1380,20 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         .get("zoom-operator-signing-key")
         .await
         .expect("the signing key is in the release namespace");
-    operator.assert_never_forbidden();
+}
 
-    // No more: what the operator does not do, its ServiceAccount cannot do.
-    let t = tenant.as_str();
-    let r = release_ns.as_str();
+/// The ServiceAccount can do what the operator does in `tenant` and the release namespace,
+/// and nothing more.
+fn assert_enough_and_no_more(kubeconfig: &Path, tenant: &str, release_ns: &str) {
+    let (t, r) = (tenant, release_ns);
     assert_can(
         kubeconfig,
         &[
             &["get", "secrets", "-n", t],
             &["update", "secrets", "-n", t],
             &["watch", "secrets", "-A"],
-            &["patch", "zoomconnections.zoom-operator.io", "-n", t],
-            &[
-                "patch",
-                "zoomconnections.zoom-operator.io",
-                "--subresource=status",
-                "-n",
-                t,
-            ],
+            &["patch", ZC, "-n", t],
+            &["patch", ZC, STATUS, "-n", t],
             &["create", "events.events.k8s.io", "-n", t],
             &["create", "leases.coordination.k8s.io", "-n", r],
             &[
@@ -1463,9 +1417,9 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
             &["get", "configmaps", "-n", t],
             &["list", "nodes"],
             &["create", "namespaces"],
-            &["delete", "zoomconnections.zoom-operator.io", "-n", t],
-            &["update", "zoomconnections.zoom-operator.io", "-n", t],
-            &["create", "zoomconnections.zoom-operator.io", "-n", t],
+            &["delete", ZC, "-n", t],
+            &["update", ZC, "-n", t],
+            &["create", ZC, "-n", t],
             &["create", "events", "-n", t],
             &["create", "leases.coordination.k8s.io", "-n", t],
             &[
@@ -1480,9 +1434,6 @@ async fn installed_chart_grants_the_operator_enough_and_no_more() {
         ],
         false,
     );
-
-    installed.uninstall();
-    drop(sim);
 }
 
 #[tokio::test]
@@ -1491,16 +1442,11 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
     let client = client().await;
     let names = release_namespace(&client).await;
     let tenant = namespace(&client, "team").await;
+    let team = Zcs::new(&client, &tenant);
     let elsewhere = namespace(&client, "unwatched").await;
     // The default app lives in the release namespace, outside the one watched namespace: the
     // operator reads and watches that one Secret by name.
-    put_secret(
-        &client,
-        &names.0,
-        "zoom-default-app",
-        &[("clientId", "default-id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &names.0, "zoom-default-app", DEFAULT_APP_KEYS).await;
     let watch = format!("operator.watchNamespaces={{{tenant}}}");
     let installed = install(
         &client,
@@ -1521,26 +1467,17 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
     for ns in [&tenant, &elsewhere] {
         oauth_bot(&client, ns).await;
     }
-    wait_redirect_url(
-        &client,
-        &tenant,
+    team.wait_redirect_url(
         "bot",
         "https://zoom-ingress.example.com/oauth/redirect/zoom",
     )
     .await;
-    wait_condition(&client, &tenant, "bot", "CredentialsReady", "True", "Valid").await;
-    wait_condition(&client, &tenant, "bot", "URLsReady", "True", "Ready").await;
+    team.wait("bot", "CredentialsReady", "True", "Valid").await;
+    team.wait("bot", "URLsReady", "True", "Ready").await;
     // DefaultOAuth reads the default app through its one-Secret Role.
     Zc::default_oauth("shared").apply(&client, &tenant).await;
-    wait_condition(
-        &client,
-        &tenant,
-        "shared",
-        "CredentialsReady",
-        "True",
-        "Valid",
-    )
-    .await;
+    team.wait("shared", "CredentialsReady", "True", "Valid")
+        .await;
     operator.assert_never_forbidden();
     // The unwatched namespace is left alone.
     let other = Api::<ZoomConnection>::namespaced(client.clone(), &elsewhere)
@@ -1580,8 +1517,8 @@ async fn installed_chart_for_one_namespace_behind_its_ingress() {
             &["get", "secrets/some-other-secret", "-n", r],
             &["update", "secrets/zoom-default-app", "-n", r],
             &["list", "secrets", "-n", r],
-            &["list", "zoomconnections.zoom-operator.io", "-A"],
-            &["patch", "zoomconnections.zoom-operator.io", "-n", e],
+            &["list", ZC, "-A"],
+            &["patch", ZC, "-n", e],
             &["list", "ingresses.networking.k8s.io", "-n", r],
             &["get", "ingresses.networking.k8s.io/other", "-n", r],
             &["create", "events.events.k8s.io", "-n", e],
@@ -1650,17 +1587,11 @@ async fn installed_chart_for_several_namespaces() {
         Zc::default_oauth("shared").apply(&client, ns).await;
     }
     for ns in [&team_a, &team_b] {
-        wait_condition(&client, ns, "bot", "CredentialsReady", "True", "Valid").await;
-        wait_redirect_url(
-            &client,
-            ns,
-            "bot",
-            "https://zoom.example.com/oauth/redirect/zoom",
-        )
-        .await;
-        wait_condition(
-            &client,
-            ns,
+        let zcs = Zcs::new(&client, ns);
+        zcs.wait("bot", "CredentialsReady", "True", "Valid").await;
+        zcs.wait_redirect_url("bot", "https://zoom.example.com/oauth/redirect/zoom")
+            .await;
+        zcs.wait(
             "shared",
             "CredentialsReady",
             "False",
@@ -1670,15 +1601,11 @@ async fn installed_chart_for_several_namespaces() {
     }
     // Completing the default app reaches both namespaces through its one-Secret Role (each
     // namespace's controller watches that Secret by name).
-    put_secret(
-        &client,
-        &release_ns,
-        "zoom-default-app",
-        &[("clientId", "default-id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &release_ns, "zoom-default-app", DEFAULT_APP_KEYS).await;
     for ns in [&team_a, &team_b] {
-        wait_condition(&client, ns, "shared", "CredentialsReady", "True", "Valid").await;
+        let zcs = Zcs::new(&client, ns);
+        zcs.wait("shared", "CredentialsReady", "True", "Valid")
+            .await;
     }
     operator.assert_never_forbidden();
     let others = Api::<ZoomConnection>::namespaced(client.clone(), &elsewhere);
@@ -1705,15 +1632,9 @@ async fn installed_chart_for_several_namespaces() {
             &["list", "secrets", "-n", a],
             &["watch", "secrets", "-n", b],
             &["update", "secrets", "-n", a],
-            &["list", "zoomconnections.zoom-operator.io", "-n", a],
-            &["watch", "zoomconnections.zoom-operator.io", "-n", b],
-            &[
-                "patch",
-                "zoomconnections.zoom-operator.io",
-                "--subresource=status",
-                "-n",
-                b,
-            ],
+            &["list", ZC, "-n", a],
+            &["watch", ZC, "-n", b],
+            &["patch", ZC, STATUS, "-n", b],
             &["watch", "secrets/zoom-default-app", "-n", r],
         ],
         true,
@@ -1723,31 +1644,17 @@ async fn installed_chart_for_several_namespaces() {
         &[
             &["list", "secrets", "--all-namespaces"],
             &["watch", "secrets", "--all-namespaces"],
-            &[
-                "list",
-                "zoomconnections.zoom-operator.io",
-                "--all-namespaces",
-            ],
-            &[
-                "watch",
-                "zoomconnections.zoom-operator.io",
-                "--all-namespaces",
-            ],
+            &["list", ZC, "--all-namespaces"],
+            &["watch", ZC, "--all-namespaces"],
             &["list", "secrets", "-n", e],
             &["watch", "secrets", "-n", e],
             &["get", "secrets", "-n", e],
             &["list", "secrets", "-n", r],
-            &["list", "zoomconnections.zoom-operator.io", "-n", e],
+            &["list", ZC, "-n", e],
             &["create", "secrets", "-n", e],
             &["update", "secrets", "-n", e],
-            &["patch", "zoomconnections.zoom-operator.io", "-n", e],
-            &[
-                "patch",
-                "zoomconnections.zoom-operator.io",
-                "--subresource=status",
-                "-n",
-                e,
-            ],
+            &["patch", ZC, "-n", e],
+            &["patch", ZC, STATUS, "-n", e],
             &["create", "events.events.k8s.io", "-n", e],
         ],
         false,

@@ -174,8 +174,10 @@ async fn a_sink_down_for_two_minutes_gets_every_event_after_it_recovers() {
     )
     .await;
     assert!(pending <= 200, "{pending}");
-    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "SinkUnreachable").await;
-    let message = &zc.condition("EventsReady").expect("EventsReady").message;
+    let zc = env
+        .wait("bot", "EventsReady", "False", "SinkUnreachable")
+        .await;
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains("redelivered"), "{message}");
 
     // Two minutes after it went down, the sink is back: every event reaches it.
@@ -291,8 +293,10 @@ async fn after_the_last_retry_events_go_to_the_dead_letter_sink_or_are_dropped_a
         },
     )
     .await;
-    let zc = wait_condition(client, ns, "bot", "EventsReady", "False", "EventsDropped").await;
-    let message = &zc.condition("EventsReady").expect("EventsReady").message;
+    let zc = env
+        .wait("bot", "EventsReady", "False", "EventsDropped")
+        .await;
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains("deadLetterSink"), "{message}");
     let warned = events(client, ns).await.into_iter().any(|e| {
         e.reason.as_deref() == Some("EventsDropped") && e.type_.as_deref() == Some("Warning")

@@ -9,6 +9,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use zoom_operator::api::ZoomConnection;
 
 const DIALECTS: &[&str] = &[
     "invalid_grant_400",
@@ -32,6 +33,13 @@ fn name(case: &str) -> String {
 
 fn secret_name(case: &str) -> String {
     format!("app-{}", case.replace('_', "-"))
+}
+
+/// Asks for a refresh of the case's connection, which must fail: waits for its `type_`
+/// condition to be False/`reason`.
+async fn refresh_fails(env: &Env, case: &str, type_: &str, reason: &str) -> ZoomConnection {
+    request_refresh(&env.client, &env.ns, &name(case), "1").await;
+    env.wait(&name(case), type_, "False", reason).await
 }
 
 /// Puts the case's credentials Secret and connection, and authorizes it through zoom-sim.
@@ -70,16 +78,7 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
             )
             .await;
         assert_eq!(expired["expired"], 1, "{dialect}: {expired}");
-        request_refresh(client, ns, &name(dialect), "1").await;
-        let zc = wait_condition(
-            client,
-            ns,
-            &name(dialect),
-            "Authorized",
-            "False",
-            "RefreshTokenRejected",
-        )
-        .await;
+        let zc = refresh_fails(&env, dialect, "Authorized", "RefreshTokenRejected").await;
         let credentials = zc.condition("CredentialsReady").expect("CredentialsReady");
         assert_eq!(
             (credentials.status.as_str(), credentials.reason.as_str()),
@@ -100,16 +99,7 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
     let mut wrong = app(case);
     wrong.client_secret = "not-the-secret".to_owned();
     wrong.secret(&secret_name(case)).put(client, ns).await;
-    request_refresh(client, ns, &name(case), "1").await;
-    let zc = wait_condition(
-        client,
-        ns,
-        &name(case),
-        "CredentialsReady",
-        "False",
-        "InvalidClientCredentials",
-    )
-    .await;
+    let zc = refresh_fails(&env, case, "CredentialsReady", "InvalidClientCredentials").await;
     assert_ne!(
         zc.condition("Authorized").map(|c| c.reason.as_str()),
         Some("RefreshTokenRejected"),
@@ -121,16 +111,7 @@ async fn every_dead_refresh_token_dialect_is_refresh_token_rejected() {
     authorized(&env, case).await;
     sim.admin(&format!("/sim/apps/cid-{case}/disable"), json!({}))
         .await;
-    request_refresh(client, ns, &name(case), "1").await;
-    let zc = wait_condition(
-        client,
-        ns,
-        &name(case),
-        "CredentialsReady",
-        "False",
-        "InvalidClientCredentials",
-    )
-    .await;
-    let message = &zc.condition("CredentialsReady").expect("condition").message;
+    let zc = refresh_fails(&env, case, "CredentialsReady", "InvalidClientCredentials").await;
+    let message = condition_message(&zc, "CredentialsReady");
     assert!(message.contains("disabled"), "{message}");
 }

@@ -7,6 +7,8 @@
 //! The cluster comes up once per test binary and goes when the binary exits (watchdog). Tests
 //! fail loudly when it or the images are missing; they never skip. Run with `hack/e2e.sh`.
 
+#[path = "common/lease.rs"]
+mod lease;
 #[path = "common/web.rs"]
 mod web;
 
@@ -15,11 +17,11 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
+use lease::lease_holder;
 use serde_json::Value;
 use web::{eventually, http};
 use zoom_operator::api::ZoomConnection;
@@ -218,16 +220,6 @@ async fn sim_stats() -> Value {
         .json()
         .await
         .expect("stats json")
-}
-
-async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("zoom-operator-leader")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
 }
 
 async fn token_field(client: &Client, ns: &str, secret: &str, key: &str) -> Option<String> {

@@ -235,7 +235,7 @@ async fn forwards_cloudevents_byte_for_byte_and_sets_last_event_time() {
     let bot = s2s("bot", "zoom-app", Some(&sink.url));
     let env = setup("ev-forward", app, &[bot], true, &[]).await;
     let (client, ns, op) = (&env.client, &env.ns, &env.op);
-    wait_condition(client, ns, "bot", "EventsReady", "True", "Ready").await;
+    env.wait("bot", "EventsReady", "True", "Ready").await;
 
     // Odd whitespace and key order: a re-serialised body would differ.
     let body = br#"{ "payload" : {"object":{"id":"85 123"},  "account_id":"acc-f"},"event":"meeting.started", "event_ts": 1700000000123 }"#;
@@ -386,18 +386,12 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     // A sink that refuses connections: 503 so Zoom retries, and the condition says why.
     let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
-    let zc = wait_condition(
-        client,
-        ns,
-        "dead",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
-    let message = &zc.condition("EventsReady").expect("condition").message;
+    let zc = env
+        .wait("dead", "EventsReady", "False", "SinkUnreachable")
+        .await;
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains("could not be reached"), "{message}");
-    wait_condition(client, ns, "steady", "EventsReady", "True", "Ready").await;
+    env.wait("steady", "EventsReady", "True", "Ready").await;
     let token_secret: Api<Secret> = Api::namespaced(client.clone(), ns);
     let s = token_secret
         .get("dead-zoom-token")
@@ -414,15 +408,8 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     flaky.answer(500, Duration::ZERO);
     let answer = post_until(op, "tok-d", &event_body("meeting.started", "acc-d"), 503).await;
     assert!(answer.body.contains("sink_failed"), "{}", answer.body);
-    wait_condition(
-        client,
-        ns,
-        "flaky",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
+    env.wait("flaky", "EventsReady", "False", "SinkUnreachable")
+        .await;
 
     // Still failing, for another reason: not a change of state, so no write.
     let version = |s: Secret| s.metadata.resource_version.unwrap_or_default();
@@ -444,16 +431,10 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
         answer.elapsed
     );
     assert_eq!(steady.received().len(), steady_before + 1);
-    let zc = wait_condition(
-        client,
-        ns,
-        "flaky",
-        "EventsReady",
-        "False",
-        "SinkUnreachable",
-    )
-    .await;
-    let message = &zc.condition("EventsReady").expect("condition").message;
+    let zc = env
+        .wait("flaky", "EventsReady", "False", "SinkUnreachable")
+        .await;
+    let message = condition_message(&zc, "EventsReady");
     assert!(
         message.contains("answered HTTP 500") || message.contains("within"),
         "{message}"
@@ -474,7 +455,7 @@ async fn without_storage_failing_sinks_get_503_and_sink_unreachable_until_they_r
     flaky.answer(200, Duration::ZERO);
     let answer = post_signed(op, "tok-d", &event_body("meeting.started", "acc-d")).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    wait_condition(client, ns, "flaky", "EventsReady", "True", "Ready").await;
+    env.wait("flaky", "EventsReady", "True", "Ready").await;
     let m = op.metrics_text().await;
     assert!(
         m.contains(r#"zoom_operator_webhook_requests_total{result="sink_failed"} "#)
@@ -604,30 +585,13 @@ async fn refused_sinks_are_never_called() {
     ];
     let app = s2s_app("cid-s", "tok-s", "acc-s");
     let env = setup("ev-ssrf", app, &connections, true, &[]).await;
-    let (client, ns, op) = (&env.client, &env.ns, &env.op);
-    let zc = wait_condition(
-        client,
-        ns,
-        "metadata",
-        "EventsReady",
-        "False",
-        "SinkNotAllowed",
-    )
-    .await;
-    assert!(zc
-        .condition("EventsReady")
-        .expect("c")
-        .message
-        .contains("169.254.169.254"));
-    wait_condition(
-        client,
-        ns,
-        "loopback",
-        "EventsReady",
-        "False",
-        "SinkNotAllowed",
-    )
-    .await;
+    let op = &env.op;
+    let zc = env
+        .wait("metadata", "EventsReady", "False", "SinkNotAllowed")
+        .await;
+    assert!(condition_message(&zc, "EventsReady").contains("169.254.169.254"));
+    env.wait("loopback", "EventsReady", "False", "SinkNotAllowed")
+        .await;
 
     // Verified and routed, not forwarded, and not a reason for Zoom to retry.
     let answer = post_until(op, "tok-s", &event_body("meeting.started", "acc-s"), 200).await;
@@ -635,6 +599,89 @@ async fn refused_sinks_are_never_called() {
     assert!(answer.elapsed < Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(other.received().is_empty(), "a refused sink was called");
+}
+
+/// Whether a token Secret still holds a token.
+fn has_tokens(s: &Secret) -> bool {
+    let data = s.data.clone().unwrap_or_default();
+    data.contains_key("access_token") || data.contains_key("refresh_token")
+}
+
+/// Connection `bot`'s token Secret.
+async fn bot_token(env: &Env) -> Secret {
+    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+        .get("bot-zoom-token")
+        .await
+        .expect("token secret")
+}
+
+/// Authorizes `bot` through the browser flow, the operator's public URL
+/// (`http://zoom-operator.test`) mapped to its listener; waits for its account.
+async fn authorize_through_public_url(env: &Env) {
+    let zc = env
+        .wait("bot", "Authorized", "False", "AwaitingAuthorization")
+        .await;
+    let authorize = zc
+        .status
+        .as_ref()
+        .and_then(|s| s.authorize_url.clone())
+        .expect("authorizeURL");
+    let local = |public: &str| public.replacen("http://zoom-operator.test", &env.op.public_url, 1);
+    let hops = web::through_zoom(&local(&authorize)).await;
+    let (status, page) = web::open(&local(&hops.callback)).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    env.wait("bot", "Authorized", "True", "Authorized").await;
+    wait_zc(
+        &env.client,
+        &env.ns,
+        "bot",
+        "status.account",
+        Duration::from_secs(30),
+        |zc| match zc
+            .status
+            .as_ref()
+            .and_then(|s| s.account.as_ref())
+            .and_then(|a| a.account_id.clone())
+        {
+            Some(a) if a == "acc-o" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+}
+
+/// The user removes the app: zoom-sim revokes the grant and sends app_deauthorized, until
+/// the operator answers 200 and `accepted`.
+async fn deauthorize_at_zoom(sim: &ZoomSim, client_id: &str) {
+    let webhook: Value = eventually(
+        "app_deauthorized accepted",
+        Duration::from_secs(30),
+        || async {
+            let r = http()
+                .post(format!("{}/sim/deauthorize", sim.url))
+                .json(&json!({ "client_id": client_id }))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let v: Value = r.json().await.map_err(|e| e.to_string())?;
+            let accepted = v["webhook"]["body"]
+                .as_str()
+                .is_some_and(|b| b.contains("accepted"));
+            if v["webhook"]["status"] == 200 && accepted {
+                Ok(v)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
+    .await;
+    assert!(
+        webhook["webhook"]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("accepted"),
+        "{webhook}"
+    );
 }
 
 #[tokio::test]
@@ -662,80 +709,15 @@ async fn app_deauthorized_deletes_the_tokens() {
     registration["event_url"] = json!(format!("{}/zoom/event", op.public_url));
     sim.admin("/sim/apps", registration).await;
 
-    // Authorize through the browser flow, the operator's public URL mapped to its listener.
-    let zc = env
-        .wait("bot", "Authorized", "False", "AwaitingAuthorization")
-        .await;
-    let authorize = zc
-        .status
-        .as_ref()
-        .and_then(|s| s.authorize_url.clone())
-        .expect("authorizeURL");
-    let local = |public: &str| public.replacen("http://zoom-operator.test", &op.public_url, 1);
-    let hops = web::through_zoom(&local(&authorize)).await;
-    let (status, page) = web::open(&local(&hops.callback)).await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
-    wait_condition(client, ns, "bot", "Authorized", "True", "Authorized").await;
-    wait_zc(
-        client,
-        ns,
-        "bot",
-        "status.account",
-        Duration::from_secs(30),
-        |zc| match zc
-            .status
-            .as_ref()
-            .and_then(|s| s.account.as_ref())
-            .and_then(|a| a.account_id.clone())
-        {
-            Some(a) if a == "acc-o" => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    )
-    .await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let has_tokens = |s: &Secret| {
-        let data = s.data.clone().unwrap_or_default();
-        data.contains_key("access_token") || data.contains_key("refresh_token")
-    };
-    assert!(has_tokens(
-        &secrets.get("bot-zoom-token").await.expect("token secret")
-    ));
+    authorize_through_public_url(&env).await;
+    assert!(has_tokens(&bot_token(&env).await));
 
-    // The user removes the app: zoom-sim revokes the grant and sends app_deauthorized.
-    let webhook: Value = eventually(
-        "app_deauthorized accepted",
-        Duration::from_secs(30),
-        || async {
-            let r = http()
-                .post(format!("{}/sim/deauthorize", sim.url))
-                .json(&json!({"client_id": "cid-o"}))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let v: Value = r.json().await.map_err(|e| e.to_string())?;
-            let accepted = v["webhook"]["body"]
-                .as_str()
-                .is_some_and(|b| b.contains("accepted"));
-            if v["webhook"]["status"] == 200 && accepted {
-                Ok(v)
-            } else {
-                Err(v.to_string())
-            }
-        },
-    )
-    .await;
+    deauthorize_at_zoom(sim, "cid-o").await;
     assert!(
-        webhook["webhook"]["body"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("accepted"),
-        "{webhook}"
+        !has_tokens(&bot_token(&env).await),
+        "tokens must be gone once Zoom got 200"
     );
-
-    let s = secrets.get("bot-zoom-token").await.expect("token secret");
-    assert!(!has_tokens(&s), "tokens must be gone once Zoom got 200");
-    let zc = wait_condition(client, ns, "bot", "Authorized", "False", "Deauthorized").await;
+    let zc = env.wait("bot", "Authorized", "False", "Deauthorized").await;
     let status = zc.status.clone().unwrap_or_default();
     assert!(status.authorize_url.is_some(), "ready to authorize again");
     wait_event(client, ns, "a Deauthorized event", |e| {
@@ -756,9 +738,7 @@ async fn app_deauthorized_deletes_the_tokens() {
     );
     // Still deauthorized a little later (no refresh with a deleted grant).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!has_tokens(
-        &secrets.get("bot-zoom-token").await.expect("token secret")
-    ));
+    assert!(!has_tokens(&bot_token(&env).await));
     for leaked in ["tok-o", "oauth-secret"] {
         assert!(
             !op.process.logs().contains(leaked),

@@ -28,6 +28,14 @@ fn oauth_app(prefix: &str, id: &str, secs: u32) -> EnvBuilder {
         .app(ZoomApp::oauth(id, &format!("{id}-secret")).account("acc-1"))
 }
 
+/// `oauth_app`'s world with connection `bot` applied and authorized.
+async fn authorized_bot(prefix: &str, id: &str, secs: u32) -> Env {
+    let env = oauth_app(prefix, id, secs).start().await;
+    apply_bot(&env).await;
+    env.authorize("bot").await;
+    env
+}
+
 /// The connection every test rotates: PrivateOAuth, refreshed 10 s before expiry.
 async fn apply_bot(env: &Env) {
     apply_bot_in(&env.client, &env.ns).await;
@@ -110,7 +118,7 @@ async fn forced_double_refresh_lets_only_one_through() {
         .start()
         .await;
     let _b = env.replica(&["--leader-election=false"]);
-    let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
+    let sim = &env.sim;
     apply_bot(&env).await;
     env.authorize("bot").await;
     // Slow Zoom down so that two refreshes, if both were sent, would be in flight together.
@@ -121,7 +129,7 @@ async fn forced_double_refresh_lets_only_one_through() {
     sim.wait_refreshes("three refreshes", first + 3, Duration::from_secs(120))
         .await;
     sim.assert_no_reuse().await;
-    let zc = wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    let zc = env.wait("bot", "Ready", "True", "Ready").await;
     let token = zc.condition("TokenReady").expect("TokenReady");
     assert_eq!(token.reason, "Fresh", "{}", token.message);
 }
@@ -129,10 +137,8 @@ async fn forced_double_refresh_lets_only_one_through() {
 #[tokio::test]
 async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     // Tokens long enough that no refresh falls due by itself during the test.
-    let env = oauth_app("notstored", "ns-id", 600).start().await;
+    let env = authorized_bot("notstored", "ns-id", 600).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
     let before = refresh_token(&token_secret(client, ns).await);
 
     // While Zoom takes its time answering, the token Secret becomes unwritable: a tenant (or a
@@ -150,12 +156,10 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
         .await
         .expect("make the Secret immutable");
 
-    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "TokenNotStored").await;
-    let message = zc
-        .condition("TokenReady")
-        .expect("TokenReady")
-        .message
-        .clone();
+    let zc = env
+        .wait("bot", "TokenReady", "False", "TokenNotStored")
+        .await;
+    let message = condition_message(&zc, "TokenReady");
     assert!(
         message.contains("immutable") && message.contains("keeps the new grant"),
         "{message}"
@@ -178,7 +182,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
         .await
         .expect("delete");
     wait_rotated(client, ns, &before, Duration::from_secs(30)).await;
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     assert_eq!(
         sim.stats().await["refreshes"],
         1,
@@ -190,7 +194,7 @@ async fn a_grant_whose_write_fails_is_kept_until_it_can_be_stored() {
     // Forced refreshes are one a minute per connection: this one may wait for the first's minute.
     request_refresh(client, ns, "bot", "2").await;
     wait_rotated(client, ns, &stored, Duration::from_secs(90)).await;
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 
@@ -434,7 +438,7 @@ async fn a_leader_whose_api_server_connection_stalls_stops_and_the_other_takes_o
         a_requests,
         "the stalled replica called Zoom after stepping down"
     );
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 
     // The connection comes back: A stays a follower while B leads, and nothing is reused.
@@ -475,7 +479,7 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
     // Back: the kept grant is written, the replica leads again, nothing was sent twice.
     proxy.reopen().await;
     wait_rotated(client, ns, &before, Duration::from_secs(60)).await;
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     let s = sim.assert_no_reuse().await;
     assert_eq!(s["refreshes"], 1, "{s}");
     let stored = refresh_token(&token_secret(client, ns).await);
@@ -487,10 +491,8 @@ async fn a_grant_issued_while_the_api_server_is_down_is_stored_when_it_is_back()
 
 #[tokio::test]
 async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
-    let env = oauth_app("conflict", "cfl-id", 20).start().await;
+    let env = authorized_bot("conflict", "cfl-id", 20).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
 
     // Another tool rewrites the token Secret's annotations all the time, so that the
     // operator's compare-and-swap writes (fence and grant) keep meeting 409 conflicts.
@@ -526,7 +528,7 @@ async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
     stop.store(true, Ordering::Relaxed);
     let writes = hammer.await.expect("hammer");
     assert!(writes > 100, "only {writes} competing writes");
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     let secret = token_secret(client, ns).await;
     assert!(
         annotation(&secret, "example.com/touched").is_some(),
@@ -537,10 +539,8 @@ async fn a_concurrent_writer_of_annotations_causes_conflicts_but_no_loss() {
 
 #[tokio::test]
 async fn zoom_outages_are_ridden_out_and_reported() {
-    let env = oauth_app("outage", "out-id", 20).start().await;
+    let env = authorized_bot("outage", "out-id", 20).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
 
     // In order: a slow answer (within the client's timeout), 429 with Retry-After in seconds,
     // 429 with Retry-After as an HTTP date, then 5xx until the token has expired.
@@ -556,12 +556,10 @@ async fn zoom_outages_are_ridden_out_and_reported() {
     sim.fault(json!({"path": "/oauth/token", "status": 503, "count": 1000}))
         .await;
 
-    let zc = wait_condition(client, ns, "bot", "TokenReady", "False", "RefreshFailing").await;
-    let failing = zc
-        .condition("TokenReady")
-        .expect("TokenReady")
-        .message
-        .clone();
+    let zc = env
+        .wait("bot", "TokenReady", "False", "RefreshFailing")
+        .await;
+    let failing = condition_message(&zc, "TokenReady");
     assert!(
         failing.contains("HTTP 429") || failing.contains("HTTP 503"),
         "{failing}"
@@ -591,7 +589,7 @@ async fn zoom_outages_are_ridden_out_and_reported() {
         .await
         .expect("clear");
     assert!(cleared.status().is_success());
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 
@@ -701,7 +699,7 @@ async fn a_replica_whose_clock_is_ten_seconds_ahead_does_not_refresh_beside_the_
     env.op.kill();
     wait_rotations(client, ns, 2).await;
     assert_eq!(b.metric("zoom_operator_leader").await, 1.0);
-    wait_condition(client, ns, "bot", "Ready", "True", "Ready").await;
+    env.wait("bot", "Ready", "True", "Ready").await;
     let s = sim.assert_no_reuse().await;
     assert_eq!(s["superseded_grants"], 0, "{s}");
 }
@@ -711,6 +709,7 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
     // The operator reaches zoom-sim only through a proxy: Zoom URLs at the proxy.
     let client = client().await;
     let ns = namespace(&client, "refused").await;
+    let zcs = Zcs::new(&client, &ns);
     let app = ZoomApp::oauth("ref-id", "ref-id-secret").account("acc-1");
     let sim = start_zoom_sim(&["--consent=approve", "--token-lifetime=20", &app.sim_flag()]);
     app.secret("zoom-app").put(&client, &ns).await;
@@ -722,8 +721,10 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
     // Zoom's port is closed while the refresh falls due: no request reaches Zoom, so the
     // grant is intact and the refresh is retried.
     zoom.close().await;
-    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "RefreshFailing").await;
-    let failing = &zc.condition("TokenReady").expect("TokenReady").message;
+    let zc = zcs
+        .wait("bot", "TokenReady", "False", "RefreshFailing")
+        .await;
+    let failing = condition_message(&zc, "TokenReady");
     assert!(failing.contains("could not connect"), "{failing}");
     assert_eq!(
         zc.condition("Authorized")
@@ -737,16 +738,14 @@ async fn zoom_refusing_connections_is_ridden_out_without_losing_the_grant() {
 
     zoom.reopen().await;
     wait_rotated(&client, &ns, &before, Duration::from_secs(60)).await;
-    wait_condition(&client, &ns, "bot", "Ready", "True", "Ready").await;
+    zcs.wait("bot", "Ready", "True", "Ready").await;
     sim.assert_no_reuse().await;
 }
 
 #[tokio::test]
 async fn a_refresh_answer_lost_in_the_network_is_reported_and_never_repeated() {
-    let env = oauth_app("lost", "lost-id", 600).start().await;
+    let env = authorized_bot("lost", "lost-id", 600).await;
     let (client, ns, sim) = (&env.client, &env.ns, &env.sim);
-    apply_bot(&env).await;
-    env.authorize("bot").await;
 
     // Zoom rotates the grant, then hangs past the operator's 10-second timeout: the only
     // valid refresh token is in an answer that never arrives.

@@ -33,13 +33,7 @@ async fn apply_ingress(client: &kube::Client, ns: &str, spec: serde_json::Value)
 async fn oauth_env(prefix: &str, args: &[&str]) -> (kube::Client, String, Operator) {
     let client = client().await;
     let ns = namespace(&client, prefix).await;
-    put_secret(
-        &client,
-        &ns,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &ns, "zoom-app", APP_KEYS).await;
     let args: Vec<String> = args.iter().map(|a| a.replace("{ns}", &ns)).collect();
     let op = start_operator(&ns, &strs(&args));
     (client, ns, op)
@@ -59,15 +53,14 @@ fn backend() -> serde_json::Value {
 #[tokio::test]
 async fn urls_follow_the_ingress_tls_host_and_its_changes() {
     let (client, ns, _op) = oauth_env("ing-tls", &["--ingress={ns}/zoom"]).await;
+    let zcs = Zcs::new(&client, &ns);
     Zc::private_oauth("bot").apply(&client, &ns).await;
 
     // No Ingress yet: the condition says so.
-    let zc = wait_condition(&client, &ns, "bot", "URLsReady", "False", "IngressNotFound").await;
-    assert!(zc
-        .condition("URLsReady")
-        .expect("c")
-        .message
-        .contains(&format!("{ns}/zoom")));
+    let zc = zcs
+        .wait("bot", "URLsReady", "False", "IngressNotFound")
+        .await;
+    assert!(condition_message(&zc, "URLsReady").contains(&format!("{ns}/zoom")));
 
     apply_ingress(
         &client,
@@ -119,6 +112,7 @@ async fn urls_follow_the_ingress_tls_host_and_its_changes() {
 #[tokio::test]
 async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
     let (client, ns, _op) = oauth_env("ing-plain", &["--ingress={ns}/zoom"]).await;
+    let zcs = Zcs::new(&client, &ns);
     apply_ingress(
         &client,
         &ns,
@@ -134,8 +128,8 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
     )
     .await;
     // Zoom would refuse a plain-http event URL: said so, and the URLs are still in status.
-    let zc = wait_condition(&client, &ns, "bot", "URLsReady", "False", "NotHTTPS").await;
-    let message = &zc.condition("URLsReady").expect("URLsReady").message;
+    let zc = zcs.wait("bot", "URLsReady", "False", "NotHTTPS").await;
+    let message = condition_message(&zc, "URLsReady");
     assert!(
         message.contains("http://plain.example.com/zoom/event") && message.contains("spec.tls"),
         "{message}"
@@ -143,15 +137,8 @@ async fn urls_from_a_plain_rule_host_and_from_load_balancer_status() {
 
     // No host at all: IngressHasNoHost until the load balancer reports an address.
     apply_ingress(&client, &ns, json!({"defaultBackend": backend()})).await;
-    wait_condition(
-        &client,
-        &ns,
-        "bot",
-        "URLsReady",
-        "False",
-        "IngressHasNoHost",
-    )
-    .await;
+    zcs.wait("bot", "URLsReady", "False", "IngressHasNoHost")
+        .await;
     let api: Api<Ingress> = Api::namespaced(client.clone(), &ns);
     api.patch_status(
         "zoom",
@@ -197,18 +184,13 @@ async fn public_url_flag_wins() {
 async fn credentials_conditions_recover_when_the_secret_is_fixed() {
     let client = client().await;
     let ns = namespace(&client, "creds").await;
+    let zcs = Zcs::new(&client, &ns);
     let op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
     Zc::private_oauth("bot").apply(&client, &ns).await;
 
-    let zc = wait_condition(
-        &client,
-        &ns,
-        "bot",
-        "CredentialsReady",
-        "False",
-        "SecretNotFound",
-    )
-    .await;
+    let zc = zcs
+        .wait("bot", "CredentialsReady", "False", "SecretNotFound")
+        .await;
     assert_eq!(
         zc.condition("Ready").expect("Ready").reason,
         "SecretNotFound"
@@ -223,17 +205,11 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
     );
 
     put_secret(&client, &ns, "zoom-app", &[("clientId", "id")]).await;
-    let zc = wait_condition(
-        &client,
-        &ns,
-        "bot",
-        "CredentialsReady",
-        "False",
-        "MissingKey",
-    )
-    .await;
+    let zc = zcs
+        .wait("bot", "CredentialsReady", "False", "MissingKey")
+        .await;
     assert_eq!(
-        zc.condition("CredentialsReady").expect("c").message,
+        condition_message(&zc, "CredentialsReady"),
         format!("Secret {ns}/zoom-app has no key clientSecret; add it or set spec.credentialsRef.clientSecretKey")
     );
 
@@ -245,7 +221,7 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
         &[("clientId", "id"), ("clientSecret", "the-client-secret")],
     )
     .await;
-    let zc = wait_condition(&client, &ns, "bot", "CredentialsReady", "True", "Valid").await;
+    let zc = zcs.wait("bot", "CredentialsReady", "True", "Valid").await;
     assert_eq!(
         zc.condition("Ready").expect("Ready").reason,
         "AwaitingAuthorization"
@@ -294,6 +270,7 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
 async fn a_foreign_secret_is_never_taken_over() {
     let client = client().await;
     let ns = namespace(&client, "foreign").await;
+    let zcs = Zcs::new(&client, &ns);
     put_secret(
         &client,
         &ns,
@@ -306,8 +283,10 @@ async fn a_foreign_secret_is_never_taken_over() {
     app.secret("zoom-app").put(&client, &ns).await;
     let _op = sim.operator(&ns, &["--public-url=https://zoom.example.com"]);
     Zc::s2s("bot").apply(&client, &ns).await;
-    let zc = wait_condition(&client, &ns, "bot", "TokenReady", "False", "SecretNotOwned").await;
-    let message = &zc.condition("TokenReady").expect("c").message;
+    let zc = zcs
+        .wait("bot", "TokenReady", "False", "SecretNotOwned")
+        .await;
+    let message = condition_message(&zc, "TokenReady");
     assert!(
         message.contains(&format!("{ns}/bot-zoom-token")) && message.contains("not owned"),
         "{message}"
@@ -415,9 +394,10 @@ async fn the_api_server_rejects_what_the_schema_can_express() {
 async fn kubectl_get_shows_the_printer_columns() {
     let client = client().await;
     let ns = namespace(&client, "columns").await;
+    let zcs = Zcs::new(&client, &ns);
     let _op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
     Zc::private_oauth("bot").apply(&client, &ns).await;
-    wait_condition(&client, &ns, "bot", "Ready", "False", "SecretNotFound").await;
+    zcs.wait("bot", "Ready", "False", "SecretNotFound").await;
     let out = std::process::Command::new("kubectl")
         .env("KUBECONFIG", &control_plane().kubeconfig)
         .args(["get", "zc", "-n", &ns])
@@ -452,9 +432,10 @@ async fn kubectl_get_shows_the_printer_columns() {
 async fn sigterm_shuts_down_cleanly() {
     let client = client().await;
     let ns = namespace(&client, "sigterm").await;
+    let zcs = Zcs::new(&client, &ns);
     let mut op = start_operator(&ns, &["--public-url=https://zoom.example.com"]);
     Zc::private_oauth("bot").apply(&client, &ns).await;
-    wait_condition(&client, &ns, "bot", "Ready", "False", "SecretNotFound").await;
+    zcs.wait("bot", "Ready", "False", "SecretNotFound").await;
     let status = op
         .process
         .terminate()
@@ -512,18 +493,13 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
     args.extend(sim.zoom_flags());
     let op = start_operator_with_args("multi", &strs(&args));
 
+    let b_zcs = Zcs::new(&client, &b);
     for ns in [&a, &b] {
-        wait_condition(&client, ns, "s2s", "Ready", "True", "Ready").await;
-        wait_redirect_url(
-            &client,
-            ns,
-            "shared",
-            "https://zoom.example.com/oauth/redirect/zoom",
-        )
-        .await;
-        wait_condition(
-            &client,
-            ns,
+        let zcs = Zcs::new(&client, ns);
+        zcs.wait_ready("s2s").await;
+        zcs.wait_redirect_url("shared", "https://zoom.example.com/oauth/redirect/zoom")
+            .await;
+        zcs.wait(
             "shared",
             "CredentialsReady",
             "False",
@@ -531,38 +507,22 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
         )
         .await;
     }
-    wait_condition(
-        &client,
-        &b,
-        "own",
-        "CredentialsReady",
-        "False",
-        "MissingKey",
-    )
-    .await;
+    b_zcs
+        .wait("own", "CredentialsReady", "False", "MissingKey")
+        .await;
 
     // Fixing the Secrets alone (no connection is touched) reaches both namespaces: the
     // connections would otherwise wait for their next periodic pass, minutes away. The pause
     // lets the passes triggered by the status writes above finish first.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    put_secret(
-        &client,
-        &other,
-        "default-app",
-        &[("clientId", "default-id"), ("clientSecret", "s")],
-    )
-    .await;
-    put_secret(
-        &client,
-        &b,
-        "zoom-app",
-        &[("clientId", "id"), ("clientSecret", "s")],
-    )
-    .await;
+    put_secret(&client, &other, "default-app", DEFAULT_APP_KEYS).await;
+    put_secret(&client, &b, "zoom-app", APP_KEYS).await;
     for ns in [&a, &b] {
-        wait_condition(&client, ns, "shared", "CredentialsReady", "True", "Valid").await;
+        Zcs::new(&client, ns)
+            .wait("shared", "CredentialsReady", "True", "Valid")
+            .await;
     }
-    wait_condition(&client, &b, "own", "CredentialsReady", "True", "Valid").await;
+    b_zcs.wait("own", "CredentialsReady", "True", "Valid").await;
 
     // The expiry gauge reads every namespace's cache.
     let url = format!("{}/metrics", op.metrics);
@@ -599,9 +559,9 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
     .await;
 
     // The third namespace: no status, no finalizer, no token Secret.
-    let zcs: Api<ZoomConnection> = Api::namespaced(client.clone(), &other);
+    let others: Api<ZoomConnection> = Api::namespaced(client.clone(), &other);
     for name in ["s2s", "shared"] {
-        let zc = zcs.get(name).await.expect("get");
+        let zc = others.get(name).await.expect("get");
         assert!(
             zc.status.is_none(),
             "{other}/{name} was reconciled: {:?}",

@@ -319,7 +319,7 @@ async fn zoom_outage_is_reported_and_recovers() {
     let zc = env
         .wait("bot", "TokenReady", "False", "RefreshFailing")
         .await;
-    let message = zc.condition("TokenReady").expect("c").message.clone();
+    let message = condition_message(&zc, "TokenReady");
     assert!(
         message.contains("HTTP 503") || message.contains("HTTP 429"),
         "{message}"
@@ -427,6 +427,7 @@ async fn server_to_server_mints_tokens_without_a_browser() {
 async fn default_app_is_used_when_configured() {
     let client = client().await;
     let ns = namespace(&client, "default-app").await;
+    let zcs = Zcs::new(&client, &ns);
     let sim = start_zoom_sim(&["--consent=approve", &app().sim_flag()]);
     app().secret("platform-zoom-app").put(&client, &ns).await;
 
@@ -434,20 +435,15 @@ async fn default_app_is_used_when_configured() {
     {
         let _op = sim.operator(&ns, &[]);
         Zc::default_oauth("bot").apply(&client, &ns).await;
-        let zc = wait_condition(
-            &client,
-            &ns,
-            "bot",
-            "CredentialsReady",
-            "False",
-            "DefaultAppNotConfigured",
-        )
-        .await;
-        assert!(zc
-            .condition("CredentialsReady")
-            .expect("c")
-            .message
-            .contains("--default-app-secret"));
+        let zc = zcs
+            .wait(
+                "bot",
+                "CredentialsReady",
+                "False",
+                "DefaultAppNotConfigured",
+            )
+            .await;
+        assert!(condition_message(&zc, "CredentialsReady").contains("--default-app-secret"));
     }
     // With it: the tenant only authorizes.
     let op = sim.operator(
@@ -648,10 +644,7 @@ async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both()
             "the shared grant in Authorized",
             Duration::from_secs(30),
             |zc| {
-                let message = zc
-                    .condition("Authorized")
-                    .map(|c| c.message.clone())
-                    .unwrap_or_default();
+                let message = condition_message(&zc, "Authorized");
                 if message.contains(&other) && message.contains("one grant per user and app") {
                     Ok(())
                 } else {
@@ -668,7 +661,7 @@ async fn one_zoom_user_authorizing_one_app_for_two_connections_is_said_in_both()
     let zc = env
         .wait("first", "Authorized", "False", "RefreshTokenRejected")
         .await;
-    let message = &zc.condition("Authorized").expect("Authorized").message;
+    let message = condition_message(&zc, "Authorized");
     assert!(
         message.contains("likely cause") && message.contains(&format!("{ns}/second")),
         "{message}"

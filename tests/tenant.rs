@@ -135,10 +135,7 @@ async fn injected_sink_names_are_refused_and_nothing_is_sent() {
     let zc = env
         .wait("direct", "EventsReady", "False", "SinkNotAllowed")
         .await;
-    let message = zc
-        .condition("EventsReady")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains("127.0.0.3"), "{message}");
 
     let body = event_body("meeting.started", "acc-x");
@@ -184,7 +181,9 @@ async fn a_huge_refresh_before_and_a_deleted_annotation_do_not_stop_other_tenant
     args.extend(sim.zoom_flags());
     let mut op = start_operator_with_args("tn-huge", &strs(&args));
     for ns in [&ns_a, &ns_b] {
-        wait_condition(&client, ns, "bot", "Ready", "True", "Ready").await;
+        Zcs::new(&client, ns)
+            .wait("bot", "Ready", "True", "Ready")
+            .await;
     }
 
     // The attack: the tenant of namespace A deletes the issue-time annotation from its own
@@ -209,11 +208,10 @@ async fn a_huge_refresh_before_and_a_deleted_annotation_do_not_stop_other_tenant
         )
         .await
         .expect("the API server admits the pattern");
-    let zc = wait_condition(&client, &ns_a, "bot", "Ready", "False", "InvalidSpec").await;
-    let message = zc
-        .condition("Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let zc = Zcs::new(&client, &ns_a)
+        .wait("bot", "Ready", "False", "InvalidSpec")
+        .await;
+    let message = condition_message(&zc, "Ready");
     assert!(message.contains("spec.refreshBefore"), "{message}");
 
     // Namespace B keeps refreshing on time: two more renewals within ~3 token lifetimes.
@@ -252,6 +250,7 @@ async fn a_huge_refresh_before_and_a_deleted_annotation_do_not_stop_other_tenant
 async fn external_name_and_cross_namespace_sinks_are_refused() {
     let client = client().await;
     let ns = namespace(&client, "tn-sinks").await;
+    let zcs = Zcs::new(&client, &ns);
     let other = namespace(&client, "tn-sinks-other").await;
     let services: Api<Service> = Api::namespaced(client.clone(), &ns);
     let external: Service = serde_json::from_value(json!({
@@ -276,26 +275,16 @@ async fn external_name_and_cross_namespace_sinks_are_refused() {
     }
     let _op = sim.operator(&ns, &[]);
     for name in ["alias", "alias-uri"] {
-        let zc = wait_condition(&client, &ns, name, "EventsReady", "False", "SinkNotAllowed").await;
-        let message = zc
-            .condition("EventsReady")
-            .map(|c| c.message.clone())
-            .unwrap_or_default();
+        let zc = zcs
+            .wait(name, "EventsReady", "False", "SinkNotAllowed")
+            .await;
+        let message = condition_message(&zc, "EventsReady");
         assert!(message.contains("ExternalName"), "{name}: {message}");
     }
-    let zc = wait_condition(
-        &client,
-        &ns,
-        "neighbour",
-        "EventsReady",
-        "False",
-        "SinkNotAllowed",
-    )
-    .await;
-    let message = zc
-        .condition("EventsReady")
-        .map(|c| c.message.clone())
-        .unwrap_or_default();
+    let zc = zcs
+        .wait("neighbour", "EventsReady", "False", "SinkNotAllowed")
+        .await;
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains(&format!("namespace {other}")), "{message}");
 }
 
@@ -600,7 +589,7 @@ async fn a_failed_account_read_is_reported_and_retried() {
     let zc = env
         .wait("bot", "EventsReady", "False", "AccountUnknown")
         .await;
-    let message = &zc.condition("EventsReady").expect("EventsReady").message;
+    let message = condition_message(&zc, "EventsReady");
     assert!(message.contains("user:read:user"), "{message}");
     let answer = post_signed(op, "tok-a", &event_body("meeting.started", "acc-a")).await;
     assert_eq!(answer.status, 200);

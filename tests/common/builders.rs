@@ -71,16 +71,20 @@ impl Zc {
         self.spec("tokenSecretTemplate", json!({ "labels": labels }))
     }
 
-    /// `spec.events.sink` as given, e.g. `{"uri": ...}` or `{"ref": {...}}`.
-    pub fn sink(mut self, sink: Value) -> Zc {
-        let events = self
-            .spec
+    /// `spec.events.<key>: value`, beside the other `spec.events` fields already set.
+    fn events(mut self, key: &str, value: Value) -> Zc {
+        self.spec
             .entry("events")
             .or_insert_with(|| json!({}))
             .as_object_mut()
-            .expect("spec.events is an object");
-        events.insert("sink".to_owned(), sink);
+            .expect("spec.events is an object")
+            .insert(key.to_owned(), value);
         self
+    }
+
+    /// `spec.events.sink` as given, e.g. `{"uri": ...}` or `{"ref": {...}}`.
+    pub fn sink(self, sink: Value) -> Zc {
+        self.events("sink", sink)
     }
 
     pub fn sink_uri(self, uri: &str) -> Zc {
@@ -93,15 +97,8 @@ impl Zc {
     }
 
     /// `spec.events.delivery`, e.g. `{"retry": 2, "backoffDelay": "PT1S"}`.
-    pub fn delivery(mut self, delivery: Value) -> Zc {
-        let events = self
-            .spec
-            .entry("events")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .expect("spec.events is an object");
-        events.insert("delivery".to_owned(), delivery);
-        self
+    pub fn delivery(self, delivery: Value) -> Zc {
+        self.events("delivery", delivery)
     }
 
     /// The manifest.

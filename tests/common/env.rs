@@ -11,10 +11,11 @@ use serde_json::Value;
 use zoom_operator::api::ZoomConnection;
 
 use super::builders::{Zc, ZoomApp};
+use super::objects::{Connections, Zcs};
 use super::web::{eventually, http};
 use super::{
     browser_authorize, client, control_plane, namespace, start_operator,
-    start_operator_with_kubeconfig, start_zoom_sim, wait_condition, Operator, ZoomSim,
+    start_operator_with_kubeconfig, start_zoom_sim, Operator, ZoomSim,
 };
 
 /// `--zoom-oauth-url` and `--zoom-api-url`, both at `url` (zoom-sim serves both).
@@ -74,24 +75,15 @@ impl Env {
         zc.apply(&self.client, &self.ns).await
     }
 
-    /// Waits for condition `type_` of connection `name` to be `status`/`reason`.
-    pub async fn wait(
-        &self,
-        name: &str,
-        type_: &str,
-        status: &str,
-        reason: &str,
-    ) -> ZoomConnection {
-        wait_condition(&self.client, &self.ns, name, type_, status, reason).await
-    }
-
-    pub async fn wait_ready(&self, name: &str) -> ZoomConnection {
-        self.wait(name, "Ready", "True", "Ready").await
-    }
-
     /// The browser flow for `name` once it awaits authorization; waits for Ready.
     pub async fn authorize(&self, name: &str) {
         browser_authorize(&self.client, &self.ns, name).await;
+    }
+}
+
+impl Connections for Env {
+    fn zcs(&self) -> Zcs<'_> {
+        Zcs::new(&self.client, &self.ns)
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod builders;
 pub mod env;
+pub mod lease;
 pub mod objects;
 pub mod sink;
 pub mod web;

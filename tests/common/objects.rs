@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -12,8 +11,64 @@ use kube::Client;
 use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
+pub use super::lease::lease_holder;
 use super::web::eventually;
-use super::Operator;
+use super::{wait_condition, Operator};
+
+/// The message of condition `type_` of `zc`, which must have that condition.
+pub fn condition_message(zc: &ZoomConnection, type_: &str) -> String {
+    zc.condition(type_)
+        .unwrap_or_else(|| panic!("no {type_} condition; status: {:?}", zc.status))
+        .message
+        .clone()
+}
+
+/// The keys of the OAuth app `id`/`s` in a credentials Secret, for `put_secret`.
+pub const APP_KEYS: &[(&str, &str)] = &[("clientId", "id"), ("clientSecret", "s")];
+/// The keys of the default app `default-id`/`s`.
+pub const DEFAULT_APP_KEYS: &[(&str, &str)] = &[("clientId", "default-id"), ("clientSecret", "s")];
+
+/// The ZoomConnections of one namespace, so that a wait reads as one line:
+/// `zcs.wait("bot", "Ready", "True", "Ready")`.
+#[derive(Clone, Copy)]
+pub struct Zcs<'a> {
+    pub client: &'a Client,
+    pub ns: &'a str,
+}
+
+impl<'a> Zcs<'a> {
+    pub fn new(client: &'a Client, ns: &'a str) -> Zcs<'a> {
+        Zcs { client, ns }
+    }
+}
+
+/// Waits on the connections of a namespace: a `Zcs`, or a test's `Env`.
+#[allow(async_fn_in_trait)]
+pub trait Connections {
+    fn zcs(&self) -> Zcs<'_>;
+
+    /// Waits for condition `type_` of connection `name` to be `status`/`reason`.
+    async fn wait(&self, name: &str, type_: &str, status: &str, reason: &str) -> ZoomConnection {
+        let Zcs { client, ns } = self.zcs();
+        wait_condition(client, ns, name, type_, status, reason).await
+    }
+
+    async fn wait_ready(&self, name: &str) -> ZoomConnection {
+        self.wait(name, "Ready", "True", "Ready").await
+    }
+
+    /// Waits for `status.redirectURL` of `name` to be `want`.
+    async fn wait_redirect_url(&self, name: &str, want: &str) -> ZoomConnection {
+        let Zcs { client, ns } = self.zcs();
+        wait_redirect_url(client, ns, name, want).await
+    }
+}
+
+impl Connections for Zcs<'_> {
+    fn zcs(&self) -> Zcs<'_> {
+        *self
+    }
+}
 
 /// Connection `name`'s token Secret (`<name>-zoom-token`), if it exists.
 pub async fn token_secret(client: &Client, ns: &str, name: &str) -> Option<Secret> {
@@ -48,18 +103,6 @@ pub async fn request_refresh(client: &Client, ns: &str, name: &str, value: &str)
         )
         .await
         .expect("annotate");
-}
-
-/// The holder of the leader Lease in `ns`, if any.
-pub async fn lease_holder(client: &Client, ns: &str) -> Option<String> {
-    Api::<Lease>::namespaced(client.clone(), ns)
-        .get_opt("zoom-operator-leader")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
 }
 
 /// Waits until replica `op` holds the leader Lease in `ns`.

@@ -4,17 +4,8 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{http, json_of};
-use zoom_sim::config::AppSpec;
+use common::{app, get_json, http, json_of, ok, post_json, str_of};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
-use zoom_sim::state::App;
-
-fn app(spec: &str) -> App {
-    AppSpec::parse_cli(spec)
-        .and_then(AppSpec::into_app)
-        .expect("valid app")
-        .app
-}
 
 async fn sim() -> RunningServer {
     start(ServeOptions {
@@ -63,17 +54,7 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 async fn config(base: &str, body: Value) -> Value {
-    let (status, answer) = json_of(
-        http()
-            .post(format!("{base}/sim/config"))
-            .json(&body)
-            .send()
-            .await
-            .expect("config"),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    answer
+    ok(post_json(base, "/sim/config", body).await)
 }
 
 #[tokio::test]
@@ -88,14 +69,7 @@ async fn regional_api_url_per_app() {
         token(&base, "other", "ACC2").await["api_url"],
         base.as_str()
     );
-    let apps: Value = http()
-        .get(format!("{base}/sim/apps"))
-        .send()
-        .await
-        .expect("apps")
-        .json()
-        .await
-        .expect("json");
+    let apps: Value = ok(get_json(&base, "/sim/apps", None).await);
     let listed = apps["apps"].as_array().expect("apps");
     assert!(
         listed
@@ -113,48 +87,37 @@ async fn regional_api_url_per_app() {
 async fn users_by_id_and_meetings_list() {
     let srv = sim().await;
     let base = srv.base_url();
-    let access = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(&token(&base, "s2s", "ACC").await, "access_token");
 
     for id in ["OWNER", "owner@example.com"] {
-        let (status, user) = json_of(get(&base, &format!("/v2/users/{id}"), &access).await).await;
+        let (status, user) = get_json(&base, &format!("/v2/users/{id}"), Some(&access)).await;
         assert_eq!(
             (status, &user["id"]),
             (200, &json!("OWNER")),
             "{id}: {user}"
         );
     }
-    let (status, err) = json_of(get(&base, "/v2/users/someone-else", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/users/someone-else", Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(1001)), "{err}");
 
     for path in [
         "/v2/users/me/meetings",
         "/v2/users/OWNER/meetings?page_size=300",
     ] {
-        let (status, list) = json_of(get(&base, path, &access).await).await;
+        let (status, list) = get_json(&base, path, Some(&access)).await;
         assert_eq!(status, 200, "{list}");
         assert_eq!(list["meetings"], json!([]));
         assert_eq!(list["total_records"], 0);
         assert!(list["next_page_token"].is_string());
     }
-    let (status, err) =
-        json_of(get(&base, "/v2/users/me/meetings?page_size=0", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/users/me/meetings?page_size=0", Some(&access)).await;
     assert_eq!((status, &err["code"]), (400, &json!(300)));
-    let (status, err) = json_of(get(&base, "/v2/users/x/meetings", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/users/x/meetings", Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(1001)));
-    let (status, err) = json_of(get(&base, "/v2/users/OWNER", "nope").await).await;
+    let (status, err) = get_json(&base, "/v2/users/OWNER", Some("nope")).await;
     assert_eq!((status, &err["code"]), (401, &json!(124)));
 
-    let stats: Value = http()
-        .get(format!("{base}/sim/stats?client_id=s2s"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats: Value = ok(get_json(&base, "/sim/stats?client_id=s2s", None).await);
     assert_eq!(stats["api_requests"], 7, "{stats}");
 }
 
@@ -162,10 +125,7 @@ async fn users_by_id_and_meetings_list() {
 async fn rate_limit_mode_answers_like_zoom() {
     let srv = sim().await;
     let base = srv.base_url();
-    let access = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(&token(&base, "s2s", "ACC").await, "access_token");
 
     // Off by default: no X-RateLimit headers.
     let resp = get(&base, "/v2/users/me", &access).await;
@@ -219,10 +179,7 @@ async fn rate_limit_mode_answers_like_zoom() {
         200
     );
     // Another account has its own bucket.
-    let other = token(&base, "other", "ACC2").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let other = str_of(&token(&base, "other", "ACC2").await, "access_token");
     assert_eq!(get(&base, "/v2/users/me", &other).await.status(), 200);
 
     // Daily limits: Retry-After is the next 00:00 UTC as an ISO date; the clock resets them.
@@ -265,30 +222,12 @@ async fn rate_limit_mode_answers_like_zoom() {
 
     // A day later (simulated), the daily budget is back. The token must outlive the day.
     config(&base, json!({"token_lifetime_secs": 3 * 86_400})).await;
-    let long = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let (status, _) = json_of(
-        http()
-            .post(format!("{base}/sim/clock"))
-            .json(&json!({"advance_secs": 86_400}))
-            .send()
-            .await
-            .expect("clock"),
-    )
-    .await;
+    let long = str_of(&token(&base, "s2s", "ACC").await, "access_token");
+    let (status, _) = post_json(&base, "/sim/clock", json!({"advance_secs": 86_400})).await;
     assert_eq!(status, 200);
     assert_eq!(get(&base, "/v2/users/me", &long).await.status(), 200);
 
-    let stats: Value = http()
-        .get(format!("{base}/sim/stats?client_id=s2s"))
-        .send()
-        .await
-        .expect("stats")
-        .json()
-        .await
-        .expect("json");
+    let stats: Value = ok(get_json(&base, "/sim/stats?client_id=s2s", None).await);
     assert_eq!(stats["rate_limited"], 3, "{stats}");
 }
 
@@ -296,13 +235,10 @@ async fn rate_limit_mode_answers_like_zoom() {
 async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
     let srv = sim().await;
     let base = srv.base_url();
-    let (status, rotated) = json_of(
-        http()
-            .post(format!("{base}/sim/apps/s2s/rotate-client-secret"))
-            .json(&json!({"grace_secs": 60}))
-            .send()
-            .await
-            .expect("rotate"),
+    let (status, rotated) = post_json(
+        &base,
+        "/sim/apps/s2s/rotate-client-secret",
+        json!({"grace_secs": 60}),
     )
     .await;
     assert_eq!(status, 200, "{rotated}");
@@ -332,14 +268,7 @@ async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
         "old secret in the grace period"
     );
     assert_eq!(try_secret(new.clone()).await, 200);
-    let apps: Value = http()
-        .get(format!("{base}/sim/apps"))
-        .send()
-        .await
-        .expect("apps")
-        .json()
-        .await
-        .expect("json");
+    let apps: Value = ok(get_json(&base, "/sim/apps", None).await);
     assert!(apps["apps"]
         .as_array()
         .expect("apps")
@@ -359,10 +288,7 @@ async fn a_rotated_client_secret_keeps_working_for_the_grace_period() {
 async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
     let srv = sim().await;
     let base = srv.base_url();
-    let access = token(&base, "s2s", "ACC").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(&token(&base, "s2s", "ACC").await, "access_token");
     let create = |body: Value, user: &'static str| {
         let (base, access) = (base.clone(), access.clone());
         async move {
@@ -402,8 +328,7 @@ async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
     assert_eq!(id.to_string().len(), 11, "Zoom-like meeting id");
     assert_eq!(create(json!({}), "OWNER").await.0, 201);
 
-    let (status, page) =
-        json_of(get(&base, "/v2/users/me/meetings?page_size=1", &access).await).await;
+    let (status, page) = get_json(&base, "/v2/users/me/meetings?page_size=1", Some(&access)).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(
         (&page["total_records"], &page["meetings"][0]["id"]),
@@ -423,7 +348,7 @@ async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
     assert_eq!(rest["meetings"].as_array().map(Vec::len), Some(1));
     assert_eq!(rest["next_page_token"], "");
 
-    let (status, got) = json_of(get(&base, &format!("/v2/meetings/{id}"), &access).await).await;
+    let (status, got) = get_json(&base, &format!("/v2/meetings/{id}"), Some(&access)).await;
     assert_eq!((status, &got["topic"]), (200, &json!("Standup")));
     let deleted = http()
         .delete(format!("{base}/v2/meetings/{id}"))
@@ -432,17 +357,14 @@ async fn meetings_created_through_the_api_are_listed_fetched_and_deleted() {
         .await
         .expect("delete");
     assert_eq!(deleted.status(), 204);
-    let (status, err) = json_of(get(&base, &format!("/v2/meetings/{id}"), &access).await).await;
+    let (status, err) = get_json(&base, &format!("/v2/meetings/{id}"), Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(3001)));
-    let (status, err) = json_of(get(&base, "/v2/meetings/not-a-number", &access).await).await;
+    let (status, err) = get_json(&base, "/v2/meetings/not-a-number", Some(&access)).await;
     assert_eq!((status, &err["code"]), (404, &json!(3001)));
 
     // Another account's token sees none of them.
-    let other = token(&base, "other", "ACC2").await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    let (_, none) = json_of(get(&base, "/v2/users/me/meetings", &other).await).await;
+    let other = str_of(&token(&base, "other", "ACC2").await, "access_token");
+    let (_, none) = get_json(&base, "/v2/users/me/meetings", Some(&other)).await;
     assert_eq!(none["total_records"], 0);
 
     for (body, user, want) in [

@@ -6,10 +6,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
 
-use common::{http, independent_hmac, json_of, Receiver, Validation};
+use common::{get_json, get_status, http, independent_hmac, json_of, ok, Receiver, Validation};
 
 const BIN: &str = env!("CARGO_BIN_EXE_zoom-sim");
 
@@ -37,53 +37,39 @@ async fn run(args: &[&str]) -> Output {
     }
 }
 
+/// `run` with the arguments of a command line (split at white space).
+async fn words(line: &str) -> Output {
+    run(&line.split_whitespace().collect::<Vec<_>>()).await
+}
+
+/// `zoom-sim send-event --url URL --secret-token TOKEN` and the arguments in `rest`.
+async fn send_event(url: &str, token: &str, rest: &str) -> Output {
+    words(&format!(
+        "send-event --url {url} --secret-token {token} {rest}"
+    ))
+    .await
+}
+
 #[tokio::test]
 async fn serve_prints_one_listening_line_and_serves() {
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--token-lifetime",
-            "30",
-            "--consent",
-            "approve",
-            "--app",
-            "kind=s2s,client_id=cli-s2s,client_secret=sec,secret_token=tok,account_id=ACCT",
-        ])
-        .env_remove("ZOOM_SIM_LISTEN")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn zoom-sim serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("listening line in time")
-        .expect("read stdout")
-        .expect("a line");
-
-    let base = line
-        .strip_prefix("zoom-sim listening on ")
-        .unwrap_or_else(|| panic!("unexpected line: {line:?}"));
+    let (mut child, mut lines, base) = spawn_serve(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--token-lifetime",
+        "30",
+        "--consent",
+        "approve",
+        "--app",
+        "kind=s2s,client_id=cli-s2s,client_secret=sec,secret_token=tok,account_id=ACCT",
+    ])
+    .await;
     let port: u16 = base
         .strip_prefix("http://127.0.0.1:")
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("not http://127.0.0.1:PORT: {base:?}"));
     assert_ne!(port, 0, "the actual bound port is printed");
 
-    assert_eq!(
-        http()
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&base, "/healthz").await, 200);
     let resp = http()
         .post(format!("{base}/oauth/token"))
         .basic_auth("cli-s2s", Some("sec"))
@@ -138,21 +124,11 @@ async fn serve_rejects_unknown_dialects() {
 #[tokio::test]
 async fn send_event_signs_like_zoom() {
     let receiver = Receiver::start("sekret", Validation::Correct).await;
-    let out = run(&[
-        "send-event",
-        "--url",
+    let out = send_event(
         &receiver.url(),
-        "--secret-token",
         "sekret",
-        "--event",
-        "meeting.started",
-        "--account-id",
-        "ACC",
-        "--payload",
-        r#"{"object":{"id":"123","topic":"Standup"}}"#,
-        "--request-id",
-        "req-42",
-    ])
+        r#"--event meeting.started --account-id ACC --request-id req-42 --payload {"object":{"id":"123","topic":"Standup"}}"#,
+    )
     .await;
     assert_eq!(
         out.code,
@@ -205,21 +181,17 @@ async fn send_event_signs_like_zoom() {
 async fn send_event_bad_signature_and_stale_timestamp_are_rejected_by_a_receiver() {
     let receiver = Receiver::start("sekret", Validation::Correct).await;
     let url = receiver.url();
-    let base = [
-        "send-event",
-        "--url",
-        &url,
-        "--secret-token",
-        "sekret",
-        "--event",
-        "meeting.ended",
-    ];
 
-    let out = run(&[&base[..], &["--bad-signature"]].concat()).await;
+    let out = send_event(&url, "sekret", "--event meeting.ended --bad-signature").await;
     assert_eq!(out.code, Some(1));
     assert!(out.stdout.starts_with("status: 401\n"), "{}", out.stdout);
 
-    let out = run(&[&base[..], &["--timestamp", "1000000000"]].concat()).await;
+    let out = send_event(
+        &url,
+        "sekret",
+        "--event meeting.ended --timestamp 1000000000",
+    )
+    .await;
     assert_eq!(out.code, Some(1), "a 2001 timestamp is stale");
     let got = receiver.received();
     assert_eq!(got.len(), 2);
@@ -238,15 +210,7 @@ async fn send_event_bad_signature_and_stale_timestamp_are_rejected_by_a_receiver
 #[tokio::test]
 async fn validate_checks_the_receivers_answer() {
     let good = Receiver::start("sekret", Validation::Correct).await;
-    let out = run(&[
-        "send-event",
-        "--url",
-        &good.url(),
-        "--secret-token",
-        "sekret",
-        "--validate",
-    ])
-    .await;
+    let out = send_event(&good.url(), "sekret", "--validate").await;
     assert_eq!(
         out.code,
         Some(0),
@@ -262,96 +226,39 @@ async fn validate_checks_the_receivers_answer() {
         .is_some_and(|t| !t.is_empty()));
 
     let bad = Receiver::start("sekret", Validation::WrongSecret).await;
-    let out = run(&[
-        "send-event",
-        "--url",
-        &bad.url(),
-        "--secret-token",
-        "sekret",
-        "--validate",
-    ])
-    .await;
+    let out = send_event(&bad.url(), "sekret", "--validate").await;
     assert_eq!(out.code, Some(1));
     assert!(out.stdout.contains("validation: failed"), "{}", out.stdout);
 
     // A receiver that rejects the request outright also fails validation.
-    let out = run(&[
-        "send-event",
-        "--url",
-        &good.url(),
-        "--secret-token",
-        "other",
-        "--validate",
-    ])
-    .await;
+    let out = send_event(&good.url(), "other", "--validate").await;
     assert_eq!(out.code, Some(1));
 }
 
 #[tokio::test]
 async fn send_event_usage_errors() {
-    let out = run(&[
-        "send-event",
-        "--url",
-        "http://127.0.0.1:9/",
-        "--secret-token",
-        "t",
-        "--event",
-        "e",
-        "--payload",
-        "[1]",
-    ])
-    .await;
+    let out = send_event("http://127.0.0.1:9/", "t", "--event e --payload [1]").await;
     assert_eq!(out.code, Some(2));
     assert!(out.stderr.contains("JSON object"), "{}", out.stderr);
-    let out = run(&[
-        "send-event",
-        "--url",
+    let out = send_event(
         "http://127.0.0.1:9/",
-        "--secret-token",
         "t",
-        "--event",
-        "e",
-        "--payload-file",
-        "/nonexistent/x.json",
-    ])
+        "--event e --payload-file /nonexistent/x.json",
+    )
     .await;
     assert_eq!(out.code, Some(2));
-    let out = run(&[
-        "send-event",
-        "--url",
-        "not-a-url",
-        "--secret-token",
-        "t",
-        "--event",
-        "e",
-    ])
-    .await;
+    let out = send_event("not-a-url", "t", "--event e").await;
     assert_eq!(out.code, Some(2));
-    let out = run(&[
-        "send-event",
-        "--url",
-        "http://127.0.0.1:9/",
-        "--secret-token",
-        "t",
-    ])
-    .await;
+    let out = send_event("http://127.0.0.1:9/", "t", "").await;
     assert_eq!(out.code, Some(2), "--event or --validate is required");
     // Nothing listening: a delivery failure, not a usage error.
-    let out = run(&[
-        "send-event",
-        "--url",
-        "http://127.0.0.1:1/",
-        "--secret-token",
-        "t",
-        "--event",
-        "e",
-    ])
-    .await;
+    let out = send_event("http://127.0.0.1:1/", "t", "--event e").await;
     assert_eq!(out.code, Some(1));
 }
 
-/// Starts `zoom-sim serve ARGS` and returns the child and its base URL.
-async fn serve(args: &[&str]) -> (tokio::process::Child, String) {
+/// Starts `zoom-sim serve ARGS`; the child, the rest of its stdout and its base URL (from
+/// the one listening line).
+async fn spawn_serve(args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>, String) {
     let mut child = Command::new(BIN)
         .arg("serve")
         .args(args)
@@ -363,32 +270,27 @@ async fn serve(args: &[&str]) -> (tokio::process::Child, String) {
         .spawn()
         .expect("spawn zoom-sim serve");
     let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).lines().next_line(),
-    )
-    .await
-    .expect("listening line in time")
-    .expect("read stdout")
-    .expect("a line");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("listening line in time")
+        .expect("read stdout")
+        .expect("a line");
     let base = line
         .strip_prefix("zoom-sim listening on ")
         .unwrap_or_else(|| panic!("unexpected line: {line:?}"))
         .to_owned();
+    (child, lines, base)
+}
+
+/// Starts `zoom-sim serve ARGS` and returns the child and its base URL.
+async fn serve(args: &[&str]) -> (Child, String) {
+    let (child, _, base) = spawn_serve(args).await;
     (child, base)
 }
 
 async fn sim_config(base: &str) -> serde_json::Value {
-    let (status, cfg) = json_of(
-        http()
-            .get(format!("{base}/sim/config"))
-            .send()
-            .await
-            .expect("config"),
-    )
-    .await;
-    assert_eq!(status, 200, "{cfg}");
-    cfg
+    ok(get_json(base, "/sim/config", None).await)
 }
 
 #[tokio::test]
@@ -465,20 +367,15 @@ async fn serve_reads_delivery_settings_from_the_config_file_and_defaults_are_zoo
     );
     child.start_kill().expect("stop zoom-sim");
 
-    let dir = std::env::temp_dir().join(format!("zoom-sim-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("config.json");
-    std::fs::write(
-        &file,
+    let (dir, file) = config_file(
+        "zoom-sim-cli",
         json!({
             "webhook_timeout_ms": 1500,
             "retry_timestamp": "fresh",
             "duplicate_rate": 1,
             "rate_limit": {"enabled": true, "medium": {"rate": 5}},
-        })
-        .to_string(),
-    )
-    .expect("write config");
+        }),
+    );
     let path = file.to_str().expect("utf-8 path");
     // A flag wins over the file.
     let (mut child, base) = serve(&["--config", path, "--webhook-timeout-ms", "900"]).await;
@@ -520,17 +417,11 @@ async fn serve_rejects_bad_delivery_flags() {
 #[tokio::test]
 async fn send_event_sends_the_legacy_authorization_header_on_request() {
     let receiver = Receiver::start("sekret", Validation::Correct).await;
-    let out = run(&[
-        "send-event",
-        "--url",
+    let out = send_event(
         &receiver.url(),
-        "--secret-token",
         "sekret",
-        "--event",
-        "meeting.ended",
-        "--verification-token",
-        "old-vt",
-    ])
+        "--event meeting.ended --verification-token old-vt",
+    )
     .await;
     assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
     let got = receiver.received();
@@ -543,17 +434,31 @@ async fn send_event_sends_the_legacy_authorization_header_on_request() {
     );
 }
 
+/// A config file `config.json` with `config` in a fresh directory named after `name` and this
+/// process; the directory (for removal) and the file.
+fn config_file(name: &str, config: serde_json::Value) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("config.json");
+    std::fs::write(&file, config.to_string()).expect("write config");
+    (dir, file)
+}
+
+/// `refresh_token_expiry` and `revoke_sends_deauthorization` of `/sim/config`.
+async fn expiry_and_revoke(base: &str) -> (serde_json::Value, serde_json::Value) {
+    let cfg = sim_config(base).await;
+    (
+        cfg["refresh_token_expiry"].clone(),
+        cfg["revoke_sends_deauthorization"].clone(),
+    )
+}
+
 #[tokio::test]
 async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_file() {
     let (mut child, base) = serve(&[]).await;
-    let cfg = sim_config(&base).await;
     assert_eq!(
-        (
-            &cfg["refresh_token_expiry"],
-            &cfg["revoke_sends_deauthorization"]
-        ),
-        (&json!("sliding"), &json!(true)),
-        "{cfg}"
+        expiry_and_revoke(&base).await,
+        (json!("sliding"), json!(true))
     );
     child.start_kill().expect("stop zoom-sim");
 
@@ -566,23 +471,11 @@ async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_f
         "client_id=a,client_secret=s,allow_list=https://a.example+https://b.example/cb,deauthorization_url=https://a.example/deauth",
     ])
     .await;
-    let cfg = sim_config(&base).await;
     assert_eq!(
-        (
-            &cfg["refresh_token_expiry"],
-            &cfg["revoke_sends_deauthorization"]
-        ),
-        (&json!("absolute"), &json!(false)),
-        "{cfg}"
+        expiry_and_revoke(&base).await,
+        (json!("absolute"), json!(false))
     );
-    let (_, apps) = json_of(
-        http()
-            .get(format!("{base}/sim/apps"))
-            .send()
-            .await
-            .expect("apps"),
-    )
-    .await;
+    let (_, apps) = get_json(&base, "/sim/apps", None).await;
     assert_eq!(
         apps["apps"][0]["allow_list"],
         json!(["https://a.example", "https://b.example/cb"])
@@ -593,26 +486,16 @@ async fn serve_takes_refresh_expiry_revoke_and_app_url_settings_from_flags_and_f
     );
     child.start_kill().expect("stop zoom-sim");
 
-    let dir = std::env::temp_dir().join(format!("zoom-sim-cli-expiry-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join("config.json");
-    std::fs::write(
-        &file,
-        json!({"refresh_token_expiry": "absolute", "revoke_sends_deauthorization": false})
-            .to_string(),
-    )
-    .expect("write config");
+    let (dir, file) = config_file(
+        "zoom-sim-cli-expiry",
+        json!({"refresh_token_expiry": "absolute", "revoke_sends_deauthorization": false}),
+    );
     let path = file.to_str().expect("utf-8 path");
     let (mut child, base) =
         serve(&["--config", path, "--revoke-sends-deauthorization", "true"]).await;
-    let cfg = sim_config(&base).await;
     assert_eq!(
-        (
-            &cfg["refresh_token_expiry"],
-            &cfg["revoke_sends_deauthorization"]
-        ),
-        (&json!("absolute"), &json!(true)),
-        "{cfg}"
+        expiry_and_revoke(&base).await,
+        (json!("absolute"), json!(true))
     );
     child.start_kill().expect("stop zoom-sim");
     let _ = std::fs::remove_dir_all(&dir);

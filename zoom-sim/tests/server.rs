@@ -9,20 +9,15 @@ use base64::Engine;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use common::{http, independent_hmac, json_of, location_param, Receiver, Validation};
-use zoom_sim::config::AppSpec;
+use common::{
+    app, get_json, get_status, http, independent_hmac, json_of, location_param, ok, post_json,
+    str_of, Receiver, Validation,
+};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 use zoom_sim::state::{App, ConsentMode, Settings};
 
 const REDIRECT: &str = "https://client.example/oauth/redirect/zoom";
 const VERIFIER: &str = "M25iVXpKU3puUjFaYWg3T1NDTDQtcW1ROUY5YXlwalNoc0hhakxifmZHag";
-
-fn app(spec: &str) -> App {
-    AppSpec::parse_cli(spec)
-        .and_then(AppSpec::into_app)
-        .expect("valid app spec")
-        .app
-}
 
 fn web_app() -> App {
     app("kind=oauth,client_id=webid,client_secret=websecret,secret_token=webtoken,account_id=ACC1,user_id=USER1,email=owner@example.com")
@@ -52,22 +47,12 @@ fn s256(verifier: &str) -> String {
 
 /// Runs /oauth/authorize in approve mode and returns the code.
 async fn authorize(base: &str, challenge: Option<&str>) -> String {
-    let mut query = vec![
-        ("response_type", "code"),
-        ("client_id", "webid"),
-        ("redirect_uri", REDIRECT),
-        ("state", "st-123"),
-    ];
+    let mut extra = vec![("state", "st-123")];
     if let Some(c) = challenge {
-        query.push(("code_challenge", c));
-        query.push(("code_challenge_method", "S256"));
+        extra.push(("code_challenge", c));
+        extra.push(("code_challenge_method", "S256"));
     }
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(base, "webid", REDIRECT, &extra).await;
     assert_eq!(resp.status(), 302);
     let location = resp.headers()["location"].to_str().expect("ascii location");
     assert!(location.starts_with(REDIRECT), "{location}");
@@ -86,38 +71,61 @@ async fn token(base: &str, id: &str, secret: &str, form: &[(&str, &str)]) -> (u1
     json_of(resp).await
 }
 
-async fn users_me(base: &str, access_token: &str) -> (u16, Value) {
-    json_of(
-        http()
-            .get(format!("{base}/v2/users/me"))
-            .bearer_auth(access_token)
-            .send()
-            .await
-            .expect("users/me"),
+async fn exchange(base: &str, code: &str, redirect: &str, verifier: &str) -> (u16, Value) {
+    token(
+        base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ],
     )
     .await
+}
+
+/// Authorizes webid (approve mode, PKCE) and returns (access token, refresh token).
+async fn grant(base: &str) -> (String, String) {
+    let code = authorize(base, Some(&s256(VERIFIER))).await;
+    let (status, body) = exchange(base, &code, REDIRECT, VERIFIER).await;
+    assert_eq!(status, 200, "{body}");
+    let get = |k: &str| body[k].as_str().expect("token").to_owned();
+    (get("access_token"), get("refresh_token"))
+}
+
+async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
+    token(
+        base,
+        "webid",
+        "websecret",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+/// Zoom's answer to a dead refresh token (the default dialect).
+fn invalid_grant() -> (u16, Value) {
+    (
+        400,
+        json!({"reason": "Invalid Token!", "error": "invalid_grant"}),
+    )
+}
+
+async fn users_me(base: &str, access_token: &str) -> (u16, Value) {
+    get_json(base, "/v2/users/me", Some(access_token)).await
 }
 
 async fn stats(base: &str, client_id: Option<&str>) -> Value {
-    let mut req = http().get(format!("{base}/sim/stats"));
-    if let Some(id) = client_id {
-        req = req.query(&[("client_id", id)]);
-    }
-    let (status, body) = json_of(req.send().await.expect("stats")).await;
-    assert_eq!(status, 200, "{body}");
-    body
-}
-
-async fn admin_post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    json_of(
-        http()
-            .post(format!("{base}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .expect("admin request"),
-    )
-    .await
+    let path = match client_id {
+        Some(id) => format!("/sim/stats?client_id={id}"),
+        None => "/sim/stats".to_owned(),
+    };
+    ok(get_json(base, &path, None).await)
 }
 
 #[tokio::test]
@@ -150,14 +158,8 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     assert_eq!(first["expires_in"], 3599);
     assert_eq!(first["scope"], "meeting:read:meeting user:read:user");
     assert_eq!(first["api_url"], base.as_str());
-    let access1 = first["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
-    let refresh1 = first["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned();
+    let access1 = str_of(&first, "access_token");
+    let refresh1 = str_of(&first, "refresh_token");
     assert!(
         access1.len() > 100 && access1.split('.').count() == 3,
         "JWT-shaped: {access1}"
@@ -177,25 +179,10 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     );
 
     // Refresh rotates both tokens.
-    let (status, second) = token(
-        &base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh1),
-        ],
-    )
-    .await;
+    let (status, second) = refresh(&base, &refresh1).await;
     assert_eq!(status, 200, "{second}");
-    let access2 = second["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned();
-    let refresh2 = second["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned();
+    let access2 = str_of(&second, "access_token");
+    let refresh2 = str_of(&second, "refresh_token");
     assert_ne!(access1, access2);
     assert_ne!(refresh1, refresh2);
     assert_eq!(
@@ -208,23 +195,8 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     assert_eq!(users_me(&base, &access2).await.0, 200);
 
     // Reusing the rotated-out refresh token is refused and counted.
-    let reuse = token(
-        &base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh1),
-        ],
-    )
-    .await;
-    assert_eq!(
-        reuse,
-        (
-            400,
-            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
-        )
-    );
+    let reuse = refresh(&base, &refresh1).await;
+    assert_eq!(reuse, invalid_grant());
     let s = stats(&base, Some("webid")).await;
     assert_eq!(s["reused_refresh_tokens"], 1);
     assert_eq!(s["refreshes"], 1);
@@ -241,23 +213,8 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
         .expect("revoke");
     assert_eq!(json_of(resp).await, (200, json!({"status": "success"})));
     assert_eq!(users_me(&base, &access2).await.0, 401);
-    let after = token(
-        &base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh2),
-        ],
-    )
-    .await;
-    assert_eq!(
-        after,
-        (
-            400,
-            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
-        )
-    );
+    let after = refresh(&base, &refresh2).await;
+    assert_eq!(after, invalid_grant());
 
     let s = stats(&base, None).await;
     assert_eq!(s["revokes"], 1);
@@ -266,21 +223,6 @@ async fn authorization_code_flow_with_rotation_reuse_and_revoke() {
     assert_eq!(s["failed_token_requests"], 2);
     assert_eq!(s["users_me"], 4);
     srv.shutdown().await.expect("clean shutdown");
-}
-
-async fn exchange(base: &str, code: &str, redirect: &str, verifier: &str) -> (u16, Value) {
-    token(
-        base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", redirect),
-            ("code_verifier", verifier),
-        ],
-    )
-    .await
 }
 
 #[tokio::test]
@@ -340,18 +282,8 @@ async fn code_is_single_use_and_bound_to_redirect_and_verifier() {
 async fn consent_deny_and_runtime_switch() {
     let srv = server(ConsentMode::Deny, 3599, vec![web_app()]).await;
     let base = srv.base_url();
-    let query = [
-        ("response_type", "code"),
-        ("client_id", "webid"),
-        ("redirect_uri", REDIRECT),
-        ("state", "s1"),
-    ];
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize");
+    let state = [("state", "s1")];
+    let resp = common::authorize(&base, "webid", REDIRECT, &state).await;
     assert_eq!(resp.status(), 302);
     assert_eq!(
         location_param(&resp, "error").as_deref(),
@@ -360,17 +292,12 @@ async fn consent_deny_and_runtime_switch() {
     assert_eq!(location_param(&resp, "state").as_deref(), Some("s1"));
     assert_eq!(location_param(&resp, "code"), None);
 
-    let (status, settings) = admin_post(&base, "/sim/config", json!({"consent": "approve"})).await;
+    let (status, settings) = post_json(&base, "/sim/config", json!({"consent": "approve"})).await;
     assert_eq!((status, &settings["consent"]), (200, &json!("approve")));
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&query)
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "webid", REDIRECT, &state).await;
     assert!(location_param(&resp, "code").is_some());
 
-    let (status, body) = admin_post(&base, "/sim/config", json!({"consent": "maybe"})).await;
+    let (status, body) = post_json(&base, "/sim/config", json!({"consent": "maybe"})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
 }
 
@@ -378,19 +305,9 @@ async fn consent_deny_and_runtime_switch() {
 async fn consent_page_posts_a_request_id_not_a_code() {
     let srv = server(ConsentMode::Page, 3599, vec![web_app()]).await;
     let base = srv.base_url();
-    let query = [
-        ("response_type", "code"),
-        ("client_id", "webid"),
-        ("redirect_uri", REDIRECT),
-        ("state", "s2"),
-    ];
+    let state = [("state", "s2")];
     let page_for = || async {
-        let resp = http()
-            .get(format!("{base}/oauth/authorize"))
-            .query(&query)
-            .send()
-            .await
-            .expect("authorize");
+        let resp = common::authorize(&base, "webid", REDIRECT, &state).await;
         assert_eq!(resp.status(), 200);
         let html = resp.text().await.expect("html");
         assert!(html.contains("Approve") && html.contains("Deny"), "{html}");
@@ -491,43 +408,18 @@ async fn client_errors_have_zoom_shapes() {
     assert_eq!(resp.status(), 200);
 
     // Unknown client at authorize: an HTML error page, no redirect.
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "who"),
-            ("redirect_uri", REDIRECT),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "who", REDIRECT, &[]).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.headers()["content-type"]
         .to_str()
         .expect("ct")
         .starts_with("text/html"));
     // A relative redirect_uri is refused the same way.
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "webid"),
-            ("redirect_uri", "/cb"),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "webid", "/cb", &[]).await;
     assert_eq!(resp.status(), 400);
 
     // Tokens in the query string are refused with Zoom's message.
-    let (status, body) = json_of(
-        http()
-            .get(format!("{base}/v2/users/me?access_token=x"))
-            .send()
-            .await
-            .expect("me"),
-    )
-    .await;
+    let (status, body) = get_json(&base, "/v2/users/me?access_token=x", None).await;
     assert_eq!((status, body["code"].as_u64()), (401, Some(124)));
     assert!(body["message"]
         .as_str()
@@ -551,7 +443,7 @@ async fn faults_with_retry_after_and_delay() {
         ("account_id", "ACC2"),
     ];
 
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/faults",
         json!({"path": "/oauth/token", "status": 503, "count": 2, "retry_after": "2"}),
@@ -559,7 +451,7 @@ async fn faults_with_retry_after_and_delay() {
     .await;
     assert_eq!(status, 201, "{body}");
     let (status, _) =
-        admin_post(&base, "/sim/faults", json!({"path": "/oauth/token", "status": 429, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"}))
+        post_json(&base, "/sim/faults", json!({"path": "/oauth/token", "status": 429, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"}))
             .await;
     assert_eq!(status, 201);
 
@@ -602,10 +494,10 @@ async fn faults_with_retry_after_and_delay() {
     // Faults ran out: served normally again.
     let (status, issued) = token(&base, "s2sid", "s2ssecret", &s2s).await;
     assert_eq!(status, 200, "{issued}");
-    let access = issued["access_token"].as_str().expect("token").to_owned();
+    let access = str_of(&issued, "access_token");
 
     // A REST API fault uses the {code, message} shape.
-    admin_post(
+    post_json(
         &base,
         "/sim/faults",
         json!({"path": "/v2/users/me", "status": 429}),
@@ -615,7 +507,7 @@ async fn faults_with_retry_after_and_delay() {
     assert_eq!((status, body["code"].as_u64()), (429, Some(429)), "{body}");
 
     // Delay-only: slow, then served normally.
-    admin_post(
+    post_json(
         &base,
         "/sim/faults",
         json!({"path": "/v2/users/me", "status": 0, "delay_ms": 400}),
@@ -629,14 +521,7 @@ async fn faults_with_retry_after_and_delay() {
         started.elapsed()
     );
 
-    let (status, listed) = json_of(
-        http()
-            .get(format!("{base}/sim/faults"))
-            .send()
-            .await
-            .expect("list"),
-    )
-    .await;
+    let (status, listed) = get_json(&base, "/sim/faults", None).await;
     assert_eq!(
         (status, listed["injected"].as_u64()),
         (200, Some(5)),
@@ -645,7 +530,7 @@ async fn faults_with_retry_after_and_delay() {
     // Faults are not counted as token requests: they never reached the OAuth server.
     assert_eq!(stats(&base, None).await["token_requests"], 1);
 
-    admin_post(
+    post_json(
         &base,
         "/sim/faults",
         json!({"path": "*", "status": 500, "count": 5}),
@@ -662,7 +547,7 @@ async fn faults_with_retry_after_and_delay() {
     assert_eq!((status, cleared["cleared"].as_u64()), (200, Some(1)));
     assert_eq!(users_me(&base, &access).await.0, 200);
 
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/faults",
         json!({"path": "/sim/stats", "status": 500}),
@@ -686,14 +571,14 @@ async fn token_lifetime_is_configurable() {
         "account_credentials has no refresh token: {issued}"
     );
 
-    let (status, _) = admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 45})).await;
+    let (status, _) = post_json(&base, "/sim/config", json!({"token_lifetime_secs": 45})).await;
     assert_eq!(status, 200);
     assert_eq!(
         token(&base, "s2sid", "s2ssecret", &s2s).await.1["expires_in"],
         45
     );
     assert_eq!(
-        admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 0}))
+        post_json(&base, "/sim/config", json!({"token_lifetime_secs": 0}))
             .await
             .0,
         400
@@ -710,10 +595,10 @@ async fn expired_tokens_get_code_124() {
     ];
 
     // Real time: a 1-second token, checked after it lapses.
-    let access = token(&base, "s2sid", "s2ssecret", &s2s).await.1["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = str_of(
+        &token(&base, "s2sid", "s2ssecret", &s2s).await.1,
+        "access_token",
+    );
     assert_eq!(users_me(&base, &access).await.0, 200);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(
@@ -725,18 +610,18 @@ async fn expired_tokens_get_code_124() {
     );
 
     // Simulated time: an hour-long token, then the clock jumps an hour.
-    admin_post(&base, "/sim/config", json!({"token_lifetime_secs": 3600})).await;
-    let access = token(&base, "s2sid", "s2ssecret", &s2s).await.1["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    post_json(&base, "/sim/config", json!({"token_lifetime_secs": 3600})).await;
+    let access = str_of(
+        &token(&base, "s2sid", "s2ssecret", &s2s).await.1,
+        "access_token",
+    );
     let (status, me) = users_me(&base, &access).await;
     assert_eq!(
         (status, &me["id"]),
         (200, &json!("OWNER2")),
         "S2S tokens act as the account owner"
     );
-    let (status, clock) = admin_post(&base, "/sim/clock", json!({"advance_secs": 3600})).await;
+    let (status, clock) = post_json(&base, "/sim/clock", json!({"advance_secs": 3600})).await;
     assert_eq!((status, clock["offset_secs"].as_i64()), (200, Some(3600)));
     assert_eq!(
         users_me(&base, &access).await.1["message"],
@@ -822,10 +707,10 @@ async fn deauthorize_revokes_and_sends_a_signed_app_deauthorized_event() {
     )
     .await
     .1;
-    let access = issued["access_token"].as_str().expect("token").to_owned();
+    let access = str_of(&issued, "access_token");
 
     let (status, answer) =
-        admin_post(&base, "/sim/deauthorize", json!({"client_id": "webid"})).await;
+        post_json(&base, "/sim/deauthorize", json!({"client_id": "webid"})).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["revoked_grants"], 1);
     assert_eq!(answer["webhook"]["status"], 200);
@@ -880,12 +765,16 @@ async fn admin_webhook_send_and_validate() {
     let bad = Receiver::start("webtoken", Validation::WrongSecret).await;
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
+    let b = base.as_str();
+    let send = move |body: Value| post_json(b, "/sim/webhooks/send", body);
+    let validate = move |body: Value| post_json(b, "/sim/webhooks/validate", body);
 
-    let (status, answer) = admin_post(
-        &base,
-        "/sim/webhooks/send",
-        json!({"url": good.url(), "client_id": "webid", "event": "meeting.started", "payload": {"object": {"id": "85746065432"}}}),
-    )
+    let (status, answer) = send(json!({
+        "url": good.url(),
+        "client_id": "webid",
+        "event": "meeting.started",
+        "payload": {"object": {"id": "85746065432"}}
+    }))
     .await;
     assert_eq!(
         (status, answer["status"].as_u64()),
@@ -900,47 +789,25 @@ async fn admin_webhook_send_and_validate() {
         json!({"account_id": "ACC1", "object": {"id": "85746065432"}})
     );
 
-    let (_, answer) = admin_post(
-        &base,
-        "/sim/webhooks/send",
-        json!({"url": good.url(), "client_id": "webid", "event": "x", "bad_signature": true}),
-    )
-    .await;
+    let (_, answer) =
+        send(json!({"url": good.url(), "client_id": "webid", "event": "x", "bad_signature": true}))
+            .await;
     assert_eq!(
         answer["status"], 401,
         "the receiver rejects a bad signature"
     );
 
-    let (_, verdict) = admin_post(
-        &base,
-        "/sim/webhooks/validate",
-        json!({"url": good.url(), "client_id": "webid"}),
-    )
-    .await;
+    let (_, verdict) = validate(json!({"url": good.url(), "client_id": "webid"})).await;
     assert_eq!(verdict["valid"], true, "{verdict}");
-    let (_, verdict) = admin_post(
-        &base,
-        "/sim/webhooks/validate",
-        json!({"url": bad.url(), "client_id": "webid"}),
-    )
-    .await;
+    let (_, verdict) = validate(json!({"url": bad.url(), "client_id": "webid"})).await;
     assert_eq!(verdict["valid"], false, "{verdict}");
 
     // No URL and no event_url on the app.
-    let (status, body) = admin_post(
-        &base,
-        "/sim/webhooks/send",
-        json!({"client_id": "webid", "event": "x"}),
-    )
-    .await;
+    let (status, body) = send(json!({"client_id": "webid", "event": "x"})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)));
     // Nothing listening: 502.
-    let (status, _) = admin_post(
-        &base,
-        "/sim/webhooks/send",
-        json!({"url": "http://127.0.0.1:1/", "client_id": "webid", "event": "x"}),
-    )
-    .await;
+    let (status, _) =
+        send(json!({"url": "http://127.0.0.1:1/", "client_id": "webid", "event": "x"})).await;
     assert_eq!(status, 502);
 }
 
@@ -949,7 +816,7 @@ async fn admin_apps_and_bad_input() {
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
 
-    let (status, created) = admin_post(
+    let (status, created) = post_json(
         &base,
         "/sim/apps",
         json!({"kind": "s2s", "client_id": "rt", "client_secret": "rts", "account_id": "A9"}),
@@ -960,7 +827,7 @@ async fn admin_apps_and_bad_input() {
         created["secret_token"].is_string(),
         "a generated secret token is returned once"
     );
-    let (status, _) = admin_post(
+    let (status, _) = post_json(
         &base,
         "/sim/apps",
         json!({"client_id": "rt", "client_secret": "x"}),
@@ -968,13 +835,13 @@ async fn admin_apps_and_bad_input() {
     .await;
     assert_eq!(status, 409);
     assert_eq!(
-        admin_post(&base, "/sim/apps", json!({"client_id": "y"}))
+        post_json(&base, "/sim/apps", json!({"client_id": "y"}))
             .await
             .0,
         400
     );
     assert_eq!(
-        admin_post(
+        post_json(
             &base,
             "/sim/apps",
             json!({"client_id": "y", "client_secret": "s", "colour": "red"})
@@ -995,14 +862,7 @@ async fn admin_apps_and_bad_input() {
         200
     );
 
-    let (status, listed) = json_of(
-        http()
-            .get(format!("{base}/sim/apps"))
-            .send()
-            .await
-            .expect("list"),
-    )
-    .await;
+    let (status, listed) = get_json(&base, "/sim/apps", None).await;
     assert_eq!(status, 200);
     let text = listed.to_string();
     assert!(
@@ -1025,14 +885,7 @@ async fn admin_apps_and_bad_input() {
         .await
         .expect("stats");
     assert_eq!(resp.status(), 404);
-    let (status, body) = json_of(
-        http()
-            .get(format!("{base}/v2/meetings"))
-            .send()
-            .await
-            .expect("unknown path"),
-    )
-    .await;
+    let (status, body) = get_json(&base, "/v2/meetings", None).await;
     assert_eq!((status, body["code"].as_u64()), (404, Some(404)));
     let resp = http()
         .get(format!("{base}/oauth/token"))
@@ -1040,15 +893,7 @@ async fn admin_apps_and_bad_input() {
         .await
         .expect("wrong method");
     assert_eq!(resp.status(), 405);
-    assert_eq!(
-        http()
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .expect("healthz")
-            .status(),
-        200
-    );
+    assert_eq!(get_status(&base, "/healthz").await, 200);
 }
 
 /// The receiver's HMAC helper itself must agree with a published vector, or the
@@ -1063,33 +908,11 @@ fn independent_hmac_matches_known_vector() {
 
 // ----- dialects: Zoom's answers as Zoom has given them ------------------------------------
 
-/// Authorizes webid (approve mode, PKCE) and returns (access token, refresh token).
-async fn grant(base: &str) -> (String, String) {
-    let code = authorize(base, Some(&s256(VERIFIER))).await;
-    let (status, body) = exchange(base, &code, REDIRECT, VERIFIER).await;
-    assert_eq!(status, 200, "{body}");
-    let get = |k: &str| body[k].as_str().expect("token").to_owned();
-    (get("access_token"), get("refresh_token"))
-}
-
-async fn refresh(base: &str, refresh_token: &str) -> (u16, Value) {
-    token(
-        base,
-        "webid",
-        "websecret",
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ],
-    )
-    .await
-}
-
 #[tokio::test]
 async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
-    let (_, settings) = admin_post(&base, "/sim/config", json!({})).await;
+    let (_, settings) = post_json(&base, "/sim/config", json!({})).await;
     assert_eq!(
         settings["refresh_rejection"], "invalid_grant_400",
         "the default"
@@ -1115,7 +938,7 @@ async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
     ];
     for (dialect, want_status, want_body) in dialects {
         let (status, settings) =
-            admin_post(&base, "/sim/config", json!({"refresh_rejection": dialect})).await;
+            post_json(&base, "/sim/config", json!({"refresh_rejection": dialect})).await;
         assert_eq!(
             (status, &settings["refresh_rejection"]),
             (200, &json!(dialect))
@@ -1134,7 +957,7 @@ async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
             (want_status, want_body.clone()),
             "{dialect}: unknown"
         );
-        let (status, expired) = admin_post(
+        let (status, expired) = post_json(
             &base,
             "/sim/tokens/expire-refresh",
             json!({"client_id": "webid"}),
@@ -1156,9 +979,9 @@ async fn dead_refresh_tokens_are_answered_in_the_chosen_dialect() {
         assert_eq!(users_me(&base, access).await.0, 200);
     }
     let (status, body) =
-        admin_post(&base, "/sim/config", json!({"refresh_rejection": "teapot"})).await;
+        post_json(&base, "/sim/config", json!({"refresh_rejection": "teapot"})).await;
     assert_eq!((status, body["code"].as_u64()), (400, Some(300)), "{body}");
-    let (status, _) = admin_post(
+    let (status, _) = post_json(
         &base,
         "/sim/tokens/expire-refresh",
         json!({"client_id": "nope"}),
@@ -1184,7 +1007,7 @@ async fn a_bad_code_can_be_echoed_whole_as_zoom_does() {
         "the default keeps the code out of logs"
     );
 
-    let (_, settings) = admin_post(&base, "/sim/config", json!({"code_rejection": "echoed"})).await;
+    let (_, settings) = post_json(&base, "/sim/config", json!({"code_rejection": "echoed"})).await;
     assert_eq!(settings["code_rejection"], "echoed");
     let code = authorize(&base, Some(&s256(VERIFIER))).await;
     assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
@@ -1219,34 +1042,35 @@ async fn redirect_urls_are_enforced_when_registered() {
     );
     assert_eq!(exchange(&base, &code, REDIRECT, VERIFIER).await.0, 200);
     // The authorize step refuses with a page, never redirecting to an unregistered URL.
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "webid"),
-            ("redirect_uri", "https://evil.example/cb"),
-            ("state", "s"),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp =
+        common::authorize(&base, "webid", "https://evil.example/cb", &[("state", "s")]).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.headers().get("location").is_none());
     let page = resp.text().await.expect("page");
     assert!(page.contains("4709"), "{page}");
 
     // The apps API takes the same field and lists it.
-    let (status, created) = admin_post(
-        &base,
+    assert_eq!(
+        create_api_app(
+            &base,
+            "redirect_urls",
+            "https://a.example/cb https://b.example/cb"
+        )
+        .await,
+        json!(["https://a.example/cb", "https://b.example/cb"])
+    );
+}
+
+/// Creates app `api-app` through `POST /sim/apps` with `field: value`; the field as listed.
+async fn create_api_app(base: &str, field: &str, value: &str) -> Value {
+    let (status, created) = post_json(
+        base,
         "/sim/apps",
-        json!({"client_id": "api-app", "client_secret": "s", "redirect_urls": "https://a.example/cb https://b.example/cb"}),
+        json!({"client_id": "api-app", "client_secret": "s", field: value}),
     )
     .await;
     assert_eq!(status, 201, "{created}");
-    assert_eq!(
-        created["redirect_urls"],
-        json!(["https://a.example/cb", "https://b.example/cb"])
-    );
+    created[field].clone()
 }
 
 #[tokio::test]
@@ -1283,7 +1107,7 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
     let srv = server(ConsentMode::Approve, 3599, vec![web_app()]).await;
     let base = srv.base_url();
     let (access, refresh_token) = grant(&base).await;
-    let (status, body) = admin_post(&base, "/sim/apps/webid/disable", json!({})).await;
+    let (status, body) = post_json(&base, "/sim/apps/webid/disable", json!({})).await;
     assert_eq!((status, &body["disabled"]), (200, &json!(true)), "{body}");
 
     let disabled =
@@ -1299,16 +1123,7 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
             json!({"code": 4717, "message": "The app has been disabled"})
         )
     );
-    let resp = http()
-        .get(format!("{base}/oauth/authorize"))
-        .query(&[
-            ("response_type", "code"),
-            ("client_id", "webid"),
-            ("redirect_uri", REDIRECT),
-        ])
-        .send()
-        .await
-        .expect("authorize");
+    let resp = common::authorize(&base, "webid", REDIRECT, &[]).await;
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.expect("page").contains("4717"));
     // A wrong secret is still a wrong secret.
@@ -1327,24 +1142,17 @@ async fn a_disabled_app_answers_4717_everywhere_until_enabled() {
         (401, Some("invalid_client"))
     );
     assert_eq!(body.get("code"), None, "{body}");
-    let (_, apps) = json_of(
-        http()
-            .get(format!("{base}/sim/apps"))
-            .send()
-            .await
-            .expect("apps"),
-    )
-    .await;
+    let (_, apps) = get_json(&base, "/sim/apps", None).await;
     assert_eq!(apps["apps"][0]["disabled"], true);
 
-    let (status, _) = admin_post(&base, "/sim/apps/webid/enable", json!({})).await;
+    let (status, _) = post_json(&base, "/sim/apps/webid/enable", json!({})).await;
     assert_eq!(status, 200);
     assert_eq!(
         refresh(&base, &refresh_token).await.0,
         200,
         "the grant survived"
     );
-    let (status, _) = admin_post(&base, "/sim/apps/nope/disable", json!({})).await;
+    let (status, _) = post_json(&base, "/sim/apps/nope/disable", json!({})).await;
     assert_eq!(status, 404);
 }
 
@@ -1404,18 +1212,16 @@ async fn the_allow_list_admits_base_urls_and_paths_below_an_entry() {
     }
 
     // The apps API takes and lists the allow list.
-    let (status, created) = admin_post(
-        &base,
-        "/sim/apps",
-        json!({"client_id": "api-app", "client_secret": "s", "allow_list": "https://a.example http://127.0.0.1:8080/cb"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{created}");
     assert_eq!(
-        created["allow_list"],
+        create_api_app(
+            &base,
+            "allow_list",
+            "https://a.example http://127.0.0.1:8080/cb"
+        )
+        .await,
         json!(["https://a.example", "http://127.0.0.1:8080/cb"])
     );
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/apps",
         json!({"client_id": "bad-app", "client_secret": "s", "allow_list": "https://a.example/#frag"}),
@@ -1432,12 +1238,12 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
         let base = base.clone();
         async move {
             let (status, body) =
-                admin_post(&base, "/sim/clock", json!({"advance_secs": secs})).await;
+                post_json(&base, "/sim/clock", json!({"advance_secs": secs})).await;
             assert_eq!(status, 200, "{body}");
         }
     };
     // N = 10 days; refreshed every 4 days.
-    let (status, config) = admin_post(
+    let (status, config) = post_json(
         &base,
         "/sim/config",
         json!({"refresh_token_lifetime_secs": 864000}),
@@ -1452,11 +1258,11 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
         advance(4 * 86400).await;
         let (status, body) = refresh(&base, &refresh_token).await;
         assert_eq!(status, 200, "{body}");
-        refresh_token = body["refresh_token"].as_str().expect("rt").to_owned();
+        refresh_token = str_of(&body, "refresh_token");
     }
 
     // Absolute: the same rhythm ends 10 days after the authorization.
-    let (status, config) = admin_post(
+    let (status, config) = post_json(
         &base,
         "/sim/config",
         json!({"refresh_token_expiry": "absolute"}),
@@ -1471,7 +1277,7 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
         advance(4 * 86400).await;
         let (status, body) = refresh(&base, &refresh_token).await;
         assert_eq!(status, 200, "{body}");
-        refresh_token = body["refresh_token"].as_str().expect("rt").to_owned();
+        refresh_token = str_of(&body, "refresh_token");
     }
     // The token given at day 8 carries the day-10 end in its exp claim.
     let claims: Value = serde_json::from_slice(
@@ -1484,15 +1290,9 @@ async fn refresh_token_expiry_is_sliding_or_absolute_on_the_simulated_clock() {
     assert!((2 * 86400 - 5..=2 * 86400).contains(&lifetime), "{claims}");
     advance(4 * 86400).await;
     let (status, body) = refresh(&base, &refresh_token).await;
-    assert_eq!(
-        (status, body),
-        (
-            400,
-            json!({"reason": "Invalid Token!", "error": "invalid_grant"})
-        )
-    );
+    assert_eq!((status, body), invalid_grant());
 
-    let (status, body) = admin_post(
+    let (status, body) = post_json(
         &base,
         "/sim/config",
         json!({"refresh_token_expiry": "forever"}),

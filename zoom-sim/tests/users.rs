@@ -5,8 +5,10 @@ mod common;
 
 use serde_json::{json, Value};
 
-use common::{authorize, exchange_code, http, json_of, location_param, Receiver, Validation};
-use zoom_sim::config::AppSpec;
+use common::{
+    app, authorize, exchange_code, get_json, http, json_of, location_param, post_json, Receiver,
+    Validation,
+};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 use zoom_sim::state::{ConsentMode, Settings};
 
@@ -14,45 +16,18 @@ const REDIRECT: &str = "https://client.example/cb";
 
 async fn sim(event_url: &str, consent: ConsentMode) -> RunningServer {
     let spec = format!("kind=oauth,client_id=multi,client_secret=msecret,secret_token=mtoken,account_id=ACC1,user_id=OWNER,email=owner@example.com,event_url={event_url}");
-    let app = AppSpec::parse_cli(&spec)
-        .and_then(AppSpec::into_app)
-        .expect("valid app")
-        .app;
-    let s2s = AppSpec::parse_cli("kind=s2s,client_id=s2s,client_secret=s,account_id=ACC9")
-        .and_then(AppSpec::into_app)
-        .expect("valid app")
-        .app;
+    let s2s = app("kind=s2s,client_id=s2s,client_secret=s,account_id=ACC9");
     start(ServeOptions {
         settings: Settings {
             consent,
             grant_tolerance: 1,
             ..Settings::default()
         },
-        apps: vec![app, s2s],
+        apps: vec![app(&spec), s2s],
         ..ServeOptions::default()
     })
     .await
     .expect("server starts")
-}
-
-async fn post(base: &str, path: &str, body: Value) -> (u16, Value) {
-    json_of(
-        http()
-            .post(format!("{base}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .expect("request"),
-    )
-    .await
-}
-
-async fn get(base: &str, path: &str, bearer: Option<&str>) -> (u16, Value) {
-    let mut req = http().get(format!("{base}{path}"));
-    if let Some(token) = bearer {
-        req = req.bearer_auth(token);
-    }
-    json_of(req.send().await.expect("request")).await
 }
 
 /// Authorizes `multi` (approve mode), with a login_hint if given, and returns the access token.
@@ -70,7 +45,7 @@ async fn access_token(base: &str, login_hint: Option<&str>) -> String {
 async fn users_are_registered_listed_and_refused_with_zoom_shaped_errors() {
     let srv = sim("http://127.0.0.1:9/unused", ConsentMode::Approve).await;
     let base = srv.base_url();
-    let (status, user) = post(
+    let (status, user) = post_json(
         &base,
         "/sim/apps/multi/users",
         json!({"user_id": "U2", "email": "two@example.com", "first_name": "Two", "last_name": "Second", "account_id": "ACC2"}),
@@ -82,7 +57,7 @@ async fn users_are_registered_listed_and_refused_with_zoom_shaped_errors() {
         json!({"user_id": "U2", "email": "two@example.com", "first_name": "Two", "last_name": "Second", "account_id": "ACC2"})
     );
     // Everything optional: stable, derived defaults in the app's account.
-    let (status, derived) = post(&base, "/sim/apps/multi/users", json!({})).await;
+    let (status, derived) = post_json(&base, "/sim/apps/multi/users", json!({})).await;
     assert_eq!(status, 201, "{derived}");
     assert_eq!(derived["account_id"], "ACC1");
     assert!(derived["email"]
@@ -91,7 +66,7 @@ async fn users_are_registered_listed_and_refused_with_zoom_shaped_errors() {
         .ends_with("@example.com"));
     assert_eq!(derived["user_id"].as_str().map(str::len), Some(22));
 
-    let (status, listed) = get(&base, "/sim/apps/multi/users", None).await;
+    let (status, listed) = get_json(&base, "/sim/apps/multi/users", None).await;
     assert_eq!(status, 200);
     let ids: Vec<&str> = listed["users"]
         .as_array()
@@ -127,7 +102,7 @@ async fn users_are_registered_listed_and_refused_with_zoom_shaped_errors() {
         ),
         ("/sim/apps/multi/consenting-user", json!({"who": "U2"}), 400),
     ] {
-        let (status, answer) = post(&base, path, body.clone()).await;
+        let (status, answer) = post_json(&base, path, body.clone()).await;
         assert_eq!(status, want, "{path} {body}: {answer}");
         let code = if want == 400 { 300 } else { want };
         assert_eq!(answer["code"], code, "{path} {body}: {answer}");
@@ -139,7 +114,7 @@ async fn users_are_registered_listed_and_refused_with_zoom_shaped_errors() {
         .await
         .expect("request");
     assert_eq!(json_of(resp).await.1["code"], 300);
-    assert_eq!(get(&base, "/sim/apps/nobody/users", None).await.0, 404);
+    assert_eq!(get_json(&base, "/sim/apps/nobody/users", None).await.0, 404);
 }
 
 #[tokio::test]
@@ -147,7 +122,7 @@ async fn each_user_authorizes_for_themselves() {
     let receiver = Receiver::start("mtoken", Validation::Correct).await;
     let srv = sim(&receiver.url(), ConsentMode::Approve).await;
     let base = srv.base_url();
-    let (status, _) = post(
+    let (status, _) = post_json(
         &base,
         "/sim/apps/multi/users",
         json!({"user_id": "U2", "email": "two@example.com", "first_name": "Two", "account_id": "ACC2"}),
@@ -157,12 +132,12 @@ async fn each_user_authorizes_for_themselves() {
 
     let owner = access_token(&base, None).await;
     let two = access_token(&base, Some("Two@Example.com")).await;
-    let (_, me) = get(&base, "/v2/users/me", Some(&owner)).await;
+    let (_, me) = get_json(&base, "/v2/users/me", Some(&owner)).await;
     assert_eq!(
         (&me["id"], &me["account_id"]),
         (&json!("OWNER"), &json!("ACC1"))
     );
-    let (status, me) = get(&base, "/v2/users/me", Some(&two)).await;
+    let (status, me) = get_json(&base, "/v2/users/me", Some(&two)).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(
         (
@@ -180,10 +155,12 @@ async fn each_user_authorizes_for_themselves() {
     );
     // users/{id}: by id or email for oneself; another user of the same app is not readable.
     assert_eq!(
-        get(&base, "/v2/users/two@example.com", Some(&two)).await.0,
+        get_json(&base, "/v2/users/two@example.com", Some(&two))
+            .await
+            .0,
         200
     );
-    let (status, body) = get(&base, "/v2/users/OWNER", Some(&two)).await;
+    let (status, body) = get_json(&base, "/v2/users/OWNER", Some(&two)).await;
     assert_eq!((status, &body["code"]), (404, &json!(1001)));
 
     // Meetings belong to their host.
@@ -199,15 +176,15 @@ async fn each_user_authorizes_for_themselves() {
         (status, &meeting["host_email"]),
         (201, &json!("two@example.com"))
     );
-    let (_, mine) = get(&base, "/v2/users/me/meetings", Some(&owner)).await;
+    let (_, mine) = get_json(&base, "/v2/users/me/meetings", Some(&owner)).await;
     assert_eq!(mine["total_records"], 0);
     let path = format!("/v2/meetings/{}", meeting["id"]);
-    assert_eq!(get(&base, &path, Some(&owner)).await.0, 404);
-    assert_eq!(get(&base, &path, Some(&two)).await.0, 200);
+    assert_eq!(get_json(&base, &path, Some(&owner)).await.0, 404);
+    assert_eq!(get_json(&base, &path, Some(&two)).await.0, 200);
 
     // One grant per user and app: the second user's consent superseded nobody; a new one
     // of U2 (now the app's consenting user) supersedes U2's earlier grant only.
-    let (status, chosen) = post(
+    let (status, chosen) = post_json(
         &base,
         "/sim/apps/multi/consenting-user",
         json!({"user": "U2"}),
@@ -215,17 +192,17 @@ async fn each_user_authorizes_for_themselves() {
     .await;
     assert_eq!((status, &chosen["user"]["user_id"]), (200, &json!("U2")));
     let two_again = access_token(&base, None).await;
-    assert_eq!(get(&base, "/v2/users/me", Some(&two)).await.0, 401);
+    assert_eq!(get_json(&base, "/v2/users/me", Some(&two)).await.0, 401);
     assert_eq!(
-        get(&base, "/v2/users/me", Some(&two_again)).await.1["id"],
+        get_json(&base, "/v2/users/me", Some(&two_again)).await.1["id"],
         "U2"
     );
-    assert_eq!(get(&base, "/v2/users/me", Some(&owner)).await.0, 200);
-    let (_, back) = post(&base, "/sim/apps/multi/consenting-user", json!({})).await;
+    assert_eq!(get_json(&base, "/v2/users/me", Some(&owner)).await.0, 200);
+    let (_, back) = post_json(&base, "/sim/apps/multi/consenting-user", json!({})).await;
     assert_eq!(back["user"]["user_id"], "OWNER");
 
     // U2 removes the app: only U2's grant goes, and the event names U2 and its account.
-    let (status, answer) = post(
+    let (status, answer) = post_json(
         &base,
         "/sim/deauthorize",
         json!({"client_id": "multi", "user_id": "U2"}),
@@ -236,8 +213,11 @@ async fn each_user_authorizes_for_themselves() {
         (200, &json!(1)),
         "{answer}"
     );
-    assert_eq!(get(&base, "/v2/users/me", Some(&two_again)).await.0, 401);
-    assert_eq!(get(&base, "/v2/users/me", Some(&owner)).await.0, 200);
+    assert_eq!(
+        get_json(&base, "/v2/users/me", Some(&two_again)).await.0,
+        401
+    );
+    assert_eq!(get_json(&base, "/v2/users/me", Some(&owner)).await.0, 200);
     let received = receiver.received();
     assert_eq!(received.len(), 1);
     let payload = &received[0].json()["payload"];
@@ -248,7 +228,7 @@ async fn each_user_authorizes_for_themselves() {
 
     // Without a user: every user holding a grant gets their event.
     access_token(&base, Some("U2")).await;
-    let (_, answer) = post(&base, "/sim/deauthorize", json!({"client_id": "multi"})).await;
+    let (_, answer) = post_json(&base, "/sim/deauthorize", json!({"client_id": "multi"})).await;
     assert_eq!(answer["revoked_grants"], 2, "{answer}");
     assert_eq!(answer["webhooks"].as_array().map(Vec::len), Some(2));
     let users: Vec<Value> = receiver.received()[1..]
@@ -262,7 +242,7 @@ async fn each_user_authorizes_for_themselves() {
 async fn the_consent_page_names_the_user_and_an_unknown_login_hint_is_refused() {
     let srv = sim("http://127.0.0.1:9/unused", ConsentMode::Page).await;
     let base = srv.base_url();
-    post(
+    post_json(
         &base,
         "/sim/apps/multi/users",
         json!({"user_id": "U2", "email": "two@example.com"}),

@@ -17,8 +17,7 @@ use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 
-use common::{http, independent_hmac, json_of};
-use zoom_sim::config::AppSpec;
+use common::{app, get_json, http, independent_hmac, json_of, ok, post_json};
 use zoom_sim::server::{start, RunningServer, ServeOptions};
 use zoom_sim::state::App;
 
@@ -157,12 +156,9 @@ async fn scripted(State(script): State<Script>, headers: HeaderMap, body: Bytes)
 }
 
 fn hook_app(url: &str) -> App {
-    AppSpec::parse_cli(&format!(
+    app(&format!(
         "kind=oauth,client_id=hookid,client_secret=hooksecret,secret_token={SECRET},account_id=HACC,verification_token=legacy-vt,event_url={url}"
     ))
-    .and_then(AppSpec::into_app)
-    .expect("valid app")
-    .app
 }
 
 async fn sim(url: &str) -> RunningServer {
@@ -174,29 +170,8 @@ async fn sim(url: &str) -> RunningServer {
     .expect("server starts")
 }
 
-async fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
-    json_of(
-        http()
-            .post(format!("{base}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .expect("admin request"),
-    )
-    .await
-}
-
-async fn get_json(base: &str, path: &str) -> Value {
-    let (status, body) = json_of(
-        http()
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .expect("admin request"),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
+async fn get_ok(base: &str, path: &str) -> Value {
+    ok(get_json(base, path, None).await)
 }
 
 async fn send(base: &str, extra: Value) -> (u16, Value) {
@@ -213,7 +188,7 @@ async fn advance(base: &str, secs: i64) {
 }
 
 async fn stats(base: &str) -> Value {
-    get_json(base, "/sim/stats?client_id=hookid").await
+    get_ok(base, "/sim/stats?client_id=hookid").await
 }
 
 /// Nothing more arrives within `wait`.
@@ -247,7 +222,7 @@ async fn failed_delivery_is_retried_on_zooms_schedule_by_the_simulated_clock() {
         "first retry after 5 minutes: {due}"
     );
 
-    let pending = get_json(&base, "/sim/webhooks/pending").await;
+    let pending = get_ok(&base, "/sim/webhooks/pending").await;
     assert_eq!(pending["count"], 1, "{pending}");
     assert_eq!(pending["max"], 10_000);
     let entry = &pending["pending"][0];
@@ -268,14 +243,14 @@ async fn failed_delivery_is_retried_on_zooms_schedule_by_the_simulated_clock() {
     );
 
     // The second retry is 20 minutes after the first retry.
-    assert_eq!(get_json(&base, "/sim/webhooks/pending").await["count"], 1);
+    assert_eq!(get_ok(&base, "/sim/webhooks/pending").await["count"], 1);
     advance(&base, 19 * 60).await;
     assert_quiet(&receiver, 2, Duration::from_millis(500)).await;
     advance(&base, 61).await;
     let hits = receiver.wait_for(3).await;
     assert_eq!(hits.len(), 3);
     // 200 at last: nothing left to retry.
-    assert_eq!(get_json(&base, "/sim/webhooks/pending").await["count"], 0);
+    assert_eq!(get_ok(&base, "/sim/webhooks/pending").await["count"], 0);
 
     // Retries are the same request: body and tracking id. With retry_timestamp
     // "original" (the default) the timestamp is the first one, moved back by the
@@ -346,7 +321,7 @@ async fn after_the_third_retry_the_event_is_dropped_and_fresh_mode_re_signs() {
         (&json!(4), &json!(3), &json!(1)),
         "{s}"
     );
-    assert_eq!(get_json(&base, "/sim/webhooks/pending").await["count"], 0);
+    assert_eq!(get_ok(&base, "/sim/webhooks/pending").await["count"], 0);
 }
 
 #[tokio::test]
@@ -356,7 +331,7 @@ async fn slow_receivers_time_out_and_timeouts_are_reported_apart() {
     let srv = sim(&receiver.url()).await;
     let base = srv.base_url();
 
-    let cfg = get_json(&base, "/sim/config").await;
+    let cfg = get_ok(&base, "/sim/config").await;
     assert_eq!(
         cfg["webhook_timeout_ms"], 3000,
         "Zoom waits 3 seconds: {cfg}"
@@ -491,7 +466,7 @@ async fn the_pending_queue_is_bounded_and_drops_the_oldest() {
         let (_, answer) = send(&base, json!({})).await;
         ids.push(answer["retry"]["id"].as_u64().expect("queued"));
     }
-    let pending = get_json(&base, "/sim/webhooks/pending").await;
+    let pending = get_ok(&base, "/sim/webhooks/pending").await;
     let listed: Vec<u64> = pending["pending"]
         .as_array()
         .expect("list")
@@ -570,7 +545,7 @@ async fn bad_delivery_settings_are_refused_with_zoom_shaped_400s() {
         );
     }
     // Nothing was applied by the refused requests.
-    let cfg = get_json(&base, "/sim/config").await;
+    let cfg = get_ok(&base, "/sim/config").await;
     assert_eq!(
         (&cfg["duplicate_rate"], &cfg["webhook_timeout_ms"]),
         (&json!(0.0), &json!(3000))
@@ -742,10 +717,10 @@ async fn revoking_a_grant_sends_app_deauthorized_retried_like_any_event() {
     // The 503 is retried on Zoom's schedule, like /sim/deauthorize's event (queued once the
     // answer is in, a moment after the receiver saw the request).
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut pending = get_json(&base, "/sim/webhooks/pending").await;
+    let mut pending = get_ok(&base, "/sim/webhooks/pending").await;
     while pending["count"] == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        pending = get_json(&base, "/sim/webhooks/pending").await;
+        pending = get_ok(&base, "/sim/webhooks/pending").await;
     }
     assert_eq!(
         pending["pending"][0]["event"], "app_deauthorized",
@@ -813,7 +788,7 @@ async fn a_deauthorization_url_takes_app_deauthorized_and_nothing_else() {
     assert_eq!(deauth.hits().len(), 2);
 
     // Listed by /sim/apps; set through the CLI spec and JSON alike.
-    let apps = get_json(&base, "/sim/apps").await;
+    let apps = get_ok(&base, "/sim/apps").await;
     assert_eq!(
         apps["apps"][0]["deauthorization_url"],
         deauth.url().as_str()

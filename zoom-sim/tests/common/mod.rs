@@ -249,3 +249,61 @@ pub async fn exchange_code(
         .expect("token request");
     json_of(resp).await
 }
+
+/// An app from a `--app` spec (`kind=oauth,client_id=..,...`).
+pub fn app(spec: &str) -> zoom_sim::state::App {
+    zoom_sim::config::AppSpec::parse_cli(spec)
+        .and_then(zoom_sim::config::AppSpec::into_app)
+        .expect("valid app spec")
+        .app
+}
+
+/// `POST {base}{path}` with a JSON body: status and JSON.
+pub async fn post_json(base: &str, path: &str, body: Value) -> (u16, Value) {
+    let resp = http()
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    json_of(resp).await
+}
+
+/// `GET {base}{path}`, with a bearer token if given: status and JSON.
+pub async fn get_json(base: &str, path: &str, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = http().get(format!("{base}{path}"));
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token);
+    }
+    json_of(
+        req.send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}")),
+    )
+    .await
+}
+
+/// The JSON of an answer that must be 200.
+pub fn ok((status, body): (u16, Value)) -> Value {
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A string field of a JSON answer.
+pub fn str_of(body: &Value, key: &str) -> String {
+    body[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {body}"))
+        .to_owned()
+}
+
+/// The status of `GET {base}{path}`.
+pub async fn get_status(base: &str, path: &str) -> u16 {
+    http()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .status()
+        .as_u16()
+}
