@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
+
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use kube::Client;
@@ -61,56 +63,71 @@ impl TokenStore {
         zc: &ZoomConnection,
         mut mutate: impl FnMut(&mut TokenRecord) -> Result<Change, E>,
     ) -> Result<Result<TokenRecord, E>, StoreError> {
-        let name = zc.token_secret_name();
-        let full_name = format!(
-            "{}/{name}",
-            zc.metadata.namespace.as_deref().unwrap_or_default()
-        );
-        let mut delay = Duration::from_millis(50);
         // Generous: losing a freshly rotated refresh token would break the grant, so a
         // flaky API server gets several seconds before we give up.
-        for _ in 0..10 {
-            let current = self.api.get_opt(&name).await;
-            let current = match current {
-                Ok(c) => c,
-                Err(e) if is_transient(&e) => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(9)
+            .build();
+        loop {
+            if let Some(done) = self.try_update(zc, &mut mutate).await? {
+                return Ok(done);
+            }
+            let Some(delay) = delays.next() else {
+                return Err(StoreError::Contended(format!(
+                    "{}/{}",
+                    zc.metadata.namespace.as_deref().unwrap_or_default(),
+                    zc.token_secret_name()
+                )));
             };
-            if ownership(zc, current.as_ref()) == Ownership::Foreign {
-                return Err(StoreError::NotOwned(full_name));
-            }
-            let mut record = current.as_ref().map(read_record).unwrap_or_default();
-            match mutate(&mut record) {
-                Err(e) => return Ok(Err(e)),
-                Ok(Change::Keep) => return Ok(Ok(record)),
-                Ok(Change::Write) => {}
-            }
-            let mut desired = build_secret(zc, &record, crate::clock::now());
-            let result = match current {
-                None => self.api.create(&PostParams::default(), &desired).await,
-                Some(current) => {
-                    // Keep what other tools put on the Secret (reloader hashes, backups).
-                    merge_foreign_metadata(&mut desired, &current);
-                    desired.metadata.resource_version = current.metadata.resource_version;
-                    self.api
-                        .replace(&name, &PostParams::default(), &desired)
-                        .await
-                }
-            };
-            match result {
-                Ok(_) => return Ok(Ok(record)),
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
-                Err(e) if is_transient(&e) => {}
-                Err(e) => return Err(e.into()),
-            }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
         }
-        Err(StoreError::Contended(full_name))
+    }
+
+    /// One read, transition and compare-and-swap write. None: try again (a conflict, or an
+    /// API server error worth retrying).
+    async fn try_update<E>(
+        &self,
+        zc: &ZoomConnection,
+        mutate: &mut impl FnMut(&mut TokenRecord) -> Result<Change, E>,
+    ) -> Result<Option<Result<TokenRecord, E>>, StoreError> {
+        let name = zc.token_secret_name();
+        let current = match self.api.get_opt(&name).await {
+            Ok(current) => current,
+            Err(e) if is_transient(&e) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if ownership(zc, current.as_ref()) == Ownership::Foreign {
+            return Err(StoreError::NotOwned(format!(
+                "{}/{name}",
+                zc.metadata.namespace.as_deref().unwrap_or_default()
+            )));
+        }
+        let mut record = current.as_ref().map(read_record).unwrap_or_default();
+        match mutate(&mut record) {
+            Err(e) => return Ok(Some(Err(e))),
+            Ok(Change::Keep) => return Ok(Some(Ok(record))),
+            Ok(Change::Write) => {}
+        }
+        let mut desired = build_secret(zc, &record, crate::clock::now());
+        let result = match current {
+            None => self.api.create(&PostParams::default(), &desired).await,
+            Some(current) => {
+                // Keep what other tools put on the Secret (reloader hashes, backups).
+                merge_foreign_metadata(&mut desired, &current);
+                desired.metadata.resource_version = current.metadata.resource_version;
+                self.api
+                    .replace(&name, &PostParams::default(), &desired)
+                    .await
+            }
+        };
+        match result {
+            Ok(_) => Ok(Some(Ok(record))),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+            Err(e) if is_transient(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
