@@ -1,10 +1,10 @@
 //! Keeps the routing index current on every replica (not only the lease holder): per watched
-//! namespace, a reflector over ZoomConnections and a metadata-only watch of Secrets that says
-//! when a referenced credentials Secret changed. Only referenced Secrets are read (GET by
-//! name), and only their secret token and account ID are kept; the contents of other Secrets
-//! are never cached.
+//! namespace, a reflector over ZoomConnections and a metadata reflector over Secrets (each cut
+//! down to name, namespace and resourceVersion) that says when a referenced credentials Secret
+//! changed or went away. Only referenced Secrets are read (GET by name), and only their secret
+//! token and account ID are kept; the contents of other Secrets are never cached.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,9 +75,11 @@ struct IndexSync {
     /// Which of those caches have been listed once.
     listed: Vec<bool>,
     cache: HashMap<SecretRef, CachedSecret>,
+    /// Secret metadata (name, namespace, resourceVersion only), one store per Secret watch.
+    secrets: Vec<Store<PartialObjectMeta<Secret>>>,
+    /// Which of those have been listed once.
+    secrets_listed: Vec<bool>,
     scopes: Vec<Scope>,
-    /// Secrets seen during a relist of each watch, to forget those deleted while not watching.
-    relisting: HashMap<usize, HashSet<SecretRef>>,
 }
 
 /// Runs until `shutdown`. Publishes a ready snapshot once the connections were listed.
@@ -97,8 +99,9 @@ pub async fn maintain(
         listed: vec![false; watches.stores.len()],
         connections: watches.stores,
         cache: HashMap::new(),
+        secrets_listed: vec![false; watches.secret_stores.len()],
+        secrets: watches.secret_stores,
         scopes: watches.scopes,
-        relisting: HashMap::new(),
     };
     // When the index must be rebuilt: set by the first change after a rebuild.
     let mut dirty_since: Option<Instant> = None;
@@ -162,6 +165,7 @@ struct Watches {
     stores: Vec<Store<ZoomConnection>>,
     connections: Vec<ConnectionEvents>,
     secrets: Vec<SecretMetaEvents>,
+    secret_stores: Vec<Store<PartialObjectMeta<Secret>>>,
     /// What each Secret watch covers, by its position in `secrets`.
     scopes: Vec<Scope>,
 }
@@ -177,6 +181,7 @@ impl Watches {
         // Api<PartialObjectMeta<Secret>> makes metadata-only requests: Secret contents never
         // arrive through the watch.
         let mut secret_streams: Vec<SecretMetaEvents> = Vec::with_capacity(watch_scopes.len() + 1);
+        let mut secret_stores = Vec::with_capacity(watch_scopes.len() + 1);
         let mut scopes = Vec::with_capacity(watch_scopes.len() + 1);
         for (i, scope) in watch_scopes.iter().enumerate() {
             let (reader, writer) = reflector::store();
@@ -193,13 +198,10 @@ impl Watches {
                 .map(move |e| (i, e))
                 .boxed(),
             );
-            let secret_api: Api<PartialObjectMeta<Secret>> = scope.api(client.clone());
-            secret_streams.push(
-                watcher(secret_api, watcher::Config::default())
-                    .default_backoff()
-                    .map(move |e| (i, e))
-                    .boxed(),
-            );
+            let (stream, store) =
+                secret_metadata(scope.api(client.clone()), watcher::Config::default(), i);
+            secret_streams.push(stream);
+            secret_stores.push(store);
             scopes.push(Scope::Watch(scope.clone()));
         }
         // The default app's Secret usually lives in the platform team's namespace, outside the
@@ -207,15 +209,14 @@ impl Watches {
         if let Some(default_ref) = settings.default_app_secret.clone() {
             let (dns, dname) = (&default_ref.namespace, &default_ref.name);
             if !scopes.iter().any(|s| s.covers(&default_ref)) {
-                let api: Api<PartialObjectMeta<Secret>> = Api::namespaced(client.clone(), dns);
                 let cfg = watcher::Config::default().fields(&format!("metadata.name={dname}"));
-                let watch = secret_streams.len();
-                secret_streams.push(
-                    watcher(api, cfg)
-                        .default_backoff()
-                        .map(move |e| (watch, e))
-                        .boxed(),
+                let (stream, store) = secret_metadata(
+                    Api::namespaced(client.clone(), dns),
+                    cfg,
+                    secret_streams.len(),
                 );
+                secret_streams.push(stream);
+                secret_stores.push(store);
                 scopes.push(Scope::One(default_ref));
             }
         }
@@ -223,9 +224,35 @@ impl Watches {
             stores,
             connections: connection_streams,
             secrets: secret_streams,
+            secret_stores,
             scopes,
         }
     }
+}
+
+/// A metadata reflector over Secrets: each object is cut down to its name, namespace and
+/// resourceVersion before it enters the store, so unrelated Secrets cost a few bytes each.
+fn secret_metadata(
+    api: Api<PartialObjectMeta<Secret>>,
+    config: watcher::Config,
+    watch: usize,
+) -> (SecretMetaEvents, Store<PartialObjectMeta<Secret>>) {
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).modify(keep_identity))
+        .default_backoff()
+        .map(move |e| (watch, e))
+        .boxed();
+    (stream, reader)
+}
+
+fn keep_identity(meta: &mut PartialObjectMeta<Secret>) {
+    let m = &mut meta.metadata;
+    *m = kube::api::ObjectMeta {
+        name: m.name.take(),
+        namespace: m.namespace.take(),
+        resource_version: m.resource_version.take(),
+        ..Default::default()
+    };
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -243,53 +270,41 @@ fn secret_ref(meta: &PartialObjectMeta<Secret>) -> Option<SecretRef> {
 }
 
 impl IndexSync {
-    /// Forgets what is cached of a Secret that changed; true when the index must be rebuilt.
+    /// Whether a Secret event may change the index: the end of a (re)list, or a change of a
+    /// Secret that is cached. The reflector keeps the metadata; `rebuild` compares.
     fn on_secret_event(
         &mut self,
         watch: usize,
         event: watcher::Event<PartialObjectMeta<Secret>>,
     ) -> bool {
         match event {
-            watcher::Event::Init => {
-                self.relisting.insert(watch, HashSet::new());
-                false
-            }
+            watcher::Event::Init => false,
             watcher::Event::InitDone => {
-                let Some(seen) = self.relisting.remove(&watch) else {
-                    return false;
-                };
-                let Some(scope) = self.scopes.get(watch) else {
-                    return false;
-                };
-                let before = self.cache.len();
-                // Deleted while the watch was down: the relist did not show them.
-                self.cache.retain(|k, v| {
-                    v.resource_version.is_none() || !scope.covers(k) || seen.contains(k)
-                });
-                self.cache.len() != before
-            }
-            watcher::Event::InitApply(meta) | watcher::Event::Apply(meta) => {
-                let Some(key) = secret_ref(&meta) else {
-                    return false;
-                };
-                if let Some(seen) = self.relisting.get_mut(&watch) {
-                    seen.insert(key.clone());
+                if let Some(listed) = self.secrets_listed.get_mut(watch) {
+                    *listed = true;
                 }
-                match self.cache.get(&key) {
-                    Some(cached) if cached.resource_version != meta.metadata.resource_version => {
-                        self.cache.remove(&key);
-                        true
-                    }
-                    _ => false,
-                }
+                true
             }
-            watcher::Event::Delete(meta) => {
-                let Some(key) = secret_ref(&meta) else {
-                    return false;
-                };
-                self.cache.remove(&key).is_some()
+            watcher::Event::InitApply(meta)
+            | watcher::Event::Apply(meta)
+            | watcher::Event::Delete(meta) => {
+                secret_ref(&meta).is_some_and(|key| self.cache.contains_key(&key))
             }
         }
+    }
+
+    /// The resourceVersion of Secret `key` as the metadata reflector has it (None: absent).
+    fn stored_version(&self, key: &SecretRef) -> Option<String> {
+        let (i, _) = self
+            .scopes
+            .iter()
+            .enumerate()
+            .find(|(_, scope)| scope.covers(key))?;
+        let reference = reflector::ObjectRef::new(&key.name).within(&key.namespace);
+        self.secrets
+            .get(i)?
+            .get(&reference)
+            .and_then(|meta| meta.metadata.resource_version.clone())
     }
 
     /// Reads the referenced Secrets not cached yet and publishes a new snapshot. False when
@@ -297,12 +312,20 @@ impl IndexSync {
     async fn rebuild(&mut self) -> bool {
         // Until every namespace was listed, a snapshot would miss apps: keep answering "not
         // ready" rather than 401 to Zoom's requests for them.
-        if !self.listed.iter().all(|l| *l) {
+        if !self.listed.iter().all(|l| *l) || !self.secrets_listed.iter().all(|l| *l) {
             return true;
         }
         let connections: Vec<_> = self.connections.iter().flat_map(Store::state).collect();
         let wanted = wanted_keys(&connections, &self.settings);
-        self.cache.retain(|k, _| wanted.contains_key(k));
+        // Forget what is no longer wanted, and what changed (or went away) since it was read.
+        let current: HashMap<SecretRef, Option<String>> = self
+            .cache
+            .keys()
+            .map(|k| (k.clone(), self.stored_version(k)))
+            .collect();
+        self.cache.retain(|k, cached| {
+            wanted.contains_key(k) && current.get(k) == Some(&cached.resource_version)
+        });
         let missing: Vec<_> = wanted
             .iter()
             .filter(|(k, keys)| !self.cache.get(*k).is_some_and(|c| c.has_keys(keys.iter())))
