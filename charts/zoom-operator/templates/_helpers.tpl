@@ -77,7 +77,7 @@ is fixed (operator.publicURL) or not configured at all.
 {{/*
 RBAC rules for reconciling ZoomConnections in a namespace (all namespaces through the
 ClusterRole, or one watched namespace through a Role). Every verb is one the code uses; see
-src/controller/mod.rs, src/controller/store.rs, src/server/oauth.rs and kube-runtime's
+src/controller/mod.rs, src/tokens/store.rs, src/server/oauth.rs and kube-runtime's
 events::Recorder.
 */}}
 {{- define "zoom-operator.connectionRules" -}}
