@@ -529,11 +529,27 @@ async fn ten_thousand_event_names_leave_metrics_the_same_size() {
             .map(|a| a.status)
             .unwrap_or(0)
     };
-    // Every outcome once, so that each fixed series exists before the count.
+    // Every outcome once, so that each fixed series exists before the count. A reconcile's
+    // result is counted just after its status write, which is what `wait_ready` saw.
     for account in ["acc-l", "acc-other"] {
         assert_eq!(signed("meeting.started".to_owned(), account).await, 200);
     }
-    let before = metric_series(op).await;
+    let before = eventually(
+        "the first reconcile to be counted",
+        Duration::from_secs(30),
+        || async {
+            let series = metric_series(op).await;
+            let counted = series
+                .iter()
+                .any(|s| s.starts_with("zoom_operator_reconciliations_total{result=\"ok\"}"));
+            if counted {
+                Ok(series)
+            } else {
+                Err("no reconcile counted yet".to_owned())
+            }
+        },
+    )
+    .await;
 
     // The attack: 10,000 validly signed events, each with its own name, routable or not.
     let answers = futures::stream::iter(0..10_000)
