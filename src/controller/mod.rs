@@ -333,7 +333,9 @@ async fn observe(zc: &ZoomConnection, ctx: &Arc<Context>, pass: &mut Pass) -> Se
             .as_ref()
             .and_then(|a| a.user_id.as_deref()),
     );
-    shared_grant::nudge_if_new(ctx, zc, &shared_grant);
+    let shared_soon = shared_grant::nudge_unaware(ctx, zc, &shared_grant)
+        .then(|| now.checked_add(SHARED_GRANT_RECHECK).ok())
+        .flatten();
     let pending_events = ctx.webhooks.events.pending_for(&pass.uid);
     let dropped_until = pass
         .record
@@ -347,10 +349,16 @@ async fn observe(zc: &ZoomConnection, ctx: &Arc<Context>, pass: &mut Pass) -> Se
         .then(|| now.checked_add(PENDING_EVENTS_RECHECK).ok())
         .flatten();
     let account_retry = account_unknown.as_ref().and_then(|a| a.retry_at);
-    pass.next_check = [pass.next_check, account_retry, events_soon, dropped_until]
-        .into_iter()
-        .flatten()
-        .min();
+    pass.next_check = [
+        pass.next_check,
+        account_retry,
+        events_soon,
+        dropped_until,
+        shared_soon,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
     let not_stored = ctx.pending_grant(&pass.uid).map(|p| {
         let ns = zc.metadata.namespace.as_deref().unwrap_or_default();
         crate::tokens::not_stored_message(&p, &format!("{ns}/{}", zc.token_secret_name()))
@@ -436,6 +444,8 @@ fn connection_name(zc: &ZoomConnection) -> String {
 
 /// How soon status looks again while events wait for redelivery.
 const PENDING_EVENTS_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// How soon a connection looks again while another sharing its grant does not name it yet.
+const SHARED_GRANT_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 /// How long `EventsDropped` shows after the last dropped event.
 const EVENTS_DROPPED_SHOWN: jiff::SignedDuration = jiff::SignedDuration::from_secs(3600);
 

@@ -78,22 +78,47 @@ pub fn sharing_in_cache(ctx: &Context, zc: &ZoomConnection, user: Option<&str>) 
     sharing(zc, user, &connections)
 }
 
-/// Asks the other connections to reconcile when this pass found sharing its last status did
-/// not mention (so that both messages say so); quiet once they do.
-pub fn nudge_if_new(ctx: &Context, zc: &ZoomConnection, shared: &[String]) {
-    let said = zc
-        .status
+/// Asks each connection in `shared` whose cached `Authorized` message does not yet name `zc`
+/// to reconcile, and says whether any such is left. The caller looks again soon while one is:
+/// the other's pass may read the cache before this connection's account shows in it, and
+/// nothing else would wake it once this connection's own message is settled.
+pub fn nudge_unaware(ctx: &Context, zc: &ZoomConnection, shared: &[String]) -> bool {
+    if shared.is_empty() {
+        return false;
+    }
+    let me = format!(
+        "{}/{}",
+        zc.metadata.namespace.as_deref().unwrap_or_default(),
+        zc.metadata.name.as_deref().unwrap_or_default()
+    );
+    let stores = match ctx.connections.read() {
+        Ok(stores) => stores.clone(),
+        Err(_) => return false,
+    };
+    let mut unaware = false;
+    for other in shared {
+        let Some((ns, name)) = other.split_once('/') else {
+            continue;
+        };
+        let key = kube::runtime::reflector::ObjectRef::new(name).within(ns);
+        let names_me = stores
+            .iter()
+            .find_map(|s| s.get(&key))
+            .is_some_and(|o| authorized_message(&o).contains(me.as_str()));
+        if !names_me {
+            unaware = true;
+            let _ = ctx.nudges.send(key);
+        }
+    }
+    unaware
+}
+
+fn authorized_message(zc: &ZoomConnection) -> &str {
+    zc.status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Authorized"))
         .map(|c| c.message.as_str())
-        .unwrap_or_default();
-    for other in shared.iter().filter(|o| !said.contains(o.as_str())) {
-        if let Some((ns, name)) = other.split_once('/') {
-            let _ = ctx
-                .nudges
-                .send(kube::runtime::reflector::ObjectRef::new(name).within(ns));
-        }
-    }
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
