@@ -153,9 +153,86 @@ pub fn transitions(previous: &[Condition], current: &[Condition]) -> Vec<Transit
         .collect()
 }
 
+/// The transitions worth an Event, one per meaningful change as cert-manager does. `Ready`
+/// carries the reason of the condition that caused it, so it gets an Event only for the
+/// Ready=True moment itself. A new connection's first status gets one Event in all: Ready=True,
+/// or the condition that keeps it from being ready.
+pub fn worth_an_event(previous: &[Condition], current: &[Condition]) -> Vec<Transition> {
+    let all = transitions(previous, current);
+    if previous.is_empty() {
+        let ready = current.iter().find(|c| c.type_ == READY);
+        let first = all.iter().find(|t| match ready {
+            Some(r) if r.status == "True" => t.type_ == READY,
+            Some(r) => t.type_ != READY && t.status != "True" && t.reason == r.reason,
+            None => t.status != "True",
+        });
+        return first.cloned().into_iter().collect();
+    }
+    all.into_iter()
+        .filter(|t| t.type_ != READY || t.status == "True")
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn condition(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message: String::new(),
+            last_transition_time: t(0),
+            observed_generation: None,
+        }
+    }
+
+    #[test]
+    fn one_event_per_meaningful_change() {
+        let names = |ts: Vec<Transition>| -> Vec<String> {
+            ts.into_iter()
+                .map(|t| format!("{}={}/{}", t.type_, t.status, t.reason))
+                .collect()
+        };
+        let ready = [
+            condition(CREDENTIALS_READY, "True", "Valid"),
+            condition(AUTHORIZED, "True", "Authorized"),
+            condition(TOKEN_READY, "True", "Fresh"),
+            condition(URLS_READY, "True", "Ready"),
+            condition(READY, "True", "Ready"),
+        ];
+        let waiting = [
+            condition(CREDENTIALS_READY, "True", "Valid"),
+            condition(AUTHORIZED, "False", "AwaitingAuthorization"),
+            condition(TOKEN_READY, "False", "NoToken"),
+            condition(URLS_READY, "True", "Ready"),
+            condition(READY, "False", "AwaitingAuthorization"),
+        ];
+        // A new connection: one Event, whatever its first status.
+        assert_eq!(names(worth_an_event(&[], &ready)), ["Ready=True/Ready"]);
+        assert_eq!(
+            names(worth_an_event(&[], &waiting)),
+            ["Authorized=False/AwaitingAuthorization"]
+        );
+        // Later: every condition that changed, Ready only when it becomes True.
+        assert_eq!(
+            names(worth_an_event(&waiting, &ready)),
+            [
+                "Authorized=True/Authorized",
+                "TokenReady=True/Fresh",
+                "Ready=True/Ready"
+            ]
+        );
+        assert_eq!(
+            names(worth_an_event(&ready, &waiting)),
+            [
+                "Authorized=False/AwaitingAuthorization",
+                "TokenReady=False/NoToken"
+            ]
+        );
+        assert!(worth_an_event(&ready, &ready).is_empty());
+    }
 
     fn t(secs: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(secs).expect("valid"))

@@ -30,6 +30,8 @@ pub struct OperatorConfig {
     /// How many undelivered events are stored for redelivery, per connection and in all
     /// (0 in all: none; the operator then answers 503 so that Zoom retries).
     pub pending_event_limits: Limits,
+    /// `--max-concurrent-reconciles`.
+    pub max_concurrent_reconciles: u16,
 }
 
 /// What one set of watches covers: every namespace, or one. Several `--watch-namespace` values

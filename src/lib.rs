@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod authorize;
+pub mod cache;
 pub mod clock;
 pub mod conditions;
 pub mod config;

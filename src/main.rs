@@ -100,6 +100,15 @@ struct RunArgs {
         default_value_t = 100
     )]
     max_pending_events_per_connection: usize,
+    /// Reconciles run at once. Bounds the API-server connections and the memory a restart
+    /// against thousands of connections takes; renewals due at the same moment queue.
+    #[arg(
+        long,
+        env = "ZOOM_OPERATOR_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    max_concurrent_reconciles: u16,
     #[arg(
         long,
         env = "ZOOM_OPERATOR_LOG_FORMAT",
@@ -206,6 +215,7 @@ fn main() -> ExitCode {
                     total: args.max_pending_events,
                     per_connection: args.max_pending_events_per_connection,
                 },
+                max_concurrent_reconciles: args.max_concurrent_reconciles,
             };
             block_on(zoom_operator::run::run(config))
         }

@@ -7,9 +7,8 @@
 //! name, say) becomes a label.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use kube::runtime::reflector::Store;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -219,9 +218,10 @@ impl Default for Metrics {
 /// `zoom_operator_connection_ready{namespace,name}` from the cached status.
 #[derive(Debug)]
 pub struct ConnectionCollector {
-    /// The controller's caches (one per watched namespace, disjoint) while this replica
-    /// leads; empty otherwise.
-    pub slot: Arc<RwLock<Vec<Store<ZoomConnection>>>>,
+    /// The shared caches of connections.
+    pub caches: crate::cache::Caches,
+    /// Only the lease holder reports connections, so that a sum over replicas counts each once.
+    pub leadership: crate::leader::Leadership,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -235,9 +235,10 @@ impl prometheus_client::collector::Collector for ConnectionCollector {
         &self,
         mut encoder: prometheus_client::encoding::DescriptorEncoder,
     ) -> Result<(), std::fmt::Error> {
-        let connections: Vec<Arc<ZoomConnection>> = match self.slot.read() {
-            Ok(stores) => stores.iter().flat_map(Store::state).collect(),
-            Err(_) => Vec::new(),
+        let connections: Vec<Arc<ZoomConnection>> = if self.leadership.is_leader() {
+            self.caches.connections()
+        } else {
+            Vec::new()
         };
         let labels = |zc: &ZoomConnection| ConnectionLabels {
             namespace: zc.metadata.namespace.clone().unwrap_or_default(),
@@ -296,9 +297,12 @@ mod tests {
         .expect("connection")
     }
 
-    fn scrape(slot: Arc<RwLock<Vec<Store<ZoomConnection>>>>) -> String {
+    fn scrape(caches: &crate::cache::Caches, leadership: &crate::leader::Leadership) -> String {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(ConnectionCollector { slot }));
+        registry.register_collector(Box::new(ConnectionCollector {
+            caches: caches.clone(),
+            leadership: leadership.clone(),
+        }));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
         text
@@ -315,10 +319,12 @@ mod tests {
                 Some(expires),
             )));
             writer.apply_watcher_event(&watcher::Event::Apply(connection(ns, "new", None)));
-            stores.push(reader);
+            stores.push((crate::config::WatchScope::Namespace(ns.to_owned()), reader));
         }
-        let slot = Arc::new(RwLock::new(stores));
-        let text = scrape(slot.clone());
+        let caches = crate::cache::Caches::of_connections(stores);
+        let (leading, leadership) = crate::leader::Leadership::channel();
+        leading.send_replace(true);
+        let text = scrape(&caches, &leadership);
         let series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("zoom_operator_token_expiry_timestamp_seconds{"))
@@ -340,12 +346,13 @@ mod tests {
         assert!(ready.contains(&r#"zoom_operator_connection_ready{namespace="a",name="bot"} 1"#));
         assert!(ready.contains(&r#"zoom_operator_connection_ready{namespace="b",name="new"} 0"#));
 
-        // Not leading: no caches, no series.
-        slot.write().expect("lock").clear();
+        // Not leading: no series (the leader reports them, so a sum over replicas counts each
+        // connection once).
+        leading.send_replace(false);
         assert!(
-            !scrape(slot.clone()).contains("expiry_timestamp_seconds{"),
-            "series remain after the caches were dropped"
+            !scrape(&caches, &leadership).contains("expiry_timestamp_seconds{"),
+            "series remain after leadership was lost"
         );
-        assert!(!scrape(slot).contains("connection_ready{"));
+        assert!(!scrape(&caches, &leadership).contains("connection_ready{"));
     }
 }

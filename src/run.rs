@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
@@ -81,8 +81,9 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_handler(shutdown.clone()));
 
-    let parts = Parts::build(client.clone(), &config).await?;
+    let (parts, caches) = Parts::build(client.clone(), &config, &shutdown).await?;
     let tasks = Tasks {
+        caches: tokio::spawn(caches),
         stored_events: tokio::spawn(
             parts
                 .webhooks
@@ -96,6 +97,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
             parts.index.clone(),
             client.clone(),
             IndexSettings::from_config(&config),
+            parts.ctx.caches.clone(),
             shutdown.clone(),
         )),
         urls: tokio::spawn(controller::watch_public_urls(
@@ -146,17 +148,25 @@ struct Parts {
 }
 
 impl Parts {
-    async fn build(client: Client, config: &OperatorConfig) -> anyhow::Result<Parts> {
+    /// Also returns the future that drives the shared caches' watches.
+    async fn build(
+        client: Client,
+        config: &OperatorConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<(
+        Parts,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    )> {
         let signing = load_signing_key(client.clone(), &config.operator_namespace).await?;
         let metrics = Metrics::new();
         let zoom = ZoomClient::new(config.zoom_oauth_url.clone(), config.zoom_api_url.clone())?
             .with_metrics(metrics.clone());
-        let connections = Arc::new(RwLock::new(Vec::new()));
-        let mut registry = Registry::default();
-        metrics.register(&mut registry);
-        registry.register_collector(Box::new(ConnectionCollector {
-            slot: connections.clone(),
-        }));
+        let (caches, drive_caches) = crate::cache::Caches::open(
+            &client,
+            &config.watch_namespaces,
+            config.default_app_secret.as_ref(),
+            shutdown.clone(),
+        );
         let (leading_tx, leadership) = if config.leader_election {
             let (tx, rx) = Leadership::channel();
             (Some(tx), rx)
@@ -164,6 +174,12 @@ impl Parts {
             metrics.leader.set(1);
             (None, Leadership::always())
         };
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        registry.register_collector(Box::new(ConnectionCollector {
+            caches: caches.clone(),
+            leadership: leadership.clone(),
+        }));
         let (url_tx, url_rx) = watch::channel(None);
         let recorder = Recorder::new(
             client.clone(),
@@ -196,11 +212,11 @@ impl Parts {
             account_reads: Mutex::new(Default::default()),
             webhooks: webhooks.clone(),
             nudges: tokio::sync::broadcast::channel(256).0,
-            connections,
+            caches,
             leadership,
             pending: Mutex::new(Default::default()),
         });
-        Ok(Parts {
+        let parts = Parts {
             ctx,
             webhooks,
             index: Arc::new(RoutingIndex::default()),
@@ -211,12 +227,14 @@ impl Parts {
             }),
             url_tx,
             leading_tx,
-        })
+        };
+        Ok((parts, drive_caches))
     }
 }
 
 /// Background work every replica runs until shutdown.
 struct Tasks {
+    caches: tokio::task::JoinHandle<()>,
     stored_events: tokio::task::JoinHandle<()>,
     index: tokio::task::JoinHandle<()>,
     urls: tokio::task::JoinHandle<()>,
@@ -227,6 +245,7 @@ impl Tasks {
         let _ = self.urls.await;
         let _ = self.index.await;
         let _ = self.stored_events.await;
+        let _ = self.caches.await;
     }
 }
 

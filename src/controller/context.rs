@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::Store;
 use kube::Client;
 use tokio::sync::watch;
 
@@ -43,9 +42,8 @@ pub struct Context {
     /// When each connection (by UID) was last renewed on request, for the forced-refresh rate
     /// limit. In memory on purpose: the token Secret's annotations are tenant-writable.
     pub forced_refreshes: Mutex<HashMap<String, Timestamp>>,
-    /// The controller's caches, one per watched namespace (or one for all namespaces), while
-    /// this replica leads; empty otherwise. Read at scrape time by the expiry gauge.
-    pub connections: Arc<std::sync::RwLock<Vec<Store<ZoomConnection>>>>,
+    /// The shared caches of connections and Secret metadata (`crate::cache`).
+    pub caches: crate::cache::Caches,
     /// Whether this replica leads; checked right before a refresh token is sent.
     pub leadership: Leadership,
     /// Grants Zoom issued whose write to the token Secret failed, by connection UID. Kept

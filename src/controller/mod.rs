@@ -632,12 +632,7 @@ async fn publish_transitions(
     new: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
 ) {
     let reference = zc.object_ref(&());
-    for t in conditions::transitions(old, new) {
-        // Ready carries the same reason as the condition that caused it: one Event is enough,
-        // except for the Ready=True moment itself.
-        if t.type_ == conditions::READY && t.status != "True" {
-            continue;
-        }
+    for t in conditions::worth_an_event(old, new) {
         let event = KubeEvent {
             type_: if t.warning {
                 EventType::Warning

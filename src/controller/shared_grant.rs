@@ -71,11 +71,7 @@ pub fn sharing_in_cache(ctx: &Context, zc: &ZoomConnection, user: Option<&str>) 
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Vec::new();
     };
-    let connections: Vec<Arc<ZoomConnection>> = match ctx.connections.read() {
-        Ok(stores) => stores.iter().flat_map(|s| s.state()).collect(),
-        Err(_) => return Vec::new(),
-    };
-    sharing(zc, user, &connections)
+    sharing(zc, user, &ctx.caches.connections())
 }
 
 /// Asks each connection in `shared` whose cached `Authorized` message does not yet name `zc`
@@ -91,22 +87,18 @@ pub fn nudge_unaware(ctx: &Context, zc: &ZoomConnection, shared: &[String]) -> b
         zc.metadata.namespace.as_deref().unwrap_or_default(),
         zc.metadata.name.as_deref().unwrap_or_default()
     );
-    let stores = match ctx.connections.read() {
-        Ok(stores) => stores.clone(),
-        Err(_) => return false,
-    };
     let mut unaware = false;
     for other in shared {
         let Some((ns, name)) = other.split_once('/') else {
             continue;
         };
-        let key = kube::runtime::reflector::ObjectRef::new(name).within(ns);
-        let names_me = stores
-            .iter()
-            .find_map(|s| s.get(&key))
+        let names_me = ctx
+            .caches
+            .connection(ns, name)
             .is_some_and(|o| authorized_message(&o).contains(me.as_str()));
         if !names_me {
             unaware = true;
+            let key = kube::runtime::reflector::ObjectRef::new(name).within(ns);
             let _ = ctx.nudges.send(key);
         }
     }

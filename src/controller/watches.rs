@@ -1,11 +1,12 @@
-//! The watches that drive reconciles: the `--ingress` Ingress (feeding the public URLs), the
-//! ZoomConnections themselves, the token Secrets they own, and the metadata of credentials
-//! Secrets (never their contents). Each watched namespace gets its own set, so nothing is
-//! listed or watched outside the namespaces the operator was given.
+//! What drives reconciles: the `--ingress` Ingress (feeding the public URLs), changes of the
+//! ZoomConnections themselves and of the metadata of credentials Secrets (both from the shared
+//! caches, `crate::cache`), the token Secrets they own, and stored events. Each watched
+//! namespace gets its own set, so nothing is listed or watched outside the namespaces the
+//! operator was given.
 
 use std::sync::Arc;
 
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
@@ -14,10 +15,11 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Client;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ZoomConnection, MANAGED_BY_LABEL};
+use crate::cache::{Change, ScopeCache};
 use crate::config::WatchScope;
 use crate::urls::{derive_public_urls, UrlSource};
 
@@ -72,12 +74,13 @@ pub async fn watch_public_urls(
 /// Runs the controller until `shutdown` fires. Called by the lease holder.
 ///
 /// One controller per watched namespace (or one for all namespaces), all under the same
-/// shutdown token and context. Each has its own cache: a reflector store shared across
-/// namespaces would be emptied by every watcher's relist, which replaces the whole store.
+/// shutdown token and context, each reading the shared cache of its scope (`crate::cache`):
+/// becoming leader opens no second watch of ZoomConnections or of Secret metadata.
 pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
-    let scopes = WatchScope::from_namespaces(&ctx.config.watch_namespaces);
     let controllers = futures::future::join_all(
-        scopes
+        ctx.caches
+            .scopes
+            .clone()
             .into_iter()
             .map(|scope| run_for(ctx.clone(), scope, shutdown.clone())),
     );
@@ -92,30 +95,24 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
         _ = controllers => {}
         () = redelivery => {}
     }
-    // No longer leading: the caches stop updating, so the expiry gauge must not show them.
-    if let Ok(mut stores) = ctx.connections.write() {
-        stores.clear();
-    }
 }
 
-/// The controller for one scope: its ZoomConnections, the token Secrets it owns there, the
-/// metadata of credentials Secrets there (never their contents), the default app's Secret,
-/// and the public URLs. Every list and watch stays inside `scope`, except the watch of the
-/// default app's one Secret by name.
-async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationToken) {
+/// The controller for one scope: its ZoomConnections (from the shared cache), the token
+/// Secrets it owns there, changes of the credentials Secrets they use (from the shared
+/// metadata cache: never their contents), stored events, and the public URLs. Every list and
+/// watch stays inside `scope`.
+async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        scope.api::<ZoomConnection>(client.clone()),
-        watcher::Config::default(),
-    );
-    let store: Store<ZoomConnection> = controller.store();
-    if let Ok(mut stores) = ctx.connections.write() {
-        stores.push(store.clone());
-    }
+    let scope = cache.scope.clone();
+    let store: Store<ZoomConnection> = cache.connections.clone();
     tracing::info!(%scope, "controller watching");
 
-    let default_app = ctx.config.default_app_secret.clone();
-    let credential_changes = credential_changes(&client, &scope, default_app.as_ref());
+    let triggers = connection_triggers(cache.clone(), ctx.caches.subscribe());
+    let credential_changes = credential_changes(
+        cache.clone(),
+        ctx.caches.subscribe(),
+        ctx.config.default_app_secret.clone(),
+    );
     let token_secrets = watcher(
         scope.api::<Secret>(client.clone()),
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
@@ -138,18 +135,12 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
     );
     let stored_scope = scope.clone();
     let nudges = nudges_in(&ctx, scope.clone());
+    let config = kube::runtime::controller::Config::default()
+        .concurrency(ctx.config.max_concurrent_reconciles);
 
-    let mapper_store = store.clone();
-    controller
+    Controller::for_shared_stream(triggers, store)
+        .with_config(config)
         .owns_stream(token_secrets)
-        .watches_stream(credential_changes, move |secret| {
-            connections_using_secret(
-                &mapper_store.state(),
-                secret.metadata.namespace.as_deref().unwrap_or_default(),
-                secret.metadata.name.as_deref().unwrap_or_default(),
-                default_app.as_ref(),
-            )
-        })
         .watches_stream(stored_events, move |event| {
             crate::webhooks::delivery::connection_of(&event).filter(|r| {
                 r.namespace
@@ -157,6 +148,7 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
                     .is_some_and(|ns| stored_scope.covers(ns))
             })
         })
+        .reconcile_on(credential_changes)
         .reconcile_all_on(url_changes)
         .reconcile_on(nudges)
         .graceful_shutdown_on(async move { shutdown.cancelled().await })
@@ -177,33 +169,73 @@ async fn run_for(ctx: Arc<Context>, scope: WatchScope, shutdown: CancellationTok
         .await;
 }
 
-/// Changes of credentials Secrets in `scope`: metadata only, so the contents of Secrets we do
-/// not manage are never cached; a change re-reconciles the connections that reference the
-/// Secret by name. The default app's Secret usually lives in the platform team's namespace,
-/// outside the scope: that one Secret is watched by name (a list/watch with the field selector
-/// metadata.name is authorized against resourceNames, so a one-Secret Role is enough). Each
-/// scope opens its own watch of that one object: simpler than fanning one stream out to
-/// several controllers, for the price of a few idle watches.
+/// What wakes a connection's reconcile: every cached connection once (the new leader looks at
+/// all of them), then each change of more than its status (its own status writes need no
+/// pass). A subscriber that fell behind looks at all of them again.
+fn connection_triggers(
+    cache: ScopeCache,
+    changes: broadcast::Receiver<Change>,
+) -> impl Stream<Item = Arc<ZoomConnection>> + Send + 'static {
+    let store = cache.connections.clone();
+    let initial = stream::once(async move {
+        let _ = store.wait_until_ready().await;
+        stream::iter(store.state())
+    })
+    .flatten();
+    let later = changes_in(cache, changes, |cache, change| match change {
+        Some(Change::Connection {
+            object,
+            status_only: false,
+        }) => cache.connections.get(&object).into_iter().collect(),
+        Some(_) => Vec::new(),
+        None => cache.connections.state(),
+    });
+    initial.chain(later)
+}
+
+/// Changes of credentials Secrets: each re-reconciles the connections of `cache` that use the
+/// Secret (their own `credentialsRef`, or the default app's Secret for DefaultOAuth).
 fn credential_changes(
-    client: &kube::Client,
-    scope: &WatchScope,
-    default_app: Option<&crate::api::ObjectRef>,
-) -> SecretChanges {
-    let in_scope = secret_changes(
-        scope.api::<PartialObjectMeta<Secret>>(client.clone()),
-        watcher::Config::default(),
-    );
-    match default_app {
-        Some(default) if !scope.covers(&default.namespace) => futures::stream::select(
-            in_scope,
-            secret_changes(
-                Api::namespaced(client.clone(), &default.namespace),
-                watcher::Config::default().fields(&format!("metadata.name={}", default.name)),
-            ),
-        )
-        .boxed(),
-        _ => in_scope,
-    }
+    cache: ScopeCache,
+    changes: broadcast::Receiver<Change>,
+    default_app: Option<crate::api::ObjectRef>,
+) -> impl Stream<Item = ObjectRef<ZoomConnection>> + Send + 'static {
+    changes_in(cache, changes, move |cache, change| match change {
+        Some(Change::Secret(secret)) => connections_using_secret(
+            &cache.connections.state(),
+            &secret.namespace,
+            &secret.name,
+            default_app.as_ref(),
+        ),
+        _ => Vec::new(),
+    })
+}
+
+/// Maps each change (None: the subscriber lagged, so anything may have changed) to the items
+/// it yields.
+fn changes_in<T: Send + 'static>(
+    cache: ScopeCache,
+    changes: broadcast::Receiver<Change>,
+    map: impl Fn(&ScopeCache, Option<Change>) -> Vec<T> + Send + Sync + 'static,
+) -> impl Stream<Item = T> + Send + 'static {
+    let map = Arc::new(map);
+    stream::unfold(changes, move |mut rx| {
+        let (cache, map) = (cache.clone(), map.clone());
+        async move {
+            loop {
+                let change = match rx.recv().await {
+                    Ok(change) => Some(change),
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                };
+                let items = map(&cache, change);
+                if !items.is_empty() {
+                    return Some((stream::iter(items), rx));
+                }
+            }
+        }
+    })
+    .flatten()
 }
 
 /// Reconciles asked for by other connections' passes (a shared grant) in `scope`; a lagging
@@ -220,13 +252,7 @@ fn nudges_in(
     })
 }
 
-type SecretChanges = MetadataChanges<Secret>;
 type MetadataChanges<K> = BoxStream<'static, Result<PartialObjectMeta<K>, watcher::Error>>;
-
-/// Secret metadata that changed (a relist repeats nothing already seen).
-fn secret_changes(api: Api<PartialObjectMeta<Secret>>, cfg: watcher::Config) -> SecretChanges {
-    metadata_changes(api, cfg)
-}
 
 /// Metadata of `K` that changed (a relist repeats nothing already seen).
 fn metadata_changes<K>(api: Api<PartialObjectMeta<K>>, cfg: watcher::Config) -> MetadataChanges<K>

@@ -1,0 +1,427 @@
+//! The caches every replica keeps: per watched namespace (or one for all), a reflector over
+//! ZoomConnections and a metadata reflector over Secrets, plus the default app's one Secret
+//! when it lives outside them. One store per kind, shared by every reader: the webhook routing
+//! index and the metrics on every replica, the controller on the lease holder. Objects are cut
+//! down before they enter a store (no `managedFields`, no last-applied copy; Secrets to name,
+//! namespace and resourceVersion), so memory grows by what is read, and unrelated Secrets cost
+//! a few bytes each.
+//!
+//! The one task that drives the watches tells readers what changed on a broadcast channel; a
+//! reader that falls behind is told so and looks at everything again.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use futures::stream::{self, BoxStream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, ResourceExt};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{ObjectRef as SecretRef, ZoomConnection};
+use crate::config::WatchScope;
+
+/// How many changes a reader may fall behind before it is told it lagged.
+const CHANGES_BUFFER: usize = 4096;
+
+/// What changed in the caches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A connection was added or changed; `status_only` when nothing but its status did (the
+    /// operator's own status writes, which need no reconcile).
+    Connection {
+        object: ObjectRef<ZoomConnection>,
+        status_only: bool,
+    },
+    /// A Secret's metadata changed, or it went away.
+    Secret(SecretRef),
+    /// A watch finished listing (the first time, or after a gap): look at everything again.
+    Listed,
+}
+
+/// Which Secrets one metadata watch covers, so a lookup knows which store to ask and a
+/// relist can tell "deleted" from "not mine": a watch scope, or the default app's one Secret.
+#[derive(Clone, Debug)]
+pub enum SecretScope {
+    Watch(WatchScope),
+    One(SecretRef),
+}
+
+impl SecretScope {
+    pub fn covers(&self, secret: &SecretRef) -> bool {
+        match self {
+            SecretScope::Watch(scope) => scope.covers(&secret.namespace),
+            SecretScope::One(one) => one == secret,
+        }
+    }
+}
+
+/// The caches of one watched namespace (or of all namespaces).
+#[derive(Clone, Debug)]
+pub struct ScopeCache {
+    pub scope: WatchScope,
+    pub connections: Store<ZoomConnection>,
+}
+
+/// Readers' side of the caches. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Caches {
+    pub scopes: Vec<ScopeCache>,
+    secrets: Vec<(SecretScope, Store<PartialObjectMeta<Secret>>)>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl Caches {
+    /// Opens the watches; the returned future drives them until `shutdown`.
+    pub fn open(
+        client: &Client,
+        watch_namespaces: &[String],
+        default_app: Option<&SecretRef>,
+        shutdown: CancellationToken,
+    ) -> (
+        Caches,
+        impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        let mut scopes = Vec::new();
+        let mut connection_streams = Vec::new();
+        let mut secrets = Vec::new();
+        let mut secret_streams = Vec::new();
+        for scope in WatchScope::from_namespaces(watch_namespaces) {
+            let (reader, writer) = reflector::store();
+            let watch = watcher(scope.api::<ZoomConnection>(client.clone()), watch_config())
+                .modify(strip_connection);
+            connection_streams.push(
+                reflector::reflector(writer, watch)
+                    .default_backoff()
+                    .map(move |e| e.map(ConnectionEvent::from))
+                    .boxed(),
+            );
+            scopes.push(ScopeCache {
+                scope: scope.clone(),
+                connections: reader,
+            });
+            let (stream, store) = secret_metadata(scope.api(client.clone()), watch_config());
+            secret_streams.push(stream);
+            secrets.push((SecretScope::Watch(scope), store));
+        }
+        // The default app's Secret usually lives in the platform team's namespace, outside the
+        // watched namespaces: that one Secret is watched by name (a list/watch with the field
+        // selector metadata.name is authorized against resourceNames).
+        if let Some(default) = default_app {
+            if !secrets.iter().any(|(s, _)| s.covers(default)) {
+                let cfg = watch_config().fields(&format!("metadata.name={}", default.name));
+                let (stream, store) =
+                    secret_metadata(Api::namespaced(client.clone(), &default.namespace), cfg);
+                secret_streams.push(stream);
+                secrets.push((SecretScope::One(default.clone()), store));
+            }
+        }
+        let changes = broadcast::channel(CHANGES_BUFFER).0;
+        let driver = drive(
+            scopes.iter().map(|s| s.connections.clone()).collect(),
+            stream::select_all(connection_streams),
+            stream::select_all(secret_streams),
+            changes.clone(),
+            shutdown,
+        );
+        let caches = Caches {
+            scopes,
+            secrets,
+            changes,
+        };
+        (caches, driver)
+    }
+
+    /// Caches over the given connection stores only, for tests of readers.
+    #[cfg(test)]
+    pub fn of_connections(stores: Vec<(WatchScope, Store<ZoomConnection>)>) -> Caches {
+        Caches {
+            scopes: stores
+                .into_iter()
+                .map(|(scope, connections)| ScopeCache { scope, connections })
+                .collect(),
+            secrets: Vec::new(),
+            changes: broadcast::channel(1).0,
+        }
+    }
+
+    /// Changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Waits until every watch has listed once.
+    pub async fn wait_ready(&self) {
+        for s in &self.scopes {
+            let _ = s.connections.wait_until_ready().await;
+        }
+        for (_, store) in &self.secrets {
+            let _ = store.wait_until_ready().await;
+        }
+    }
+
+    /// Every cached connection, across scopes.
+    pub fn connections(&self) -> Vec<std::sync::Arc<ZoomConnection>> {
+        self.scopes
+            .iter()
+            .flat_map(|s| s.connections.state())
+            .collect()
+    }
+
+    /// A cached connection by namespace and name.
+    pub fn connection(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<ZoomConnection>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.scopes
+            .iter()
+            .filter(|s| s.scope.covers(namespace))
+            .find_map(|s| s.connections.get(&key))
+    }
+
+    /// What the cache knows of Secret `key`: `None` when no watch covers it, `Some(None)` when
+    /// it does not exist, else its resourceVersion.
+    pub fn secret_version(&self, key: &SecretRef) -> Option<Option<String>> {
+        let (_, store) = self.secrets.iter().find(|(s, _)| s.covers(key))?;
+        let reference = ObjectRef::new(&key.name).within(&key.namespace);
+        Some(
+            store
+                .get(&reference)
+                .map(|meta| meta.metadata.resource_version.clone().unwrap_or_default()),
+        )
+    }
+}
+
+fn watch_config() -> watcher::Config {
+    // kube-apiserver 1.20 refuses streaming lists: list, then watch.
+    watcher::Config::default()
+}
+
+/// What a ZoomConnection watch event means for readers: an object applied (with the hash of
+/// everything but its status), or a list finished.
+enum ConnectionEvent {
+    Applied(ObjectRef<ZoomConnection>, u64),
+    Deleted(ObjectRef<ZoomConnection>),
+    Listed,
+    Other,
+}
+
+impl From<watcher::Event<ZoomConnection>> for ConnectionEvent {
+    fn from(event: watcher::Event<ZoomConnection>) -> Self {
+        match event {
+            watcher::Event::Apply(zc) | watcher::Event::InitApply(zc) => {
+                ConnectionEvent::Applied(ObjectRef::from_obj(&zc), desired_hash(&zc))
+            }
+            watcher::Event::Delete(zc) => ConnectionEvent::Deleted(ObjectRef::from_obj(&zc)),
+            watcher::Event::InitDone => ConnectionEvent::Listed,
+            watcher::Event::Init => ConnectionEvent::Other,
+        }
+    }
+}
+
+/// A hash of what a reconcile acts on: everything but the status (and the resourceVersion,
+/// which every status write changes).
+fn desired_hash(zc: &ZoomConnection) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    zc.metadata.generation.hash(&mut h);
+    zc.metadata.uid.hash(&mut h);
+    zc.metadata.labels.hash(&mut h);
+    zc.metadata.annotations.hash(&mut h);
+    zc.metadata.finalizers.hash(&mut h);
+    zc.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    h.finish()
+}
+
+type SecretMetaEvents = BoxStream<'static, Result<Option<SecretRef>, watcher::Error>>;
+
+/// A metadata reflector over Secrets: each object is cut down to its name, namespace and
+/// resourceVersion before it enters the store. Yields the Secret an event was about, or None
+/// for the end of a list.
+fn secret_metadata(
+    api: Api<PartialObjectMeta<Secret>>,
+    config: watcher::Config,
+) -> (SecretMetaEvents, Store<PartialObjectMeta<Secret>>) {
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).modify(keep_identity))
+        .default_backoff()
+        .filter_map(|event| async move {
+            match event {
+                Ok(watcher::Event::InitDone) => Some(Ok(None)),
+                Ok(watcher::Event::Init) => None,
+                Ok(
+                    watcher::Event::Apply(m)
+                    | watcher::Event::InitApply(m)
+                    | watcher::Event::Delete(m),
+                ) => Some(Ok(secret_ref(&m))),
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .boxed();
+    (stream, reader)
+}
+
+fn keep_identity(meta: &mut PartialObjectMeta<Secret>) {
+    let m = &mut meta.metadata;
+    *m = kube::api::ObjectMeta {
+        name: m.name.take(),
+        namespace: m.namespace.take(),
+        resource_version: m.resource_version.take(),
+        ..Default::default()
+    };
+}
+
+/// What no reader of a cached ZoomConnection looks at.
+pub fn strip_connection(zc: &mut ZoomConnection) {
+    zc.managed_fields_mut().clear();
+    if let Some(a) = zc.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn secret_ref(meta: &PartialObjectMeta<Secret>) -> Option<SecretRef> {
+    Some(SecretRef::new(
+        meta.metadata.namespace.as_deref()?,
+        meta.metadata.name.as_deref()?,
+    ))
+}
+
+/// Drives the watches and tells readers what changed.
+async fn drive(
+    stores: Vec<Store<ZoomConnection>>,
+    mut connections: stream::SelectAll<BoxStream<'static, Result<ConnectionEvent, watcher::Error>>>,
+    mut secrets: stream::SelectAll<SecretMetaEvents>,
+    changes: broadcast::Sender<Change>,
+    shutdown: CancellationToken,
+) {
+    // The last desired-state hash per connection, to tell a status write from a change.
+    let mut hashes: HashMap<ObjectRef<ZoomConnection>, u64> = HashMap::new();
+    loop {
+        let change = tokio::select! {
+            () = shutdown.cancelled() => return,
+            event = connections.next() => match event {
+                Some(Ok(ConnectionEvent::Applied(object, hash))) => {
+                    let status_only = hashes.insert(object.clone(), hash) == Some(hash);
+                    Change::Connection { object, status_only }
+                }
+                Some(Ok(ConnectionEvent::Deleted(object))) => {
+                    hashes.remove(&object);
+                    continue;
+                }
+                Some(Ok(ConnectionEvent::Listed)) => Change::Listed,
+                Some(Ok(ConnectionEvent::Other)) => continue,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watching ZoomConnections failed; retrying");
+                    continue;
+                }
+                None => return,
+            },
+            event = secrets.next() => match event {
+                Some(Ok(Some(secret))) => Change::Secret(secret),
+                Some(Ok(None)) => Change::Listed,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watching Secret metadata failed; retrying");
+                    continue;
+                }
+                None => return,
+            },
+        };
+        if change == Change::Listed {
+            // A relist drops objects deleted during a gap without a Delete event.
+            hashes.retain(|k, _| stores.iter().any(|s| s.get(k).is_some()));
+        }
+        // No receiver (no reader subscribed yet) is fine: readers look at the stores.
+        let _ = changes.send(change);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_scopes() {
+        let r = SecretRef::new("a", "s");
+        assert!(SecretScope::Watch(WatchScope::All).covers(&r));
+        assert!(SecretScope::Watch(WatchScope::Namespace("a".into())).covers(&r));
+        assert!(!SecretScope::Watch(WatchScope::Namespace("b".into())).covers(&r));
+        assert!(SecretScope::One(r.clone()).covers(&r));
+        assert!(!SecretScope::One(r).covers(&SecretRef::new("a", "t")));
+    }
+
+    fn zc(json: serde_json::Value) -> ZoomConnection {
+        serde_json::from_value(json).expect("connection")
+    }
+
+    #[test]
+    fn a_status_write_is_not_a_change_of_what_to_do() {
+        let base = serde_json::json!({
+            "apiVersion": "zoom-operator.io/v1alpha1",
+            "kind": "ZoomConnection",
+            "metadata": {"namespace": "a", "name": "bot", "uid": "u1", "generation": 1, "resourceVersion": "5"},
+            "spec": {"authType": "DefaultOAuth"},
+        });
+        let mut status_written = base.clone();
+        status_written["metadata"]["resourceVersion"] = "6".into();
+        status_written["status"] = serde_json::json!({"observedGeneration": 1});
+        assert_eq!(
+            desired_hash(&zc(base.clone())),
+            desired_hash(&zc(status_written))
+        );
+
+        for (path, value) in [
+            ("generation", serde_json::json!(2)),
+            (
+                "annotations",
+                serde_json::json!({"zoom-operator.io/refresh-requested": "1"}),
+            ),
+            ("finalizers", serde_json::json!(["zoom-operator.io/revoke"])),
+            (
+                "deletionTimestamp",
+                serde_json::json!("2026-12-03T09:00:00Z"),
+            ),
+            ("labels", serde_json::json!({"team": "x"})),
+        ] {
+            let mut changed = base.clone();
+            changed["metadata"][path] = value;
+            assert_ne!(
+                desired_hash(&zc(base.clone())),
+                desired_hash(&zc(changed)),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn cached_connections_keep_nothing_unread() {
+        let mut c = zc(serde_json::json!({
+            "apiVersion": "zoom-operator.io/v1alpha1",
+            "kind": "ZoomConnection",
+            "metadata": {
+                "namespace": "a", "name": "bot",
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                    "zoom-operator.io/refresh-requested": "1"
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]
+            },
+            "spec": {"authType": "DefaultOAuth"},
+        }));
+        strip_connection(&mut c);
+        assert!(c.metadata.managed_fields.unwrap_or_default().is_empty());
+        let annotations = c.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["zoom-operator.io/refresh-requested"]
+        );
+    }
+}
