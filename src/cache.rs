@@ -149,6 +149,17 @@ impl Caches {
         }
     }
 
+    /// These caches plus a Secret metadata store, for tests of readers.
+    #[cfg(test)]
+    pub fn with_secrets(
+        mut self,
+        scope: SecretScope,
+        store: Store<PartialObjectMeta<Secret>>,
+    ) -> Caches {
+        self.secrets.push((scope, store));
+        self
+    }
+
     /// Changes from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()

@@ -122,38 +122,45 @@ pub async fn read_app(
     zc: &ZoomConnection,
     default_app: Option<&ObjectRef>,
 ) -> Result<AppRead, kube::Error> {
+    let secret = match app_secret(zc, default_app) {
+        Ok((secret_ref, _)) => {
+            kube::Api::<Secret>::namespaced(client.clone(), &secret_ref.namespace)
+                .get_opt(&secret_ref.name)
+                .await?
+        }
+        Err(_) => None,
+    };
+    Ok(app_from(zc, default_app, secret.as_ref()))
+}
+
+/// What `zc`'s app Secret says, given that Secret as read (None: it does not exist). Pure.
+pub fn app_from(
+    zc: &ZoomConnection,
+    default_app: Option<&ObjectRef>,
+    secret: Option<&Secret>,
+) -> AppRead {
     let (secret_ref, reference) = match app_secret(zc, default_app) {
         Ok(found) => found,
         Err(problem) => {
-            return Ok(AppRead {
+            return AppRead {
                 credentials: Err(problem),
                 secret: "(none)".to_owned(),
                 version: None,
-            })
+            }
         }
     };
-    let secret = kube::Api::<Secret>::namespaced(client.clone(), &secret_ref.namespace)
-        .get_opt(&secret_ref.name)
-        .await?;
-    let version = secret
-        .as_ref()
-        .and_then(|s| s.metadata.resource_version.clone());
+    let version = secret.and_then(|s| s.metadata.resource_version.clone());
     let auth_type = zc.spec.auth_type;
-    let mut credentials = from_secret(
-        &secret_ref.namespace,
-        &reference,
-        auth_type,
-        secret.as_ref(),
-    );
+    let mut credentials = from_secret(&secret_ref.namespace, &reference, auth_type, secret);
     if auth_type == AuthType::DefaultOAuth {
         credentials =
             credentials.map_err(|p| CredentialsProblem::DefaultAppUnavailable(Box::new(p)));
     }
-    Ok(AppRead {
+    AppRead {
         credentials,
         secret: secret_ref.to_string(),
         version,
-    })
+    }
 }
 
 /// The value of `key` in `secret`, trimmed; None when absent, empty or not UTF-8. `stringData`

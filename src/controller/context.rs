@@ -44,6 +44,12 @@ pub struct Context {
     pub forced_refreshes: Mutex<HashMap<String, Timestamp>>,
     /// The shared caches of connections and Secret metadata (`crate::cache`).
     pub caches: crate::cache::Caches,
+    /// App Secrets read, by reference: kept until the metadata cache shows another version.
+    pub app_secrets: Mutex<HashMap<crate::api::ObjectRef, Arc<k8s_openapi::api::core::v1::Secret>>>,
+    /// The last status write per connection UID, until the cache shows it.
+    pub applied: Mutex<HashMap<String, OwnWrite>>,
+    /// Token Secrets as known without a request (the lease holder's watch, its own writes).
+    pub tokens: Arc<crate::tokens::KnownSecrets>,
     /// Whether this replica leads; checked right before a refresh token is sent.
     pub leadership: Leadership,
     /// Grants Zoom issued whose write to the token Secret failed, by connection UID. Kept
@@ -62,7 +68,7 @@ pub struct Context {
 
 impl Context {
     pub fn token_store(&self, zc: &ZoomConnection) -> TokenStore {
-        TokenStore::for_connection(self.client.clone(), zc)
+        TokenStore::for_connection(self.client.clone(), zc).with_known(self.tokens.clone())
     }
 
     pub fn current_urls(&self) -> Result<PublicUrls, UrlProblem> {
@@ -70,13 +76,123 @@ impl Context {
     }
 
     /// The credentials a connection uses: its own Secret, or the operator-wide default app.
+    /// Read once per resourceVersion the Secret metadata cache shows; a Secret the cache knows
+    /// to be absent is not asked for.
     pub async fn app_credentials(
         &self,
         zc: &ZoomConnection,
     ) -> Result<credentials::AppRead, kube::Error> {
-        credentials::read_app(&self.client, zc, self.config.default_app_secret.as_ref()).await
+        let default_app = self.config.default_app_secret.as_ref();
+        let Ok((secret_ref, _)) = credentials::app_secret(zc, default_app) else {
+            return Ok(credentials::app_from(zc, default_app, None));
+        };
+        let cached = match self.caches.secret_version(&secret_ref) {
+            Some(None) => {
+                self.forget_app_secret(&secret_ref);
+                return Ok(credentials::app_from(zc, default_app, None));
+            }
+            Some(Some(version)) => self
+                .app_secrets
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&secret_ref).cloned())
+                .filter(|s| s.metadata.resource_version.as_deref() == Some(version.as_str())),
+            None => None,
+        };
+        if let Some(secret) = cached {
+            return Ok(credentials::app_from(zc, default_app, Some(&secret)));
+        }
+        let secret = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+            self.client.clone(),
+            &secret_ref.namespace,
+        )
+        .get_opt(&secret_ref.name)
+        .await?;
+        match &secret {
+            Some(s) => {
+                if let Ok(mut m) = self.app_secrets.lock() {
+                    m.insert(secret_ref, Arc::new(app_secret_kept(s)));
+                }
+            }
+            None => self.forget_app_secret(&secret_ref),
+        }
+        Ok(credentials::app_from(zc, default_app, secret.as_ref()))
+    }
+
+    fn forget_app_secret(&self, secret: &crate::api::ObjectRef) {
+        if let Ok(mut m) = self.app_secrets.lock() {
+            m.remove(secret);
+        }
+    }
+
+    /// Whether the cache still shows `zc` as it was before this process's last status write
+    /// to it (a pass now would work from the old status). For a few seconds at most: a cache
+    /// that shows nothing newer by then is not waited for.
+    pub(super) fn behind_own_write(&self, zc: &ZoomConnection) -> bool {
+        let (Some(uid), Some(version)) = (
+            zc.metadata.uid.as_deref(),
+            zc.metadata.resource_version.as_deref(),
+        ) else {
+            return false;
+        };
+        let Ok(mut applied) = self.applied.lock() else {
+            return false;
+        };
+        match applied.get(uid) {
+            Some(w) if w.over == version => w.at.elapsed() < OWN_WRITE_WAIT,
+            Some(_) => {
+                applied.remove(uid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Records a status write that moved `zc` from `over` to another resourceVersion.
+    pub(super) fn applied(&self, uid: &str, over: &str) {
+        if let Ok(mut applied) = self.applied.lock() {
+            applied.insert(
+                uid.to_owned(),
+                OwnWrite {
+                    over: over.to_owned(),
+                    at: std::time::Instant::now(),
+                },
+            );
+        }
+    }
+
+    pub(super) fn forget_applied(&self, uid: &str) {
+        if let Ok(mut applied) = self.applied.lock() {
+            applied.remove(uid);
+        }
     }
 }
+
+/// An app Secret as kept: its identity, version and data; nothing else.
+fn app_secret_kept(
+    secret: &k8s_openapi::api::core::v1::Secret,
+) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: secret.metadata.name.clone(),
+            namespace: secret.metadata.namespace.clone(),
+            resource_version: secret.metadata.resource_version.clone(),
+            ..Default::default()
+        },
+        data: secret.data.clone(),
+        ..Default::default()
+    }
+}
+
+/// A status write this process made: the resourceVersion it replaced, and when.
+#[derive(Debug)]
+pub struct OwnWrite {
+    over: String,
+    at: std::time::Instant,
+}
+
+/// How long a pass waits for the cache to show this process's own status write.
+const OWN_WRITE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Context {
     pub(super) fn retry_state(&self, uid: &str) -> Option<RetryState> {

@@ -88,9 +88,15 @@ async fn reconcile_inner(zc: &ZoomConnection, ctx: &Arc<Context>) -> Result<Acti
     if zc.metadata.deletion_timestamp.is_some() {
         ctx.set_pending_grant(&uid, None);
         ctx.set_account_read(&uid, None);
+        ctx.forget_applied(&uid);
         return cleanup::cleanup(zc, ctx, &api).await;
     }
     cleanup::ensure_finalizer(zc, &api).await?;
+    if ctx.behind_own_write(zc) {
+        // Woken (by a token Secret write, say) before the cache showed this process's own
+        // status write: a pass now would start from the old status and write it again.
+        return Ok(Action::requeue(OWN_WRITE_RECHECK));
+    }
 
     let mut pass = dereference(zc, ctx, uid).await?;
     renew_if_due(zc, ctx, &mut pass).await?;
@@ -402,12 +408,19 @@ async fn apply_status(
         "kind": "ZoomConnection",
         "status": new_status,
     });
-    api.patch_status(
-        &zc.name_any(),
-        &PatchParams::apply(crate::api::MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let written = api
+        .patch_status(
+            &zc.name_any(),
+            &PatchParams::apply(crate::api::MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    if let (Some(uid), Some(over)) = (zc.uid(), zc.resource_version()) {
+        // A write that changed nothing leaves the version as it was: nothing to wait for.
+        if written.resource_version().as_deref() != Some(over.as_str()) {
+            ctx.applied(&uid, &over);
+        }
+    }
     let old_conditions = zc
         .status
         .as_ref()
@@ -444,6 +457,8 @@ fn connection_name(zc: &ZoomConnection) -> String {
 
 /// How soon status looks again while events wait for redelivery.
 const PENDING_EVENTS_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+/// How soon a pass looks again while the cache does not show its own status write yet.
+const OWN_WRITE_RECHECK: Duration = Duration::from_millis(250);
 /// How soon a connection looks again while another sharing its grant does not name it yet.
 const SHARED_GRANT_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
 /// How long `EventsDropped` shows after the last dropped event.

@@ -378,7 +378,10 @@ async fn handle_failure(
     };
     let outcome = ctx
         .token_store(zc)
-        .update(zc, |current| transition::refresh_failed(current, &failure))
+        // Judged on a fresh read: another writer may have rotated the grant already.
+        .update_from(tokens::store::Base::Fresh, zc, |current| {
+            transition::refresh_failed(current, &failure)
+        })
         .await?;
     Ok(match (&failure.problem, err) {
         // Another writer rotated the token while we were asking: nothing of ours was lost.

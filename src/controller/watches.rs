@@ -12,9 +12,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Client;
+use kube::{Client, ResourceExt};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +95,8 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
         _ = controllers => {}
         () = redelivery => {}
     }
+    // No longer leading: the token-Secret watches stopped.
+    ctx.tokens.detach_all();
 }
 
 /// The controller for one scope: its ZoomConnections (from the shared cache), the token
@@ -113,9 +115,16 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
         ctx.caches.subscribe(),
         ctx.config.default_app_secret.clone(),
     );
-    let token_secrets = watcher(
-        scope.api::<Secret>(client.clone()),
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
+    // The token Secrets this scope's connections own, data included (they are ours): a
+    // reconcile reads them from here (`KnownSecrets`) instead of asking the API server.
+    let (tokens, writer) = reflector::store();
+    let token_secrets = reflector::reflector(
+        writer,
+        watcher(
+            scope.api::<Secret>(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
+        )
+        .modify(|s| s.managed_fields_mut().clear()),
     )
     .default_backoff()
     .touched_objects()
@@ -137,8 +146,16 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
     let nudges = nudges_in(&ctx, scope.clone());
     let config = kube::runtime::controller::Config::default()
         .concurrency(ctx.config.max_concurrent_reconciles);
+    let attach = {
+        let (known, scope) = (ctx.tokens.clone(), scope.clone());
+        async move {
+            if tokens.wait_until_ready().await.is_ok() {
+                known.attach(scope, tokens);
+            }
+        }
+    };
 
-    Controller::for_shared_stream(triggers, store)
+    let controller = Controller::for_shared_stream(triggers, store)
         .with_config(config)
         .owns_stream(token_secrets)
         .watches_stream(stored_events, move |event| {
@@ -165,8 +182,12 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
                     Err(e) => tracing::warn!(%scope, error = %e, "controller error"),
                 }
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = controller => {}
+        // Never ends by itself before the controller does.
+        () = async { attach.await; std::future::pending().await } => {}
+    }
 }
 
 /// What wakes a connection's reconcile: every cached connection once (the new leader looks at

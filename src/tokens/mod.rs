@@ -9,13 +9,15 @@
 //! - `store`: the one writer, which applies a transition by compare-and-swap.
 
 mod fence;
+mod known;
 mod pending;
 mod problem;
 pub mod secret;
-mod store;
+pub mod store;
 pub mod transition;
 
 pub use fence::{check_fence, spent_message, token_hash, Fence, FenceCheck, FENCE_TTL};
+pub use known::KnownSecrets;
 pub use pending::{not_stored_message, pending_fit, PendingFit, PendingGrant};
 pub use problem::{GrantProblem, GrantReason, APP_DISABLED};
 pub use store::{is_transient, StoreError, TokenStore};

@@ -1,8 +1,11 @@
 //! The one writer of token Secrets. Every write applies a transition (`super::transition`)
-//! to the record read from the API server and is a compare-and-swap on `resourceVersion`,
-//! retried on conflict, so replicas (the controller, an OAuth callback, a webhook) never
-//! overwrite each other's rotation of the refresh token.
+//! to the current record and is a compare-and-swap on `resourceVersion`, retried on conflict,
+//! so replicas (the controller, an OAuth callback, a webhook) never overwrite each other's
+//! rotation of the refresh token. The first attempt starts from what this process already
+//! knows (`KnownSecrets`: the lease holder's watch and its own writes); a conflict reads the
+//! API server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -14,7 +17,7 @@ use kube::Client;
 use super::secret::{build_secret, ownership, read_record, Ownership, TokenRecord};
 use crate::api::ZoomConnection;
 
-use super::Change;
+use super::{Change, KnownSecrets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,12 +33,25 @@ pub enum StoreError {
 
 pub struct TokenStore {
     api: Api<Secret>,
+    namespace: String,
+    known: Option<Arc<KnownSecrets>>,
+}
+
+/// Where an update's first attempt starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Base {
+    /// What this process knows, when it knows it.
+    Known,
+    /// The API server, always (judging a rejected refresh token, api.md section 7).
+    Fresh,
 }
 
 impl TokenStore {
     pub fn new(client: Client, namespace: &str) -> Self {
         TokenStore {
             api: Api::namespaced(client, namespace),
+            namespace: namespace.to_owned(),
+            known: None,
         }
     }
 
@@ -44,10 +60,33 @@ impl TokenStore {
         Self::new(client, zc.metadata.namespace.as_deref().unwrap_or_default())
     }
 
-    /// Reads the token Secret straight from the API server (not from a cache), as the refresh
-    /// path must before concluding that Zoom rejected a refresh token.
+    /// Reads and remembers through `known`.
+    pub fn with_known(mut self, known: Arc<KnownSecrets>) -> Self {
+        self.known = Some(known);
+        self
+    }
+
+    /// The Secret `name` as known, else as the API server has it.
+    async fn current(&self, name: &str, base: Base) -> Result<Option<Secret>, kube::Error> {
+        let known = match (&self.known, base) {
+            (Some(known), Base::Known) => known.get(&self.namespace, name),
+            _ => None,
+        };
+        match known {
+            Some(secret) => Ok(secret),
+            None => self.api.get_opt(name).await,
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        if let Some(known) = &self.known {
+            known.forget(&self.namespace, name);
+        }
+    }
+
+    /// Reads the token Secret as this process knows it, else from the API server.
     pub async fn read(&self, zc: &ZoomConnection) -> Result<(Ownership, TokenRecord), kube::Error> {
-        let secret = self.api.get_opt(&zc.token_secret_name()).await?;
+        let secret = self.current(&zc.token_secret_name(), Base::Known).await?;
         let owner = ownership(zc, secret.as_ref());
         let record = match (&owner, &secret) {
             (Ownership::Ours, Some(s)) => read_record(s),
@@ -61,6 +100,16 @@ impl TokenStore {
     pub async fn update<E>(
         &self,
         zc: &ZoomConnection,
+        mutate: impl FnMut(&mut TokenRecord) -> Result<Change, E>,
+    ) -> Result<Result<TokenRecord, E>, StoreError> {
+        self.update_from(Base::Known, zc, mutate).await
+    }
+
+    /// [`Self::update`], its first attempt starting from `base`.
+    pub async fn update_from<E>(
+        &self,
+        mut base: Base,
+        zc: &ZoomConnection,
         mut mutate: impl FnMut(&mut TokenRecord) -> Result<Change, E>,
     ) -> Result<Result<TokenRecord, E>, StoreError> {
         // Generous: losing a freshly rotated refresh token would break the grant, so a
@@ -71,9 +120,12 @@ impl TokenStore {
             .with_max_times(9)
             .build();
         loop {
-            if let Some(done) = self.try_update(zc, &mut mutate).await? {
+            if let Some(done) = self.try_update(base, zc, &mut mutate).await? {
                 return Ok(done);
             }
+            // What we knew was stale: from now on, ask the API server.
+            self.forget(&zc.token_secret_name());
+            base = Base::Fresh;
             let Some(delay) = delays.next() else {
                 return Err(StoreError::Contended(format!(
                     "{}/{}",
@@ -89,11 +141,12 @@ impl TokenStore {
     /// API server error worth retrying).
     async fn try_update<E>(
         &self,
+        base: Base,
         zc: &ZoomConnection,
         mutate: &mut impl FnMut(&mut TokenRecord) -> Result<Change, E>,
     ) -> Result<Option<Result<TokenRecord, E>>, StoreError> {
         let name = zc.token_secret_name();
-        let current = match self.api.get_opt(&name).await {
+        let current = match self.current(&name, base).await {
             Ok(current) => current,
             Err(e) if is_transient(&e) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -111,6 +164,9 @@ impl TokenStore {
             Ok(Change::Write) => {}
         }
         let mut desired = build_secret(zc, &record, crate::clock::now());
+        let replaced = current
+            .as_ref()
+            .and_then(|c| c.metadata.resource_version.clone());
         let result = match current {
             None => self.api.create(&PostParams::default(), &desired).await,
             Some(current) => {
@@ -123,8 +179,14 @@ impl TokenStore {
             }
         };
         match result {
-            Ok(_) => Ok(Some(Ok(record))),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+            Ok(written) => {
+                if let Some(known) = &self.known {
+                    known.wrote(written, replaced);
+                }
+                Ok(Some(Ok(record)))
+            }
+            // 409: someone wrote first (or created it first); 404: it was deleted since.
+            Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(None),
             Err(e) if is_transient(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
