@@ -77,6 +77,8 @@ pub async fn watch_public_urls(
 /// shutdown token and context, each reading the shared cache of its scope (`crate::cache`):
 /// becoming leader opens no second watch of ZoomConnections or of Secret metadata.
 pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
+    // The token-Secret caches this term attaches are its own: gone with it.
+    let _term = ctx.tokens.term();
     let controllers = futures::future::join_all(
         ctx.caches
             .scopes
@@ -95,8 +97,6 @@ pub async fn run_controller(ctx: Arc<Context>, shutdown: CancellationToken) {
         _ = controllers => {}
         () = redelivery => {}
     }
-    // No longer leading: the token-Secret watches stopped.
-    ctx.tokens.detach_all();
 }
 
 /// The controller for one scope: its ZoomConnections (from the shared cache), the token

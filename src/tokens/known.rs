@@ -52,11 +52,26 @@ impl KnownSecrets {
         }
     }
 
-    /// Adds a listed token-Secret cache (the lease holder's controller, per scope).
+    /// Adds a listed token-Secret cache (the lease holder's controller, per scope), in place
+    /// of any earlier one of that scope.
     pub fn attach(&self, scope: WatchScope, store: Store<Secret>) {
         if let Ok(mut stores) = self.stores.write() {
+            stores.retain(|(s, _)| *s != scope);
             stores.push((scope, store));
         }
+    }
+
+    /// Detaches every cache when the returned guard is dropped, however the term that
+    /// attached them ends (a leadership loss drops the controller's future mid-await): a cache
+    /// whose watch no longer runs must never be read.
+    pub fn term(self: &std::sync::Arc<Self>) -> impl Drop {
+        struct Term(std::sync::Arc<KnownSecrets>);
+        impl Drop for Term {
+            fn drop(&mut self) {
+                self.0.detach_all();
+            }
+        }
+        Term(self.clone())
     }
 
     /// Forgets every cache (leadership lost: the watches stop).
