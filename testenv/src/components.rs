@@ -68,6 +68,7 @@ pub(crate) fn start_apiserver(
     let log_path = cp.dir.join("kube-apiserver.log");
     let (pki, tokens) = (cp.dir.join("pki"), cp.dir.join("tokens.csv"));
     let bearer = format!("Authorization: Bearer {token}");
+    let audit = audit_flags(&cp.dir)?;
     let (port, pid) = retry_on_port_clash("kube-apiserver", &log_path, || {
         let port = ports.pick()?;
         let mut cmd = Command::new(bin("kube-apiserver"));
@@ -94,6 +95,9 @@ pub(crate) fn start_apiserver(
             .arg("--enable-priority-and-fairness=false")
             .arg("--endpoint-reconciler-type=none")
             .arg("--profiling=false");
+        if let Some(audit) = &audit {
+            cmd.args(audit);
+        }
         let pid = launch(cp, "kube-apiserver", &mut cmd, &log_path)?;
         let readyz = format!("https://127.0.0.1:{port}/readyz");
         let what = "kube-apiserver /readyz";
@@ -110,6 +114,28 @@ pub(crate) fn start_apiserver(
         Ready::Yes(_) => Ok(port),
         Ready::PortClash => Err(component_error("kube-apiserver exited", &log_path)),
     }
+}
+
+/// With ZOOM_CONTROL_PLANE_AUDIT set (the benchmarks), every request is logged with its user
+/// agent to DIR/audit.log (metadata only, one JSON line per completed request, in batches of at
+/// most a second), so a client's requests can be counted.
+fn audit_flags(dir: &Path) -> Result<Option<Vec<String>>, Error> {
+    if std::env::var_os("ZOOM_CONTROL_PLANE_AUDIT").is_none_or(|v| v.is_empty()) {
+        return Ok(None);
+    }
+    let policy = dir.join("audit-policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived, ResponseStarted]\nrules:\n- level: Metadata\n",
+    )
+    .map_err(crate::io_error("write audit-policy.yaml"))?;
+    Ok(Some(vec![
+        path_flag("--audit-policy-file", &policy),
+        path_flag("--audit-log-path", &dir.join("audit.log")),
+        "--audit-log-format=json".to_owned(),
+        "--audit-log-mode=batch".to_owned(),
+        "--audit-log-batch-max-wait=1s".to_owned(),
+    ]))
 }
 
 /// kube-controller-manager: garbage collection, namespace deletion, service accounts and
