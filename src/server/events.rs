@@ -5,9 +5,10 @@
 //! everything else. Every answer is a short JSON body; nothing here answers 500.
 //!
 //! What an unauthenticated request can cost is bounded: without fresh signature headers it is
-//! refused before a byte of the body is read; with them, the HMACs run on the blocking pool,
-//! at most [`MAX_CONCURRENT_VERIFICATIONS`] at a time, and the app named by Zoom's `clientid`
-//! header is tried first.
+//! refused before a byte of the body is read; with them, the app named by Zoom's `clientid`
+//! header is tried first (inline for small bodies), and only if it did not sign the request is
+//! every app's token tried, on the blocking pool, at most [`MAX_CONCURRENT_VERIFICATIONS`] at
+//! a time. Forged requests queue for those permits, not in front of genuine ones.
 
 use std::sync::Arc;
 
@@ -34,9 +35,13 @@ use crate::zoom::webhook::{check_headers, encrypt_plain_token, SignatureHeaders,
 /// api.md: bodies over 1 MiB get 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const URL_VALIDATION: &str = "endpoint.url_validation";
-/// Signature checks running at once (each is one HMAC-SHA256 per candidate app over up to
-/// 1 MiB); more wait, within Zoom's deadline, for a permit.
+/// Signature checks on the blocking pool at once, per stage (the apps `clientid` names; every
+/// app): each is one HMAC-SHA256 per candidate over up to 1 MiB. More wait, within Zoom's
+/// deadline, for a permit.
 pub const MAX_CONCURRENT_VERIFICATIONS: usize = 4;
+/// The named apps' check runs on the request's own task when it hashes at most this many
+/// bytes (tens of microseconds), sparing the hand-off to the blocking pool.
+const INLINE_HMAC_BYTES: usize = 64 * 1024;
 
 /// The webhook endpoint's state: the routing index (every replica keeps one) and the
 /// dispatcher that acts on verified events.
@@ -44,7 +49,24 @@ pub struct EventReceiver {
     index: Arc<RoutingIndex>,
     dispatcher: Dispatcher,
     metrics: Metrics,
-    verifications: Arc<Semaphore>,
+    verifier: Verifier,
+}
+
+/// Signature checks, with bounded work per stage (see [`Verifier::signer`]).
+struct Verifier {
+    /// Permits for checks against the apps `clientid` names, when too large to run inline.
+    named_checks: Arc<Semaphore>,
+    /// Permits for checks against every app.
+    full_scans: Arc<Semaphore>,
+}
+
+impl Verifier {
+    fn new(permits: usize) -> Self {
+        Verifier {
+            named_checks: Arc::new(Semaphore::new(permits)),
+            full_scans: Arc::new(Semaphore::new(permits)),
+        }
+    }
 }
 
 impl EventReceiver {
@@ -53,7 +75,7 @@ impl EventReceiver {
             index,
             metrics: services.metrics.clone(),
             dispatcher: Dispatcher::new(services)?,
-            verifications: Arc::new(Semaphore::new(MAX_CONCURRENT_VERIFICATIONS)),
+            verifier: Verifier::new(MAX_CONCURRENT_VERIFICATIONS),
         })
     }
 }
@@ -227,8 +249,12 @@ impl Verified {
     }
 }
 
-impl EventReceiver {
-    /// Which app signed `body`: on the blocking pool, with a bounded number at once.
+impl Verifier {
+    /// Which app signed `body`: first the apps Zoom's `clientid` header names, then, only if
+    /// none of them did, every app (a full scan, every token checked). The stages have their
+    /// own permits, so a flood of requests no named app signed (each one a full scan) cannot
+    /// delay an event its app signed: with a small body the first stage runs right here, one
+    /// HMAC per named app; a large one waits for a permit of its own.
     async fn signer(
         &self,
         signature: SignatureHeaders,
@@ -237,31 +263,38 @@ impl EventReceiver {
         hinted: Vec<usize>,
         deadline: Instant,
     ) -> Result<usize, Rejection> {
-        let busy = || {
-            Rejection::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many webhook requests are being verified; retry",
-            )
-        };
-        let permit =
-            match tokio::time::timeout_at(deadline, self.verifications.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(permit)) => permit,
-                _ => return Err(busy()),
+        let signature = Arc::new(signature);
+        if !hinted.is_empty() {
+            let inline = hinted.len().saturating_mul(body.len()) <= INLINE_HMAC_BYTES;
+            let named = {
+                let (signature, body, snapshot) =
+                    (signature.clone(), body.clone(), snapshot.clone());
+                move || {
+                    hinted.into_iter().find(|&app| {
+                        snapshot
+                            .secret_token(app)
+                            .is_some_and(|token| signature.signed_by(token.as_bytes(), &body))
+                    })
+                }
             };
-        let work = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            signature.signer(&body, snapshot.secret_tokens(), &hinted)
-        });
-        match work.await {
-            Ok(Ok(app)) => Ok(app),
-            Ok(Err(e)) => Err(unauthorized(e)),
-            Err(_) => Err(busy()),
+            let found = if inline {
+                named()
+            } else {
+                blocking(&self.named_checks, deadline, named).await?
+            };
+            if let Some(app) = found {
+                return Ok(app);
+            }
         }
+        blocking(&self.full_scans, deadline, move || {
+            signature.signer(&body, snapshot.secret_tokens(), &[])
+        })
+        .await?
+        .map_err(unauthorized)
     }
+}
 
+impl EventReceiver {
     async fn handle(
         &self,
         headers: &HeaderMap,
@@ -331,9 +364,10 @@ impl EventReceiver {
             ));
         }
         let hinted = header(headers, "clientid")
-            .map(|id| snapshot.apps_with_client_id(id.trim()))
+            .map(|id| snapshot.apps_with_client_id(id.trim()).to_vec())
             .unwrap_or_default();
         let app = self
+            .verifier
             .signer(signature, body.clone(), snapshot.clone(), hinted, deadline)
             .await?;
         let envelope = parse_envelope(&body)?;
@@ -345,6 +379,31 @@ impl EventReceiver {
             envelope,
         })
     }
+}
+
+/// `work` on the blocking pool once a permit is free, or 503 `busy` if none is by `deadline`.
+async fn blocking<T: Send + 'static>(
+    permits: &Arc<Semaphore>,
+    deadline: Instant,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Rejection> {
+    let busy = || {
+        Rejection::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many webhook requests are being verified; retry",
+        )
+    };
+    let permit = match tokio::time::timeout_at(deadline, permits.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => return Err(busy()),
+    };
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|_| busy())
 }
 
 /// Zoom's `endpoint.url_validation` challenge, answered with the signing app's secret token.
@@ -524,5 +583,133 @@ mod tests {
                 .and_then(|v| v.to_str().ok()),
             Some("application/json")
         );
+    }
+
+    /// A snapshot of `apps` Server-to-Server apps, app `i` with client ID `cid-i` and secret
+    /// token `token-i`.
+    fn apps(apps: usize) -> Arc<Snapshot> {
+        use crate::api::{AuthType, CredentialsRef, ZoomConnection, ZoomConnectionSpec};
+        use crate::webhooks::index::{CachedSecret, IndexSettings};
+        let connections = (0..apps)
+            .map(|i| {
+                let mut zc = ZoomConnection::new(
+                    &format!("c{i}"),
+                    ZoomConnectionSpec {
+                        auth_type: AuthType::ServerToServer,
+                        credentials_ref: Some(CredentialsRef::with_name(format!("app-{i}"))),
+                        token_secret_name: None,
+                        token_secret_template: None,
+                        refresh_before: "10m".into(),
+                        events: None,
+                        revoke_on_delete: false,
+                    },
+                );
+                zc.metadata.namespace = Some("team".into());
+                zc.metadata.uid = Some(format!("uid-{i}"));
+                Arc::new(zc)
+            })
+            .collect::<Vec<_>>();
+        let secrets = (0..apps)
+            .map(|i| {
+                let values = [
+                    ("secretToken", format!("token-{i}")),
+                    ("accountId", format!("acc-{i}")),
+                    ("clientId", format!("cid-{i}")),
+                ]
+                .map(|(k, v)| (k.to_owned(), Some(v)))
+                .into();
+                let cached = CachedSecret {
+                    resource_version: Some("1".into()),
+                    values,
+                };
+                (
+                    crate::api::ObjectRef::new("team", format!("app-{i}")),
+                    cached,
+                )
+            })
+            .collect();
+        Arc::new(Snapshot::build(
+            &connections,
+            &secrets,
+            &IndexSettings::default(),
+        ))
+    }
+
+    fn signed(token: &str, body: &[u8]) -> SignatureHeaders {
+        let ts = crate::clock::now().as_second().to_string();
+        let signature = crate::zoom::webhook::sign(token.as_bytes(), &ts, body);
+        check_headers(Some(&signature), Some(&ts), crate::clock::now().as_second())
+            .expect("fresh headers")
+    }
+
+    #[tokio::test]
+    async fn forged_requests_holding_every_full_scan_permit_do_not_delay_a_named_app() {
+        let snapshot = apps(100);
+        let verifier = Verifier::new(2);
+        // Forged traffic (no named app signed it) holds every full-scan permit.
+        let _held = verifier.full_scans.clone().acquire_many_owned(2).await;
+        let deadline = Instant::now() + std::time::Duration::from_millis(300);
+        let named = |client_id: &str| snapshot.apps_with_client_id(client_id).to_vec();
+        let small = Bytes::from_static(br#"{"event":"meeting.started"}"#);
+        let large = Bytes::from(vec![b' '; 512 * 1024]);
+
+        for body in [small.clone(), large] {
+            let app = verifier
+                .signer(
+                    signed("token-57", &body),
+                    body,
+                    snapshot.clone(),
+                    named("cid-57"),
+                    deadline,
+                )
+                .await;
+            assert_eq!(app, Ok(57));
+        }
+        // Without the header, or with a header naming another app, only a full scan can
+        // tell: it waits for a permit until the deadline.
+        for hinted in [vec![], named("cid-3")] {
+            let rejection = verifier
+                .signer(
+                    signed("token-57", &small),
+                    small.clone(),
+                    snapshot.clone(),
+                    hinted,
+                    deadline,
+                )
+                .await
+                .expect_err("no full-scan permit");
+            assert_eq!(rejection.reason, "busy");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_or_missing_client_id_falls_back_to_every_app() {
+        let snapshot = apps(10);
+        let verifier = Verifier::new(2);
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let body = Bytes::from_static(br#"{"event":"meeting.started"}"#);
+        for hinted in [vec![], snapshot.apps_with_client_id("cid-2").to_vec()] {
+            let app = verifier
+                .signer(
+                    signed("token-7", &body),
+                    body.clone(),
+                    snapshot.clone(),
+                    hinted,
+                    deadline,
+                )
+                .await;
+            assert_eq!(app, Ok(7));
+        }
+        let forged = verifier
+            .signer(
+                signed("guess", &body),
+                body.clone(),
+                snapshot.clone(),
+                vec![7],
+                deadline,
+            )
+            .await
+            .expect_err("forged");
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
     }
 }

@@ -142,6 +142,8 @@ pub struct Snapshot {
     /// signature check might only mean "not loaded yet".
     pub ready: bool,
     apps: Vec<App>,
+    /// App indices by client ID, for the `clientid` header.
+    by_client_id: HashMap<String, Vec<usize>>,
 }
 
 impl Snapshot {
@@ -228,7 +230,20 @@ impl Snapshot {
                 routes.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
             }
         }
-        Snapshot { ready: true, apps }
+        let mut by_client_id: HashMap<String, Vec<usize>> = HashMap::new();
+        for (index, app) in apps.iter().enumerate() {
+            for client_id in &app.client_ids {
+                by_client_id
+                    .entry(client_id.clone())
+                    .or_default()
+                    .push(index);
+            }
+        }
+        Snapshot {
+            ready: true,
+            apps,
+            by_client_id,
+        }
     }
 
     /// Every app's secret token, in app order: what signatures are checked against.
@@ -238,13 +253,11 @@ impl Snapshot {
 
     /// The apps whose client ID is `client_id` (Zoom's `clientid` header): the tokens to try
     /// first. Usually one; none for an unknown ID.
-    pub fn apps_with_client_id(&self, client_id: &str) -> Vec<usize> {
-        self.apps
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| a.client_ids.contains(client_id))
-            .map(|(i, _)| i)
-            .collect()
+    pub fn apps_with_client_id(&self, client_id: &str) -> &[usize] {
+        self.by_client_id
+            .get(client_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     pub fn secret_token(&self, app: usize) -> Option<&SecretToken> {

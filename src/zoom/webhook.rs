@@ -95,7 +95,8 @@ pub fn check_headers(
 }
 
 impl SignatureHeaders {
-    fn matches(&self, token: &[u8], body: &[u8]) -> bool {
+    /// Whether `token` signed `body` (one HMAC, compared in constant time).
+    pub fn signed_by(&self, token: &[u8], body: &[u8]) -> bool {
         let mut m = mac(token);
         m.update(b"v0:");
         m.update(self.timestamp.as_bytes());
@@ -116,7 +117,7 @@ impl SignatureHeaders {
     ) -> Result<usize, VerifyError> {
         let tokens: Vec<&[u8]> = tokens.into_iter().collect();
         for &index in hinted {
-            if tokens.get(index).is_some_and(|t| self.matches(t, body)) {
+            if tokens.get(index).is_some_and(|t| self.signed_by(t, body)) {
                 return Ok(index);
             }
         }
@@ -125,7 +126,7 @@ impl SignatureHeaders {
             if hinted.contains(&index) {
                 continue;
             }
-            if self.matches(token, body) && matched.is_none() {
+            if self.signed_by(token, body) && matched.is_none() {
                 matched = Some(index);
             }
         }
