@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
-cargo build --release --locked -p zoom-operator --bin zoom-operator -p zoom-sim -p bench >&2
+cargo build --release --locked -p zoom-operator -p zoom-sim -p bench --bin zoom-operator --bin zoom-sim --bin bench >&2
 
 if [[ ${1:-} == all ]]; then
   [[ ${2:-} == --small ]] || { echo "usage: hack/bench.sh all --small" >&2; exit 2; }
