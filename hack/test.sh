@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hack/test.sh - the whole test suite, from a fresh Debian machine: installs what it needs
 # (apt packages, the local Kubernetes control plane build, helm), checks formatting and lints,
-# then runs every unit, integration, chart and simulator test. CI runs exactly this.
+# then runs every unit, integration, chart and simulator test, and each system benchmark once at a
+# small N. CI runs exactly this.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
@@ -32,6 +33,9 @@ log "tests"
 # see hack/run-tests.sh. It prints one closing line for the whole workspace.
 status=0
 bash hack/run-tests.sh || status=$?
+
+log "benchmarks, each once at a small N (hack/bench.sh all --small: proves they run, asserts no figure)"
+bash hack/bench.sh all --small || status=$?
 
 log "done in $(( $(date +%s) - started ))s"
 exit "$status"

@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod duration;
 pub mod leader;
 pub mod metrics;
+pub mod recorder;
 pub mod run;
 pub mod server;
 pub mod signing;

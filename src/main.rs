@@ -169,6 +169,11 @@ fn identity() -> String {
         .unwrap_or_else(|| format!("zoom-operator-{}", std::process::id()))
 }
 
+/// A heap-profiling build (`--features dhat-heap`, docs/benchmarks.md) counts every allocation.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -217,6 +222,9 @@ fn main() -> ExitCode {
                 },
                 max_concurrent_reconciles: args.max_concurrent_reconciles,
             };
+            // Written to dhat-heap.json when dropped, after the runtime has stopped.
+            #[cfg(feature = "dhat-heap")]
+            let _profiler = dhat::Profiler::new_heap();
             block_on(zoom_operator::run::run(config))
         }
         Command::Authorize(args) => {

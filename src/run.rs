@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -193,13 +192,8 @@ impl Parts {
             leadership: leadership.clone(),
         }));
         let (url_tx, url_rx) = watch::channel(None);
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "zoom-operator".into(),
-                instance: Some(config.identity.clone()),
-            },
-        );
+        let recorder =
+            crate::recorder::Recorder::new(client.clone(), "zoom-operator", &config.identity);
         let webhooks = Arc::new(crate::webhooks::Services {
             client: client.clone(),
             recorder: recorder.clone(),

@@ -218,7 +218,8 @@ pub async fn memory(n: usize) -> anyhow::Result<()> {
         ),
         format!("{rss:.1} MiB (peak {peak:.1} MiB)"),
     );
-    Ok(())
+    // A graceful stop, so a heap-profiling build (--features dhat-heap) writes its profile.
+    op.process.terminate()
 }
 
 // ----- restart ----------------------------------------------------------------------------

@@ -32,6 +32,9 @@ pub struct World {
     bin: PathBuf,
     _control_plane: testenv::ControlPlane,
     kubeconfig: PathBuf,
+    /// The operator's listen and metrics ports, the same for every operator this world starts:
+    /// its public URL is part of each connection's status, and a restart must not change it.
+    ports: (u16, u16),
 }
 
 /// A child process, killed when dropped.
@@ -125,12 +128,13 @@ impl World {
             bin,
             _control_plane: cp,
             kubeconfig,
+            ports: (free_port()?, free_port()?),
         })
     }
 
     /// Starts `zoom-operator run` watching [`NS`], its Zoom at zoom-sim.
     pub async fn operator(&self, extra: &[&str]) -> anyhow::Result<Operator> {
-        let (public, metrics) = (free_port()?, free_port()?);
+        let (public, metrics) = self.ports;
         let log = self.dir.join(format!(
             "operator-{}.log",
             jiff::Timestamp::now().as_millisecond()

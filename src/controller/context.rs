@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use crate::recorder::Recorder;
 use jiff::Timestamp;
-use kube::runtime::events::Recorder;
 use kube::Client;
 use tokio::sync::watch;
 
@@ -151,6 +151,9 @@ impl Context {
     /// Records a status write that moved `zc` from `over` to another resourceVersion.
     pub(super) fn applied(&self, uid: &str, over: &str) {
         if let Ok(mut applied) = self.applied.lock() {
+            // Entries past the wait mean nothing (`behind_own_write`): without this the map
+            // would keep one per connection until its next pass, an hour later.
+            applied.retain(|_, w| w.at.elapsed() < OWN_WRITE_WAIT);
             applied.insert(
                 uid.to_owned(),
                 OwnWrite {

@@ -129,6 +129,7 @@ impl KnownSecrets {
         secret.managed_fields_mut().clear();
         let key = ObjectRef::new(&name).within(&namespace);
         if let Ok(mut written) = self.written.lock() {
+            prune(&mut written, Instant::now());
             let mut versions = written.remove(&key).map(|w| w.replaced).unwrap_or_default();
             versions.extend(replaced);
             if versions.len() > REPLACED_KEPT {
@@ -152,6 +153,12 @@ impl KnownSecrets {
             written.remove(&ObjectRef::new(name).within(namespace));
         }
     }
+}
+
+/// Forgets writes older than [`WRITTEN_TTL`]: past it the watch's copy wins anyway (`get`), and
+/// a Secret written once an hour would otherwise stay here, one copy per connection.
+fn prune(written: &mut HashMap<ObjectRef<Secret>, Written>, now: Instant) {
+    written.retain(|_, w| now.saturating_duration_since(w.at) < WRITTEN_TTL);
 }
 
 #[cfg(test)]
@@ -227,6 +234,17 @@ mod tests {
         // Leadership lost: nothing is known any more.
         known.detach_all();
         assert!(known.get("a", "bot-zoom-token").is_none());
+    }
+
+    #[test]
+    fn own_writes_are_not_kept_past_their_ttl() {
+        let known = KnownSecrets::new(Caches::of_connections(Vec::new()));
+        known.wrote(secret("3", "t3"), None);
+        let mut written = known.written.lock().expect("lock");
+        prune(&mut written, Instant::now());
+        assert_eq!(written.len(), 1, "a fresh write is kept");
+        prune(&mut written, Instant::now() + WRITTEN_TTL);
+        assert!(written.is_empty(), "a write past its TTL is dropped");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod sync;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::events::Recorder;
+use crate::recorder::Recorder;
 use kube::Client;
 
 use crate::api::ZoomConnection;
