@@ -31,8 +31,8 @@ const CHANGES_BUFFER: usize = 4096;
 /// What changed in the caches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
-    /// A connection was added or changed; `status_only` when nothing but its status did (the
-    /// operator's own status writes, which need no reconcile).
+    /// A connection was added, changed or deleted; `status_only` when nothing but its status
+    /// did (the operator's own status writes, which need no reconcile).
     Connection {
         object: ObjectRef<ZoomConnection>,
         status_only: bool,
@@ -325,8 +325,10 @@ async fn drive(
                     Change::Connection { object, status_only }
                 }
                 Some(Ok(ConnectionEvent::Deleted(object))) => {
+                    // Readers that list the store (webhook routing) must see it go; the
+                    // controller finds nothing to reconcile.
                     hashes.remove(&object);
-                    continue;
+                    Change::Connection { object, status_only: false }
                 }
                 Some(Ok(ConnectionEvent::Listed)) => Change::Listed,
                 Some(Ok(ConnectionEvent::Other)) => continue,
@@ -410,6 +412,34 @@ mod tests {
                 "{path}"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_deleted_connection_is_a_change() {
+        // Webhook routing rebuilds on changes only: a connection deleted without a finalizer
+        // (no update before the delete) must still be one, or it would keep its events.
+        let object = ObjectRef::<ZoomConnection>::new("bot").within("a");
+        let events: Vec<Result<ConnectionEvent, watcher::Error>> = vec![
+            Ok(ConnectionEvent::Applied(object.clone(), 1)),
+            Ok(ConnectionEvent::Applied(object.clone(), 1)),
+            Ok(ConnectionEvent::Deleted(object.clone())),
+        ];
+        let (tx, mut rx) = broadcast::channel(16);
+        drive(
+            Vec::new(),
+            stream::select_all([stream::iter(events).boxed()]),
+            // Secret metadata that never changes (an ended stream would end the driver).
+            stream::select_all([stream::pending().boxed() as SecretMetaEvents]),
+            tx,
+            CancellationToken::new(),
+        )
+        .await;
+        let seen: Vec<Change> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let change = |status_only| Change::Connection {
+            object: object.clone(),
+            status_only,
+        };
+        assert_eq!(seen, [change(false), change(true), change(false)]);
     }
 
     #[test]
