@@ -264,11 +264,11 @@ mod tests {
         // With Secret metadata: absent is known; a Secret of that name without our label
         // (someone else's) is asked for.
         let (reader, _writer) = reflector::store::<Secret>();
-        let (meta, mut meta_writer) = reflector::store();
-        let known = KnownSecrets::new(
-            Caches::of_connections(Vec::new())
-                .with_secrets(crate::cache::SecretScope::Watch(WatchScope::All), meta),
-        );
+        let meta = crate::cache::SecretVersions::default();
+        let known = KnownSecrets::new(Caches::of_connections(Vec::new()).with_secrets(
+            crate::cache::SecretScope::Watch(WatchScope::All),
+            meta.clone(),
+        ));
         known.attach(WatchScope::All, reader);
         assert_eq!(known.get("a", "bot-zoom-token"), Some(None));
         let foreign: kube::core::PartialObjectMeta<Secret> =
@@ -277,7 +277,7 @@ mod tests {
                 "metadata": {"namespace": "a", "name": "bot-zoom-token", "resourceVersion": "1"},
             }))
             .expect("meta");
-        meta_writer.apply_watcher_event(&watcher::Event::Apply(foreign));
+        meta.apply(&watcher::Event::Apply(foreign));
         assert_eq!(known.get("a", "bot-zoom-token"), None);
     }
 }
