@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
@@ -81,6 +82,7 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     tokio::spawn(signal_handler(shutdown.clone()));
 
     let (parts, caches) = Parts::build(client.clone(), &config, &shutdown).await?;
+    tokio::spawn(trim_heap(shutdown.clone()));
     let tasks = Tasks {
         caches: tokio::spawn(caches),
         stored_events: tokio::spawn(
@@ -134,6 +136,41 @@ pub async fn run(config: OperatorConfig) -> anyhow::Result<()> {
     tracing::info!("stopped");
     Ok(())
 }
+
+/// How often freed heap pages are handed back to the kernel.
+const HEAP_TRIM_INTERVAL: Duration = Duration::from_secs(10);
+
+/// glibc keeps the pages a burst freed (the first list of thousands of objects, a relist, a
+/// restart's reconciles) inside its arenas, so the resident size would stay near the burst's
+/// peak rather than what is in use. Handing free pages back now and then keeps the two close
+/// (docs/benchmarks.md: 5,000 connections).
+async fn trim_heap(shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(HEAP_TRIM_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        // It locks each arena in turn: off the async workers.
+        let _ = tokio::task::spawn_blocking(release_free_heap).await;
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_heap() {
+    extern "C" {
+        fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    }
+    // SAFETY: malloc_trim takes no pointers, touches only the allocator's own state (under its
+    // locks) and may be called from any thread at any time.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_heap() {}
 
 /// The API-server client (kubeconfig as kubectl finds it, else in-cluster), identifying itself
 /// as `zoom-operator/VERSION` so that audit logs and API-server metrics can tell its requests

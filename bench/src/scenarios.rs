@@ -172,6 +172,9 @@ async fn baseline_rate(w: &World, n: usize) -> anyhow::Result<f64> {
 
 // ----- memory -----------------------------------------------------------------------------
 
+/// How long memory is left to settle before it is read.
+const SETTLE: Duration = Duration::from_secs(12);
+
 pub async fn memory(n: usize) -> anyhow::Result<()> {
     let w = World::start(&[s2s_app("s2s", "acc-1", "tok")]).await?;
     w.create_all(NS, vec![s2s_secret("app", "s2s", "acc-1", "tok")])
@@ -189,7 +192,8 @@ pub async fn memory(n: usize) -> anyhow::Result<()> {
         }
         ready_s2s(&w, step, done, &op).await?;
         done = step;
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        // Settled: the operator hands freed heap back every 10 s (run.rs, trim_heap).
+        tokio::time::sleep(SETTLE).await;
         let (rss, peak) = op.memory();
         last = rss;
         figure(
@@ -209,7 +213,7 @@ pub async fn memory(n: usize) -> anyhow::Result<()> {
         .map(|i| credentials(&format!("unrelated-{i}"), &[("blob", &blob)]))
         .collect();
     w.create_all(NS, unrelated).await?;
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(SETTLE).await;
     let (rss, peak) = op.memory();
     figure(
         &format!(

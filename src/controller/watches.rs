@@ -109,7 +109,6 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
     let store: Store<ZoomConnection> = cache.connections.clone();
     tracing::info!(%scope, "controller watching");
 
-    let triggers = connection_triggers(cache.clone(), ctx.caches.subscribe());
     let credential_changes = credential_changes(
         cache.clone(),
         ctx.caches.subscribe(),
@@ -127,7 +126,7 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
         .modify(|s| s.managed_fields_mut().clear()),
     )
     .default_backoff()
-    .touched_objects()
+    .filter_map(after_first_list())
     .predicate_filter(
         kube::runtime::predicates::resource_version,
         Default::default(),
@@ -146,14 +145,27 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
     let nudges = nudges_in(&ctx, scope.clone());
     let config = kube::runtime::controller::Config::default()
         .concurrency(ctx.config.max_concurrent_reconciles);
+    // The first pass over every connection waits until this scope's token Secrets are
+    // listed and readable without a request: started earlier, each pass would GET its
+    // connection's Secret (hundreds of GETs on a restart with thousands of connections).
+    // (At most TOKEN_LIST_WAIT: a list that keeps failing must not stop reconciles.)
+    let (attached_tx, mut attached) = watch::channel(false);
     let attach = {
         let (known, scope) = (ctx.tokens.clone(), scope.clone());
         async move {
             if tokens.wait_until_ready().await.is_ok() {
                 known.attach(scope, tokens);
+                attached_tx.send_replace(true);
             }
         }
     };
+    let first_pass = async move {
+        let wait = attached.wait_for(|attached| *attached);
+        if tokio::time::timeout(TOKEN_LIST_WAIT, wait).await.is_err() {
+            tracing::warn!("the token Secrets are not listed yet; reconciling without them");
+        }
+    };
+    let triggers = connection_triggers(cache.clone(), ctx.caches.subscribe(), first_pass);
 
     let controller = Controller::for_shared_stream(triggers, store)
         .with_config(config)
@@ -190,15 +202,20 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
     }
 }
 
+/// How long the first pass waits for the token-Secret list.
+const TOKEN_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What wakes a connection's reconcile: every cached connection once (the new leader looks at
-/// all of them), then each change of more than its status (its own status writes need no
-/// pass). A subscriber that fell behind looks at all of them again.
+/// all of them) when `first` is done, then each change of more than its status (its own
+/// status writes need no pass). A subscriber that fell behind looks at all of them again.
 fn connection_triggers(
     cache: ScopeCache,
     changes: broadcast::Receiver<Change>,
+    first: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> impl Stream<Item = Arc<ZoomConnection>> + Send + 'static {
     let store = cache.connections.clone();
     let initial = stream::once(async move {
+        first.await;
         let _ = store.wait_until_ready().await;
         stream::iter(store.state())
     })
@@ -273,6 +290,31 @@ fn nudges_in(
     })
 }
 
+type WatchEvent<K> = Result<watcher::Event<K>, watcher::Error>;
+type Touched<K> = Result<K, watcher::Error>;
+
+/// The objects a watch's events touch, leaving out those of its first list: the first pass
+/// over every connection comes after it anyway, and a reconcile per object listed would run
+/// before the cache could answer it. Objects of a later relist (after a gap) do count.
+fn after_first_list<K: Send + 'static>(
+) -> impl FnMut(WatchEvent<K>) -> std::future::Ready<Option<Touched<K>>> {
+    let mut listed = false;
+    move |event| {
+        std::future::ready(match event {
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                None
+            }
+            Ok(watcher::Event::Init) => None,
+            Ok(watcher::Event::InitApply(_)) if !listed => None,
+            Ok(
+                watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o),
+            ) => Some(Ok(o)),
+            Err(e) => Some(Err(e)),
+        })
+    }
+}
+
 type MetadataChanges<K> = BoxStream<'static, Result<PartialObjectMeta<K>, watcher::Error>>;
 
 /// Metadata of `K` that changed (a relist repeats nothing already seen).
@@ -313,6 +355,28 @@ fn connections_using_secret(
 mod tests {
     use super::*;
     use crate::api::{AuthType, CredentialsRef, ZoomConnectionSpec};
+
+    #[tokio::test]
+    async fn the_first_list_of_owned_secrets_wakes_no_reconcile_but_later_events_do() {
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+        let events: Vec<Result<watcher::Event<&str>, watcher::Error>> = vec![
+            Ok(Init),
+            Ok(InitApply("listed")),
+            Ok(InitDone),
+            Ok(Apply("changed")),
+            Ok(Delete("deleted")),
+            // A relist after a gap: what it shows may have changed meanwhile.
+            Ok(Init),
+            Ok(InitApply("relisted")),
+            Ok(InitDone),
+        ];
+        let touched: Vec<&str> = stream::iter(events)
+            .filter_map(after_first_list())
+            .map(|r| r.expect("no error"))
+            .collect()
+            .await;
+        assert_eq!(touched, ["changed", "deleted", "relisted"]);
+    }
 
     fn zc(ns: &str, name: &str, auth_type: AuthType, secret: Option<&str>) -> Arc<ZoomConnection> {
         let mut spec: ZoomConnectionSpec = serde_json::from_value(serde_json::json!({
