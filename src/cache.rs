@@ -193,11 +193,11 @@ impl Caches {
             .find_map(|s| s.connections.get(&key))
     }
 
-    /// What the cache knows of Secret `key`: `None` when no watch covers it, `Some(None)` when
-    /// it does not exist, else its resourceVersion.
+    /// What the cache knows of Secret `key`: `None` when no watch covers it or it has not
+    /// listed yet, `Some(None)` when it does not exist, else its resourceVersion.
     pub fn secret_version(&self, key: &SecretRef) -> Option<Option<String>> {
         let (_, versions) = self.secrets.iter().find(|(s, _)| s.covers(key))?;
-        Some(versions.get(key))
+        versions.get(key)
     }
 }
 
@@ -221,9 +221,13 @@ struct VersionsState {
 }
 
 impl SecretVersions {
-    /// The resourceVersion of `key`, or None when the watch does not show it.
-    pub fn get(&self, key: &SecretRef) -> Option<String> {
-        self.0.state.read().ok()?.current.get(key).cloned()
+    /// The resourceVersion of `key`: `Some(None)` when the watch does not show it, `None`
+    /// before it has listed once (only the API server knows then).
+    pub fn get(&self, key: &SecretRef) -> Option<Option<String>> {
+        if !*self.0.listed.borrow() {
+            return None;
+        }
+        Some(self.0.state.read().ok()?.current.get(key).cloned())
     }
 
     /// Applies a watch event, as a reflector's writer does.
@@ -334,6 +338,20 @@ fn secret_metadata(
             if let Ok(event) = event {
                 writer.apply(event);
             }
+        })
+        .scan(false, |listed, event| {
+            // The first list's Secrets are no change: readers wait for the list (or look at
+            // everything once it is done, the `Listed` below). A relist's Secrets may have
+            // changed during the gap, so they are.
+            let event = match event {
+                Ok(watcher::Event::InitApply(_)) if !*listed => Ok(watcher::Event::Init),
+                Ok(watcher::Event::InitDone) => {
+                    *listed = true;
+                    Ok(watcher::Event::InitDone)
+                }
+                other => other,
+            };
+            std::future::ready(Some(event))
         })
         .filter_map(|event| async move {
             match event {
@@ -489,28 +507,28 @@ mod tests {
         versions.apply(&watcher::Event::Init);
         versions.apply(&watcher::Event::InitApply(meta("app", "1")));
         versions.apply(&watcher::Event::InitApply(meta("gone", "2")));
-        // Not listed yet: nothing is shown, and readiness waits.
+        // Not listed yet: unknown (not absent), and readiness waits.
         assert_eq!(versions.get(&app), None);
         versions.apply(&watcher::Event::InitDone);
         versions.wait_ready().await;
-        assert_eq!(versions.get(&app).as_deref(), Some("1"));
+        assert_eq!(versions.get(&app), Some(Some("1".to_owned())));
 
         versions.apply(&watcher::Event::Apply(meta("app", "3")));
-        assert_eq!(versions.get(&app).as_deref(), Some("3"));
+        assert_eq!(versions.get(&app), Some(Some("3".to_owned())));
         // A relist after a gap: "gone" was deleted meanwhile, without a Delete event.
         versions.apply(&watcher::Event::Init);
         versions.apply(&watcher::Event::InitApply(meta("app", "4")));
         assert_eq!(
-            versions.get(&app).as_deref(),
-            Some("3"),
+            versions.get(&app),
+            Some(Some("3".to_owned())),
             "the old list serves until done"
         );
         versions.apply(&watcher::Event::InitDone);
-        assert_eq!(versions.get(&app).as_deref(), Some("4"));
-        assert_eq!(versions.get(&gone), None);
+        assert_eq!(versions.get(&app), Some(Some("4".to_owned())));
+        assert_eq!(versions.get(&gone), Some(None));
 
         versions.apply(&watcher::Event::Delete(meta("app", "4")));
-        assert_eq!(versions.get(&app), None);
+        assert_eq!(versions.get(&app), Some(None));
     }
 
     #[tokio::test]

@@ -159,10 +159,15 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
             }
         }
     };
+    // Likewise the Secret metadata, without which each pass would GET its app's Secret.
+    let caches = ctx.caches.clone();
     let first_pass = async move {
-        let wait = attached.wait_for(|attached| *attached);
+        let wait = async {
+            let _ = attached.wait_for(|attached| *attached).await;
+            caches.wait_ready().await;
+        };
         if tokio::time::timeout(TOKEN_LIST_WAIT, wait).await.is_err() {
-            tracing::warn!("the token Secrets are not listed yet; reconciling without them");
+            tracing::warn!("the Secrets are not listed yet; reconciling without the caches");
         }
     };
     let triggers = connection_triggers(cache.clone(), ctx.caches.subscribe(), first_pass);
@@ -202,7 +207,7 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
     }
 }
 
-/// How long the first pass waits for the token-Secret list.
+/// How long the first pass waits for the Secret lists.
 const TOKEN_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What wakes a connection's reconcile: every cached connection once (the new leader looks at

@@ -265,6 +265,9 @@ mod tests {
         // (someone else's) is asked for.
         let (reader, _writer) = reflector::store::<Secret>();
         let meta = crate::cache::SecretVersions::default();
+        // Before the metadata watch has listed, nothing is known absent.
+        meta.apply(&watcher::Event::Init);
+        meta.apply(&watcher::Event::InitDone);
         let known = KnownSecrets::new(Caches::of_connections(Vec::new()).with_secrets(
             crate::cache::SecretScope::Watch(WatchScope::All),
             meta.clone(),
