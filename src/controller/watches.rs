@@ -230,8 +230,10 @@ fn connection_triggers(
             object,
             status_only: false,
         }) => cache.connections.get(&object).into_iter().collect(),
+        // A relist (after a gap): what it found is in the store only now, not when its
+        // objects' changes were sent, so look at everything.
+        Some(Change::Listed) | None => cache.connections.state(),
         Some(_) => Vec::new(),
-        None => cache.connections.state(),
     });
     initial.chain(later)
 }
