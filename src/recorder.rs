@@ -99,7 +99,7 @@ impl Recorder {
         KubeEvent {
             metadata: ObjectMeta {
                 namespace: Some(namespace.to_owned()),
-                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
+                name: Some(event_name(name, now)),
                 ..Default::default()
             },
             action: Some(event.action.clone()),
@@ -120,6 +120,19 @@ impl Recorder {
             ..Default::default()
         }
     }
+}
+
+/// `NAME.NANOS` (hex), as client-go names Events, with NAME cut so that the whole stays a valid
+/// object name (253 characters) however long the connection's name is.
+fn event_name(name: &str, now: Timestamp) -> String {
+    let suffix = format!(".{:x}", now.as_nanosecond());
+    // Object names are ASCII (DNS subdomains), so a byte cut is a character cut.
+    let keep = name.len().min(253 - suffix.len());
+    let prefix = name
+        .get(..keep)
+        .unwrap_or("event")
+        .trim_end_matches(['.', '-']);
+    format!("{prefix}{suffix}")
 }
 
 /// What makes two Events the same for a series (as kube's: the note may differ).
@@ -258,6 +271,22 @@ mod tests {
             key,
             SeriesKey::of(&event("RefreshFailing"), &regarding("other"))
         );
+    }
+
+    #[test]
+    fn event_names_stay_valid_for_the_longest_connection_names() {
+        assert_eq!(
+            event_name("bot", at(0)),
+            format!("bot.{:x}", at(0).as_nanosecond())
+        );
+        let long = format!("{}-{}", "a".repeat(230), "b".repeat(22));
+        assert_eq!(long.len(), 253);
+        let name = event_name(&long, at(0));
+        assert!(name.len() <= 253, "{}", name.len());
+        assert!(name.starts_with(&"a".repeat(230)));
+        // A cut that would end in '-' or '.' drops it: names end alphanumeric.
+        let dashed = format!("{}-{}", "a".repeat(235), "b".repeat(17));
+        assert!(!event_name(&dashed, at(0)).contains("-."));
     }
 
     #[test]
