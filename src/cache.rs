@@ -339,20 +339,9 @@ fn secret_metadata(
                 writer.apply(event);
             }
         })
-        .scan(false, |listed, event| {
-            // The first list's Secrets are no change: readers wait for the list (or look at
-            // everything once it is done, the `Listed` below). A relist's Secrets may have
-            // changed during the gap, so they are.
-            let event = match event {
-                Ok(watcher::Event::InitApply(_)) if !*listed => Ok(watcher::Event::Init),
-                Ok(watcher::Event::InitDone) => {
-                    *listed = true;
-                    Ok(watcher::Event::InitDone)
-                }
-                other => other,
-            };
-            std::future::ready(Some(event))
-        })
+        // The first list's Secrets are no change: readers wait for the list, or look at
+        // everything once it is done (the `Listed` below).
+        .filter_map(without_first_list())
         .filter_map(|event| async move {
             match event {
                 Ok(watcher::Event::InitDone) => Some(Ok(None)),
@@ -367,6 +356,27 @@ fn secret_metadata(
         })
         .boxed();
     (stream, versions)
+}
+
+type WatchEvent<K> = Result<watcher::Event<K>, watcher::Error>;
+
+/// A watch's events without the objects of its first list (its `Init` and `InitDone` stay):
+/// for readers that look at everything once the first list is done, so that the list is not
+/// also one change per object, each arriving before the store shows it. The objects of a later
+/// relist (after a gap) do pass: they may have changed meanwhile.
+pub fn without_first_list<K: Send + 'static>(
+) -> impl FnMut(WatchEvent<K>) -> std::future::Ready<Option<WatchEvent<K>>> {
+    let mut listed = false;
+    move |event| {
+        std::future::ready(match event {
+            Ok(watcher::Event::InitApply(_)) if !listed => None,
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                Some(Ok(watcher::Event::InitDone))
+            }
+            other => Some(other),
+        })
+    }
 }
 
 /// What no reader of a cached ZoomConnection looks at.
@@ -498,6 +508,29 @@ mod tests {
             "metadata": {"namespace": "a", "name": name, "resourceVersion": version},
         }))
         .expect("metadata")
+    }
+
+    #[tokio::test]
+    async fn a_first_list_is_no_change_but_later_events_and_relists_are() {
+        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
+        let events: Vec<Result<watcher::Event<&str>, watcher::Error>> = vec![
+            Ok(Init),
+            Ok(InitApply("listed")),
+            Ok(InitDone),
+            Ok(Apply("changed")),
+            Ok(Delete("deleted")),
+            // A relist after a gap: what it shows may have changed meanwhile.
+            Ok(Init),
+            Ok(InitApply("relisted")),
+            Ok(InitDone),
+        ];
+        let touched: Vec<&str> = stream::iter(events)
+            .filter_map(without_first_list())
+            .touched_objects()
+            .map(|r| r.expect("no error"))
+            .collect()
+            .await;
+        assert_eq!(touched, ["changed", "deleted", "relisted"]);
     }
 
     #[tokio::test]

@@ -126,7 +126,9 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
         .modify(|s| s.managed_fields_mut().clear()),
     )
     .default_backoff()
-    .filter_map(after_first_list())
+    // The first pass over every connection follows the first list (`first_pass` below).
+    .filter_map(crate::cache::without_first_list())
+    .touched_objects()
     .predicate_filter(
         kube::runtime::predicates::resource_version,
         Default::default(),
@@ -297,31 +299,6 @@ fn nudges_in(
     })
 }
 
-type WatchEvent<K> = Result<watcher::Event<K>, watcher::Error>;
-type Touched<K> = Result<K, watcher::Error>;
-
-/// The objects a watch's events touch, leaving out those of its first list: the first pass
-/// over every connection comes after it anyway, and a reconcile per object listed would run
-/// before the cache could answer it. Objects of a later relist (after a gap) do count.
-fn after_first_list<K: Send + 'static>(
-) -> impl FnMut(WatchEvent<K>) -> std::future::Ready<Option<Touched<K>>> {
-    let mut listed = false;
-    move |event| {
-        std::future::ready(match event {
-            Ok(watcher::Event::InitDone) => {
-                listed = true;
-                None
-            }
-            Ok(watcher::Event::Init) => None,
-            Ok(watcher::Event::InitApply(_)) if !listed => None,
-            Ok(
-                watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o),
-            ) => Some(Ok(o)),
-            Err(e) => Some(Err(e)),
-        })
-    }
-}
-
 type MetadataChanges<K> = BoxStream<'static, Result<PartialObjectMeta<K>, watcher::Error>>;
 
 /// Metadata of `K` that changed (a relist repeats nothing already seen).
@@ -362,28 +339,6 @@ fn connections_using_secret(
 mod tests {
     use super::*;
     use crate::api::{AuthType, CredentialsRef, ZoomConnectionSpec};
-
-    #[tokio::test]
-    async fn the_first_list_of_owned_secrets_wakes_no_reconcile_but_later_events_do() {
-        use watcher::Event::{Apply, Delete, Init, InitApply, InitDone};
-        let events: Vec<Result<watcher::Event<&str>, watcher::Error>> = vec![
-            Ok(Init),
-            Ok(InitApply("listed")),
-            Ok(InitDone),
-            Ok(Apply("changed")),
-            Ok(Delete("deleted")),
-            // A relist after a gap: what it shows may have changed meanwhile.
-            Ok(Init),
-            Ok(InitApply("relisted")),
-            Ok(InitDone),
-        ];
-        let touched: Vec<&str> = stream::iter(events)
-            .filter_map(after_first_list())
-            .map(|r| r.expect("no error"))
-            .collect()
-            .await;
-        assert_eq!(touched, ["changed", "deleted", "relisted"]);
-    }
 
     fn zc(ns: &str, name: &str, auth_type: AuthType, secret: Option<&str>) -> Arc<ZoomConnection> {
         let mut spec: ZoomConnectionSpec = serde_json::from_value(serde_json::json!({
