@@ -126,6 +126,22 @@ pub struct ZoomConnectionSpec {
     pub revoke_on_delete: bool,
 }
 
+impl ZoomConnectionSpec {
+    /// A spec of `auth_type` with its app in `credentials_ref`, and the defaults for the rest:
+    /// the token Secret `<name>-zoom-token`, refresh 10 minutes before expiry, no events.
+    pub fn new(auth_type: AuthType, credentials_ref: Option<CredentialsRef>) -> Self {
+        ZoomConnectionSpec {
+            auth_type,
+            credentials_ref,
+            token_secret_name: None,
+            token_secret_template: None,
+            refresh_before: default_refresh_before(),
+            events: None,
+            revoke_on_delete: false,
+        }
+    }
+}
+
 fn default_refresh_before() -> String {
     "10m".to_owned()
 }
@@ -274,6 +290,21 @@ pub struct SinkRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = SINK_PATH_MAX), regex(pattern = SINK_PATH_PATTERN))]
     pub path: Option<String>,
+}
+
+impl SinkSpec {
+    /// Port `port` of the Service `name` in the connection's namespace, at `path` (default `/`).
+    pub fn service(name: &str, port: u16, path: Option<&str>) -> Self {
+        SinkSpec {
+            uri: None,
+            service_ref: Some(SinkRef {
+                kind: default_sink_kind(),
+                name: name.to_owned(),
+                port,
+                path: path.map(str::to_owned),
+            }),
+        }
+    }
 }
 
 fn default_sink_kind() -> String {

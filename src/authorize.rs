@@ -107,15 +107,7 @@ mod tests {
     ) -> ZoomConnection {
         let mut zc = ZoomConnection::new(
             "bot",
-            ZoomConnectionSpec {
-                auth_type,
-                credentials_ref: Some(CredentialsRef::with_name("x")),
-                token_secret_name: None,
-                token_secret_template: None,
-                refresh_before: "10m".into(),
-                events: None,
-                revoke_on_delete: false,
-            },
+            ZoomConnectionSpec::new(auth_type, Some(CredentialsRef::with_name("x"))),
         );
         zc.status = Some(ZoomConnectionStatus {
             conditions: conditions

@@ -311,15 +311,7 @@ mod tests {
     }
 
     fn service_ref(name: &str, port: u16, path: Option<&str>) -> SinkSpec {
-        SinkSpec {
-            uri: None,
-            service_ref: Some(SinkRef {
-                kind: "Service".into(),
-                name: name.into(),
-                port,
-                path: path.map(str::to_owned),
-            }),
-        }
+        SinkSpec::service(name, port, path)
     }
 
     #[test]

@@ -412,34 +412,21 @@ mod tests {
         }
     }
 
-    use crate::api::{CredentialsRef, EventsSpec, SinkRef};
+    use crate::api::{CredentialsRef, EventsSpec};
     use proptest::prelude::*;
 
     fn spec() -> ZoomConnectionSpec {
-        ZoomConnectionSpec {
-            auth_type: AuthType::ServerToServer,
-            credentials_ref: Some(CredentialsRef::with_name("zoom-app")),
-            token_secret_name: None,
-            token_secret_template: None,
-            refresh_before: "10m".into(),
-            events: None,
-            revoke_on_delete: false,
-        }
+        ZoomConnectionSpec::new(
+            AuthType::ServerToServer,
+            Some(CredentialsRef::with_name("zoom-app")),
+        )
     }
 
     fn with_ref(name: &str, port: u16, path: Option<&str>) -> ZoomConnectionSpec {
         let mut s = spec();
         s.events = Some(EventsSpec {
             delivery: None,
-            sink: SinkSpec {
-                uri: None,
-                service_ref: Some(SinkRef {
-                    kind: "Service".into(),
-                    name: name.into(),
-                    port,
-                    path: path.map(str::to_owned),
-                }),
-            },
+            sink: SinkSpec::service(name, port, path),
         });
         s
     }

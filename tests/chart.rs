@@ -942,34 +942,29 @@ fn helm_uninstall(release: &str, ns: &str) {
 async fn service_account_kubeconfig(client: &Client, ns: &str, name: &str) -> PathBuf {
     let cp = control_plane();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let token = eventually(
+    let token = wait_listed(
+        &secrets,
+        &ListParams::default(),
         &format!("a token Secret for ServiceAccount {ns}/{name}"),
         Duration::from_secs(60),
-        || {
-            let secrets = secrets.clone();
-            async move {
-                let list = secrets
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                list.items
-                    .iter()
-                    .filter(|s| s.type_.as_deref() == Some("kubernetes.io/service-account-token"))
-                    .filter(|s| {
-                        s.metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get("kubernetes.io/service-account.name"))
-                            .is_some_and(|n| n == name)
-                    })
-                    .find_map(|s| {
-                        s.data
-                            .as_ref()?
-                            .get("token")
-                            .map(|t| String::from_utf8_lossy(&t.0).into_owned())
-                    })
-                    .ok_or_else(|| format!("{} Secrets, none a token for {name}", list.items.len()))
-            }
+        |secrets| {
+            secrets
+                .iter()
+                .filter(|s| s.type_.as_deref() == Some("kubernetes.io/service-account-token"))
+                .filter(|s| {
+                    s.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get("kubernetes.io/service-account.name"))
+                        .is_some_and(|n| n == name)
+                })
+                .find_map(|s| {
+                    s.data
+                        .as_ref()?
+                        .get("token")
+                        .map(|t| String::from_utf8_lossy(&t.0).into_owned())
+                })
+                .ok_or_else(|| format!("{} Secrets, none a token for {name}", secrets.len()))
         },
     )
     .await;

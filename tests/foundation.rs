@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
@@ -229,31 +229,25 @@ async fn credentials_conditions_recover_when_the_secret_is_fixed() {
 
     // Transitions were published as Events (and only transitions).
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
-    let reasons = eventually(
+    let events = wait_listed(
+        &events,
+        &ListParams::default(),
         "events for the transitions",
         Duration::from_secs(30),
-        || {
-            let events = events.clone();
-            async move {
-                let list = events
-                    .list(&Default::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let reasons: Vec<String> =
-                    list.items.iter().filter_map(|e| e.reason.clone()).collect();
-                if ["SecretNotFound", "MissingKey", "Valid"]
-                    .iter()
-                    .all(|r| reasons.iter().any(|x| x == r))
-                {
-                    Ok(list)
-                } else {
-                    Err(format!("{reasons:?}"))
-                }
+        |events| {
+            let reasons: Vec<String> = events.iter().filter_map(|e| e.reason.clone()).collect();
+            if ["SecretNotFound", "MissingKey", "Valid"]
+                .iter()
+                .all(|r| reasons.iter().any(|x| x == r))
+            {
+                Ok(events.to_vec())
+            } else {
+                Err(format!("{reasons:?}"))
             }
         },
     )
     .await;
-    for e in &reasons.items {
+    for e in &events {
         let note = e.note.clone().unwrap_or_default();
         assert!(
             !note.contains("the-client-secret"),

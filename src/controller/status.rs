@@ -321,15 +321,7 @@ mod tests {
     fn zc(auth_type: AuthType) -> ZoomConnection {
         let mut zc = ZoomConnection::new(
             "bot",
-            ZoomConnectionSpec {
-                auth_type,
-                credentials_ref: Some(CredentialsRef::with_name("zoom-app")),
-                token_secret_name: None,
-                token_secret_template: None,
-                refresh_before: "10m".into(),
-                events: None,
-                revoke_on_delete: false,
-            },
+            ZoomConnectionSpec::new(auth_type, Some(CredentialsRef::with_name("zoom-app"))),
         );
         zc.metadata.namespace = Some("team-a".into());
         zc.metadata.generation = Some(4);

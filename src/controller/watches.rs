@@ -114,25 +114,7 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
         ctx.caches.subscribe(),
         ctx.config.default_app_secret.clone(),
     );
-    // The token Secrets this scope's connections own, data included (they are ours): a
-    // reconcile reads them from here (`KnownSecrets`) instead of asking the API server.
-    let (tokens, writer) = reflector::store();
-    let token_secrets = reflector::reflector(
-        writer,
-        watcher(
-            scope.api::<Secret>(client.clone()),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
-        )
-        .modify(|s| s.managed_fields_mut().clear()),
-    )
-    .default_backoff()
-    // The first pass over every connection follows the first list (`first_pass` below).
-    .filter_map(crate::cache::without_first_list())
-    .touched_objects()
-    .predicate_filter(
-        kube::runtime::predicates::resource_version,
-        Default::default(),
-    );
+    let (token_secrets, tokens) = token_secrets(&scope, client.clone());
     let url_changes =
         tokio_stream::wrappers::WatchStream::from_changes(ctx.urls.clone()).map(|_| ());
     // Stored events (in the operator's namespace) change a connection's pendingEvents.
@@ -147,31 +129,7 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
     let nudges = nudges_in(&ctx, scope.clone());
     let config = kube::runtime::controller::Config::default()
         .concurrency(ctx.config.max_concurrent_reconciles);
-    // The first pass over every connection waits until this scope's token Secrets are
-    // listed and readable without a request: started earlier, each pass would GET its
-    // connection's Secret (hundreds of GETs on a restart with thousands of connections).
-    // (At most TOKEN_LIST_WAIT: a list that keeps failing must not stop reconciles.)
-    let (attached_tx, mut attached) = watch::channel(false);
-    let attach = {
-        let (known, scope) = (ctx.tokens.clone(), scope.clone());
-        async move {
-            if tokens.wait_until_ready().await.is_ok() {
-                known.attach(scope, tokens);
-                attached_tx.send_replace(true);
-            }
-        }
-    };
-    // Likewise the Secret metadata, without which each pass would GET its app's Secret.
-    let caches = ctx.caches.clone();
-    let first_pass = async move {
-        let wait = async {
-            let _ = attached.wait_for(|attached| *attached).await;
-            caches.wait_ready().await;
-        };
-        if tokio::time::timeout(TOKEN_LIST_WAIT, wait).await.is_err() {
-            tracing::warn!("the Secrets are not listed yet; reconciling without the caches");
-        }
-    };
+    let (attach, first_pass) = caches_listed(&ctx, scope.clone(), tokens);
     let triggers = connection_triggers(cache.clone(), ctx.caches.subscribe(), first_pass);
 
     let controller = Controller::for_shared_stream(triggers, store)
@@ -204,9 +162,77 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
         });
     tokio::select! {
         () = controller => {}
-        // Never ends by itself before the controller does.
-        () = async { attach.await; std::future::pending().await } => {}
+        // Never ends by itself.
+        () = attach => {}
     }
+}
+
+/// The token Secrets a scope's connections own, data included (they are ours): a reconcile
+/// reads them from the returned store (`KnownSecrets`) instead of asking the API server. The
+/// stream wakes the owning connection of a Secret that changed.
+fn token_secrets(
+    scope: &WatchScope,
+    client: kube::Client,
+) -> (
+    impl futures::Stream<Item = Result<Secret, watcher::Error>>,
+    Store<Secret>,
+) {
+    let (tokens, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(
+            scope.api::<Secret>(client),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
+        )
+        .modify(|s| s.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    // The first pass over every connection follows the first list (`caches_listed`).
+    .filter_map(crate::cache::without_first_list())
+    .touched_objects()
+    .predicate_filter(
+        kube::runtime::predicates::resource_version,
+        Default::default(),
+    );
+    (stream, tokens)
+}
+
+/// Two futures: `attach` hands this scope's token-Secret store to `ctx.tokens` once it is
+/// listed (and then never ends), and `first_pass` ends when both it and the shared Secret
+/// metadata are listed.
+///
+/// The first pass over every connection waits for `first_pass`: started earlier, each
+/// reconcile would GET its connection's token Secret and its app's Secret (hundreds of GETs
+/// on a restart with thousands of connections). It waits at most TOKEN_LIST_WAIT: a list
+/// that keeps failing must not stop reconciles.
+fn caches_listed(
+    ctx: &Context,
+    scope: WatchScope,
+    tokens: Store<Secret>,
+) -> (
+    impl std::future::Future<Output = ()> + use<>,
+    impl std::future::Future<Output = ()> + use<>,
+) {
+    let (attached_tx, mut attached) = watch::channel(false);
+    let known = ctx.tokens.clone();
+    let attach = async move {
+        if tokens.wait_until_ready().await.is_ok() {
+            known.attach(scope, tokens);
+            attached_tx.send_replace(true);
+        }
+        std::future::pending::<()>().await;
+    };
+    let caches = ctx.caches.clone();
+    let first_pass = async move {
+        let wait = async {
+            let _ = attached.wait_for(|attached| *attached).await;
+            caches.wait_ready().await;
+        };
+        if tokio::time::timeout(TOKEN_LIST_WAIT, wait).await.is_err() {
+            tracing::warn!("the Secrets are not listed yet; reconciling without the caches");
+        }
+    };
+    (attach, first_pass)
 }
 
 /// How long the first pass waits for the Secret lists.

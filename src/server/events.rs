@@ -594,15 +594,10 @@ mod tests {
             .map(|i| {
                 let mut zc = ZoomConnection::new(
                     &format!("c{i}"),
-                    ZoomConnectionSpec {
-                        auth_type: AuthType::ServerToServer,
-                        credentials_ref: Some(CredentialsRef::with_name(format!("app-{i}"))),
-                        token_secret_name: None,
-                        token_secret_template: None,
-                        refresh_before: "10m".into(),
-                        events: None,
-                        revoke_on_delete: false,
-                    },
+                    ZoomConnectionSpec::new(
+                        AuthType::ServerToServer,
+                        Some(CredentialsRef::with_name(format!("app-{i}"))),
+                    ),
                 );
                 zc.metadata.namespace = Some("team".into());
                 zc.metadata.uid = Some(format!("uid-{i}"));

@@ -431,9 +431,6 @@ mod tests {
         let mut zc = ZoomConnection::new(
             "sales-bot",
             ZoomConnectionSpec {
-                auth_type: AuthType::PrivateOAuth,
-                credentials_ref: None,
-                token_secret_name: None,
                 token_secret_template: Some(SecretTemplate {
                     labels: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
                     annotations: BTreeMap::from([(
@@ -441,9 +438,7 @@ mod tests {
                         "template cannot forge bookkeeping".to_owned(),
                     )]),
                 }),
-                refresh_before: "10m".into(),
-                events: None,
-                revoke_on_delete: false,
+                ..ZoomConnectionSpec::new(AuthType::PrivateOAuth, None)
             },
         );
         zc.metadata.namespace = Some("team-a".into());

@@ -135,6 +135,68 @@ struct App {
     connections: usize,
 }
 
+/// What one connection adds to the index: its app (secret token and client ID) and, once its
+/// Zoom account is known, its route.
+struct Entry<'a> {
+    token: &'a str,
+    client_id: Option<&'a str>,
+    route: Option<Route>,
+}
+
+impl<'a> Entry<'a> {
+    /// None for a connection that is being deleted, outside the watched namespaces, or whose
+    /// app's Secret (or its secret token) is not there.
+    fn of(
+        zc: &Arc<ZoomConnection>,
+        secrets: &'a HashMap<SecretRef, CachedSecret>,
+        settings: &IndexSettings,
+    ) -> Option<Entry<'a>> {
+        let meta = &zc.metadata;
+        let (namespace, name, uid) = (
+            meta.namespace.as_deref()?,
+            meta.name.as_deref()?,
+            meta.uid.as_deref()?,
+        );
+        if meta.deletion_timestamp.is_some() || !settings.watches(namespace) {
+            return None;
+        }
+        let source = settings.app_source(zc)?;
+        let cached = secrets.get(&source.secret)?;
+        let token = cached.value(&source.secret_token_key)?;
+        let account = zc.status.as_ref().and_then(|s| s.account.as_ref());
+        let (account_id, user_id) = match zc.spec.auth_type {
+            AuthType::ServerToServer => (
+                cached.value(&source.account_id_key).map(str::to_owned),
+                None,
+            ),
+            _ => (
+                account.and_then(|a| a.account_id.clone()),
+                account.and_then(|a| a.user_id.clone()),
+            ),
+        };
+        let route = account_id
+            .filter(|a| !a.is_empty())
+            .map(|account_id| Route {
+                zc: zc.clone(),
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                uid: uid.to_owned(),
+                account_id,
+                user_id,
+                sink: zc
+                    .spec
+                    .events
+                    .as_ref()
+                    .map(|e| sink::resolve(&e.sink, namespace, &settings.allow_sink_hosts)),
+            });
+        Some(Entry {
+            token,
+            client_id: cached.value(&source.client_id_key),
+            route,
+        })
+    }
+}
+
 /// The index at one moment. Cheap to share (`Arc`), never mutated once published.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -161,26 +223,10 @@ impl Snapshot {
         let mut apps: Vec<App> = Vec::new();
         let mut by_token: HashMap<SecretToken, usize> = HashMap::new();
         for zc in connections {
-            let (Some(namespace), Some(name), Some(uid)) = (
-                zc.metadata.namespace.as_deref(),
-                zc.metadata.name.as_deref(),
-                zc.metadata.uid.as_deref(),
-            ) else {
+            let Some(entry) = Entry::of(zc, secrets, settings) else {
                 continue;
             };
-            if zc.metadata.deletion_timestamp.is_some() || !settings.watches(namespace) {
-                continue;
-            }
-            let Some(source) = settings.app_source(zc) else {
-                continue;
-            };
-            let Some(cached) = secrets.get(&source.secret) else {
-                continue;
-            };
-            let Some(token) = cached.value(&source.secret_token_key) else {
-                continue;
-            };
-            let token = SecretToken(token.to_owned());
+            let token = SecretToken(entry.token.to_owned());
             let app = *by_token.entry(token.clone()).or_insert_with(|| {
                 apps.push(App {
                     token,
@@ -190,39 +236,17 @@ impl Snapshot {
                 });
                 apps.len() - 1
             });
-            if let Some(client_id) = cached.value(&source.client_id_key) {
-                apps[app].client_ids.insert(client_id.to_owned());
+            let app = &mut apps[app];
+            if let Some(client_id) = entry.client_id {
+                app.client_ids.insert(client_id.to_owned());
             }
-            let account = zc.status.as_ref().and_then(|s| s.account.as_ref());
-            let account_id = match zc.spec.auth_type {
-                AuthType::ServerToServer => cached.value(&source.account_id_key).map(str::to_owned),
-                _ => account.and_then(|a| a.account_id.clone()),
-            };
-            let Some(account_id) = account_id.filter(|a| !a.is_empty()) else {
-                continue;
-            };
-            let route = Route {
-                zc: zc.clone(),
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                uid: uid.to_owned(),
-                account_id: account_id.clone(),
-                user_id: match zc.spec.auth_type {
-                    AuthType::ServerToServer => None,
-                    _ => account.and_then(|a| a.user_id.clone()),
-                },
-                sink: zc
-                    .spec
-                    .events
-                    .as_ref()
-                    .map(|e| sink::resolve(&e.sink, namespace, &settings.allow_sink_hosts)),
-            };
-            apps[app].connections += 1;
-            apps[app]
-                .by_account
-                .entry(account_id)
-                .or_default()
-                .push(Arc::new(route));
+            if let Some(route) = entry.route {
+                app.connections += 1;
+                app.by_account
+                    .entry(route.account_id.clone())
+                    .or_default()
+                    .push(Arc::new(route));
+            }
         }
         // Stable order per account, so deliveries and tests do not depend on cache order.
         for app in &mut apps {
@@ -367,15 +391,7 @@ mod tests {
     ) -> ZoomConnection {
         let mut zc = ZoomConnection::new(
             name,
-            ZoomConnectionSpec {
-                auth_type,
-                credentials_ref: secret.map(CredentialsRef::with_name),
-                token_secret_name: None,
-                token_secret_template: None,
-                refresh_before: "10m".into(),
-                events: None,
-                revoke_on_delete: false,
-            },
+            ZoomConnectionSpec::new(auth_type, secret.map(CredentialsRef::with_name)),
         );
         zc.metadata.namespace = Some(ns.into());
         zc.metadata.uid = Some(format!("uid-{ns}-{name}"));

@@ -1,13 +1,15 @@
 //! Reading and nudging the objects tests look at: token Secrets, the leader Lease, Events,
 //! the refresh annotation, and the URLs in a connection's status.
 
+use std::fmt::Debug;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::Client;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use zoom_operator::api::ZoomConnection;
 
@@ -137,23 +139,37 @@ pub async fn wait_event(
     matches: impl Fn(&Event) -> bool,
 ) -> Event {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    eventually(what, Duration::from_secs(30), || {
-        let api = api.clone();
-        let matches = &matches;
-        async move {
-            let list = api
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            list.items
-                .iter()
-                .find(|e| matches(e))
-                .cloned()
-                .ok_or_else(|| {
-                    let reasons: Vec<_> = list.items.iter().map(|e| e.reason.clone()).collect();
-                    format!("{reasons:?}")
-                })
-        }
+    wait_listed(
+        &api,
+        &ListParams::default(),
+        what,
+        Duration::from_secs(30),
+        |events| {
+            events.iter().find(|e| matches(e)).cloned().ok_or_else(|| {
+                let reasons: Vec<_> = events.iter().map(|e| e.reason.clone()).collect();
+                format!("{reasons:?}")
+            })
+        },
+    )
+    .await
+}
+
+/// Lists `api` until `check` accepts what it holds (Ok with what the test wants, or Err with
+/// what it saw).
+pub async fn wait_listed<K, T>(
+    api: &Api<K>,
+    params: &ListParams,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&[K]) -> Result<T, String>,
+) -> T
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let check = &check;
+    eventually(what, timeout, || async move {
+        let list = api.list(params).await.map_err(|e| e.to_string())?;
+        check(&list.items)
     })
     .await
 }

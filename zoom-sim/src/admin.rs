@@ -17,11 +17,12 @@ use serde_json::{json, Value};
 use crate::clock::wall_clock_ms;
 use crate::config::{parse_scopes, AppSpec, UserSpec};
 use crate::deauthorization;
-use crate::delivery::{self, RetryTimestamp, SendOptions};
+use crate::delivery::{self, RetryTimestamp, SendOptions, WebhookSettings};
 use crate::errors::{api_error, bad_body, parse_form, JsonBody};
 use crate::faults::FaultSpec;
 use crate::ratelimit::RateLimitSettings;
 use crate::server::SharedState;
+use crate::state::Settings;
 use crate::state::{
     ApiError, App, AppSecret, CodeRejection, ConsentMode, RefreshRejection, RefreshTokenExpiry,
     UserError, MAX_LIFETIME_SECS,
@@ -146,6 +147,61 @@ async fn get_config(State(shared): State<SharedState>) -> Response {
     Json(config_view(&shared)).into_response()
 }
 
+impl ConfigPatch {
+    /// Sets the OAuth settings this patch names.
+    fn apply_to(&self, settings: &mut Settings) {
+        if let Some(consent) = self.consent {
+            settings.consent = consent;
+        }
+        if let Some(secs) = self.token_lifetime_secs {
+            settings.token_lifetime_secs = secs;
+        }
+        if let Some(secs) = self.refresh_token_lifetime_secs {
+            settings.refresh_token_lifetime_secs = secs;
+        }
+        if let Some(dialect) = self.refresh_rejection {
+            settings.refresh_rejection = dialect;
+        }
+        if let Some(n) = self.grant_tolerance {
+            settings.grant_tolerance = n;
+        }
+        if let Some(dialect) = self.code_rejection {
+            settings.code_rejection = dialect;
+        }
+        if let Some(model) = self.refresh_token_expiry {
+            settings.refresh_token_expiry = model;
+        }
+        if let Some(on) = self.revoke_sends_deauthorization {
+            settings.revoke_sends_deauthorization = on;
+        }
+    }
+
+    /// Sets the webhook settings this patch names.
+    fn apply_to_webhooks(&self, webhooks: &mut WebhookSettings) {
+        if let Some(ms) = self.webhook_timeout_ms {
+            webhooks.webhook_timeout_ms = ms;
+        }
+        if let Some(on) = self.webhook_retries {
+            webhooks.webhook_retries = on;
+        }
+        if let Some(mode) = self.retry_timestamp {
+            webhooks.retry_timestamp = mode;
+        }
+        if let Some(rate) = self.duplicate_rate {
+            webhooks.duplicate_rate = rate;
+        }
+        if let Some(on) = self.webhook_request_id_header {
+            webhooks.webhook_request_id_header = on;
+        }
+        if let Some(on) = self.legacy_authorization_header {
+            webhooks.legacy_authorization_header = on;
+        }
+        if let Some(max) = self.max_pending_webhooks {
+            webhooks.max_pending_webhooks = max;
+        }
+    }
+}
+
 async fn set_config(
     State(shared): State<SharedState>,
     JsonBody(patch): JsonBody<ConfigPatch>,
@@ -160,27 +216,7 @@ async fn set_config(
         return bad_body(e).into_response();
     }
     let mut webhooks = shared.webhook_settings();
-    if let Some(ms) = patch.webhook_timeout_ms {
-        webhooks.webhook_timeout_ms = ms;
-    }
-    if let Some(on) = patch.webhook_retries {
-        webhooks.webhook_retries = on;
-    }
-    if let Some(mode) = patch.retry_timestamp {
-        webhooks.retry_timestamp = mode;
-    }
-    if let Some(rate) = patch.duplicate_rate {
-        webhooks.duplicate_rate = rate;
-    }
-    if let Some(on) = patch.webhook_request_id_header {
-        webhooks.webhook_request_id_header = on;
-    }
-    if let Some(on) = patch.legacy_authorization_header {
-        webhooks.legacy_authorization_header = on;
-    }
-    if let Some(max) = patch.max_pending_webhooks {
-        webhooks.max_pending_webhooks = max;
-    }
+    patch.apply_to_webhooks(&mut webhooks);
     if let Err(e) = webhooks.validate() {
         return bad_body(e).into_response();
     }
@@ -192,31 +228,7 @@ async fn set_config(
     // Everything is valid: apply it all.
     {
         let mut sim = shared.sim();
-        let settings = sim.settings_mut();
-        if let Some(consent) = patch.consent {
-            settings.consent = consent;
-        }
-        if let Some(secs) = patch.token_lifetime_secs {
-            settings.token_lifetime_secs = secs;
-        }
-        if let Some(secs) = patch.refresh_token_lifetime_secs {
-            settings.refresh_token_lifetime_secs = secs;
-        }
-        if let Some(dialect) = patch.refresh_rejection {
-            settings.refresh_rejection = dialect;
-        }
-        if let Some(n) = patch.grant_tolerance {
-            settings.grant_tolerance = n;
-        }
-        if let Some(dialect) = patch.code_rejection {
-            settings.code_rejection = dialect;
-        }
-        if let Some(model) = patch.refresh_token_expiry {
-            settings.refresh_token_expiry = model;
-        }
-        if let Some(on) = patch.revoke_sends_deauthorization {
-            settings.revoke_sends_deauthorization = on;
-        }
+        patch.apply_to(sim.settings_mut());
     }
     *shared.webhook_settings_mut() = webhooks;
     let evicted = shared.retries().shrink_to(webhooks.max_pending_webhooks);

@@ -252,6 +252,8 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
+    let settings = oauth_settings(&args, &file)?;
+    let webhooks = webhook_settings(&args, &file);
     let listen = match (args.listen, file.listen) {
         (Some(addr), _) => addr,
         (None, Some(text)) => text
@@ -265,76 +267,6 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
             Some(parse_http_url(&url).map_err(|e| format!("config public_url: {e}"))?)
         }
         (None, None) => None,
-    };
-    let token_lifetime_secs = args
-        .token_lifetime
-        .or(file.token_lifetime_secs)
-        .unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS);
-    let refresh_token_lifetime_secs = args
-        .refresh_token_lifetime
-        .or(file.refresh_token_lifetime_secs)
-        .unwrap_or(DEFAULT_REFRESH_TOKEN_LIFETIME_SECS);
-    for (name, secs) in [
-        ("token_lifetime_secs", token_lifetime_secs),
-        ("refresh_token_lifetime_secs", refresh_token_lifetime_secs),
-    ] {
-        if secs == 0 || secs > MAX_LIFETIME_SECS {
-            return Err(format!("config {name} must be 1..={MAX_LIFETIME_SECS}"));
-        }
-    }
-    let settings = Settings {
-        consent: args.consent.or(file.consent).unwrap_or(ConsentMode::Page),
-        token_lifetime_secs,
-        refresh_token_lifetime_secs,
-        refresh_rejection: args
-            .refresh_rejection
-            .or(file.refresh_rejection)
-            .unwrap_or_default(),
-        code_rejection: args
-            .code_rejection
-            .or(file.code_rejection)
-            .unwrap_or_default(),
-        grant_tolerance: args
-            .grant_tolerance
-            .or(file.grant_tolerance)
-            .unwrap_or_default(),
-        refresh_token_expiry: args
-            .refresh_token_expiry
-            .or(file.refresh_token_expiry)
-            .unwrap_or_default(),
-        revoke_sends_deauthorization: args
-            .revoke_sends_deauthorization
-            .or(file.revoke_sends_deauthorization)
-            .unwrap_or(Settings::default().revoke_sends_deauthorization),
-    };
-    let defaults = WebhookSettings::default();
-    let webhooks = WebhookSettings {
-        webhook_timeout_ms: args
-            .webhook_timeout_ms
-            .or(file.webhook_timeout_ms)
-            .unwrap_or(defaults.webhook_timeout_ms),
-        webhook_retries: !args.no_webhook_retries
-            && file.webhook_retries.unwrap_or(defaults.webhook_retries),
-        retry_timestamp: args
-            .retry_timestamp
-            .or(file.retry_timestamp)
-            .unwrap_or(defaults.retry_timestamp),
-        duplicate_rate: args
-            .duplicate_rate
-            .or(file.duplicate_rate)
-            .unwrap_or(defaults.duplicate_rate),
-        webhook_request_id_header: args.webhook_request_id
-            || file
-                .webhook_request_id_header
-                .unwrap_or(defaults.webhook_request_id_header),
-        legacy_authorization_header: args.legacy_authorization
-            || file
-                .legacy_authorization_header
-                .unwrap_or(defaults.legacy_authorization_header),
-        max_pending_webhooks: args
-            .max_pending_webhooks
-            .or(file.max_pending_webhooks)
-            .unwrap_or(defaults.max_pending_webhooks),
     };
     webhooks.validate()?;
     let mut rate_limit = file.rate_limit.unwrap_or_default();
@@ -365,6 +297,84 @@ fn serve_options(args: ServeArgs) -> Result<ServeOptions, String> {
         webhooks,
         rate_limit,
     })
+}
+
+/// The OAuth settings: flags over the config file over defaults.
+fn oauth_settings(args: &ServeArgs, file: &FileConfig) -> Result<Settings, String> {
+    let token_lifetime_secs = args
+        .token_lifetime
+        .or(file.token_lifetime_secs)
+        .unwrap_or(DEFAULT_TOKEN_LIFETIME_SECS);
+    let refresh_token_lifetime_secs = args
+        .refresh_token_lifetime
+        .or(file.refresh_token_lifetime_secs)
+        .unwrap_or(DEFAULT_REFRESH_TOKEN_LIFETIME_SECS);
+    for (name, secs) in [
+        ("token_lifetime_secs", token_lifetime_secs),
+        ("refresh_token_lifetime_secs", refresh_token_lifetime_secs),
+    ] {
+        if secs == 0 || secs > MAX_LIFETIME_SECS {
+            return Err(format!("config {name} must be 1..={MAX_LIFETIME_SECS}"));
+        }
+    }
+    Ok(Settings {
+        consent: args.consent.or(file.consent).unwrap_or(ConsentMode::Page),
+        token_lifetime_secs,
+        refresh_token_lifetime_secs,
+        refresh_rejection: args
+            .refresh_rejection
+            .or(file.refresh_rejection)
+            .unwrap_or_default(),
+        code_rejection: args
+            .code_rejection
+            .or(file.code_rejection)
+            .unwrap_or_default(),
+        grant_tolerance: args
+            .grant_tolerance
+            .or(file.grant_tolerance)
+            .unwrap_or_default(),
+        refresh_token_expiry: args
+            .refresh_token_expiry
+            .or(file.refresh_token_expiry)
+            .unwrap_or_default(),
+        revoke_sends_deauthorization: args
+            .revoke_sends_deauthorization
+            .or(file.revoke_sends_deauthorization)
+            .unwrap_or(Settings::default().revoke_sends_deauthorization),
+    })
+}
+
+/// The webhook settings: flags over the config file over defaults.
+fn webhook_settings(args: &ServeArgs, file: &FileConfig) -> WebhookSettings {
+    let defaults = WebhookSettings::default();
+    WebhookSettings {
+        webhook_timeout_ms: args
+            .webhook_timeout_ms
+            .or(file.webhook_timeout_ms)
+            .unwrap_or(defaults.webhook_timeout_ms),
+        webhook_retries: !args.no_webhook_retries
+            && file.webhook_retries.unwrap_or(defaults.webhook_retries),
+        retry_timestamp: args
+            .retry_timestamp
+            .or(file.retry_timestamp)
+            .unwrap_or(defaults.retry_timestamp),
+        duplicate_rate: args
+            .duplicate_rate
+            .or(file.duplicate_rate)
+            .unwrap_or(defaults.duplicate_rate),
+        webhook_request_id_header: args.webhook_request_id
+            || file
+                .webhook_request_id_header
+                .unwrap_or(defaults.webhook_request_id_header),
+        legacy_authorization_header: args.legacy_authorization
+            || file
+                .legacy_authorization_header
+                .unwrap_or(defaults.legacy_authorization_header),
+        max_pending_webhooks: args
+            .max_pending_webhooks
+            .or(file.max_pending_webhooks)
+            .unwrap_or(defaults.max_pending_webhooks),
+    }
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {

@@ -235,6 +235,27 @@ fn secs_to_ms(secs: u64) -> Millis {
     i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)
 }
 
+/// The code flow and PKCE challenge an authorization request asks for, or the OAuth error
+/// (code and description) to redirect back with.
+fn requested_pkce(req: &AuthorizeRequest) -> Result<Option<Pkce>, (&'static str, String)> {
+    if req.response_type.as_deref() != Some("code") {
+        return Err((
+            "unsupported_response_type",
+            "response_type must be code".to_owned(),
+        ));
+    }
+    match non_empty(&req.code_challenge) {
+        None if non_empty(&req.code_challenge_method).is_some() => Err((
+            "invalid_request",
+            "code_challenge_method without code_challenge".to_owned(),
+        )),
+        None => Ok(None),
+        Some(challenge) => Pkce::from_request(challenge, non_empty(&req.code_challenge_method))
+            .map(Some)
+            .map_err(|why| ("invalid_request", why)),
+    }
+}
+
 fn non_empty(value: &Option<String>) -> Option<&str> {
     value.as_deref().filter(|v| !v.is_empty())
 }
@@ -370,14 +391,12 @@ impl Sim {
 
     // ----- authorize ----------------------------------------------------------
 
-    /// `GET /oauth/authorize`. Problems that make redirecting unsafe (unknown
-    /// client, bad redirect_uri) are page errors; the rest are redirected back to
-    /// the client as OAuth errors (RFC 6749 §4.1.2.1).
-    pub fn authorize(
+    /// The app an authorization request is for and its registered redirect URI, or the error
+    /// page for a request that cannot safely be redirected back (counted either way).
+    fn authorizing_app<'r>(
         &mut self,
-        req: &AuthorizeRequest,
-        now: Millis,
-    ) -> Result<AuthorizeOutcome, AuthorizePageError> {
+        req: &'r AuthorizeRequest,
+    ) -> Result<(App, &'r str), AuthorizePageError> {
         let client_id = non_empty(&req.client_id);
         self.bump(client_id, |c| c.authorize_requests += 1);
         let client_id =
@@ -407,6 +426,18 @@ impl Sim {
                 "Redirect URI mismatch. (4709)".to_owned(),
             ));
         }
+        Ok((app, redirect_uri))
+    }
+
+    /// `GET /oauth/authorize`. Problems that make redirecting unsafe (unknown
+    /// client, bad redirect_uri) are page errors; the rest are redirected back to
+    /// the client as OAuth errors (RFC 6749 §4.1.2.1).
+    pub fn authorize(
+        &mut self,
+        req: &AuthorizeRequest,
+        now: Millis,
+    ) -> Result<AuthorizeOutcome, AuthorizePageError> {
+        let (app, redirect_uri) = self.authorizing_app(req)?;
         let user = self
             .consenting_user(&app.client_id, non_empty(&req.login_hint))
             .map_err(|e| AuthorizePageError(format!("{e} (login_hint)")))?;
@@ -419,26 +450,9 @@ impl Sim {
             AuthorizeOutcome::Redirect(with_query(redirect_uri, &params))
         };
 
-        if req.response_type.as_deref() != Some("code") {
-            return Ok(error_redirect(
-                "unsupported_response_type",
-                "response_type must be code",
-            ));
-        }
-        let pkce = match non_empty(&req.code_challenge) {
-            None if non_empty(&req.code_challenge_method).is_some() => {
-                return Ok(error_redirect(
-                    "invalid_request",
-                    "code_challenge_method without code_challenge",
-                ));
-            }
-            None => None,
-            Some(challenge) => {
-                match Pkce::from_request(challenge, non_empty(&req.code_challenge_method)) {
-                    Ok(pkce) => Some(pkce),
-                    Err(why) => return Ok(error_redirect("invalid_request", &why)),
-                }
-            }
+        let pkce = match requested_pkce(req) {
+            Ok(pkce) => pkce,
+            Err((error, description)) => return Ok(error_redirect(error, &description)),
         };
 
         match self.settings.consent {
