@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event as KubeEvent, EventSeries};
@@ -17,6 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// How long a repeat extends the first Event's series (client-go and kube use the same).
 const SERIES_TTL: SignedDuration = SignedDuration::from_mins(6);
@@ -24,32 +27,90 @@ const SERIES_TTL: SignedDuration = SignedDuration::from_mins(6);
 const MAX_SERIES: usize = 1024;
 
 /// Publishes Events as the operator (`reportingController: zoom-operator`).
+///
+/// Off the caller's path: [`Recorder::publish`] queues the Event and returns, and a background
+/// task sends up to [`SENDERS`] at a time. An Event is a report, not a step of the reconcile
+/// that caused it, so a new connection's pass does not wait a round trip for it. A full queue
+/// ([`QUEUED`]) makes callers wait rather than drop Events.
 #[derive(Clone)]
 pub struct Recorder {
+    queue: mpsc::Sender<Queued>,
+}
+
+/// Events waiting to be sent, at most.
+const QUEUED: usize = 1024;
+/// Events sent at the same time, at most.
+const SENDERS: usize = 8;
+
+struct Queued {
+    event: Event,
+    regarding: ObjectReference,
+    at: Timestamp,
+}
+
+impl Recorder {
+    /// Starts the sending task (it ends when the last clone of the recorder is dropped).
+    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
+        let sender = Sender {
+            client,
+            controller: controller.to_owned(),
+            instance: instance.to_owned(),
+            series: Arc::default(),
+        };
+        let (queue, queued) = mpsc::channel::<Queued>(QUEUED);
+        tokio::spawn(
+            ReceiverStream::new(queued).for_each_concurrent(SENDERS, move |q| {
+                let sender = sender.clone();
+                async move {
+                    if let Err(e) = sender.send(&q.event, &q.regarding, q.at).await {
+                        tracing::warn!(reason = %q.event.reason, error = %e, "could not publish an Event");
+                    }
+                }
+            }),
+        );
+        Recorder { queue }
+    }
+
+    /// Publishes `event` about `regarding`, in its namespace: a new Event, or the next count
+    /// of a series when the same event was published in the last six minutes.
+    pub async fn publish(&self, event: &Event, regarding: &ObjectReference) {
+        let queued = Queued {
+            // kube's Event is not Clone.
+            event: Event {
+                type_: match event.type_ {
+                    EventType::Normal => EventType::Normal,
+                    EventType::Warning => EventType::Warning,
+                },
+                reason: event.reason.clone(),
+                note: event.note.clone(),
+                action: event.action.clone(),
+                secondary: event.secondary.clone(),
+            },
+            regarding: regarding.clone(),
+            at: crate::clock::now(),
+        };
+        if self.queue.send(queued).await.is_err() {
+            tracing::warn!(reason = %event.reason, "the Event sender has stopped; Event not published");
+        }
+    }
+}
+
+/// What sends the queued Events.
+#[derive(Clone)]
+struct Sender {
     client: Client,
     controller: String,
     instance: String,
     series: Arc<Mutex<Series>>,
 }
 
-impl Recorder {
-    pub fn new(client: Client, controller: &str, instance: &str) -> Self {
-        Recorder {
-            client,
-            controller: controller.to_owned(),
-            instance: instance.to_owned(),
-            series: Arc::default(),
-        }
-    }
-
-    /// Publishes `event` about `regarding`, in its namespace: a new Event, or the next count
-    /// of a series when the same event was published in the last six minutes.
-    pub async fn publish(
+impl Sender {
+    async fn send(
         &self,
         event: &Event,
         regarding: &ObjectReference,
+        now: Timestamp,
     ) -> Result<(), kube::Error> {
-        let now = crate::clock::now();
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), namespace);
         let key = SeriesKey::of(event, regarding);

@@ -255,7 +255,7 @@ impl Parts {
             account_reads: Mutex::new(Default::default()),
             webhooks: webhooks.clone(),
             nudges: tokio::sync::broadcast::channel(256).0,
-            app_secrets: Mutex::new(Default::default()),
+            app_secrets: Default::default(),
             applied: Mutex::new(Default::default()),
             tokens: Arc::new(crate::tokens::KnownSecrets::new(caches.clone())),
             caches,

@@ -147,9 +147,7 @@ fn revoke_event(failure: Option<&str>) -> KubeEvent {
 }
 
 async fn publish(ctx: &Context, zc: &ZoomConnection, event: &KubeEvent) {
-    if let Err(e) = ctx.recorder.publish(event, &zc.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish event");
-    }
+    ctx.recorder.publish(event, &zc.object_ref(&())).await;
 }
 
 async fn remove_finalizer(zc: &ZoomConnection, api: &Api<ZoomConnection>) -> Result<(), Error> {

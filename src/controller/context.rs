@@ -45,7 +45,7 @@ pub struct Context {
     /// The shared caches of connections and Secret metadata (`crate::cache`).
     pub caches: crate::cache::Caches,
     /// App Secrets read, by reference: kept until the metadata cache shows another version.
-    pub app_secrets: Mutex<HashMap<crate::api::ObjectRef, Arc<k8s_openapi::api::core::v1::Secret>>>,
+    pub app_secrets: super::app_secrets::AppSecrets,
     /// The last status write per connection UID, until the cache shows it.
     pub applied: Mutex<HashMap<String, OwnWrite>>,
     /// Token Secrets as known without a request (the lease holder's watch, its own writes).
@@ -86,43 +86,19 @@ impl Context {
         let Ok((secret_ref, _)) = credentials::app_secret(zc, default_app) else {
             return Ok(credentials::app_from(zc, default_app, None));
         };
-        let cached = match self.caches.secret_version(&secret_ref) {
+        let version = match self.caches.secret_version(&secret_ref) {
             Some(None) => {
-                self.forget_app_secret(&secret_ref);
+                self.app_secrets.forget(&secret_ref);
                 return Ok(credentials::app_from(zc, default_app, None));
             }
-            Some(Some(version)) => self
-                .app_secrets
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&secret_ref).cloned())
-                .filter(|s| s.metadata.resource_version.as_deref() == Some(version.as_str())),
+            Some(Some(version)) => Some(version),
             None => None,
         };
-        if let Some(secret) = cached {
-            return Ok(credentials::app_from(zc, default_app, Some(&secret)));
-        }
-        let secret = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
-            self.client.clone(),
-            &secret_ref.namespace,
-        )
-        .get_opt(&secret_ref.name)
-        .await?;
-        match &secret {
-            Some(s) => {
-                if let Ok(mut m) = self.app_secrets.lock() {
-                    m.insert(secret_ref, Arc::new(app_secret_kept(s)));
-                }
-            }
-            None => self.forget_app_secret(&secret_ref),
-        }
-        Ok(credentials::app_from(zc, default_app, secret.as_ref()))
-    }
-
-    fn forget_app_secret(&self, secret: &crate::api::ObjectRef) {
-        if let Ok(mut m) = self.app_secrets.lock() {
-            m.remove(secret);
-        }
+        let secret = self
+            .app_secrets
+            .read(&self.client, &secret_ref, version.as_deref())
+            .await?;
+        Ok(credentials::app_from(zc, default_app, secret.as_deref()))
     }
 
     /// Whether the cache still shows `zc` as it was before this process's last status write
@@ -168,22 +144,6 @@ impl Context {
         if let Ok(mut applied) = self.applied.lock() {
             applied.remove(uid);
         }
-    }
-}
-
-/// An app Secret as kept: its identity, version and data; nothing else.
-fn app_secret_kept(
-    secret: &k8s_openapi::api::core::v1::Secret,
-) -> k8s_openapi::api::core::v1::Secret {
-    k8s_openapi::api::core::v1::Secret {
-        metadata: kube::api::ObjectMeta {
-            name: secret.metadata.name.clone(),
-            namespace: secret.metadata.namespace.clone(),
-            resource_version: secret.metadata.resource_version.clone(),
-            ..Default::default()
-        },
-        data: secret.data.clone(),
-        ..Default::default()
     }
 }
 

@@ -5,6 +5,7 @@
 //! publish Events for conditions that changed. Only the lease holder runs this loop.
 
 mod account;
+mod app_secrets;
 mod cleanup;
 mod context;
 pub mod renew;
@@ -635,9 +636,7 @@ async fn publish_refresh_deferred(ctx: &Context, zc: &ZoomConnection, until: Tim
         action: "Refresh".to_owned(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &zc.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish event");
-    }
+    ctx.recorder.publish(&event, &zc.object_ref(&())).await;
 }
 
 async fn publish_transitions(
@@ -662,9 +661,7 @@ async fn publish_transitions(
             action: t.type_.clone(),
             secondary: None,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(error = %e, "could not publish event");
-        }
+        ctx.recorder.publish(&event, &reference).await;
     }
 }
 

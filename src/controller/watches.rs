@@ -114,7 +114,7 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
         ctx.caches.subscribe(),
         ctx.config.default_app_secret.clone(),
     );
-    let (token_secrets, tokens) = token_secrets(&scope, client.clone());
+    let (token_secrets, tokens) = token_secrets(&scope, client.clone(), ctx.tokens.clone());
     let url_changes =
         tokio_stream::wrappers::WatchStream::from_changes(ctx.urls.clone()).map(|_| ());
     // Stored events (in the operator's namespace) change a connection's pendingEvents.
@@ -130,7 +130,17 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
     let config = kube::runtime::controller::Config::default()
         .concurrency(ctx.config.max_concurrent_reconciles);
     let (attach, first_pass) = caches_listed(&ctx, scope.clone(), tokens);
+    // What happens before the first pass is in it: triggers before it would only start
+    // reconciles early, without the caches.
+    let (passed_tx, passed) = watch::channel(false);
+    let first_pass = async move {
+        first_pass.await;
+        passed_tx.send_replace(true);
+    };
     let triggers = connection_triggers(cache.clone(), ctx.caches.subscribe(), first_pass);
+    let credential_changes = after(&passed, credential_changes);
+    let url_changes = after(&passed, url_changes);
+    let nudges = after(&passed, nudges);
 
     let controller = Controller::for_shared_stream(triggers, store)
         .with_config(config)
@@ -169,10 +179,12 @@ async fn run_for(ctx: Arc<Context>, cache: ScopeCache, shutdown: CancellationTok
 
 /// The token Secrets a scope's connections own, data included (they are ours): a reconcile
 /// reads them from the returned store (`KnownSecrets`) instead of asking the API server. The
-/// stream wakes the owning connection of a Secret that changed.
+/// stream wakes the owning connection of a Secret that changed, unless this process made the
+/// change (the pass that wrote it has seen it).
 fn token_secrets(
     scope: &WatchScope,
     client: kube::Client,
+    known: Arc<crate::tokens::KnownSecrets>,
 ) -> (
     impl futures::Stream<Item = Result<Secret, watcher::Error>>,
     Store<Secret>,
@@ -193,7 +205,9 @@ fn token_secrets(
     .predicate_filter(
         kube::runtime::predicates::resource_version,
         Default::default(),
-    );
+    )
+    // A Secret as this process wrote it is the echo of a pass that already saw it.
+    .filter(move |secret| std::future::ready(!matches!(secret, Ok(s) if known.wrote_this(s))));
     (stream, tokens)
 }
 
@@ -233,6 +247,12 @@ fn caches_listed(
         }
     };
     (attach, first_pass)
+}
+
+/// `stream` without what it yields before `passed` is true.
+fn after<S: Stream>(passed: &watch::Receiver<bool>, stream: S) -> impl Stream<Item = S::Item> {
+    let passed = passed.clone();
+    stream.filter(move |_| std::future::ready(*passed.borrow()))
 }
 
 /// How long the first pass waits for the Secret lists.

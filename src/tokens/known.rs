@@ -146,6 +146,20 @@ impl KnownSecrets {
         }
     }
 
+    /// Whether `secret` is, to the resourceVersion, what this process last wrote to it.
+    pub fn wrote_this(&self, secret: &Secret) -> bool {
+        let (Some(namespace), Some(version)) = (secret.namespace(), secret.resource_version())
+        else {
+            return false;
+        };
+        let key = ObjectRef::new(&secret.name_any()).within(&namespace);
+        self.written.lock().is_ok_and(|written| {
+            written
+                .get(&key)
+                .is_some_and(|w| w.secret.resource_version().as_deref() == Some(version.as_str()))
+        })
+    }
+
     /// Forgets what this process wrote to `namespace/name` (a write failed or conflicted: the
     /// next read asks the API server).
     pub fn forget(&self, namespace: &str, name: &str) {
@@ -234,6 +248,22 @@ mod tests {
         // Leadership lost: nothing is known any more.
         known.detach_all();
         assert!(known.get("a", "bot-zoom-token").is_none());
+    }
+
+    #[test]
+    fn the_watch_showing_our_own_write_is_told_apart_from_anyone_elses() {
+        let known = KnownSecrets::new(Caches::of_connections(Vec::new()));
+        assert!(!known.wrote_this(&secret("6", "t6")), "nothing written yet");
+        known.wrote(secret("6", "t6"), Some("5".into()));
+        assert!(known.wrote_this(&secret("6", "t6")));
+        assert!(
+            !known.wrote_this(&secret("5", "t5")),
+            "the version we replaced"
+        );
+        assert!(
+            !known.wrote_this(&secret("7", "t7")),
+            "someone wrote after us"
+        );
     }
 
     #[test]

@@ -596,8 +596,7 @@ async fn dropped(ctx: &Services, zc: &ZoomConnection, stored: &Stored) {
         stored.event, stored.attempts
     );
     tracing::warn!(connection = %format!("{}/{}", zc.metadata.namespace.as_deref().unwrap_or_default(), zc.metadata.name.as_deref().unwrap_or_default()), %note, "dropped an event");
-    let _ = ctx
-        .recorder
+    ctx.recorder
         .publish(
             &KubeEvent {
                 type_: EventType::Warning,

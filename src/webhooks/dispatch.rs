@@ -375,9 +375,7 @@ async fn deauthorize(ctx: Arc<Services>, route: Arc<Route>, at: Option<Timestamp
                 action: "Deauthorize".to_owned(),
                 secondary: None,
             };
-            if let Err(e) = ctx.recorder.publish(&event, &zc.object_ref(&())).await {
-                tracing::warn!(connection = %who, error = %e, "could not publish the Deauthorized event");
-            }
+            ctx.recorder.publish(&event, &zc.object_ref(&())).await;
             true
         }
         Err(e) => {

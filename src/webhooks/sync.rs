@@ -110,13 +110,14 @@ impl IndexSync {
         let connections = self.caches.connections();
         let wanted = wanted_keys(&connections, &self.settings);
         // Forget what is no longer wanted, and what changed (or went away) since it was read.
-        let current: HashMap<SecretRef, Option<String>> = self
-            .cache
-            .keys()
-            .map(|k| (k.clone(), self.caches.secret_version(k).flatten()))
-            .collect();
+        // Before the Secret metadata is listed nobody knows: what was read stays (a rebuild
+        // every 100 ms while thousands of connections load would read it again each time).
+        let caches = &self.caches;
         self.cache.retain(|k, cached| {
-            wanted.contains_key(k) && current.get(k) == Some(&cached.resource_version)
+            wanted.contains_key(k)
+                && caches
+                    .secret_version(k)
+                    .is_none_or(|version| version == cached.resource_version)
         });
         let missing: Vec<_> = wanted
             .iter()
