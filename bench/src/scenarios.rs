@@ -83,7 +83,7 @@ async fn ready_s2s(
 
 pub async fn startup(n: usize) -> anyhow::Result<()> {
     let w = World::start(&[s2s_app("s2s", "acc-1", "tok")]).await?;
-    let baseline = baseline_rate(&w, n).await?;
+    let (baseline, baseline_cpu) = baseline_rate(&w, n).await?;
 
     w.create_all(NS, vec![s2s_secret("app", "s2s", "acc-1", "tok")])
         .await?;
@@ -91,8 +91,10 @@ pub async fn startup(n: usize) -> anyhow::Result<()> {
         .map(|i| connection(&format!("c{i}"), "ServerToServer", "app"))
         .collect();
     w.create_all(NS, connections).await?;
+    let cpu_before = w.cpu(None);
     let op = w.operator(&[]).await?;
     let took = op.wait_ready(&w.http, n, ready_timeout(n)).await?;
+    let cpu = w.cpu(Some(&op)).since(&cpu_before, n);
     // Let follow-up passes (if any) happen before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let requests = w.operator_requests(op.started)?;
@@ -112,6 +114,8 @@ pub async fn startup(n: usize) -> anyhow::Result<()> {
         format!("{baseline:.1}/s"),
     );
     figure("ratio", format!("{:.2}", rate / baseline));
+    figure("CPU ms per connection, operator run (to Ready)", cpu);
+    figure("CPU ms per connection, API server alone", baseline_cpu);
     figure(
         "API requests per connection",
         format!(
@@ -133,13 +137,15 @@ pub async fn startup(n: usize) -> anyhow::Result<()> {
 
 /// What the API server alone sustains for the writes a new connection needs (a Secret create
 /// and a status apply), from 16 concurrent clients: the ceiling the operator is compared with.
-async fn baseline_rate(w: &World, n: usize) -> anyhow::Result<f64> {
+/// Also what each process's CPU time per connection was meanwhile.
+async fn baseline_rate(w: &World, n: usize) -> anyhow::Result<(f64, String)> {
     let zcs = (0..n)
         .map(|i| connection(&format!("b{i}"), "ServerToServer", "app"))
         .collect();
     w.create_all("baseline", zcs).await?;
     let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "baseline");
     let zcs: Api<ZoomConnection> = Api::namespaced(w.client.clone(), "baseline");
+    let cpu_before = w.cpu(None);
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter(0..n)
         .map(|i| {
@@ -166,8 +172,9 @@ async fn baseline_rate(w: &World, n: usize) -> anyhow::Result<f64> {
         .buffer_unordered(16)
         .collect()
         .await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    Ok((rate, w.cpu(None).since(&cpu_before, n)))
 }
 
 // ----- memory -----------------------------------------------------------------------------

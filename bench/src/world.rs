@@ -265,6 +265,24 @@ impl World {
         Ok(Requests(counts))
     }
 
+    /// CPU time (user and system) each process of this world has used so far: the control
+    /// plane's, zoom-sim's and, when given, the operator's.
+    pub fn cpu(&self, operator: Option<&Operator>) -> Cpu {
+        let pids =
+            std::fs::read_to_string(self.dir.join("cluster").join("pids")).unwrap_or_default();
+        let mut seconds: BTreeMap<String, f64> = pids
+            .lines()
+            .filter_map(testenv::ProcessRecord::parse)
+            .filter(|r| r.name != "watchdog")
+            .filter_map(|r| Some((r.name.clone(), cpu_seconds(r.pid)?)))
+            .collect();
+        seconds.extend(cpu_seconds(self._sim.pid()).map(|s| ("zoom-sim".to_owned(), s)));
+        if let Some(op) = operator {
+            seconds.extend(cpu_seconds(op.process.pid()).map(|s| ("zoom-operator".to_owned(), s)));
+        }
+        Cpu(seconds)
+    }
+
     /// Kubernetes Events in [`NS`].
     pub async fn events(&self) -> anyhow::Result<usize> {
         let api: Api<k8s_openapi::api::events::v1::Event> =
@@ -390,6 +408,35 @@ impl Operator {
         })
         .collect()
     }
+}
+
+/// CPU seconds by process name, at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct Cpu(BTreeMap<String, f64>);
+
+impl Cpu {
+    /// What each process used between `before` and this moment, in milliseconds per `per`
+    /// (a connection, say): `kube-apiserver 1.20, etcd 0.31, ...`.
+    pub fn since(&self, before: &Cpu, per: usize) -> String {
+        self.0
+            .iter()
+            .map(|(name, now)| {
+                let used = now - before.0.get(name).copied().unwrap_or(0.0);
+                format!("{name} {:.2}", used * 1000.0 / per.max(1) as f64)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// User plus system time of process `pid` (fields 14 and 15 of /proc/PID/stat, in the
+/// kernel's USER_HZ of 100 ticks a second).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it do not.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn free_port() -> anyhow::Result<u16> {

@@ -19,6 +19,9 @@ mod ports;
 mod processes;
 mod waits;
 
+/// One process of a control plane, as recorded in its `pids` file.
+pub use processes::Record as ProcessRecord;
+
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsFd;
