@@ -32,7 +32,7 @@ use crate::conditions::{self, Verdict};
 use crate::credentials::{AppCredentials, CredentialsProblem};
 use crate::metrics::ResultLabels;
 use crate::signing::TICKET_LIFETIME_SECS;
-use crate::tokens::secret::Ownership;
+use crate::tokens::secret::{Ownership, SinkUnreachable};
 use crate::urls::{PublicUrls, UrlProblem};
 
 use schedule::{TokenDecision, TokenInputs};
@@ -605,7 +605,11 @@ fn sink_verdict(
     // Only a failure of the sink that is configured now counts: after a spec fix the old
     // sink's failure is history.
     let shown = crate::webhooks::forward::display_sink(url);
-    if let Some((failed_sink, why)) = record.sink_problem.as_ref().filter(|(s, _)| *s == shown) {
+    if let Some(SinkUnreachable {
+        sink: failed_sink,
+        message: why,
+    }) = record.sink_problem.as_ref().filter(|p| p.sink == shown)
+    {
         return Verdict::failed(
             conditions::EVENTS_READY,
             "SinkUnreachable",

@@ -112,13 +112,22 @@ pub struct TokenRecord {
     pub last_failure: Option<String>,
     pub refresh_handled: Option<String>,
     pub consumed_states: Vec<(String, Timestamp)>,
-    /// The sink (as shown to people, without query) and why forwarding to it failed; written
-    /// by the webhook path only when the sink's health changes.
-    pub sink_problem: Option<(String, String)>,
+    /// Why forwarding to the sink failed; written by the webhook path only when the sink's
+    /// health changes.
+    pub sink_problem: Option<SinkUnreachable>,
     /// A refresher's claim on the grant while it talks to Zoom.
     pub fence: Option<super::Fence>,
     /// Events given up on after their retries (`crate::webhooks::delivery`).
     pub events_dropped: Option<EventsDropped>,
+}
+
+/// The sink events were last forwarded to failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkUnreachable {
+    /// The sink as shown to people (without its query).
+    pub sink: String,
+    /// Why forwarding failed.
+    pub message: String,
 }
 
 /// Events of a connection dropped after their last retry, with no dead-letter sink to take them.
@@ -274,12 +283,12 @@ pub fn read_record(secret: &Secret) -> TokenRecord {
         refresh_handled: annotation(secret, annotations::REFRESH_HANDLED).map(str::to_owned),
         consumed_states,
         sink_problem: annotation(secret, annotations::SINK_UNREACHABLE_URI).map(|sink| {
-            (
-                sink.to_owned(),
-                annotation(secret, annotations::SINK_UNREACHABLE)
+            SinkUnreachable {
+                sink: sink.to_owned(),
+                message: annotation(secret, annotations::SINK_UNREACHABLE)
                     .unwrap_or_default()
                     .to_owned(),
-            )
+            }
         }),
         fence: annotation(secret, annotations::REFRESH_FENCE).and_then(super::Fence::parse),
         events_dropped: parsed(secret, annotations::EVENTS_DROPPED_TIME).map(|last| {
@@ -380,7 +389,7 @@ fn bookkeeping(record: &TokenRecord, now: Timestamp) -> BTreeMap<String, String>
         .map(|(nonce, expiry)| format!("{nonce}@{}", rfc3339(*expiry)))
         .collect();
     put(annotations::CONSUMED_STATES, Some(live.join(",")));
-    if let Some((sink, message)) = &record.sink_problem {
+    if let Some(SinkUnreachable { sink, message }) = &record.sink_problem {
         put(annotations::SINK_UNREACHABLE_URI, Some(sink.clone()));
         put(annotations::SINK_UNREACHABLE, Some(message.clone()));
     }
@@ -475,10 +484,10 @@ mod tests {
                 ("old".into(), ts("2026-11-29T08:00:00Z")),
                 ("live".into(), ts("2026-11-29T09:10:00Z")),
             ],
-            sink_problem: Some((
-                "http://handler.team-a.svc:8080/zoom".into(),
-                "did not answer within 2.5s".into(),
-            )),
+            sink_problem: Some(SinkUnreachable {
+                sink: "http://handler.team-a.svc:8080/zoom".into(),
+                message: "did not answer within 2.5s".into(),
+            }),
             fence: Some(crate::tokens::Fence::new(
                 "pod-a-1",
                 ts("2026-11-29T09:00:00Z"),

@@ -8,7 +8,7 @@
 
 use jiff::Timestamp;
 
-use super::secret::{remember_state, EventsDropped, TokenGrant, TokenRecord};
+use super::secret::{remember_state, EventsDropped, SinkUnreachable, TokenGrant, TokenRecord};
 use crate::api::ZoomAccount;
 
 use super::fence::{check_fence, Fence, FenceCheck};
@@ -271,8 +271,8 @@ pub fn account_read(record: &mut TokenRecord, access_token: &str, account: &Zoom
 
 /// The sink's health, written only when it changes: healthy to failing, failing to healthy
 /// or failing for another sink; not every new error text.
-pub fn sink_health(record: &mut TokenRecord, problem: Option<&(String, String)>) -> Change {
-    let same_sink = record.sink_problem.as_ref().map(|(s, _)| s) == problem.map(|(s, _)| s);
+pub fn sink_health(record: &mut TokenRecord, problem: Option<&SinkUnreachable>) -> Change {
+    let same_sink = record.sink_problem.as_ref().map(|p| &p.sink) == problem.map(|p| &p.sink);
     if same_sink {
         return Change::Keep;
     }
@@ -724,8 +724,11 @@ mod tests {
 
     #[test]
     fn sink_health_is_written_on_changes_only() {
-        let failing = ("http://sink".to_owned(), "refused".to_owned());
-        let other_words = ("http://sink".to_owned(), "timed out".to_owned());
+        let problem = |message: &str| SinkUnreachable {
+            sink: "http://sink".to_owned(),
+            message: message.to_owned(),
+        };
+        let (failing, other_words) = (problem("refused"), problem("timed out"));
         let mut record = TokenRecord::default();
         assert_eq!(sink_health(&mut record, None), Change::Keep);
         assert_eq!(sink_health(&mut record, Some(&failing)), Change::Write);

@@ -17,7 +17,7 @@ use url::Url;
 
 use super::Services;
 use crate::api::{AuthType, ZoomConnection};
-use crate::tokens::secret::rfc3339;
+use crate::tokens::secret::{rfc3339, SinkUnreachable};
 use crate::tokens::transition::{self, Change};
 use crate::tokens::GrantReason;
 
@@ -262,8 +262,11 @@ impl Dispatcher {
         sink: String,
         result: &Result<(), SinkFailure>,
     ) {
-        let want = result.as_ref().err().map(|why| (sink, why.to_string()));
-        let want_sink = want.as_ref().map(|(s, _)| s.clone());
+        let want = result.as_ref().err().map(|why| SinkUnreachable {
+            sink,
+            message: why.to_string(),
+        });
+        let want_sink = want.as_ref().map(|p| p.sink.clone());
         let known = self
             .sink_health
             .lock()
@@ -286,7 +289,7 @@ impl Dispatcher {
             match written {
                 Ok(Ok(record)) => {
                     if let Ok(mut map) = health.lock() {
-                        map.insert(route.uid.clone(), record.sink_problem.map(|(s, _)| s));
+                        map.insert(route.uid.clone(), record.sink_problem.map(|p| p.sink));
                     }
                 }
                 Ok(Err(())) => {}
