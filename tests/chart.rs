@@ -440,7 +440,11 @@ fn default_values_render_a_highly_available_least_privilege_operator() {
     );
     let binding = r.get("ClusterRoleBinding", "", "zoom-operator");
     assert_eq!(str_of(&binding["roleRef"]["name"]), "zoom-operator");
+}
 
+#[test]
+fn the_default_deployment_runs_two_leader_elected_replicas_probed_on_the_admin_port() {
+    let r = render(&[]);
     // Deployment: two replicas behind leader election, the lease in the release namespace.
     let deployment = r.get("Deployment", RELEASE_NS, RELEASE);
     assert_eq!(deployment["spec"]["replicas"].as_u64(), Some(2));
@@ -518,7 +522,14 @@ fn default_values_render_a_highly_available_least_privilege_operator() {
     );
     assert!(container["resources"]["requests"]["cpu"].is_string());
     assert!(container["resources"]["limits"]["memory"].is_string());
+}
 
+#[test]
+fn the_default_pods_are_hardened_spread_and_kept_up() {
+    let r = render(&[]);
+    let deployment = r.get("Deployment", RELEASE_NS, RELEASE);
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = r.container();
     // Hardened: non-root, read-only root, no capabilities, RuntimeDefault seccomp.
     assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
     assert_eq!(
@@ -1586,13 +1597,7 @@ async fn installed_chart_for_several_namespaces() {
         zcs.wait("bot", "CredentialsReady", "True", "Valid").await;
         zcs.wait_redirect_url("bot", "https://zoom.example.com/oauth/redirect/zoom")
             .await;
-        zcs.wait(
-            "shared",
-            "CredentialsReady",
-            "False",
-            "DefaultAppNotConfigured",
-        )
-        .await;
+        zcs.wait_no_default_app("shared").await;
     }
     // Completing the default app reaches both namespaces through its one-Secret Role (each
     // namespace's controller watches that Secret by name).

@@ -493,13 +493,7 @@ async fn two_watched_namespaces_are_reconciled_and_a_third_is_ignored() {
         zcs.wait_ready("s2s").await;
         zcs.wait_redirect_url("shared", "https://zoom.example.com/oauth/redirect/zoom")
             .await;
-        zcs.wait(
-            "shared",
-            "CredentialsReady",
-            "False",
-            "DefaultAppNotConfigured",
-        )
-        .await;
+        zcs.wait_no_default_app("shared").await;
     }
     b_zcs
         .wait("own", "CredentialsReady", "False", "MissingKey")

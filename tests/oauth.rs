@@ -435,14 +435,7 @@ async fn default_app_is_used_when_configured() {
     {
         let _op = sim.operator(&ns, &[]);
         Zc::default_oauth("bot").apply(&client, &ns).await;
-        let zc = zcs
-            .wait(
-                "bot",
-                "CredentialsReady",
-                "False",
-                "DefaultAppNotConfigured",
-            )
-            .await;
+        let zc = zcs.wait_no_default_app("bot").await;
         assert!(condition_message(&zc, "CredentialsReady").contains("--default-app-secret"));
     }
     // With it: the tenant only authorizes.

@@ -207,7 +207,7 @@ fn token_secrets(
         Default::default(),
     )
     // A Secret as this process wrote it is the echo of a pass that already saw it.
-    .filter(move |secret| std::future::ready(!matches!(secret, Ok(s) if known.wrote_this(s))));
+    .filter(move |secret| std::future::ready(!matches!(secret, Ok(s) if known.caught_up(s))));
     (stream, tokens)
 }
 

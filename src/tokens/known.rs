@@ -146,18 +146,26 @@ impl KnownSecrets {
         }
     }
 
-    /// Whether `secret` is, to the resourceVersion, what this process last wrote to it.
-    pub fn wrote_this(&self, secret: &Secret) -> bool {
+    /// The watch shows `secret`: whether that is, to the resourceVersion, what this process
+    /// last wrote to it. If so the watch has caught up and the copy kept of the write is
+    /// dropped (the watch's is the same); kept, every write of the last [`WRITTEN_TTL`]
+    /// would stay in memory, a whole Secret each.
+    pub fn caught_up(&self, secret: &Secret) -> bool {
         let (Some(namespace), Some(version)) = (secret.namespace(), secret.resource_version())
         else {
             return false;
         };
         let key = ObjectRef::new(&secret.name_any()).within(&namespace);
-        self.written.lock().is_ok_and(|written| {
-            written
-                .get(&key)
-                .is_some_and(|w| w.secret.resource_version().as_deref() == Some(version.as_str()))
-        })
+        let Ok(mut written) = self.written.lock() else {
+            return false;
+        };
+        let ours = written
+            .get(&key)
+            .is_some_and(|w| w.secret.resource_version().as_deref() == Some(version.as_str()));
+        if ours {
+            written.remove(&key);
+        }
+        ours
     }
 
     /// Forgets what this process wrote to `namespace/name` (a write failed or conflicted: the
@@ -253,16 +261,20 @@ mod tests {
     #[test]
     fn the_watch_showing_our_own_write_is_told_apart_from_anyone_elses() {
         let known = KnownSecrets::new(Caches::of_connections(Vec::new()));
-        assert!(!known.wrote_this(&secret("6", "t6")), "nothing written yet");
+        assert!(!known.caught_up(&secret("6", "t6")), "nothing written yet");
         known.wrote(secret("6", "t6"), Some("5".into()));
-        assert!(known.wrote_this(&secret("6", "t6")));
         assert!(
-            !known.wrote_this(&secret("5", "t5")),
+            !known.caught_up(&secret("5", "t5")),
             "the version we replaced"
         );
         assert!(
-            !known.wrote_this(&secret("7", "t7")),
+            !known.caught_up(&secret("7", "t7")),
             "someone wrote after us"
+        );
+        assert!(known.caught_up(&secret("6", "t6")));
+        assert!(
+            known.written.lock().expect("lock").is_empty(),
+            "the copy of the write is dropped once the watch shows it"
         );
     }
 

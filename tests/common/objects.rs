@@ -59,6 +59,12 @@ pub trait Connections {
         self.wait(name, "Ready", "True", "Ready").await
     }
 
+    /// Waits for DefaultOAuth connection `name` to report that the operator has no default app.
+    async fn wait_no_default_app(&self, name: &str) -> ZoomConnection {
+        self.wait(name, "CredentialsReady", "False", "DefaultAppNotConfigured")
+            .await
+    }
+
     /// Waits for `status.redirectURL` of `name` to be `want`.
     async fn wait_redirect_url(&self, name: &str, want: &str) -> ZoomConnection {
         let Zcs { client, ns } = self.zcs();
