@@ -83,7 +83,10 @@ async fn ready_s2s(
 
 pub async fn startup(n: usize) -> anyhow::Result<()> {
     let w = World::start(&[s2s_app("s2s", "acc-1", "tok")]).await?;
-    let (baseline, baseline_cpu) = baseline_rate(&w, n).await?;
+    let (baseline, baseline_cpu) = baseline_rate(&w, n, false).await?;
+    // The same with the Event the operator publishes for a new connection: the ceiling for
+    // three writes per connection.
+    let (with_events, with_events_cpu) = baseline_rate(&w, n, true).await?;
 
     w.create_all(NS, vec![s2s_secret("app", "s2s", "acc-1", "tok")])
         .await?;
@@ -114,8 +117,19 @@ pub async fn startup(n: usize) -> anyhow::Result<()> {
         format!("{baseline:.1}/s"),
     );
     figure("ratio", format!("{:.2}", rate / baseline));
+    figure(
+        "API server alone, the same plus an Event create per connection (16 clients)",
+        format!(
+            "{with_events:.1}/s (the operator reaches {:.2} of it)",
+            rate / with_events
+        ),
+    );
     figure("CPU ms per connection, operator run (to Ready)", cpu);
     figure("CPU ms per connection, API server alone", baseline_cpu);
+    figure(
+        "CPU ms per connection, API server alone with Events",
+        with_events_cpu,
+    );
     figure(
         "API requests per connection",
         format!(
@@ -137,19 +151,26 @@ pub async fn startup(n: usize) -> anyhow::Result<()> {
 
 /// What the API server alone sustains for the writes a new connection needs (a Secret create
 /// and a status apply), from 16 concurrent clients: the ceiling the operator is compared with.
-/// Also what each process's CPU time per connection was meanwhile.
-async fn baseline_rate(w: &World, n: usize) -> anyhow::Result<(f64, String)> {
+/// Also what each process's CPU time per connection was meanwhile. `with_events`: an Event
+/// create per connection too, as the operator publishes for a new connection.
+async fn baseline_rate(w: &World, n: usize, with_events: bool) -> anyhow::Result<(f64, String)> {
+    let ns = if with_events {
+        "baseline-events"
+    } else {
+        "baseline"
+    };
     let zcs = (0..n)
         .map(|i| connection(&format!("b{i}"), "ServerToServer", "app"))
         .collect();
-    w.create_all("baseline", zcs).await?;
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), "baseline");
-    let zcs: Api<ZoomConnection> = Api::namespaced(w.client.clone(), "baseline");
+    w.create_all(ns, zcs).await?;
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), ns);
+    let zcs: Api<ZoomConnection> = Api::namespaced(w.client.clone(), ns);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), ns);
     let cpu_before = w.cpu(None);
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter(0..n)
         .map(|i| {
-            let (secrets, zcs) = (secrets.clone(), zcs.clone());
+            let (secrets, zcs, events) = (secrets.clone(), zcs.clone(), events.clone());
             async move {
                 let secret = credentials(&format!("b{i}-zoom-token"), &[("access_token", "x")]);
                 secrets.create(&Default::default(), &secret).await?;
@@ -166,6 +187,11 @@ async fn baseline_rate(w: &World, n: usize) -> anyhow::Result<(f64, String)> {
                     &Patch::Apply(&status),
                 )
                 .await?;
+                if with_events {
+                    events
+                        .create(&Default::default(), &bench_event(ns, &format!("b{i}")))
+                        .await?;
+                }
                 Ok(())
             }
         })
@@ -175,6 +201,20 @@ async fn baseline_rate(w: &World, n: usize) -> anyhow::Result<(f64, String)> {
     let rate = n as f64 / started.elapsed().as_secs_f64();
     results.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     Ok((rate, w.cpu(None).since(&cpu_before, n)))
+}
+
+/// An Event like the one the operator publishes when a new connection becomes Ready.
+fn bench_event(ns: &str, name: &str) -> k8s_openapi::api::events::v1::Event {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": ns, "name": format!("{name}.bench")},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "type": "Normal", "reason": "Ready", "action": "Ready",
+        "note": "Ready=True: the connection is ready",
+        "reportingController": "bench", "reportingInstance": "bench",
+        "regarding": {"apiVersion": "zoom-operator.io/v1alpha1", "kind": "ZoomConnection",
+                      "namespace": ns, "name": name},
+    }))
+    .expect("event")
 }
 
 // ----- memory -----------------------------------------------------------------------------

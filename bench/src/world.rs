@@ -111,7 +111,7 @@ impl World {
             ],
         )?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        for ns in [NS, "baseline"] {
+        for ns in [NS, "baseline", "baseline-events"] {
             let object: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}}))?;
             namespaces.create(&PostParams::default(), &object).await?;
         }
