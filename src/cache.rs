@@ -205,49 +205,84 @@ impl Caches {
 /// a reader asks of a Secret it does not own (has it changed, does it still exist). A
 /// reflector store of the same metadata took about 800 bytes per Secret.
 #[derive(Clone, Debug, Default)]
-pub struct SecretVersions(Arc<Versions>);
-
-#[derive(Debug, Default)]
-struct Versions {
-    state: RwLock<VersionsState>,
-    listed: tokio::sync::watch::Sender<bool>,
-}
-
-#[derive(Debug, Default)]
-struct VersionsState {
-    current: HashMap<SecretRef, String>,
-    /// A list in progress: replaces `current` when it is done (what it lacks was deleted).
-    relisting: Option<HashMap<SecretRef, String>>,
-}
+pub struct SecretVersions(Arc<SecretMap<String>>);
 
 impl SecretVersions {
     /// The resourceVersion of `key`: `Some(None)` when the watch does not show it, `None`
     /// before it has listed once (only the API server knows then).
     pub fn get(&self, key: &SecretRef) -> Option<Option<String>> {
-        if !*self.0.listed.borrow() {
-            return None;
-        }
-        Some(self.0.state.read().ok()?.current.get(key).cloned())
+        self.0.get(key)
     }
 
     /// Applies a watch event, as a reflector's writer does.
     pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
-        let Ok(mut state) = self.0.state.write() else {
+        self.0.apply(event, secret_ref, |m| {
+            m.metadata.resource_version.clone().unwrap_or_default()
+        });
+    }
+
+    /// Waits until the watch has listed once.
+    pub async fn wait_ready(&self) {
+        self.0.wait_ready().await;
+    }
+}
+
+/// A value per Secret of one watch, by namespace and name: what a reflector store keeps, but
+/// of each Secret only what its readers need ([`SecretVersions`], `tokens::known`).
+#[derive(Debug)]
+pub struct SecretMap<V> {
+    state: RwLock<SecretMapState<V>>,
+    listed: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Debug)]
+struct SecretMapState<V> {
+    current: HashMap<SecretRef, V>,
+    /// A list in progress: replaces `current` when it is done (what it lacks was deleted).
+    relisting: Option<HashMap<SecretRef, V>>,
+}
+
+impl<V> Default for SecretMap<V> {
+    fn default() -> Self {
+        SecretMap {
+            state: RwLock::new(SecretMapState {
+                current: HashMap::new(),
+                relisting: None,
+            }),
+            listed: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+impl<V: Clone> SecretMap<V> {
+    /// The value of `key`: `Some(None)` when the watch does not show it, `None` before it has
+    /// listed once (only the API server knows then).
+    pub fn get(&self, key: &SecretRef) -> Option<Option<V>> {
+        if !*self.listed.borrow() {
+            return None;
+        }
+        Some(self.state.read().ok()?.current.get(key).cloned())
+    }
+
+    /// Applies a watch event, as a reflector's writer does: `key` names the object (None: one
+    /// without a namespace or name, ignored) and `value` is what is kept of it.
+    pub fn apply<K>(
+        &self,
+        event: &watcher::Event<K>,
+        key: impl Fn(&K) -> Option<SecretRef>,
+        value: impl Fn(&K) -> V,
+    ) {
+        let Ok(mut state) = self.state.write() else {
             return;
-        };
-        let entry = |m: &PartialObjectMeta<Secret>| {
-            Some((
-                secret_ref(m)?,
-                m.metadata.resource_version.clone().unwrap_or_default(),
-            ))
         };
         match event {
             watcher::Event::Init => state.relisting = Some(HashMap::new()),
-            watcher::Event::InitApply(m) => {
-                if let Some((key, version)) = entry(m) {
+            watcher::Event::InitApply(object) => {
+                if let Some(key) = key(object) {
+                    let value = value(object);
                     match state.relisting.as_mut() {
-                        Some(list) => list.insert(key, version),
-                        None => state.current.insert(key, version),
+                        Some(list) => list.insert(key, value),
+                        None => state.current.insert(key, value),
                     };
                 }
             }
@@ -257,15 +292,15 @@ impl SecretVersions {
                     state.current = list;
                 }
                 drop(state);
-                self.0.listed.send_replace(true);
+                self.listed.send_replace(true);
             }
-            watcher::Event::Apply(m) => {
-                if let Some((key, version)) = entry(m) {
-                    state.current.insert(key, version);
+            watcher::Event::Apply(object) => {
+                if let Some(key) = key(object) {
+                    state.current.insert(key, value(object));
                 }
             }
-            watcher::Event::Delete(m) => {
-                if let Some(key) = secret_ref(m) {
+            watcher::Event::Delete(object) => {
+                if let Some(key) = key(object) {
                     state.current.remove(&key);
                 }
             }
@@ -274,7 +309,7 @@ impl SecretVersions {
 
     /// Waits until the watch has listed once.
     pub async fn wait_ready(&self) {
-        let _ = self.0.listed.subscribe().wait_for(|listed| *listed).await;
+        let _ = self.listed.subscribe().wait_for(|listed| *listed).await;
     }
 }
 
@@ -387,10 +422,12 @@ pub fn strip_connection(zc: &mut ZoomConnection) {
     }
 }
 
-fn secret_ref(meta: &PartialObjectMeta<Secret>) -> Option<SecretRef> {
+/// The namespace and name of a namespaced object (None when it lacks either).
+pub fn secret_ref(object: &impl kube::Resource) -> Option<SecretRef> {
+    let meta = object.meta();
     Some(SecretRef::new(
-        meta.metadata.namespace.as_deref()?,
-        meta.metadata.name.as_deref()?,
+        meta.namespace.as_deref()?,
+        meta.name.as_deref()?,
     ))
 }
 

@@ -269,6 +269,11 @@ pub async fn memory(n: usize) -> anyhow::Result<()> {
         ),
         format!("{rss:.1} MiB (peak {peak:.1} MiB)"),
     );
+    let (heap, mapped) = op.memory_split();
+    figure(
+        "of which heap and stacks / mapped binary and libraries",
+        format!("{heap:.1} MiB / {mapped:.1} MiB"),
+    );
     // A graceful stop, so a heap-profiling build (--features dhat-heap) writes its profile.
     op.process.terminate()
 }

@@ -379,17 +379,19 @@ impl Operator {
 
     /// Resident and peak memory (MiB).
     pub fn memory(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.pid()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-                / 1024.0
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        let status = self.status();
+        (mib(&status, "VmRSS:"), mib(&status, "VmHWM:"))
+    }
+
+    /// The resident size split into the heap and stacks (`RssAnon`) and the mapped binary and
+    /// libraries (`RssFile`), MiB.
+    pub fn memory_split(&self) -> (f64, f64) {
+        let status = self.status();
+        (mib(&status, "RssAnon:"), mib(&status, "RssFile:"))
+    }
+
+    fn status(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/status", self.process.pid())).unwrap_or_default()
     }
 
     /// The socket inodes the process has open now.
@@ -516,4 +518,14 @@ pub fn connection(name: &str, auth_type: &str, secret: &str) -> ZoomConnection {
         "spec": {"authType": auth_type, "credentialsRef": {"name": secret}},
     }))
     .expect("connection")
+}
+
+/// A `/proc/PID/status` field given in kB, as MiB (0 when missing).
+fn mib(status: &str, name: &str) -> f64 {
+    status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
 }

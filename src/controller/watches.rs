@@ -6,21 +6,22 @@
 
 use std::sync::Arc;
 
-use futures::stream::{self, BoxStream, Stream, StreamExt};
+use futures::stream::{self, BoxStream, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ZoomConnection, MANAGED_BY_LABEL};
 use crate::cache::{Change, ScopeCache};
 use crate::config::WatchScope;
+use crate::tokens::TokenSecrets;
 use crate::urls::{derive_public_urls, UrlSource};
 
 use super::{error_policy, reconcile, Context, UrlState};
@@ -187,17 +188,18 @@ fn token_secrets(
     known: Arc<crate::tokens::KnownSecrets>,
 ) -> (
     impl futures::Stream<Item = Result<Secret, watcher::Error>>,
-    Store<Secret>,
+    TokenSecrets,
 ) {
-    let (tokens, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(
-            scope.api::<Secret>(client),
-            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
-        )
-        .modify(|s| s.managed_fields_mut().clear()),
+    let tokens = TokenSecrets::default();
+    let cache = tokens.clone();
+    let stream = watcher(
+        scope.api::<Secret>(client),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=zoom-operator")),
     )
+    .map_ok(move |event| {
+        cache.apply(&event);
+        event
+    })
     .default_backoff()
     // The first pass over every connection follows the first list (`caches_listed`).
     .filter_map(crate::cache::without_first_list())
@@ -222,7 +224,7 @@ fn token_secrets(
 fn caches_listed(
     ctx: &Context,
     scope: WatchScope,
-    tokens: Store<Secret>,
+    tokens: TokenSecrets,
 ) -> (
     impl std::future::Future<Output = ()> + use<>,
     impl std::future::Future<Output = ()> + use<>,
@@ -230,10 +232,9 @@ fn caches_listed(
     let (attached_tx, mut attached) = watch::channel(false);
     let known = ctx.tokens.clone();
     let attach = async move {
-        if tokens.wait_until_ready().await.is_ok() {
-            known.attach(scope, tokens);
-            attached_tx.send_replace(true);
-        }
+        tokens.wait_ready().await;
+        known.attach(scope, tokens);
+        attached_tx.send_replace(true);
         std::future::pending::<()>().await;
     };
     let caches = ctx.caches.clone();

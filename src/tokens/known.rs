@@ -12,10 +12,10 @@ use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::ResourceExt;
 
-use crate::cache::Caches;
+use super::cached::{CachedSecret, TokenSecrets};
+use crate::api::ObjectRef as SecretRef;
+use crate::cache::{secret_ref, Caches};
 use crate::config::WatchScope;
 
 /// How long a Secret this process wrote is preferred over the watch's copy. The watch shows a
@@ -26,7 +26,7 @@ const REPLACED_KEPT: usize = 8;
 
 #[derive(Debug)]
 struct Written {
-    secret: Secret,
+    secret: CachedSecret,
     /// Versions this process replaced, oldest first: a watch still showing one is behind.
     replaced: Vec<String>,
     at: Instant,
@@ -36,8 +36,8 @@ struct Written {
 #[derive(Debug)]
 pub struct KnownSecrets {
     /// The lease holder's token-Secret caches, once listed.
-    stores: RwLock<Vec<(WatchScope, Store<Secret>)>>,
-    written: Mutex<HashMap<ObjectRef<Secret>, Written>>,
+    stores: RwLock<Vec<(WatchScope, TokenSecrets)>>,
+    written: Mutex<HashMap<SecretRef, Written>>,
     /// Secret metadata of every watched namespace: says whether a Secret missing from the
     /// label-scoped watch exists without the label (someone else's Secret under our name).
     caches: Caches,
@@ -54,7 +54,7 @@ impl KnownSecrets {
 
     /// Adds a listed token-Secret cache (the lease holder's controller, per scope), in place
     /// of any earlier one of that scope.
-    pub fn attach(&self, scope: WatchScope, store: Store<Secret>) {
+    pub fn attach(&self, scope: WatchScope, store: TokenSecrets) {
         if let Ok(mut stores) = self.stores.write() {
             stores.retain(|(s, _)| *s != scope);
             stores.push((scope, store));
@@ -87,34 +87,30 @@ impl KnownSecrets {
     /// The Secret `namespace/name` as far as known without a request: `Some(None)` when it
     /// does not exist, `None` when only the API server can say.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Option<Secret>> {
-        let key = ObjectRef::new(name).within(namespace);
+        let key = SecretRef::new(namespace, name);
         let cached = {
             let stores = self.stores.read().ok()?;
             let (_, store) = stores.iter().find(|(scope, _)| scope.covers(namespace))?;
-            store.get(&key)
+            store.get(&key)?
         };
-        let cached_version = cached.as_ref().and_then(|s| s.resource_version());
         if let Ok(mut written) = self.written.lock() {
             if let Some(w) = written.get(&key) {
-                let behind = match &cached_version {
+                let behind = match &cached {
                     None => true,
-                    Some(v) => w.replaced.contains(v),
+                    Some(c) => w.replaced.iter().any(|v| v == c.resource_version()),
                 };
                 if behind && w.at.elapsed() < WRITTEN_TTL {
-                    return Some(Some(w.secret.clone()));
+                    return Some(Some(w.secret.to_secret(&key)));
                 }
                 // Caught up with our write, or someone wrote after it.
                 written.remove(&key);
             }
         }
         match cached {
-            Some(secret) => Some(Some((*secret).clone())),
+            Some(secret) => Some(Some(secret.to_secret(&key))),
             // Missing from the label-scoped watch: absent, unless a Secret of that name
             // exists without our label (then the API server says whose it is).
-            None => match self
-                .caches
-                .secret_version(&crate::api::ObjectRef::new(namespace, name))
-            {
+            None => match self.caches.secret_version(&key) {
                 Some(None) => Some(None),
                 _ => None,
             },
@@ -122,12 +118,10 @@ impl KnownSecrets {
     }
 
     /// Records a Secret this process wrote, replacing version `replaced` (None: created).
-    pub fn wrote(&self, mut secret: Secret, replaced: Option<String>) {
-        let (Some(namespace), Some(name)) = (secret.namespace(), Some(secret.name_any())) else {
+    pub fn wrote(&self, secret: Secret, replaced: Option<String>) {
+        let Some(key) = secret_ref(&secret) else {
             return;
         };
-        secret.managed_fields_mut().clear();
-        let key = ObjectRef::new(&name).within(&namespace);
         if let Ok(mut written) = self.written.lock() {
             prune(&mut written, Instant::now());
             let mut versions = written.remove(&key).map(|w| w.replaced).unwrap_or_default();
@@ -138,7 +132,7 @@ impl KnownSecrets {
             written.insert(
                 key,
                 Written {
-                    secret,
+                    secret: CachedSecret::of(&secret),
                     replaced: versions,
                     at: Instant::now(),
                 },
@@ -151,17 +145,16 @@ impl KnownSecrets {
     /// dropped (the watch's is the same); kept, every write of the last [`WRITTEN_TTL`]
     /// would stay in memory, a whole Secret each.
     pub fn caught_up(&self, secret: &Secret) -> bool {
-        let (Some(namespace), Some(version)) = (secret.namespace(), secret.resource_version())
+        let (Some(key), Some(version)) = (secret_ref(secret), &secret.metadata.resource_version)
         else {
             return false;
         };
-        let key = ObjectRef::new(&secret.name_any()).within(&namespace);
         let Ok(mut written) = self.written.lock() else {
             return false;
         };
         let ours = written
             .get(&key)
-            .is_some_and(|w| w.secret.resource_version().as_deref() == Some(version.as_str()));
+            .is_some_and(|w| w.secret.resource_version() == version);
         if ours {
             written.remove(&key);
         }
@@ -172,46 +165,62 @@ impl KnownSecrets {
     /// next read asks the API server).
     pub fn forget(&self, namespace: &str, name: &str) {
         if let Ok(mut written) = self.written.lock() {
-            written.remove(&ObjectRef::new(name).within(namespace));
+            written.remove(&SecretRef::new(namespace, name));
         }
     }
 }
 
 /// Forgets writes older than [`WRITTEN_TTL`]: past it the watch's copy wins anyway (`get`), and
 /// a Secret written once an hour would otherwise stay here, one copy per connection.
-fn prune(written: &mut HashMap<ObjectRef<Secret>, Written>, now: Instant) {
+fn prune(written: &mut HashMap<SecretRef, Written>, now: Instant) {
     written.retain(|_, w| now.saturating_duration_since(w.at) < WRITTEN_TTL);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::{reflector, watcher};
+    use kube::runtime::watcher;
 
     fn secret(rv: &str, token: &str) -> Secret {
-        serde_json::from_value(serde_json::json!({
+        let mut secret: Secret = serde_json::from_value(serde_json::json!({
             "metadata": {"namespace": "a", "name": "bot-zoom-token", "resourceVersion": rv},
-            "stringData": {"accessToken": token},
         }))
-        .expect("secret")
+        .expect("secret");
+        secret.data = Some(
+            [(
+                "accessToken".to_owned(),
+                k8s_openapi::ByteString(token.as_bytes().to_vec()),
+            )]
+            .into(),
+        );
+        secret
     }
 
     fn token(s: &Option<Secret>) -> String {
         s.as_ref()
-            .and_then(|s| s.string_data.as_ref())
-            .and_then(|d| d.get("accessToken").cloned())
+            .and_then(|s| s.data.as_ref())
+            .and_then(|d| d.get("accessToken"))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
             .unwrap_or_default()
+    }
+
+    /// A token-Secret cache that has listed, and nothing in it.
+    fn listed() -> TokenSecrets {
+        let tokens = TokenSecrets::default();
+        tokens.apply(&watcher::Event::Init);
+        tokens.apply(&watcher::Event::InitDone);
+        tokens
     }
 
     #[test]
     fn own_writes_win_until_the_watch_catches_up() {
-        let (reader, mut writer) = reflector::store();
+        let tokens = listed();
         let known = KnownSecrets::new(Caches::of_connections(Vec::new()));
         // Nothing attached yet: only the API server knows.
         assert!(known.get("a", "bot-zoom-token").is_none());
-        known.attach(WatchScope::All, reader);
+        known.attach(WatchScope::All, tokens.clone());
 
-        writer.apply_watcher_event(&watcher::Event::Apply(secret("5", "t5")));
+        tokens.apply(&watcher::Event::Apply(secret("5", "t5")));
         assert_eq!(
             token(&known.get("a", "bot-zoom-token").expect("known")),
             "t5"
@@ -225,13 +234,13 @@ mod tests {
         );
         // And 6 with 7 before the watch showed 6.
         known.wrote(secret("7", "t7"), Some("6".into()));
-        writer.apply_watcher_event(&watcher::Event::Apply(secret("6", "t6")));
+        tokens.apply(&watcher::Event::Apply(secret("6", "t6")));
         assert_eq!(
             token(&known.get("a", "bot-zoom-token").expect("known")),
             "t7"
         );
         // The watch caught up.
-        writer.apply_watcher_event(&watcher::Event::Apply(secret("7", "t7")));
+        tokens.apply(&watcher::Event::Apply(secret("7", "t7")));
         assert_eq!(
             token(&known.get("a", "bot-zoom-token").expect("known")),
             "t7"
@@ -239,7 +248,7 @@ mod tests {
 
         // Someone else wrote after us: theirs wins.
         known.wrote(secret("8", "t8"), Some("7".into()));
-        writer.apply_watcher_event(&watcher::Event::Apply(secret("9", "t9")));
+        tokens.apply(&watcher::Event::Apply(secret("9", "t9")));
         assert_eq!(
             token(&known.get("a", "bot-zoom-token").expect("known")),
             "t9"
@@ -291,10 +300,9 @@ mod tests {
 
     #[test]
     fn a_secret_the_watch_does_not_show_is_asked_for_unless_known_absent() {
-        let (reader, _writer) = reflector::store::<Secret>();
         // No Secret metadata cache covers "a": the API server must say.
         let known = KnownSecrets::new(Caches::of_connections(Vec::new()));
-        known.attach(WatchScope::All, reader);
+        known.attach(WatchScope::All, listed());
         assert!(known.get("a", "bot-zoom-token").is_none());
         // Created by us: known before the watch shows it.
         known.wrote(secret("3", "t3"), None);
@@ -305,7 +313,6 @@ mod tests {
 
         // With Secret metadata: absent is known; a Secret of that name without our label
         // (someone else's) is asked for.
-        let (reader, _writer) = reflector::store::<Secret>();
         let meta = crate::cache::SecretVersions::default();
         // Before the metadata watch has listed, nothing is known absent.
         meta.apply(&watcher::Event::Init);
@@ -314,7 +321,7 @@ mod tests {
             crate::cache::SecretScope::Watch(WatchScope::All),
             meta.clone(),
         ));
-        known.attach(WatchScope::All, reader);
+        known.attach(WatchScope::All, listed());
         assert_eq!(known.get("a", "bot-zoom-token"), Some(None));
         let foreign: kube::core::PartialObjectMeta<Secret> =
             serde_json::from_value(serde_json::json!({

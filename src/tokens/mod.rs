@@ -6,8 +6,11 @@
 //! - `fence`: the claim a refresher records before it sends a refresh token;
 //! - `pending`: a grant Zoom issued that is not stored yet;
 //! - `transition`: every change to a token Secret, as a pure function of its record;
-//! - `store`: the one writer, which applies a transition by compare-and-swap.
+//! - `store`: the one writer, which applies a transition by compare-and-swap;
+//! - `known` and `cached`: what this process knows of token Secrets without asking (the
+//!   lease holder's watch, kept compact, and its own writes).
 
+mod cached;
 mod fence;
 mod known;
 mod pending;
@@ -16,6 +19,7 @@ pub mod secret;
 pub mod store;
 pub mod transition;
 
+pub use cached::TokenSecrets;
 pub use fence::{check_fence, spent_message, token_hash, Fence, FenceCheck, FENCE_TTL};
 pub use known::KnownSecrets;
 pub use pending::{not_stored_message, pending_fit, PendingFit, PendingGrant};
