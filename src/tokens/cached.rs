@@ -22,8 +22,9 @@ use crate::cache::{secret_ref, SecretMap};
 /// A label, annotation or data key: the operator's own are shared.
 type Key = Cow<'static, str>;
 
-/// The keys every token Secret carries, kept once for all of them.
-const KNOWN_KEYS: [&str; 26] = [
+/// The keys every token Secret carries (with the bookkeeping annotations, `annotations::ALL`),
+/// kept once for all of them.
+const OWN_KEYS: [&str; 9] = [
     ACCESS_TOKEN,
     REFRESH_TOKEN,
     TOKEN_TYPE,
@@ -33,28 +34,15 @@ const KNOWN_KEYS: [&str; 26] = [
     MANAGED_BY_LABEL,
     CONNECTION_LABEL,
     crate::api::REFRESH_REQUESTED_ANNOTATION,
-    annotations::ALL[0],
-    annotations::ALL[1],
-    annotations::ALL[2],
-    annotations::ALL[3],
-    annotations::ALL[4],
-    annotations::ALL[5],
-    annotations::ALL[6],
-    annotations::ALL[7],
-    annotations::ALL[8],
-    annotations::ALL[9],
-    annotations::ALL[10],
-    annotations::ALL[11],
-    annotations::ALL[12],
-    annotations::ALL[13],
-    annotations::ALL[14],
-    annotations::ALL[15],
-    annotations::ALL[16],
 ];
 
 fn key(k: &str) -> Key {
-    match KNOWN_KEYS.iter().find(|known| **known == k) {
-        Some(known) => Cow::Borrowed(known),
+    match OWN_KEYS
+        .iter()
+        .chain(&annotations::ALL)
+        .find(|own| **own == k)
+    {
+        Some(own) => Cow::Borrowed(own),
         None => Cow::Owned(k.to_owned()),
     }
 }
